@@ -1,0 +1,154 @@
+"""`recon`: run, serve, synth. The CLI does the I/O and prints; the core stays pure."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from .config import DEFAULT_DB, DEFAULT_REPORTS, SAMPLE_DIR, DATA_DIR
+from .errors import ReconError
+
+__all__ = ["main"]
+
+SAMPLE_HOUSEHOLDS = 3000
+SAMPLE_SEED = 20260901
+
+
+def _quiet_prefect() -> None:
+    """No telemetry (there is no network), and the ephemeral Prefect database inside data/."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_HOME", str(DATA_DIR / ".prefect"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _date(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inbox", type=Path, default=None,
+                   help="folder with roster/, dibao/, filing/ (default: the sample county, generated if missing)")
+    p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB.relative_to(DATA_DIR.parent)})")
+    p.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="folder for the clerks' workbooks")
+    p.add_argument("--as-of", type=_date, default=None, help="reference date of the check (default today)")
+    p.add_argument("--config", type=Path, default=None, help="folder with settings.toml / header_aliases.toml / codes.toml overrides")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recon", description="Reconcile student-aid rosters with the dibao and filing-card systems.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="reconcile an inbox now (no Prefect server needed)")
+    _run_options(run)
+    serve = sub.add_parser("serve", help="run every night on a schedule (needs a Prefect server)")
+    _run_options(serve)
+    serve.add_argument("--cron", default="0 2 * * *", help='cron schedule in Asia/Shanghai time (default "0 2 * * *")')
+    synth = sub.add_parser("synth", help="generate a synthetic county: DIR/inbox and DIR/truth")
+    synth.add_argument("dir", type=Path)
+    synth.add_argument("--households", type=int, default=SAMPLE_HOUSEHOLDS)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--errors", type=float, default=1.0, help="multiplies every error rate (default 1)")
+    return p
+
+
+def _sample_inbox() -> Path:
+    inbox = SAMPLE_DIR / "inbox"
+    if not inbox.is_dir():
+        from .synth import SynthConfig, generate_county
+
+        print(f"generating the sample county ({SAMPLE_HOUSEHOLDS} households) into {SAMPLE_DIR} …", flush=True)
+        generate_county(SAMPLE_DIR, SynthConfig(households=SAMPLE_HOUSEHOLDS, seed=SAMPLE_SEED))
+    return inbox
+
+
+def _flow_params(args: argparse.Namespace) -> dict[str, str | None]:
+    inbox = args.inbox if args.inbox is not None else _sample_inbox()
+    if not inbox.is_dir():
+        raise ReconError(f"inbox folder {inbox} does not exist")
+    return {
+        "inbox": str(inbox.resolve()),
+        "db": str(args.db.resolve()),
+        "reports": str(args.reports.resolve()),
+        "as_of": args.as_of,
+        "config": str(args.config.resolve()) if args.config else None,
+    }
+
+
+def _print_summary(counts: dict[str, object], seconds: float) -> None:
+    kinds = {k[5:]: v for k, v in counts.items() if k.startswith("kind_")}
+    print()
+    print(f"recon: run {counts.get('run_id')} finished in {seconds:.1f} s")
+    print(f"  rows read      roster {counts['roster_rows']}, dibao {counts['dibao_rows']}, filing {counts['filing_rows']}")
+    print(f"  row problems   {counts['problem_rows']} (table row_problems)")
+    print(f"  roster rows    matched {counts['matched']}, for review {counts['review']}, not found {counts['not_found']}")
+    print(f"  discrepancies  {counts['discrepancies']}" + ("".join(f"\n    {k:<18} {v}" for k, v in sorted(kinds.items()))))
+    print(f"  reports        {counts.get('reports')}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = _flow_params(args)
+    _quiet_prefect()
+    from flows.nightly import nightly_reconciliation
+
+    t0 = time.perf_counter()
+    counts = nightly_reconciliation(**params)
+    _print_summary(counts, time.perf_counter() - t0)
+    print(f"  database       {params['db']}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    params = _flow_params(args)
+    _quiet_prefect()
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        print(
+            "recon serve needs a running Prefect server (the ephemeral mode cannot schedule).\n"
+            "Start one in another terminal:\n"
+            "    .venv/bin/prefect server start\n"
+            "then point recon at it and serve:\n"
+            "    PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/recon serve "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.items() if v)
+            + f' --cron "{args.cron}"',
+            file=sys.stderr,
+        )
+        return 2
+    from prefect.schedules import Cron
+
+    from flows.nightly import TIMEZONE, nightly_reconciliation
+
+    nightly_reconciliation.serve(
+        name="nightly", schedule=Cron(args.cron, timezone=TIMEZONE), parameters=params,
+        description="Nightly reconciliation of the student-aid rosters",
+    )
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .synth import SynthConfig, generate_county
+
+    t0 = time.perf_counter()
+    summary = generate_county(args.dir, SynthConfig(households=args.households, seed=args.seed, errors=args.errors))
+    print(f"generated {args.dir} in {time.perf_counter() - t0:.1f} s: {summary}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": _run, "serve": _serve, "synth": _synth}[args.command](args)
+    except ReconError as exc:
+        print(f"recon: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

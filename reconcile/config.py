@@ -1,0 +1,176 @@
+"""Settings and paths: configuration is data, read once, validated, passed as one object."""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = [
+    "PACKAGE_CONFIG",
+    "PROJECT_ROOT",
+    "DATA_DIR",
+    "DEFAULT_DB",
+    "DEFAULT_REPORTS",
+    "SAMPLE_DIR",
+    "Level",
+    "MatchSettings",
+    "Settings",
+    "load_settings",
+]
+
+PACKAGE_CONFIG = Path(__file__).parent / "config"
+PROJECT_ROOT = Path(os.environ.get("RECON_HOME", Path(__file__).resolve().parent.parent))
+DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_DB = DATA_DIR / "recon.duckdb"
+DEFAULT_REPORTS = DATA_DIR / "reports"
+SAMPLE_DIR = DATA_DIR / "sample"
+
+# Each compared field and its levels, in the order they are tried.
+COMPARISONS: dict[str, tuple[str, ...]] = {
+    "id": ("exact", "one_digit", "swap", "prefix", "else"),
+    "name": ("exact", "pinyin", "wildcard", "close", "else"),
+    "birth": ("exact", "else"),
+    "gender": ("agree", "disagree"),
+    "head": ("exact", "pinyin", "else"),
+    "place": ("village", "town", "else"),
+}
+
+
+@dataclass(frozen=True)
+class Level:
+    """One comparison level: m = P(level | same person), u = P(level | different persons)."""
+
+    m: float
+    u: float
+
+    @property
+    def bits(self) -> float:
+        return math.log2(self.m / self.u)
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    matched: float
+    review: float
+    margin_bits: float
+    prior_bits: float
+    max_block: int
+    min_known_prefix: int
+    levels: Mapping[str, Mapping[str, Level]]
+
+    def bits(self, comparison: str, level: str) -> float:
+        return self.levels[comparison][level].bits
+
+    @property
+    def matched_bits(self) -> float:
+        return math.log2(self.matched / (1 - self.matched))
+
+    @property
+    def review_bits(self) -> float:
+        return math.log2(self.review / (1 - self.review))
+
+
+@dataclass(frozen=True)
+class Settings:
+    header_aliases: Mapping[str, Mapping[str, tuple[str, ...]]]
+    codes: Mapping[str, Mapping[str, str]]
+    qualifying_poverty: frozenset[str]
+    qualifying_dibao: frozenset[str]
+    match: MatchSettings
+    sources: tuple[Path, ...] = field(default=())
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: not valid TOML ({exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
+    try:
+        levels: dict[str, Mapping[str, Level]] = {}
+        for comparison, names in COMPARISONS.items():
+            table = raw["levels"][comparison]
+            unknown = set(table) - set(names)
+            if unknown:
+                raise ConfigError(f"{where}: match.levels.{comparison} has unknown levels {sorted(unknown)}")
+            parsed: dict[str, Level] = {}
+            for name in names:
+                m, u = (float(x) for x in table[name])
+                if not (0 < m <= 1 and 0 < u <= 1):
+                    raise ConfigError(f"{where}: match.levels.{comparison}.{name} needs 0 < m, u <= 1")
+                parsed[name] = Level(m, u)
+            levels[comparison] = MappingProxyType(parsed)
+        out = MatchSettings(
+            matched=float(raw["matched"]),
+            review=float(raw["review"]),
+            margin_bits=float(raw["margin_bits"]),
+            prior_bits=float(raw["prior_bits"]),
+            max_block=int(raw["max_block"]),
+            min_known_prefix=int(raw["min_known_prefix"]),
+            levels=MappingProxyType(levels),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{where}: missing setting match.{exc.args[0]}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: bad value in [match] ({exc})") from exc
+    if not 0 < out.review <= out.matched < 1:
+        raise ConfigError(f"{where}: need 0 < match.review <= match.matched < 1")
+    return out
+
+
+def load_settings(config_dir: Path | None = None) -> Settings:
+    """Packaged defaults, extended or overridden by the files found in `config_dir`."""
+    from .ingest import load_header_aliases  # ingest owns the alias format
+
+    if config_dir is not None and not Path(config_dir).is_dir():
+        raise ConfigError(f"config folder {config_dir} does not exist")
+    dirs = [PACKAGE_CONFIG] + ([Path(config_dir)] if config_dir is not None else [])
+    alias_files = [d / "header_aliases.toml" for d in dirs if (d / "header_aliases.toml").exists()]
+    raw_settings: dict[str, Any] = {}
+    raw_codes: dict[str, Any] = {}
+    used: list[Path] = list(alias_files)
+    for d in dirs:
+        for name, target in (("settings.toml", raw_settings), ("codes.toml", raw_codes)):
+            path = d / name
+            if path.exists():
+                merged = _merge(target, _read_toml(path))
+                target.clear()
+                target.update(merged)
+                used.append(path)
+    eligibility = raw_codes.pop("eligibility", {})
+    codes: dict[str, Mapping[str, str]] = {}
+    for table, mapping in raw_codes.items():
+        if not isinstance(mapping, Mapping) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ConfigError(f"codes.toml: [{table}] must map strings to strings")
+        codes[table] = MappingProxyType({str(k).strip(): v for k, v in mapping.items()})
+    where = ", ".join(p.name for p in used)
+    return Settings(
+        header_aliases=load_header_aliases(alias_files),
+        codes=MappingProxyType(codes),
+        qualifying_poverty=frozenset(eligibility.get("poverty_status", ())),
+        qualifying_dibao=frozenset(eligibility.get("dibao_status", ())),
+        match=_match_settings(raw_settings.get("match", {}), where),
+        sources=tuple(used),
+    )

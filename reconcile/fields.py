@@ -1,0 +1,40 @@
+"""The canonical field names of each source, after header aliases are applied.
+
+Every column a spreadsheet may carry maps to one of these (see config/header_aliases.toml).
+"""
+
+from __future__ import annotations
+
+__all__ = ["SOURCES", "SYSTEMS", "FIELDS", "REQUIRED", "ID_FIELDS", "LINEAGE"]
+
+SOURCES: tuple[str, ...] = ("roster", "dibao", "filing")
+SYSTEMS: tuple[str, ...] = ("dibao", "filing")
+
+LINEAGE: tuple[str, ...] = ("source", "file", "sheet", "row")
+
+FIELDS: dict[str, tuple[str, ...]] = {
+    "roster": (
+        "seq", "school", "stage", "grade", "class_name", "name", "gender", "ethnicity",
+        "birth_date", "id_number", "student_no", "boarding", "head_name", "head_id",
+        "relation", "town", "village", "aid_item", "amount", "phone",
+    ),
+    "dibao": (
+        "town", "village", "head_name", "head_id", "household_size", "name", "id_number",
+        "relation", "dibao_category", "monthly_amount", "approved_date", "status",
+    ),
+    "filing": (
+        "county", "town", "village", "household_no", "head_name", "person_no", "name",
+        "id_number", "relation", "gender", "school_status", "household_type",
+        "poverty_status", "exit_year",
+    ),
+}
+
+# A sheet lacking one of these cannot be used for matching at all.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "roster": ("name",),
+    "dibao": ("head_name",),
+    "filing": ("name",),
+}
+
+# Columns holding ID numbers: read as text, never as numbers, and their cell kind recorded.
+ID_FIELDS: tuple[str, ...] = ("id_number", "head_id")

@@ -1,0 +1,358 @@
+"""Find each roster student in a system: blocking, comparison levels, one scoring model.
+
+Candidates come from blocking joins (exact ID, ID one digit off or two digits swapped, the
+known prefix of a damaged ID, birth date with the name's pinyin or its first/last
+character, the household, name within the village). Each candidate pair is compared field by
+field; each field falls into the first comparison level whose condition holds and
+contributes log2(m/u) bits (Fellegi–Sunter). The sum plus the prior gives the match weight
+and probability; every link keeps each field's level and contribution in `why`.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+from .config import COMPARISONS, MatchSettings
+from .idcard import digit_diff_positions, is_adjacent_swap
+
+__all__ = ["candidate_pairs", "score_pairs", "assign", "match_system", "BLOCKS"]
+
+USABLE = ["valid", "legacy15"]
+DAMAGED = ["number_damaged", "sci_damaged"]
+# Blocking rules, strongest first; a pair found by several keeps the first.
+BLOCKS = (
+    "id",
+    "id_near",
+    "id_prefix",
+    "name_birth",
+    "household",
+    "birth_char",
+    "name_place",
+)
+
+ROSTER_COLS = [
+    "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "birth", "gender_norm",
+    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "town", "village",
+]
+SYSTEM_COLS = [
+    "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "gender_norm",
+    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "household", "town",
+    "village", "is_head_row",
+]
+
+
+def _prep(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    missing = [c for c in cols if c not in df.columns]
+    df = df.with_columns(pl.lit(None).alias(c) for c in missing)
+    df = df.select(cols)
+    if "is_head_row" in cols:
+        df = df.with_columns(pl.col("is_head_row").cast(pl.Boolean).fill_null(False))
+    return df.with_columns(pl.col("rec").cast(pl.UInt32))
+
+
+def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: str) -> pl.DataFrame:
+    on = [on] if isinstance(on, str) else on
+    lk = left.select(pl.col("rec").alias("r"), *on).drop_nulls(on)
+    rk = right.select(pl.col("rec").alias("s"), *on).drop_nulls(on)
+    return lk.join(rk, on=on, how="inner").select("r", "s", pl.lit(via).alias("via"))
+
+
+def _masked_keys(df: pl.DataFrame) -> pl.DataFrame:
+    """Each 18-character ID with one position blanked: IDs one digit apart share a key."""
+    ids = df.filter(pl.col("id_norm").str.len_chars() == 18).select("rec", "id_norm")
+    return pl.concat(
+        [
+            ids.select(
+                "rec",
+                pl.lit(p, pl.Int8).alias("pos"),
+                (pl.col("id_norm").str.slice(0, p) + pl.col("id_norm").str.slice(p + 1)).alias("key"),
+            )
+            for p in range(18)
+        ]
+    )
+
+
+def _swaps(df: pl.DataFrame) -> pl.DataFrame:
+    """Each 18-character ID with two adjacent (different) characters swapped."""
+    ids = df.filter(pl.col("id_norm").str.len_chars() == 18).select("rec", "id_norm")
+    s = pl.col("id_norm")
+    return pl.concat(
+        [
+            ids.select(
+                "rec",
+                (s.str.slice(0, p) + s.str.slice(p + 1, 1) + s.str.slice(p, 1) + s.str.slice(p + 2)).alias("id_norm"),
+                (s.str.slice(p, 1) != s.str.slice(p + 1, 1)).alias("_differs"),
+            )
+            for p in range(17)
+        ]
+    ).filter("_differs").drop("_differs")
+
+
+def _near_id_pairs(r: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
+    """IDs one digit off or with two digits swapped; one side must fail its checksum."""
+    r_bad = r.filter(~pl.col("id_status").is_in(USABLE) & (pl.col("id_norm").str.len_chars() == 18))
+    s_bad = s.filter(~pl.col("id_status").is_in(USABLE) & (pl.col("id_norm").str.len_chars() == 18))
+    out = []
+    if r_bad.height:
+        rk = _masked_keys(r_bad).rename({"rec": "r"})
+        sk = _masked_keys(s).rename({"rec": "s"})
+        out.append(rk.join(sk, on=["pos", "key"]).select("r", "s"))
+        out.append(
+            _swaps(r_bad).rename({"rec": "r"}).join(s.select(pl.col("rec").alias("s"), "id_norm"), on="id_norm").select("r", "s")
+        )
+    if s_bad.height:
+        rk = _masked_keys(r).rename({"rec": "r"})
+        sk = _masked_keys(s_bad).rename({"rec": "s"})
+        out.append(rk.join(sk, on=["pos", "key"]).select("r", "s"))
+        out.append(
+            _swaps(s_bad).rename({"rec": "s"}).join(r.select(pl.col("rec").alias("r"), "id_norm"), on="id_norm").select("r", "s")
+        )
+    if not out:
+        return pl.DataFrame(schema={"r": pl.UInt32, "s": pl.UInt32, "via": pl.String})
+    return pl.concat(out).unique().with_columns(pl.lit("id_near").alias("via"))
+
+
+def _prefix_pairs(r: pl.DataFrame, s: pl.DataFrame, min_known: int) -> pl.DataFrame:
+    """A damaged roster ID (Excel number, scientific notation) shares its known prefix."""
+    dmg = r.filter(pl.col("id_status").is_in(DAMAGED) & (pl.col("id_known") >= min_known))
+    out = []
+    for k in sorted(dmg["id_known"].unique().to_list()):
+        rk = dmg.filter(pl.col("id_known") == k).select(pl.col("rec").alias("r"), pl.col("id_norm").str.slice(0, k).alias("p"))
+        sk = s.filter(pl.col("id_norm").str.len_chars() == 18).select(pl.col("rec").alias("s"), pl.col("id_norm").str.slice(0, k).alias("p"))
+        out.append(rk.join(sk, on="p").select("r", "s"))
+    if not out:
+        return pl.DataFrame(schema={"r": pl.UInt32, "s": pl.UInt32, "via": pl.String})
+    return pl.concat(out).with_columns(pl.lit("id_prefix").alias("via"))
+
+
+def _births(r: pl.DataFrame) -> pl.DataFrame:
+    """A roster row may be found under its ID's birth date or the birth-date column."""
+    return pl.concat(
+        [
+            r.select("rec", pl.col("id_birth").alias("b"), "name_py", "name_norm"),
+            r.select("rec", pl.col("birth").alias("b"), "name_py", "name_norm"),
+        ]
+    ).drop_nulls("b").unique(["rec", "b"])
+
+
+def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
+    """All blocked candidate pairs (r, s) with the strongest block that found them."""
+    rb = _births(r)
+    sb = s.select("rec", pl.col("id_birth").alias("b"), "name_py", "name_norm").drop_nulls("b")
+    first = pl.col("name_norm").str.slice(0, 1).alias("c")
+    last = pl.col("name_norm").str.slice(-1, 1).alias("c")
+    birth_char = pl.concat(
+        [
+            _pairs(rb.with_columns(first), sb.with_columns(first), ["b", "c"], "birth_char"),
+            _pairs(rb.with_columns(last), sb.with_columns(last), ["b", "c"], "birth_char"),
+        ]
+    )
+    # Guardians: the roster's head ID is the system household's head, or a member of it.
+    s_members = s.select(pl.col("rec").alias("s"), "household").drop_nulls("household")
+    via_member = (
+        r.select(pl.col("rec").alias("r"), pl.col("head_id_norm").alias("id_norm"))
+        .drop_nulls("id_norm")
+        .join(s.select("id_norm", "household").drop_nulls(), on="id_norm")
+        .join(s_members, on="household")
+        .select("r", "s", pl.lit("household").alias("via"))
+    )
+    blocks = [
+        _pairs(r.filter(pl.col("id_norm").str.len_chars() == 18), s, "id_norm", "id"),
+        _near_id_pairs(r, s),
+        _prefix_pairs(r, s, ms.min_known_prefix),
+        _pairs(rb, sb, ["b", "name_py"], "name_birth"),
+        _pairs(r, s, "head_id_norm", "household"),
+        via_member,
+        birth_char,
+        _pairs(r, s, ["name_py", "village"], "name_place"),
+    ]
+    rank = {b: i for i, b in enumerate(BLOCKS)}
+    pairs = pl.concat([b.cast({"r": pl.UInt32, "s": pl.UInt32}) for b in blocks])
+    return (
+        pairs.with_columns(pl.col("via").replace_strict(rank, return_dtype=pl.Int8).alias("_rank"))
+        .sort(["r", "s", "_rank"])
+        .unique(["r", "s"], keep="first", maintain_order=True)
+        .drop("_rank")
+    )
+
+
+def _wildcard_equal(a: list[str | None], b: list[str | None]) -> list[bool]:
+    """'?' stands for a character the system could not store: equal length, the rest equal."""
+    out = []
+    for x, y in zip(a, b):
+        if x is None or y is None or len(x) != len(y) or ("?" not in x and "?" not in y):
+            out.append(False)
+        else:
+            out.append(all(p == q or p == "?" or q == "?" for p, q in zip(x, y)))
+    return out
+
+
+def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
+    """The comparison level of each field, as one expression per field (null: no evidence)."""
+    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
+    both18 = (rid.str.len_chars() == 18) & (sid.str.len_chars() == 18)
+    diff = digit_diff_positions(rid, sid)
+    r_dmg = pl.col("r_id_status").is_in(DAMAGED) & (pl.col("r_id_known") >= min_known)
+    s_dmg = pl.col("s_id_status").is_in(DAMAGED) & (pl.col("s_id_known") >= min_known)
+    unusable = pl.col("r_id_status").is_in(["missing", "bad_length", "bad_chars", "sci_damaged", "number_damaged"]) | pl.col(
+        "s_id_status"
+    ).is_in(["missing", "bad_length", "bad_chars", "sci_damaged", "number_damaged"])
+    id_level = (
+        pl.when(rid.is_null() | sid.is_null()).then(None)
+        .when(both18 & (rid == sid)).then(pl.lit("exact"))
+        .when(both18 & (diff.list.len() == 1)).then(pl.lit("one_digit"))
+        .when(both18 & is_adjacent_swap(rid, sid)).then(pl.lit("swap"))
+        .when(r_dmg & (sid.str.slice(0, pl.col("r_id_known")) == rid.str.slice(0, pl.col("r_id_known")))).then(pl.lit("prefix"))
+        .when(s_dmg & (rid.str.slice(0, pl.col("s_id_known")) == sid.str.slice(0, pl.col("s_id_known")))).then(pl.lit("prefix"))
+        .when(unusable).then(None)
+        .otherwise(pl.lit("else"))
+    )
+    rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
+    name_level = (
+        pl.when(rn.is_null() | sn.is_null()).then(None)
+        .when(rn == sn).then(pl.lit("exact"))
+        .when(pl.col("r_name_py") == pl.col("s_name_py")).then(pl.lit("pinyin"))
+        .when(pl.col("_wild")).then(pl.lit("wildcard"))
+        .when(pl.col("_dist") <= 1).then(pl.lit("close"))
+        .otherwise(pl.lit("else"))
+    )
+    sb = pl.col("s_id_birth")
+    birth_level = (
+        pl.when(sb.is_null() | (pl.col("r_birth").is_null() & pl.col("r_id_birth").is_null())).then(None)
+        .when((sb == pl.col("r_birth")) | (sb == pl.col("r_id_birth"))).then(pl.lit("exact"))
+        .otherwise(pl.lit("else"))
+    )
+    rg = pl.coalesce("r_gender_norm", "r_id_gender")
+    sg = pl.coalesce("s_id_gender", "s_gender_norm")
+    gender_level = pl.when(rg.is_null() | sg.is_null()).then(None).when(rg == sg).then(pl.lit("agree")).otherwise(pl.lit("disagree"))
+    rh, sh = pl.col("r_head_name_norm"), pl.col("s_head_name_norm")
+    head_level = (
+        pl.when((pl.col("r_head_id_norm") == pl.col("s_head_id_norm")) | (rh == sh)).then(pl.lit("exact"))
+        .when(rh.is_null() | sh.is_null()).then(None)
+        .when(pl.col("r_head_py") == pl.col("s_head_py")).then(pl.lit("pinyin"))
+        .otherwise(pl.lit("else"))
+    )
+    place_level = (
+        pl.when(pl.col("r_village").is_null() | pl.col("s_village").is_null()).then(None)
+        .when((pl.col("r_village") == pl.col("s_village")) & (pl.col("r_town").is_null() | pl.col("s_town").is_null() | (pl.col("r_town") == pl.col("s_town")))).then(pl.lit("village"))
+        .when(pl.col("r_town") == pl.col("s_town")).then(pl.lit("town"))
+        .otherwise(pl.lit("else"))
+    )
+    return {"id": id_level, "name": name_level, "birth": birth_level, "gender": gender_level, "head": head_level, "place": place_level}
+
+
+def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
+    """A heads-only row stands for the household: compare the roster's guardian with it."""
+    head = pl.col("s_is_head_row") & (pl.col("via") == "household") & (pl.col("r_name_norm") != pl.col("s_name_norm"))
+    swap = {
+        "r_name_norm": "r_head_name_norm", "r_name_py": "r_head_py", "r_id_norm": "r_head_id_norm",
+    }
+    out = df.with_columns(
+        [pl.when(head).then(pl.col(src)).otherwise(pl.col(dst)).alias(dst) for dst, src in swap.items()]
+        + [
+            pl.when(head).then(pl.lit("valid")).otherwise(pl.col("r_id_status")).alias("r_id_status"),
+            pl.when(head).then(None).otherwise(pl.col("r_birth")).alias("r_birth"),
+            pl.when(head).then(None).otherwise(pl.col("r_id_birth")).alias("r_id_birth"),
+            pl.when(head).then(None).otherwise(pl.col("r_gender_norm")).alias("r_gender_norm"),
+            pl.when(head).then(None).otherwise(pl.col("r_id_gender")).alias("r_id_gender"),
+            head.alias("via_head"),
+        ]
+    )
+    return out
+
+
+def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
+    """Compare each candidate pair field by field and add weight, probability and why."""
+    df = (
+        pairs.join(r.rename({c: f"r_{c}" for c in r.columns}), left_on="r", right_on="r_rec", how="left")
+        .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")
+    )
+    df = _as_head_pair(df)
+    a = df["r_name_norm"].fill_null("").to_list()
+    b = df["s_name_norm"].fill_null("").to_list()
+    dist = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1) if df.height else []
+    has_q = df.select((pl.col("r_name_norm").str.contains("?", literal=True) | pl.col("s_name_norm").str.contains("?", literal=True)).fill_null(False)).to_series()
+    wild = pl.Series("_wild", [False] * df.height, dtype=pl.Boolean)
+    if has_q.any():
+        idx = has_q.arg_true()
+        sub = df[idx]
+        vals = _wildcard_equal(sub["r_name_norm"].to_list(), sub["s_name_norm"].to_list())
+        wild = wild.scatter(idx, vals)
+    df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), wild)
+    levels = _level_exprs(ms, ms.min_known_prefix)
+    df = df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
+    bits = {}
+    for f, names in COMPARISONS.items():
+        mapping = {n: ms.bits(f, n) for n in names}
+        bits[f] = pl.col(f"lv_{f}").replace_strict(mapping, default=0.0, return_dtype=pl.Float64).fill_null(0.0)
+    df = df.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
+    weight = pl.lit(ms.prior_bits) + pl.sum_horizontal([pl.col(f"bw_{f}") for f in COMPARISONS])
+    why = pl.struct(
+        [pl.struct(pl.col(f"lv_{f}").alias("level"), pl.col(f"bw_{f}").round(2).alias("bits")).alias(f) for f in COMPARISONS]
+    ).struct.json_encode()
+    return df.with_columns(
+        weight.alias("weight"),
+        (1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"),
+        why.alias("why"),
+    )
+
+
+def _identity(prefix: str) -> pl.Expr:
+    """Who a roster row is about, for telling a duplicate claim from two different students."""
+    valid = pl.col(f"{prefix}id_status").is_in(USABLE)
+    return (
+        pl.when(valid)
+        .then(pl.col(f"{prefix}id_norm"))
+        .otherwise(pl.concat_str([pl.col(f"{prefix}name_norm"), pl.coalesce(f"{prefix}birth", f"{prefix}id_birth").cast(pl.String)], separator="|"))
+    )
+
+
+def assign(scored: pl.DataFrame, ms: MatchSettings, rounds: int = 6) -> pl.DataFrame:
+    """Best candidate per roster row; one system record goes to one student unless the
+    students are the same person claimed twice (kept for the duplicate rule)."""
+    cand = scored.filter(pl.col("weight") >= ms.review_bits).with_columns(_identity("r_").alias("_who"))
+    second = (
+        scored.sort(["r", "weight"], descending=[False, True])
+        .group_by("r", maintain_order=True)
+        .agg(pl.col("weight").get(1, null_on_oob=True).alias("_second"))
+        if scored.height
+        else pl.DataFrame(schema={"r": pl.UInt32, "_second": pl.Float64})
+    )
+    household = cand.filter(pl.col("via_head"))
+    pool = cand.filter(~pl.col("via_head"))
+    chosen = []
+    taken_s = pl.DataFrame(schema={"s": pl.UInt32})
+    for _ in range(rounds):
+        if pool.is_empty():
+            break
+        best = pool.sort(["r", "weight", "s"], descending=[False, True, False]).unique("r", keep="first", maintain_order=True)
+        top = best.sort(["s", "weight", "r"], descending=[False, True, False]).unique("s", keep="first", maintain_order=True)
+        winners = best.join(top.select("s", pl.col("_who").alias("_top_who")), on="s").filter(pl.col("_who") == pl.col("_top_who")).drop("_top_who")
+        chosen.append(winners)
+        taken_r = winners.select("r").unique()
+        taken_s = pl.concat([taken_s, winners.select("s").unique()])
+        pool = pool.join(taken_r, on="r", how="anti").join(taken_s, on="s", how="anti")
+    # Household links stand in for students the export does not list; keep them for students found nowhere else.
+    links = pl.concat(chosen) if chosen else pool.head(0)
+    household = household.join(links.select("r"), on="r", how="anti").sort(["r", "weight"], descending=[False, True]).unique("r", keep="first")
+    links = pl.concat([links, household], how="diagonal_relaxed").join(second, on="r", how="left")
+    sure = (pl.col("weight") >= ms.matched_bits) & (
+        pl.col("_second").is_null() | ((pl.col("weight") - pl.col("_second")) >= ms.margin_bits) | (pl.col("lv_id") == "exact")
+    )
+    return links.with_columns(
+        pl.when(sure).then(pl.lit("matched")).otherwise(pl.lit("review")).alias("status"),
+        pl.when(pl.col("via_head")).then(pl.lit("household_head")).otherwise(pl.col("via")).alias("via"),
+    ).sort("r")
+
+
+def match_system(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, ms: MatchSettings) -> pl.DataFrame:
+    """Links from roster records to one system's records (at most one per roster row)."""
+    r = _prep(roster, ROSTER_COLS)
+    s = _prep(system, SYSTEM_COLS)
+    pairs = candidate_pairs(r, s, ms)
+    scored = score_pairs(pairs, r, s, ms)
+    links = assign(scored, ms)
+    keep = ["r", "s", "weight", "score", "status", "via", "why"] + [f"lv_{f}" for f in COMPARISONS]
+    return links.select(keep).rename({"r": "roster_rec", "s": "system_rec"}).with_columns(pl.lit(system_name).alias("system"))

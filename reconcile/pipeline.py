@@ -1,0 +1,108 @@
+"""The pure chain: ingested sheets → records, matches, discrepancies and counts.
+
+No file, clock or network here: the flow and the CLI do the I/O around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import polars as pl
+
+from .config import Settings
+from .fields import SOURCES, SYSTEMS
+from .ingest import PROBLEM_SCHEMA, IngestResult
+from .match import match_system
+from .normalize import normalize_source
+from .rules import find_discrepancies
+
+__all__ = ["Results", "normalize_all", "match_all", "reconcile", "summarise", "records_table"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Results:
+    records: dict[str, pl.DataFrame]
+    problems: pl.DataFrame
+    matches: pl.DataFrame
+    discrepancies: pl.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def normalize_all(ingested: IngestResult, settings: Settings) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    records: dict[str, pl.DataFrame] = {}
+    problems = [ingested.problems.cast(PROBLEM_SCHEMA)]
+    for source in SOURCES:
+        recs, probs = normalize_source(ingested.tables, source, settings)
+        records[source] = recs
+        problems.append(probs)
+    return records, pl.concat(problems, how="vertical_relaxed")
+
+
+def match_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None) -> pl.DataFrame:
+    """Links for every system, with both sides' lineage (the stored `matches` table)."""
+    roster = records["roster"]
+    parts = []
+    for system in SYSTEMS:
+        if progress:
+            progress(f"matching roster against {system}")
+        links = match_system(roster, records[system], system, settings.match)
+        lineage_r = roster.select(
+            pl.col("rec").alias("roster_rec"),
+            pl.col("file").alias("roster_file"),
+            pl.col("sheet").alias("roster_sheet"),
+            pl.col("row").alias("roster_row"),
+        )
+        lineage_s = records[system].select(
+            pl.col("rec").alias("system_rec"),
+            pl.col("file").alias("system_file"),
+            pl.col("sheet").alias("system_sheet"),
+            pl.col("row").alias("system_row"),
+        )
+        parts.append(links.join(lineage_r, on="roster_rec", how="left").join(lineage_s, on="system_rec", how="left"))
+    out = pl.concat(parts, how="diagonal_relaxed")
+    return out.sort(["roster_rec", "system"])
+
+
+def summarise(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches: pl.DataFrame, discrepancies: pl.DataFrame) -> dict[str, int]:
+    roster_n = records["roster"].height
+    best = (
+        matches.group_by("roster_rec")
+        .agg((pl.col("status") == "matched").any().alias("sure"))
+        if matches.height
+        else pl.DataFrame(schema={"roster_rec": pl.UInt32, "sure": pl.Boolean})
+    )
+    matched = int(best["sure"].sum()) if best.height else 0
+    counts = {
+        "roster_rows": roster_n,
+        "dibao_rows": records["dibao"].height,
+        "filing_rows": records["filing"].height,
+        "problem_rows": problems.height,
+        "matched": matched,
+        "review": best.height - matched,
+        "not_found": roster_n - best.height,
+        "discrepancies": discrepancies.height,
+    }
+    for kind, n in discrepancies.group_by("kind").len().sort("kind").iter_rows():
+        counts[f"kind_{kind}"] = n
+    return counts
+
+
+def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | None = None) -> Results:
+    if progress:
+        progress("normalising records")
+    records, problems = normalize_all(ingested, settings)
+    matches = match_all(records, settings, progress)
+    if progress:
+        progress("applying discrepancy rules")
+    systems = {s: records[s] for s in SYSTEMS}
+    discrepancies = find_discrepancies(records["roster"], systems, matches, settings)
+    counts = summarise(records, problems, matches, discrepancies)
+    return Results(records, problems, matches, discrepancies, counts)
+
+
+def records_table(results: Results) -> pl.DataFrame:
+    """All sources' records in one frame, as the `records` table stores them."""
+    return pl.concat(list(results.records.values()), how="diagonal_relaxed")

@@ -1,0 +1,54 @@
+"""Shapes of the output tables, checked before anything is published."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+
+__all__ = ["MatchSchema", "DiscrepancySchema", "RowProblemSchema"]
+
+SYSTEMS = ["dibao", "filing"]
+
+
+class RowProblemSchema(pa.DataFrameModel):
+    source: str = pa.Field(isin=["roster", "dibao", "filing"])
+    file: str
+    sheet: str
+    row: int = pa.Field(nullable=True)
+    column: str = pa.Field(nullable=True)
+    problem: str
+    value: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+
+
+class MatchSchema(pa.DataFrameModel):
+    roster_file: str
+    roster_sheet: str
+    roster_row: int
+    system: str = pa.Field(isin=SYSTEMS)
+    system_file: str
+    system_sheet: str
+    system_row: int
+    score: float = pa.Field(ge=0, le=1)
+    weight: float
+    status: str = pa.Field(isin=["matched", "review"])
+    via: str
+    why: str
+
+    class Config:
+        strict = False
+
+
+class DiscrepancySchema(pa.DataFrameModel):
+    kind: str
+    severity: str = pa.Field(isin=["high", "medium", "low"])
+    source: str
+    file: str
+    sheet: str
+    row: int
+    system: str = pa.Field(nullable=True)
+    message: str
+
+    class Config:
+        strict = False

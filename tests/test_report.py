@@ -1,0 +1,296 @@
+"""Clerk workbooks: masking, layout, sorting, formula safety, reproducibility."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from openpyxl import load_workbook
+
+from reconcile.report import (
+    HEADERS,
+    NO_SCHOOL,
+    SHEET_HELP,
+    SHEET_PROBLEMS,
+    mask_id,
+    mask_text,
+    write_school_workbooks,
+)
+
+ID_A = "43312420050123123X"
+ID_B = "43312420050123124X"  # differs from ID_A at position 16
+ID_C = "430524201003157716"
+ID_D = "430524201003517716"  # ID_C with positions 12 and 13 swapped
+LEGACY = "433124050123123"
+
+
+@pytest.mark.parametrize(
+    ("value", "keep", "expected"),
+    [
+        (None, (), ""),
+        ("", (), ""),
+        (ID_A, (), "433124********123X"),
+        (ID_C, (12, 13), "430524******157716"),  # two swapped digits shown
+        (ID_A, (16,), "433124********123X"),  # already visible
+        (ID_A, (0, 3), "433124********123X"),
+        (ID_A, (6, 7, 8, 9, 10), "433124********123X"),  # too many: none revealed
+        (ID_A, (-1, 18, 99), "433124********123X"),  # out of range: ignored
+        (ID_A, [6, 7, 8, 9], "4331242005****123X"),  # at most 4 revealed
+        (LEGACY, (), "433124******123"),
+        ("4331242005", (), "43******05"),
+        ("12345", (), "12*45"),
+        ("1234", (), "****"),
+        ("X", (), "*"),
+        ("43312420050123", (), "433124*****123"),
+    ],
+)
+def test_mask_id(value, keep, expected):
+    assert mask_id(value, keep) == expected
+
+
+def test_mask_id_always_hides_birth_date_core():
+    masked = mask_id(ID_A, range(18))
+    assert masked == "433124********123X"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, ""),
+        ("电话13812345678", "电话13812345678"),  # 11 digits: not an ID
+        (f"身份证{ID_A}号", "身份证433124********123X号"),
+        ("433124200501231000.0", "433124********1000.0"),
+        ("４３３１２４２００５０１２３１２３ｘ", "４３３１２４********１２３ｘ"),
+        ("4331 2420 0501 2312 3X", "4331 2************2 3X"),
+        ("G" + ID_C, "G430524********7716"),
+        ("4.30524E+17", "4.30524E+17"),
+    ],
+)
+def test_mask_text(text, expected):
+    assert mask_text(text) == expected
+
+
+def _frame(rows: list[dict]) -> pl.DataFrame:
+    schema = {
+        "kind": pl.String, "severity": pl.String, "source": pl.String, "file": pl.String,
+        "sheet": pl.String, "row": pl.Int64, "system": pl.String, "system_file": pl.String,
+        "system_sheet": pl.String, "system_row": pl.Int64, "field": pl.String,
+        "value": pl.String, "system_value": pl.String, "message": pl.String,
+        "school": pl.String, "town": pl.String, "name": pl.String, "id_number": pl.String,
+        "system_name": pl.String, "system_id": pl.String, "diff_positions": pl.List(pl.Int8),
+    }
+    full = [{k: r.get(k) for k in schema} for r in rows]
+    return pl.DataFrame(full, schema=schema)
+
+
+def _d(**kw) -> dict:
+    base = {"source": "roster", "file": "roster/一中.xlsx", "sheet": "Sheet1", "school": "一中",
+            "town": "城关镇", "name": "张三", "id_number": ID_A}
+    base.update(kw)
+    return base
+
+
+ROWS = [
+    _d(kind="not_found", severity="medium", row=5, message="两系统均未找到该学生"),
+    _d(kind="id_mismatch", severity="high", row=9, system="filing", system_file="filing/建档.xlsx",
+       system_sheet="户", system_row=40, field="id_number", value=ID_A, system_value=ID_B,
+       system_name="张三", system_id=ID_B, diff_positions=[16], message="身份证号第17位不同"),
+    _d(kind="name_mismatch", severity="high", row=3, system="dibao", system_file="dibao/低保.xls",
+       system_sheet="Sheet1", system_row=7, field="name", value="王丽", system_value="王莉",
+       name="王丽", id_number=ID_C, system_name="王莉", system_id=ID_C, message="姓名不一致"),
+    _d(kind="id_mismatch", severity="high", row=2, system="dibao", system_file="dibao/低保.xls",
+       system_sheet="Sheet1", system_row=8, field="id_number", value=ID_C, system_value=ID_D,
+       name="李四", id_number=ID_C, system_name="李四", system_id=ID_D, diff_positions=[12, 13],
+       message="身份证号两位颠倒"),
+    _d(kind="duplicate_claim", severity="low", row=4, school="二中", file="roster/二中.xlsx",
+       message="与一中重复申报"),
+    _d(kind="brand_new_kind", severity="low", row=6, school=None, file="roster/无名.csv", sheet="",
+       message="新规则"),
+    _d(kind="id_invalid", severity="medium", row=11, field="id_number", value="433124200501231000",
+       id_number=None, message="身份证号被存成数字，末三位丢失"),
+]
+
+
+@pytest.fixture()
+def written(tmp_path: Path) -> tuple[list[Path], Path]:
+    paths = write_school_workbooks(_frame(ROWS), tmp_path / "out")
+    return paths, tmp_path / "out"
+
+
+def _rows(path: Path, sheet: str = SHEET_PROBLEMS) -> list[tuple]:
+    wb = load_workbook(path)
+    return list(wb[sheet].iter_rows(values_only=True))
+
+
+def test_one_workbook_per_school(written):
+    paths, out = written
+    assert [p.name for p in paths] == sorted(["一中.xlsx", "二中.xlsx", f"{NO_SCHOOL}.xlsx"])
+    assert sorted(out.iterdir()) == sorted(paths)  # no temp files left
+    for p in paths:
+        wb = load_workbook(p)
+        assert wb.sheetnames == [SHEET_PROBLEMS, SHEET_HELP]
+
+
+def test_rows_headers_and_sorting(written):
+    paths, out = written
+    rows = _rows(out / "一中.xlsx")
+    assert rows[0] == HEADERS
+    body = rows[1:]
+    assert len(body) == 5
+    col = {h: i for i, h in enumerate(HEADERS)}
+    assert [r[col["序号"]] for r in body] == [1, 2, 3, 4, 5]
+    # high first; within high, by kind (id_mismatch < name_mismatch) then file/sheet/row
+    assert [(r[col["严重程度"]], r[col["问题类型"]], r[col["行号"]]) for r in body] == [
+        ("高", "身份证号不一致", 2),
+        ("高", "身份证号不一致", 9),
+        ("高", "姓名不一致", 3),
+        ("中", "身份证号无效或损坏", 11),
+        ("中", "两系统均未找到", 5),
+    ]
+    first = dict(zip(HEADERS, body[0]))
+    assert first["核对系统"] == "低保"
+    assert first["系统文件"] == "dibao/低保.xls"
+    assert first["系统行号"] == 8
+    assert first["核对项"] == "身份证号"
+    assert first["说明"] == "身份证号两位颠倒"
+    assert first["名单文件"] == "roster/一中.xlsx"
+    # the two swapped digits are shown on both sides, the rest of the birth date is not
+    assert first["身份证号"] == "430524******157716"
+    assert first["系统中身份证号"] == "430524******517716"
+    assert first["名单值"] == first["身份证号"] and first["系统值"] == first["系统中身份证号"]
+    filing = dict(zip(HEADERS, body[1]))
+    assert filing["核对系统"] == "建档立卡"
+
+
+def test_unknown_kind_and_missing_school(written):
+    _, out = written
+    rows = _rows(out / f"{NO_SCHOOL}.xlsx")
+    assert len(rows) == 2
+    rec = dict(zip(HEADERS, rows[1]))
+    assert rec["问题类型"] == "brand_new_kind"
+    assert rec["严重程度"] == "低"
+    assert rec["工作表"] is None  # '' from CSV stays an empty cell
+
+
+def test_layout(written):
+    _, out = written
+    wb = load_workbook(out / "一中.xlsx")
+    ws = wb[SHEET_PROBLEMS]
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == f"A1:R{ws.max_row}"
+    assert ws.max_column == len(HEADERS) == 18
+    for cell in ws[1]:
+        assert cell.font.bold
+        assert cell.fill.fill_type == "solid"
+    # widths fit the text: CJK characters count double
+    for cell in ws[2]:
+        if isinstance(cell.value, str):
+            need = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in cell.value)
+            assert ws.column_dimensions[cell.column_letter].width >= min(need, 60)
+    help_rows = list(wb[SHEET_HELP].iter_rows(values_only=True))
+    labels = [r[0] for r in help_rows]
+    for label in ("两系统均未找到", "身份证号不一致", "姓名不一致", "身份证号无效或损坏",
+                  "已脱贫不再享受政策", "低保已停保", "重复申报", "出生日期或性别与身份证不符"):
+        assert label in labels
+
+
+EVIL = ["=HYPERLINK(\"http://x\",\"点我\")", "+1+2", "-3+4", "@SUM(A1:A2)", "\t=1+1",
+        "\r=1", "=cmd|' /C calc'!A0"]
+
+
+def test_formula_looking_input_stays_text(tmp_path):
+    rows = [
+        _d(kind="name_mismatch", severity="high", row=i + 2, field="name", value=v, system_value=v,
+           name=v, system_name=v, message=v, file=v, sheet=v, system_file=v)
+        for i, v in enumerate(EVIL)
+    ]
+    paths = write_school_workbooks(_frame(rows), tmp_path)
+    wb = load_workbook(paths[0])
+    seen = []
+    for ws in wb:
+        for row in ws.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (ws.title, cell.coordinate, cell.value)
+                if ws.title == SHEET_PROBLEMS and cell.row > 1 and cell.value in EVIL:
+                    assert cell.data_type == "s"
+                    assert cell.quotePrefix
+                    seen.append(cell.value)
+    assert set(seen) == set(EVIL)
+
+
+def test_no_full_id_anywhere(written, tmp_path):
+    paths, _ = written
+    ids = {ID_A, ID_B, ID_C, ID_D, "433124200501231000"}
+    digit_run = re.compile(r"\d{15,}")
+    for p in paths:
+        for ws in load_workbook(p):
+            for row in ws.iter_rows(values_only=True):
+                for value in row:
+                    if value is None:
+                        continue
+                    text = unicodedata.normalize("NFKC", str(value))
+                    assert not digit_run.search(text), (p.name, ws.title, text)
+                    assert not any(i in text for i in ids)
+                    assert not any(i[6:14] in text for i in ids), "birth date leaked"
+
+
+def test_full_width_and_free_text_ids_are_masked(tmp_path):
+    fw = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in ID_C)
+    rows = [_d(kind="id_invalid", severity="high", row=2, field="id_number", value=fw,
+               message=f"原值 {ID_C} 校验位错误", name="赵六", id_number=None)]
+    paths = write_school_workbooks(_frame(rows), tmp_path)
+    values = [v for r in _rows(paths[0]) for v in r if isinstance(v, str)]
+    blob = unicodedata.normalize("NFKC", " ".join(values))
+    assert ID_C not in blob
+    assert "430524********7716" in blob
+
+
+@pytest.mark.parametrize(
+    ("school", "filename"),
+    [
+        ("一中/高中部", "一中_高中部.xlsx"),
+        ('a\\b:c*d?e"f<g>h|i', "a_b_c_d_e_f_g_h_i.xlsx"),
+        ("..", f"{NO_SCHOOL}.xlsx"),
+        ("CON", "_CON.xlsx"),
+        (None, f"{NO_SCHOOL}.xlsx"),
+    ],
+)
+def test_filenames_are_sanitised(tmp_path, school, filename):
+    paths = write_school_workbooks(_frame([_d(kind="not_found", severity="low", row=2, school=school)]), tmp_path)
+    assert [p.name for p in paths] == [filename]
+    assert paths[0].parent == tmp_path
+
+
+def test_colliding_filenames_get_suffixes(tmp_path):
+    rows = [_d(kind="not_found", severity="low", row=2, school="一中/高中部"),
+            _d(kind="not_found", severity="low", row=3, school="一中_高中部")]
+    paths = write_school_workbooks(_frame(rows), tmp_path)
+    assert sorted(p.name for p in paths) == ["一中_高中部(2).xlsx", "一中_高中部.xlsx"]
+
+
+def test_output_is_reproducible(tmp_path):
+    frame = _frame(ROWS)
+    a = write_school_workbooks(frame, tmp_path / "a", stamp=datetime(2026, 11, 23, 2, 0))
+    b = write_school_workbooks(frame.reverse(), tmp_path / "b", stamp=datetime(2026, 11, 23, 2, 0))
+    assert [p.name for p in a] == [p.name for p in b]
+    for pa, pb in zip(a, b):
+        assert pa.read_bytes() == pb.read_bytes()
+    wb = load_workbook(a[0])
+    assert wb.properties.created == datetime(2026, 11, 23, 2, 0)
+    assert wb.properties.modified == datetime(2026, 11, 23, 2, 0)
+
+
+def test_empty_frame_writes_nothing(tmp_path):
+    assert write_school_workbooks(_frame([]), tmp_path / "o") == []
+
+
+def test_frame_missing_optional_columns(tmp_path):
+    frame = pl.DataFrame({"kind": ["not_found"], "severity": ["high"], "file": ["roster/x.xlsx"],
+                          "sheet": ["S"], "row": [2], "school": ["三中"], "message": ["未找到"]})
+    paths = write_school_workbooks(frame, tmp_path)
+    rows = _rows(paths[0])
+    assert dict(zip(HEADERS, rows[1]))["问题类型"] == "两系统均未找到"
