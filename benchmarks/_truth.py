@@ -1,0 +1,53 @@
+"""Scoring links against the generator's ground truth (shared by the benchmarks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+KEY = ["file", "sheet", "row"]
+
+
+def load_truth(truth_dir: Path) -> pl.DataFrame:
+    return pl.read_csv(truth_dir / "records.csv", schema_overrides={"sheet": pl.String, "row": pl.Int64, "errors": pl.String}).with_columns(
+        pl.col("sheet").fill_null(""), pl.col("errors").fill_null("")
+    )
+
+
+def true_links(truth: pl.DataFrame) -> pl.DataFrame:
+    """(roster row, system) → the set of that person's rows in the system."""
+    roster = truth.filter(pl.col("source") == "roster").select(
+        pl.col("file").alias("roster_file"), pl.col("sheet").alias("roster_sheet"), pl.col("row").alias("roster_row"), "person_id", "errors"
+    )
+    systems = truth.filter(pl.col("source") != "roster").select(
+        pl.col("source").alias("system"), pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"),
+        pl.col("row").alias("system_row"), "person_id",
+    )
+    return roster.join(systems, on="person_id")
+
+
+def evaluate(links: pl.DataFrame, truth: pl.DataFrame, status: list[str]) -> dict[str, float]:
+    """Precision/recall of the links with the given statuses, per (roster row, system)."""
+    tl = true_links(truth)
+    rk = ["roster_file", "roster_sheet", "roster_row", "system"]
+    wanted = tl.select(rk).unique()
+    pred = links.filter(pl.col("status").is_in(status)).select(*rk, "system_file", "system_sheet", "system_row")
+    correct = pred.join(tl.select(*rk, "system_file", "system_sheet", "system_row"), on=rk + ["system_file", "system_sheet", "system_row"], how="semi")
+    p = correct.height / pred.height if pred.height else 1.0
+    r = correct.select(rk).unique().height / wanted.height if wanted.height else 1.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {"links": pred.height, "true_links": wanted.height, "correct": correct.height, "precision": p, "recall": r, "f1": f1}
+
+
+def recall_by_error(links: pl.DataFrame, truth: pl.DataFrame, status: list[str]) -> pl.DataFrame:
+    """Recall of true links per kind of error injected into the roster row."""
+    tl = true_links(truth)
+    rk = ["roster_file", "roster_sheet", "roster_row", "system"]
+    pred = links.filter(pl.col("status").is_in(status)).select(*rk, "system_file", "system_sheet", "system_row")
+    hit = tl.join(pred, on=rk + ["system_file", "system_sheet", "system_row"], how="semi").select(rk).unique().with_columns(pl.lit(True).alias("hit"))
+    per = tl.select(*rk, "errors").unique(rk).join(hit, on=rk, how="left").with_columns(pl.col("hit").fill_null(False))
+    per = per.with_columns(pl.col("errors").str.split(";")).explode("errors").with_columns(
+        pl.when(pl.col("errors") == "").then(pl.lit("(none)")).otherwise(pl.col("errors")).alias("error")
+    )
+    return per.group_by("error").agg(pl.len().alias("links"), pl.col("hit").mean().alias("recall")).sort("error")
