@@ -61,7 +61,7 @@ def publish(db: Path, run_id: str, results: pipeline.Results) -> None:
     tables = {
         "records": pipeline.records_table(results),
         "row_problems": results.problems,
-        "matches": results.matches.drop(["roster_rec", "system_rec"], strict=False),
+        "matches": results.matches,
         "discrepancies": results.discrepancies,
     }
     store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables)

@@ -112,24 +112,37 @@ def upgrade15(s15: str) -> str:
 
 
 # ------------------------------------------------------------------------ expressions
+_POW10 = [10**i for i in range(17)]
+
+
 def check_char_expr(first17: pl.Expr) -> pl.Expr:
     """Check character of a String expression holding 17 ASCII digits (null otherwise)."""
     ok = first17.str.contains(r"^[0-9]{17}$")
+    x = pl.when(ok).then(first17).cast(pl.Int64, strict=False)
     total = pl.sum_horizontal(
-        [first17.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(WEIGHTS)]
+        [((x // _POW10[16 - i]) % 10) * w for i, w in enumerate(WEIGHTS)]
     )
-    idx = (total % 11).cast(pl.Int32)
-    # map 0..10 -> '10X98765432'
-    char = idx.replace_strict(list(range(11)), list(CHECK_CHARS), return_dtype=pl.String)
-    return pl.when(ok).then(char)
+    idx = (total % 11).cast(pl.Int8)
+    return idx.replace_strict(list(range(11)), list(CHECK_CHARS), return_dtype=pl.String)
 
 
 def _birth_expr(s: pl.Expr) -> pl.Expr:
-    """Date from positions 6..13 of s (YYYYMMDD), null unless a real date in the window."""
+    """Date from positions 6..13 of s (YYYYMMDD); null unless 8 digits forming a real
+    date with the year in YEAR_MIN..YEAR_MAX. Pure arithmetic (no parsing errors)."""
     part = s.str.slice(6, 8)
-    d = pl.when(part.str.contains(r"^[0-9]{8}$")).then(part).str.to_date("%Y%m%d", strict=False)
-    yr = d.dt.year()
-    return pl.when((yr >= YEAR_MIN) & (yr <= YEAR_MAX)).then(d)
+    ymd = pl.when(part.str.contains(r"^[0-9]{8}$")).then(part).cast(pl.Int32, strict=False)
+    y = ymd // 10000
+    m = (ymd // 100) % 100
+    d = ymd % 100
+    leap = ((y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))).cast(pl.Int32)
+    dim = (
+        pl.when(m == 2).then(28 + leap)
+        .when(m.is_in([4, 6, 9, 11])).then(30)
+        .otherwise(31)
+    )
+    ok = (y >= YEAR_MIN) & (y <= YEAR_MAX) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= dim)
+    first = pl.date(y.clip(YEAR_MIN, YEAR_MAX), m.clip(1, 12), 1)
+    return pl.when(ok).then(first + pl.duration(days=(d - 1).clip(0, 30)))
 
 
 def normalize_ids(
@@ -141,131 +154,123 @@ def normalize_ids(
     """Add `{prefix}_norm/_status/_known/_birth/_gender/_region` for the ID column `col`.
 
     `kind_col` names the ingest kind column ("text" | "number" | "sci" | null); when it is
-    None or absent from `df`, every cell is read as text.
+    None or absent from `df`, every cell is read as text. Existing output columns of the
+    same names are replaced; the other columns are kept in their order.
     """
     raw = pl.col(col).cast(pl.String)
     if kind_col is not None and kind_col in df.columns:
-        kind = pl.col(kind_col).cast(pl.String).str.to_lowercase()
+        kind = pl.col(kind_col).cast(pl.String).str.to_lowercase().fill_null("text")
     else:
-        kind = pl.lit(None, dtype=pl.String)
+        kind = pl.lit("text", dtype=pl.String)
 
-    tmp = "__idc_"
-    c_clean, c_kind, c_sci = f"{tmp}clean", f"{tmp}kind", f"{tmp}sci"
-    clean = (
-        raw.str.normalize("NFKC")
-        .str.replace_all(_STRIP_RE, "")
-        .str.to_uppercase()
-    )
-    # a numeric cell written with a trailing '.0' by some readers
-    clean = (
-        pl.when(kind == "number")
-        .then(clean.str.replace(r"\.0+$", ""))
-        .otherwise(clean)
-    )
-
+    T = "__idc_"
+    # ---- 1: clean --------------------------------------------------------------
+    clean = raw.str.normalize("NFKC").str.replace_all(_STRIP_RE, "").str.to_uppercase()
+    is_num_kind = kind == "number"
+    clean = pl.when(is_num_kind).then(clean.str.replace(r"\.0+$", "")).otherwise(clean)
     lf = df.lazy().with_columns(
-        pl.when(clean.str.len_chars() > 0).then(clean).alias(c_clean),
-        kind.fill_null("text").alias(c_kind),
+        pl.when(clean.str.len_chars() > 0).then(clean).alias(f"{T}s"),
+        is_num_kind.alias(f"{T}numkind"),
     )
-    s = pl.col(c_clean)
-    k = pl.col(c_kind)
+    s = pl.col(f"{T}s")
 
-    # ---- scientific form --------------------------------------------------------
-    sci = s.str.extract_groups(_SCI_RE)
-    lf = lf.with_columns(sci.alias(c_sci))
-    g = pl.col(c_sci).struct
-    sci_digits = pl.concat_str([g.field("1"), g.field("2").fill_null("")])
-    sci_total = g.field("3").cast(pl.Int32, strict=False) + 1  # number of digits of the value
-    is_sci = g.field("1").is_not_null()
+    # ---- 2: shape flags ---------------------------------------------------------
+    g = s.str.extract_groups(_SCI_RE).struct
+    lf = lf.with_columns(
+        s.str.len_chars().cast(pl.Int32).alias(f"{T}n"),
+        s.str.contains(r"^[0-9]+$").fill_null(False).alias(f"{T}digits"),
+        s.str.contains(r"^[0-9]{17}[0-9X]$").fill_null(False).alias(f"{T}shape18"),
+        pl.concat_str([g.field("1"), g.field("2").fill_null("")]).alias(f"{T}sd"),
+        (g.field("3").cast(pl.Int32, strict=False) + 1).alias(f"{T}stotal"),
+    )
+    n, digits, shape18 = pl.col(f"{T}n"), pl.col(f"{T}digits"), pl.col(f"{T}shape18")
+    sd, stotal = pl.col(f"{T}sd"), pl.col(f"{T}stotal")
+    is_sci = sd.is_not_null()
+    slen = sd.str.len_chars().cast(pl.Int32)
+    lf = lf.with_columns(
+        is_sci.alias(f"{T}sci"),
+        (is_sci & stotal.is_in([15, 18]) & (slen <= stotal)).fill_null(False).alias(f"{T}sci_ok"),
+        (is_sci & (stotal == 15) & (slen == 15)).fill_null(False).alias(f"{T}sci15"),
+        slen.alias(f"{T}slen"),
+        (pl.col(f"{T}numkind") & digits & (n == 18)).alias(f"{T}numdmg"),
+        (digits & (n == 15)).alias(f"{T}legacy"),
+    )
+    sci, sci_ok, sci15 = pl.col(f"{T}sci"), pl.col(f"{T}sci_ok"), pl.col(f"{T}sci15")
+    numdmg, legacy = pl.col(f"{T}numdmg"), pl.col(f"{T}legacy")
+    full18 = shape18 & ~pl.col(f"{T}numkind")
 
-    # ---- the plain-digit forms ----------------------------------------------------
-    n = s.str.len_chars()
-    digits_only = s.str.contains(r"^[0-9]+$")
-    shape18 = s.str.contains(r"^[0-9]{17}[0-9X]$")
-    is_number = (k == "number") & digits_only & ~is_sci
+    # ---- 3: the (up to) 17 leading characters to check / read the birth from ------
+    def up(x: pl.Expr) -> pl.Expr:
+        return pl.concat_str([x.str.slice(0, 6), pl.lit("19"), x.str.slice(6)])
 
-    # an 18-digit number cell: round to 15 significant digits, keep those 15
-    number_damaged = is_number & (n == 18)
-    as_int = pl.when(number_damaged).then(s).cast(pl.Int64, strict=False)
-    rounded15 = ((as_int + 500) // 1000).cast(pl.String).str.slice(0, 15)
+    rounded15 = (
+        ((pl.when(numdmg).then(s).cast(pl.Int64, strict=False) + 500) // 1000)
+        .cast(pl.String)
+        .str.slice(0, 15)
+    )
+    c17 = (
+        pl.when(sci15).then(up(sd))
+        .when(sci_ok & (stotal == 15) & (slen > 6)).then(up(sd))
+        .when(sci_ok).then(sd)
+        .when(numdmg).then(rounded15)
+        .when(legacy).then(up(s))
+        .otherwise(s.str.slice(0, 17))
+    )
+    lf = lf.with_columns(c17.alias(f"{T}c17"))
+    c17 = pl.col(f"{T}c17")
+    lf = lf.with_columns(
+        check_char_expr(c17).alias(f"{T}chk"),
+        _birth_expr(c17).alias(f"{T}birth"),
+    )
+    chk, b17 = pl.col(f"{T}chk"), pl.col(f"{T}birth")
+    check_ok = (chk == s.str.slice(17, 1)).fill_null(False)
 
-    legacy = digits_only & (n == 15) & ~is_sci
-    up17 = pl.concat_str([s.str.slice(0, 6), pl.lit("19"), s.str.slice(6)])
-    legacy_norm = pl.concat_str([up17, check_char_expr(up17)])
-
-    # sci: complete 15-digit legacy shown in full (rare), or a damaged prefix
-    sci_len = sci_digits.str.len_chars()
-    sci_complete15 = is_sci & (sci_total == 15) & (sci_len == 15)
-    sci_ok = is_sci & sci_total.is_in([15, 18]) & (sci_len <= sci_total)
-    sci_legacy_norm = pl.concat_str([sci_digits.str.slice(0, 6), pl.lit("19"), sci_digits.str.slice(6)])
-    sci_up17 = pl.concat_str([sci_digits.str.slice(0, 6), pl.lit("19"), sci_digits.str.slice(6)])
-
-    full18 = shape18 & ~is_sci & ~is_number
-    birth_full = _birth_expr(s)
-    check_ok = check_char_expr(s.str.slice(0, 17)) == s.str.slice(17, 1)
-
+    # ---- 4: status, norm, known ---------------------------------------------------
     status = (
         pl.when(s.is_null()).then(pl.lit("missing"))
-        .when(sci_complete15 & _birth_expr(sci_up17).is_not_null()).then(pl.lit("legacy15"))
-        .when(sci_complete15).then(pl.lit("bad_date"))
+        .when(sci15 & b17.is_not_null()).then(pl.lit("legacy15"))
+        .when(sci15).then(pl.lit("bad_date"))
         .when(sci_ok).then(pl.lit("sci_damaged"))
-        .when(is_sci).then(pl.lit("bad_length"))
-        .when(number_damaged).then(pl.lit("number_damaged"))
-        .when(legacy & _birth_expr(up17).is_not_null()).then(pl.lit("legacy15"))
+        .when(sci).then(pl.lit("bad_length"))
+        .when(numdmg).then(pl.lit("number_damaged"))
+        .when(legacy & b17.is_not_null()).then(pl.lit("legacy15"))
         .when(legacy).then(pl.lit("bad_date"))
-        .when(full18 & birth_full.is_null()).then(pl.lit("bad_date"))
+        .when(full18 & b17.is_null()).then(pl.lit("bad_date"))
         .when(full18 & check_ok).then(pl.lit("valid"))
         .when(full18).then(pl.lit("checksum"))
         .when(s.str.contains(r"^[0-9]*X?$")).then(pl.lit("bad_length"))
         .otherwise(pl.lit("bad_chars"))
     )
-
-    c_status = f"{prefix}_status"
-    c_norm = f"{prefix}_norm"
-    c_known = f"{prefix}_known"
+    c_status, c_norm, c_known = f"{prefix}_status", f"{prefix}_norm", f"{prefix}_known"
     lf = lf.with_columns(status.alias(c_status))
     st = pl.col(c_status)
-
     norm = (
         pl.when(st == "missing").then(pl.lit(None, dtype=pl.String))
-        .when(sci_ok & (sci_total == 15) & (sci_len > 6)).then(
-            pl.when(sci_complete15)
-            .then(pl.concat_str([sci_up17, check_char_expr(sci_up17)]))
-            .otherwise(sci_legacy_norm)
-        )
-        .when(sci_ok).then(sci_digits)
-        .when(st == "number_damaged").then(rounded15)
-        .when(legacy).then(legacy_norm)
+        .when(sci15 | legacy).then(pl.concat_str([c17, chk]))
+        .when(sci_ok | numdmg).then(c17)
         .otherwise(s)
     )
     known = (
         pl.when(st.is_in(["valid", "legacy15"])).then(18)
         .when(st == "checksum").then(17)
-        .when((st == "bad_date") & full18).then(pl.when(check_ok).then(18).otherwise(17))
-        .when((st == "bad_date") & legacy).then(17)  # typed 15 + '19'; check is computed
+        .when((st == "bad_date") & full18 & check_ok).then(18)
         .when(st == "bad_date").then(17)
         .when(st == "number_damaged").then(15)
-        .when(st == "sci_damaged").then(
-            pl.when((sci_total == 15) & (sci_len > 6)).then(sci_len + 2).otherwise(sci_len)
-        )
+        .when(st == "sci_damaged").then(c17.str.len_chars().cast(pl.Int32))
         .otherwise(0)
         .cast(pl.Int8)
     )
     lf = lf.with_columns(norm.alias(c_norm), known.alias(c_known))
-    nm = pl.col(c_norm)
-    kn = pl.col(c_known)
+    nm, kn = pl.col(c_norm), pl.col(c_known)
 
-    birth = pl.when((kn >= 14) & (st != "bad_date")).then(_birth_expr(nm))
+    # ---- 5: facts ---------------------------------------------------------------
     seq_digit = nm.str.slice(16, 1).cast(pl.Int8, strict=False)
-    gender = (
+    lf = lf.with_columns(
+        pl.when((kn >= 14) & (st != "bad_date")).then(b17).alias(f"{prefix}_birth"),
         pl.when((kn >= 17) & seq_digit.is_not_null())
         .then(pl.when(seq_digit % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")))
-    )
-    region = pl.when(kn >= 6).then(nm.str.slice(0, 6))
-    lf = lf.with_columns(
-        birth.alias(f"{prefix}_birth"),
-        gender.alias(f"{prefix}_gender"),
-        region.alias(f"{prefix}_region"),
+        .alias(f"{prefix}_gender"),
+        pl.when(kn >= 6).then(nm.str.slice(0, 6)).alias(f"{prefix}_region"),
     )
     out_cols = [c_norm, c_status, c_known, f"{prefix}_birth", f"{prefix}_gender", f"{prefix}_region"]
     keep = [c for c in df.columns if c not in out_cols]
@@ -277,30 +282,37 @@ def _as_expr(x: pl.Expr | str) -> pl.Expr:
     return pl.col(x) if isinstance(x, str) else x
 
 
-def digit_diff_positions(a: pl.Expr | str, b: pl.Expr | str) -> pl.Expr:
+def _diff_flags(a: pl.Expr, b: pl.Expr, width: int) -> list[pl.Expr]:
+    return [a.str.slice(i, 1) != b.str.slice(i, 1) for i in range(width)]
+
+
+def digit_diff_positions(a: pl.Expr | str, b: pl.Expr | str, width: int = 18) -> pl.Expr:
     """List[Int8] of the 0-based positions where two equal-length strings differ
-    (an empty list when equal); null when either is null or the lengths differ.
-    Positions beyond 127 do not fit Int8: meant for ID-length strings."""
+    (an empty list when equal); null when either is null, the lengths differ, or the
+    strings are longer than `width` (18: ID numbers)."""
     a, b = _as_expr(a), _as_expr(b)
-    both = pl.when(a.str.len_chars() == b.str.len_chars()).then(
-        pl.concat_list(a.str.split(""), b.str.split(""))
-    )
-    half = pl.len() // 2
-    return both.list.eval(
-        (pl.element().slice(0, half) != pl.element().slice(half)).arg_true().cast(pl.Int8)
-    )
+    la = a.str.len_chars()
+    flags = _diff_flags(a, b, width)
+    pos = pl.concat_list(
+        [pl.when(f).then(pl.lit(i, dtype=pl.Int8)) for i, f in enumerate(flags)]
+    ).list.drop_nulls()
+    return pl.when((la == b.str.len_chars()) & (la <= width)).then(pos)
 
 
-def is_adjacent_swap(a: pl.Expr | str, b: pl.Expr | str) -> pl.Expr:
+def is_adjacent_swap(a: pl.Expr | str, b: pl.Expr | str, width: int = 18) -> pl.Expr:
     """True when b is a with exactly two adjacent, different characters swapped
-    (false when equal; null when either side is null)."""
+    (false when equal or lengths differ; null when either side is null).
+    Strings longer than `width` give false."""
     a, b = _as_expr(a), _as_expr(b)
-    pos = digit_diff_positions(a, b)
-    p0 = pos.list.get(0, null_on_oob=True).cast(pl.Int64)
-    p1 = pos.list.get(1, null_on_oob=True).cast(pl.Int64)
+    la = a.str.len_chars()
+    flags = [f.fill_null(False) for f in _diff_flags(a, b, width)]
+    n_diff = pl.sum_horizontal([f.cast(pl.Int32) for f in flags])
+    p0 = pl.min_horizontal([pl.when(f).then(pl.lit(i, dtype=pl.Int64)) for i, f in enumerate(flags)])
+    p1 = p0 + 1
     res = (
-        (pos.list.len() == 2)
-        & (p1 - p0 == 1)
+        (la == b.str.len_chars())
+        & (la <= width)
+        & (n_diff == 2)
         & (a.str.slice(p0, 1) == b.str.slice(p1, 1))
         & (a.str.slice(p1, 1) == b.str.slice(p0, 1))
     )

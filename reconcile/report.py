@@ -233,14 +233,15 @@ def _put(ws: Worksheet, row: int, col: int, value: Any, *, from_input: bool = Tr
     if value is None:
         return
     if isinstance(value, str):
-        text = ILLEGAL_CHARACTERS_RE.sub("", value)
+        # XML turns CR into LF on reading: write what will be read back.
+        text = ILLEGAL_CHARACTERS_RE.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
         if from_input:
             text = mask_text(text)
         if text == "":
             return
         cell.value = text
         cell.data_type = "s"
-        if text.startswith(_FORMULA_START):
+        if text.startswith(_FORMULA_START) or text.lstrip().startswith(_FORMULA_START):
             cell.quotePrefix = True
     else:
         cell.value = value

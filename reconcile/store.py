@@ -372,7 +372,8 @@ def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnec
                 try:
                     change(con)
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
                 con.execute("CHECKPOINT")
@@ -451,15 +452,14 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str, frame
         return 0
     view = f"_recon_in_{table}"
     con.register(view, frame.select(keep).to_arrow())
-    try:
-        cols = ", ".join(_q(c) for c in keep)
-        con.execute(
-            f"INSERT INTO {_q(table)} BY NAME "
-            f"SELECT ?::VARCHAR AS run_id, {cols} FROM {_q(view)}",
-            [run_id],
-        )
-    finally:
-        con.unregister(view)
+    cols = ", ".join(_q(c) for c in keep)
+    # On failure the transaction is aborted and the connection discarded: no unregister
+    # there (it would raise and hide the real error).
+    con.execute(
+        f"INSERT INTO {_q(table)} BY NAME SELECT ?::VARCHAR AS run_id, {cols} FROM {_q(view)}",
+        [run_id],
+    )
+    con.unregister(view)
     return frame.height
 
 
@@ -575,9 +575,20 @@ def fail_run(db_path: Path, *, run_id: str, finished_at: datetime, error: str) -
 def open_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the published database (for notebooks and tests).
 
-    It keeps seeing the file as it was when opened; reconnect to see a newer run.
+    It keeps seeing the file as it was when opened; call again to see a newer run. The file
+    is ATTACHed (as ``recon``, made the default) to a fresh in-memory database: a plain
+    ``duckdb.connect(path, read_only=True)`` in a process that still holds a connection to
+    the path reuses DuckDB's cached instance and so keeps showing the replaced file.
     """
     path = Path(db_path)
     if not path.exists():
         raise FileNotFoundError(f"no database at {path}")
-    return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(":memory:")
+    try:
+        literal = str(path.resolve()).replace("'", "''")
+        con.execute(f"ATTACH '{literal}' AS recon (READ_ONLY)")
+        con.execute("USE recon")
+    except BaseException:
+        con.close()
+        raise
+    return con

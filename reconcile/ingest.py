@@ -1,0 +1,997 @@
+"""Read the inbox: find files, read xlsx/xls/csv, find the header, map columns, keep lineage.
+
+Contract (docs/design.md): `read_inbox` returns an `IngestResult` holding one `SheetTable`
+per usable sheet and a frame of file/sheet-level problems (`PROBLEM_SCHEMA`). Each table's
+frame has `source`, `file`, `sheet`, `row` (the row number Excel shows; for CSV the line a
+text editor shows), then the canonical fields found in the sheet (all `pl.String`, surrounding
+whitespace stripped, null when empty), then `<field>_kind` for each ID field present.
+
+How things arrive (for the normalize/match steps):
+
+* Text cells come through as typed, stripped of surrounding whitespace only.
+* Numeric cells come through as the number Excel shows: integral numbers as plain digits
+  (`1500`), others as the shortest decimal (`1500.5`). A number of 16 digits or more is shown
+  with the 15 significant digits Excel keeps and zeros after them (`433124200501231000`), and
+  an ID cell holding a number has kind `"number"`: only its first 15 characters are
+  trustworthy.
+* Date cells come through as ISO text `YYYY-MM-DD` (`YYYY-MM-DD HH:MM:SS` if the cell carries
+  a time of day). Dates typed as text are left as typed.
+* `columns` maps each canonical field to its header text as it stands in the file; for a field
+  found through a two-row merged header it is `"<upper cell>/<lower cell>"`, e.g.
+  `"户主信息/姓名"`.
+* Blank rows (no mapped field other than `seq` holds a value), total rows (合计/总计/小计/共计
+  in one of the first three columns) and repeated header rows below the header are dropped and
+  counted in `SheetTable.dropped_rows` (totals also in `dropped_totals`); they are not problems.
+* CSV: encoding is UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030 (never gb2312).
+  A quoted field holding a line break spans several editor lines; `row` is the line on which
+  its record starts.
+* `.xls` files that are really HTML tables, Excel 2003 XML or tab/comma separated text (as
+  government systems often export) are read as such. HTML/XML have no Excel row numbers of
+  their own: `row` counts table rows (`<tr>`, `<Row>`) from 1, as Excel shows them on opening.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tomllib
+import unicodedata
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from html.parser import HTMLParser
+from pathlib import Path
+
+import fastexcel
+import polars as pl
+
+from reconcile.errors import ConfigError
+from reconcile.fields import FIELDS, ID_FIELDS, REQUIRED, SOURCES
+
+__all__ = [
+    "SheetTable",
+    "IngestResult",
+    "PROBLEM_SCHEMA",
+    "read_inbox",
+    "read_file",
+    "load_header_aliases",
+]
+
+Aliases = Mapping[str, Mapping[str, Sequence[str]]]
+
+#: The packaged header-alias file (config.py passes it first, then an optional user file).
+HEADER_ALIASES_FILE = Path(__file__).with_name("config") / "header_aliases.toml"
+
+PROBLEM_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "file": pl.String(),
+    "sheet": pl.String(),
+    "row": pl.Int64(),
+    "column": pl.String(),
+    "problem": pl.String(),
+    "value": pl.String(),
+}
+
+SUPPORTED_EXTENSIONS = (".xlsx", ".xls", ".csv")
+HEADER_SCAN_ROWS = 30          # the header must start within this many rows of the sheet's top
+TOTAL_MARKERS = ("合计", "总计", "小计", "共计")
+TOTAL_SCAN_COLUMNS = 3
+_IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class SheetTable:
+    source: str
+    file: str
+    sheet: str
+    frame: pl.DataFrame          # lineage, canonical fields (String), `<id field>_kind`
+    columns: dict[str, str]      # canonical field -> header text as it stands in the file
+    header_row: int              # Excel row (or CSV line) of the (last) header row
+    dropped_rows: int = 0        # rows below the header left out: blank, total, repeated header
+    dropped_totals: int = 0      # of which total rows (合计 …)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    tables: list[SheetTable]
+    problems: pl.DataFrame       # PROBLEM_SCHEMA
+    files_read: int              # supported files that could be opened and decoded
+
+
+# --------------------------------------------------------------------------------------------
+# Header aliases
+
+
+def load_header_aliases(paths: Sequence[Path]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Merge alias files in order: later files add spellings to the earlier ones.
+
+    Returns every source of `fields.FIELDS` with every one of its fields (an empty tuple when
+    no file names it). Raises `ConfigError` naming the file and key for an unknown source or
+    field, a value that is not a list of strings, or a spelling given to two fields of one
+    source.
+    """
+    merged: dict[str, dict[str, list[str]]] = {s: {f: [] for f in FIELDS[s]} for s in SOURCES}
+    owner: dict[str, dict[str, tuple[str, str]]] = {s: {} for s in SOURCES}  # norm -> field, file
+    for path in paths:
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"header alias file {str(path)!r} not found") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"header alias file {str(path)!r} is not valid TOML: {exc}") from exc
+        for source, table in data.items():
+            if source not in FIELDS:
+                raise ConfigError(
+                    f"{path}: unknown source [{source}] (expected one of {', '.join(SOURCES)})"
+                )
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [{source}] must be a table of field = [spellings]")
+            for fld, spellings in table.items():
+                if fld not in FIELDS[source]:
+                    raise ConfigError(f"{path}: unknown field {source}.{fld}")
+                if isinstance(spellings, str):
+                    spellings = [spellings]
+                if not isinstance(spellings, list) or not all(
+                    isinstance(s, str) and s.strip() for s in spellings
+                ):
+                    raise ConfigError(
+                        f"{path}: {source}.{fld} must be a list of non-empty strings"
+                    )
+                for spelling in spellings:
+                    norm = _norm_header(spelling)
+                    seen = owner[source].get(norm)
+                    if seen is not None and seen[0] != fld:
+                        raise ConfigError(
+                            f"{path}: {source}.{fld}: spelling {spelling!r} already belongs to "
+                            f"{source}.{seen[0]} (in {seen[1]})"
+                        )
+                    if seen is None:
+                        owner[source][norm] = (fld, str(path))
+                        merged[source][fld].append(spelling.strip())
+    return {s: {f: tuple(v) for f, v in fs.items()} for s, fs in merged.items()}
+
+
+_BRACKETS = str.maketrans(
+    {"【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")", "{": "(", "}": ")",
+     "〈": "(", "〉": ")", "《": "(", "》": ")", "「": "(", "」": ")", "<": "(", ">": ")"}
+)
+_HEADER_DROP = re.compile(r"[\s*※★☆:\"'“”‘’]+")
+_PARENS = re.compile(r"\([^()]*\)")
+_GROUP_SUFFIX = re.compile(r"(基本信息|信息|情况|资料)$")
+
+
+def _norm_header(text: str) -> str:
+    """Header text as compared: NFKC, no whitespace/markers, one bracket style, lower case."""
+    s = unicodedata.normalize("NFKC", text).translate(_BRACKETS)
+    return _HEADER_DROP.sub("", s).lower()
+
+
+class _AliasIndex:
+    """Normalised spelling -> canonical field, for one source."""
+
+    def __init__(self, aliases: Aliases, source: str) -> None:
+        table = aliases.get(source, {})
+        self.lookup: dict[str, str] = {}
+        self.first: dict[str, str] = {}
+        for fld in FIELDS[source]:
+            spellings = tuple(table.get(fld, ()))
+            self.first[fld] = spellings[0] if spellings else fld
+            for spelling in spellings:
+                self.lookup.setdefault(_norm_header(spelling), fld)
+        for fld in FIELDS[source]:           # canonical names work as headers too
+            self.lookup.setdefault(fld, fld)
+
+    def match(self, norm: str) -> str | None:
+        if not norm:
+            return None
+        fld = self.lookup.get(norm)
+        if fld is None and "(" in norm:
+            stripped = _PARENS.sub("", norm)
+            if stripped:
+                fld = self.lookup.get(stripped)
+        return fld
+
+
+# --------------------------------------------------------------------------------------------
+# Problems
+
+
+def _problem(
+    source: str | None,
+    file: str,
+    problem: str,
+    *,
+    sheet: str | None = None,
+    row: int | None = None,
+    column: str | None = None,
+    value: str | None = None,
+) -> dict:
+    return {"source": source, "file": file, "sheet": sheet, "row": row, "column": column,
+            "problem": problem, "value": value}
+
+
+_HEX_ESCAPES = re.compile(r"(\\x[0-9a-fA-F]{2})+")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _safe_reason(exc: BaseException, what: str = "") -> str:
+    """A short reason from an exception: its class and first line, without file bytes."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    msg = _HEX_ESCAPES.sub("…", msg)
+    msg = _QUOTED.sub("…", msg)
+    msg = re.sub(r"signature \S+", "signature …", msg)[:160]
+    head = f"{what}: " if what else ""
+    return f"{head}{type(exc).__name__}: {msg}" if msg else f"{head}{type(exc).__name__}"
+
+
+# --------------------------------------------------------------------------------------------
+# Grids: a sheet's cells as strings, before the header is known
+
+
+@dataclass
+class _Grid:
+    sheet: str
+    frame: pl.DataFrame                       # c0..cN (String), raw cell text, one row per row
+    rows: pl.Series | None = None             # row numbers (Int64) if not 1..height
+    numeric: pl.DataFrame | None = None       # bool columns c0..cN: True where a number cell
+    typed: Callable[[list[int]], dict[int, pl.Series]] | None = None  # lazily: number masks
+    hidden: bool = False
+
+    def number_masks(self, cols: list[int]) -> dict[int, pl.Series]:
+        if not cols:
+            return {}
+        if self.typed is not None:
+            return self.typed(cols)
+        if self.numeric is not None:
+            return {c: self.numeric.get_column(f"c{c}") for c in cols}
+        return {}
+
+
+def _frame_from_rows(rows: list[list[str | None]]) -> pl.DataFrame:
+    width = max((len(r) for r in rows), default=0)
+    cols = {f"c{i}": [r[i] if i < len(r) else None for r in rows] for i in range(width)}
+    return pl.DataFrame(cols, schema={k: pl.String for k in cols}) if cols else pl.DataFrame()
+
+
+# ---- Excel (calamine) ------------------------------------------------------------------------
+
+
+def _excel_grids(data: bytes) -> list[_Grid]:
+    reader = fastexcel.read_excel(data)
+    grids = []
+    for idx, name in enumerate(reader.sheet_names):
+        sheet = reader.load_sheet(idx, header_row=None, skip_rows=0, dtypes="string")
+        hidden = str(getattr(sheet, "visible", "visible")).lower() not in ("visible",)
+        df = sheet.to_polars()
+        if df.width == 0 or df.height == 0:
+            grids.append(_Grid(name, pl.DataFrame(), hidden=hidden))
+            continue
+        names = list(df.columns)
+        df = df.rename({n: f"c{i}" for i, n in enumerate(names)})
+
+        def typed(cols: list[int], _idx=idx, _names=names, _h=df.height) -> dict[int, pl.Series]:
+            # Second pass over the mapped columns only: as booleans, number (and boolean)
+            # cells give a value and text cells give null, so this tells which were numbers.
+            use = [_names[c] for c in cols]
+            t = reader.load_sheet(
+                _idx, header_row=None, skip_rows=0, use_columns=use,
+                dtypes={n: "boolean" for n in use},
+            ).to_polars()
+            if t.height != _h:  # never seen; be safe rather than misalign
+                return {}
+            return {c: t.get_column(n).is_not_null() for c, n in zip(cols, use, strict=True)}
+
+        grids.append(_Grid(name, df, typed=typed, hidden=hidden))
+    return grids
+
+
+# ---- Delimited text ------------------------------------------------------------------------
+
+
+def _decode(data: bytes) -> str | None:
+    """UTF-8 (BOM or not), UTF-16 with BOM, else GB18030; None if none of them decodes."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            return None
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        if "\x00" in text:   # UTF-16 without BOM, or binary: neither is text in this codec
+            return None
+        return text
+    return None
+
+
+def _sniff_delimiter(text: str) -> str:
+    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    best, best_score = ",", 0
+    for delim in (",", "\t", ";", "|"):
+        counts = sorted(ln.count(delim) for ln in lines)
+        if not counts:
+            continue
+        # the count most lines share, preferring more columns: robust to title lines
+        score = max(counts[len(counts) // 2], counts[-1] // 2)
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def _text_grid(text: str) -> _Grid:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        return _Grid("", pl.DataFrame())
+    delim = _sniff_delimiter(text)
+    sample = "\n".join(text.splitlines()[:200])
+    width = max((len(r) for r in csv.reader(io.StringIO(sample), delimiter=delim)), default=1)
+    width = max(width, 1)
+    df = pl.read_csv(
+        io.BytesIO(text.encode("utf-8")),
+        has_header=False,
+        separator=delim,
+        quote_char='"',
+        schema={f"c{i}": pl.String for i in range(width)},
+        missing_columns="insert",
+        truncate_ragged_lines=True,
+        raise_if_empty=False,
+    )
+    rows = None
+    if '"' in text and df.height:
+        # a quoted field holding line breaks moves every later record down by that many lines
+        nl = df.select(
+            pl.sum_horizontal(pl.all().str.count_matches("\n").fill_null(0)).alias("n")
+        ).get_column("n")
+        if nl.sum():
+            extra = nl.cum_sum().shift(1, fill_value=0)
+            rows = (pl.int_range(1, df.height + 1, eager=True, dtype=pl.Int64) + extra).cast(
+                pl.Int64
+            )
+    return _Grid("", df, rows=rows)
+
+
+# ---- HTML tables ("xls" from web systems) --------------------------------------------------
+
+
+class _HTMLTables(HTMLParser):
+    """All <tr> rows of all tables, laid out like Excel: colspan/rowspan leave blank cells."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str | None]] = []
+        self.nums: list[list[bool]] = []
+        self._cells: list[tuple[str, int, int, bool]] | None = None
+        self._buf: list[str] | None = None
+        self._span = (1, 1, False)
+        self._skip = 0
+        self._pending: dict[int, int] = {}   # column -> rows still covered by a rowspan
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag == "tr":
+            self._end_row()
+            self._cells = []
+        elif tag in ("td", "th"):
+            if self._cells is None:
+                self._cells = []
+            self._end_cell()
+            a = dict(attrs)
+            num = a.get("x:num")
+            self._span = (_int_attr(a.get("colspan")), _int_attr(a.get("rowspan")),
+                          num is not None)
+            self._num_value = num
+            self._buf = []
+        elif tag == "br" and self._buf is not None:
+            self._buf.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in ("td", "th"):
+            self._end_cell()
+        elif tag == "tr":
+            self._end_row()
+        elif tag == "table":
+            self._end_row()
+
+    def handle_data(self, data):
+        if self._buf is not None and not self._skip:
+            self._buf.append(data)
+
+    def _end_cell(self):
+        if self._buf is None or self._cells is None:
+            return
+        text = "".join(self._buf)
+        colspan, rowspan, is_num = self._span
+        if is_num and self._num_value not in (None, ""):
+            text = _number_text(self._num_value) or text
+        self._cells.append((text, colspan, rowspan, is_num))
+        self._buf = None
+
+    def _end_row(self):
+        self._end_cell()
+        if self._cells is None:
+            return
+        row: list[str | None] = []
+        nums: list[bool] = []
+        col = 0
+        pending = self._pending
+        for text, colspan, rowspan, is_num in self._cells:
+            while pending.get(col, 0) > 0:
+                row.append(None)
+                nums.append(False)
+                col += 1
+            for k in range(colspan):
+                row.append(text if k == 0 else None)
+                nums.append(is_num if k == 0 else False)
+                if rowspan > 1:
+                    pending[col] = rowspan   # decremented below, so it covers rowspan-1 rows
+                col += 1
+        for c in list(pending):
+            pending[c] -= 1
+            if pending[c] <= 0:
+                del pending[c]
+        self.rows.append(row)
+        self.nums.append(nums)
+        self._cells = None
+
+
+def _int_attr(v: str | None) -> int:
+    try:
+        return max(1, min(int(str(v).strip()), 1000))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _html_grid(text: str) -> _Grid:
+    parser = _HTMLTables()
+    parser.feed(text)
+    parser.close()
+    parser._end_row()
+    return _grid_with_numbers("", parser.rows, parser.nums)
+
+
+def _grid_with_numbers(sheet: str, rows, nums) -> _Grid:
+    df = _frame_from_rows(rows)
+    numeric = None
+    if df.width:
+        numeric = pl.DataFrame(
+            {f"c{i}": [r[i] if i < len(r) else False for r in nums] for i in range(df.width)},
+            schema={f"c{i}": pl.Boolean for i in range(df.width)},
+        )
+    return _Grid(sheet, df, numeric=numeric)
+
+
+# ---- Excel 2003 XML spreadsheet ------------------------------------------------------------
+
+_SS = "{urn:schemas-microsoft-com:office:spreadsheet}"
+
+
+def _xml_grids(data: bytes) -> list[_Grid]:
+    root = ET.fromstring(data)
+    grids = []
+    for ws in root.iter(f"{_SS}Worksheet"):
+        name = ws.get(f"{_SS}Name") or ""
+        rows: list[list[str | None]] = []
+        nums: list[list[bool]] = []
+        table = ws.find(f"{_SS}Table")
+        if table is not None:
+            for xrow in table.iter(f"{_SS}Row"):
+                idx = xrow.get(f"{_SS}Index")
+                if idx and idx.isdigit():
+                    while len(rows) < int(idx) - 1:
+                        rows.append([])
+                        nums.append([])
+                row: list[str | None] = []
+                num: list[bool] = []
+                for cell in xrow.iter(f"{_SS}Cell"):
+                    cidx = cell.get(f"{_SS}Index")
+                    if cidx and cidx.isdigit():
+                        while len(row) < int(cidx) - 1:
+                            row.append(None)
+                            num.append(False)
+                    d = cell.find(f"{_SS}Data")
+                    text, is_num = None, False
+                    if d is not None:
+                        text = "".join(d.itertext())
+                        kind = d.get(f"{_SS}Type")
+                        if kind == "Number":
+                            text, is_num = _number_text(text) or text, True
+                        elif kind == "DateTime":
+                            text = _iso_datetime(text)
+                    row.append(text)
+                    num.append(is_num)
+                    for _ in range(_int_attr(cell.get(f"{_SS}MergeAcross") or "0") - 1
+                                   if cell.get(f"{_SS}MergeAcross") else 0):
+                        pass
+                    across = cell.get(f"{_SS}MergeAcross")
+                    if across and across.isdigit():
+                        row.extend([None] * int(across))
+                        num.extend([False] * int(across))
+                rows.append(row)
+                nums.append(num)
+        grids.append(_grid_with_numbers(name, rows, nums))
+    return grids
+
+
+def _iso_datetime(text: str) -> str:
+    m = re.fullmatch(r"\s*(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}:\d{2})(?:\.\d+)?)?\s*", text)
+    if not m:
+        return text
+    if m.group(2) and m.group(2) != "00:00:00":
+        return f"{m.group(1)} {m.group(2)}"
+    return m.group(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+
+
+def _number_text(text: str) -> str | None:
+    """A number as Excel shows it: integral -> digits (15 significant at most), else shortest."""
+    try:
+        f = float(text)
+    except (TypeError, ValueError):
+        return None
+    if f != f or f in (float("inf"), float("-inf")):
+        return None
+    r = repr(f)            # shortest text that gives back the same double
+    try:
+        d = Decimal(r)
+    except InvalidOperation:
+        return None
+    if d == d.to_integral_value():
+        digits = str(int(d))
+        # Excel keeps 15 significant digits; a longer integer (written by a program, not typed)
+        # is shown rounded to them
+        sig = digits.lstrip("-")
+        if len(sig) > 15:
+            q = Decimal(sig).quantize(Decimal(10) ** (len(sig) - 15))  # keeps exponent form
+            digits = ("-" if digits.startswith("-") else "") + str(int(q))
+        return digits
+    return r
+
+
+# --------------------------------------------------------------------------------------------
+# Header detection
+
+
+@dataclass
+class _Header:
+    top: int                                   # grid index of the first header row
+    last: int                                  # grid index of the last header row
+    fields: dict[str, tuple[int, str]]         # field -> (column, header text as in the file)
+    duplicates: list[tuple[str, int, str]]     # (field, column, header text) left out
+    score: int = 0
+    has_required: bool = False
+
+
+def _cell_text(v) -> str:
+    return "" if v is None else str(v).strip()
+
+
+def _resolve_single(texts: list[str], norms: list[str], index: _AliasIndex):
+    hits = []
+    for c, n in enumerate(norms):
+        fld = index.match(n)
+        if fld is not None:
+            hits.append((fld, c, texts[c]))
+    return hits
+
+
+def _resolve_pair(top_t, top_n, low_t, low_n, index: _AliasIndex):
+    """Columns of a two-row header; returns (hits, share of lower cells that were headers)."""
+    width = max(len(top_n), len(low_n))
+    top_t = top_t + [""] * (width - len(top_t))
+    top_n = top_n + [""] * (width - len(top_n))
+    low_t = low_t + [""] * (width - len(low_t))
+    low_n = low_n + [""] * (width - len(low_n))
+    hits = []
+    used_low = 0
+    group_t, group_n = "", ""        # the last upper cell, carried across its merged span
+    for c in range(width):
+        pt, pn, ct, cn = top_t[c], top_n[c], low_t[c], low_n[c]
+        if pn:
+            group_t, group_n = pt, pn
+        elif not cn:
+            group_t, group_n = "", ""    # a column with neither: the merged span has ended
+        gt, gn = (pt, pn) if pn else (group_t, group_n)
+        fld, text, via_low = None, "", False
+        if cn and gn:
+            short = _GROUP_SUFFIX.sub("", gn)
+            for cand in (f"{gn}/{cn}", f"{gn}{cn}", f"{short}{cn}" if short != gn else None):
+                if cand and (fld := index.match(cand)):
+                    text, via_low = f"{gt}/{ct}", True
+                    break
+        if fld is None and pn and (fld := index.match(pn)):
+            text = pt                     # a complete header in the upper row (merged down)
+        elif fld is None and cn and (fld := index.match(cn)):
+            text, via_low = ct, True
+        if fld is not None:
+            hits.append((fld, c, text))
+            used_low += via_low
+    low_cells = sum(1 for n in low_n if n)
+    return hits, (used_low / low_cells if low_cells else 0.0)
+
+
+def _build_header(top: int, last: int, hits, required: tuple[str, ...]) -> _Header:
+    fields: dict[str, tuple[int, str]] = {}
+    dups = []
+    for fld, c, text in hits:
+        if fld in fields:
+            dups.append((fld, c, text))
+        else:
+            fields[fld] = (c, text)
+    return _Header(top, last, fields, dups, score=len(fields),
+                   has_required=all(r in fields for r in required))
+
+
+def _detect_header(head: list[tuple], source: str, index: _AliasIndex) -> _Header | None:
+    """The row (or pair of rows) in the top of the sheet that names most known fields."""
+    texts = [[_cell_text(v) for v in row] for row in head]
+    norms = [[_norm_header(t) if t else "" for t in row] for row in texts]
+    required = REQUIRED[source]
+    best: _Header | None = None
+
+    def better(h: _Header, cur: _Header | None) -> bool:
+        if cur is None:
+            return True
+        return (h.has_required, h.score) > (cur.has_required, cur.score)
+
+    singles = []
+    for r in range(len(head)):
+        h = _build_header(r, r, _resolve_single(texts[r], norms[r], index), required)
+        singles.append(h)
+        if better(h, best):
+            best = h
+    for r in range(len(head) - 1):
+        if singles[r].score == 0 and singles[r + 1].score == 0:
+            continue
+        hits, share = _resolve_pair(texts[r], norms[r], texts[r + 1], norms[r + 1], index)
+        if share <= 0.5:      # the lower row is data, not a second header row
+            continue
+        h = _build_header(r, r + 1, hits, required)
+        # strictly better than either row alone, or it is not a two-row header
+        if (h.has_required, h.score) > max(
+            (singles[r].has_required, singles[r].score),
+            (singles[r + 1].has_required, singles[r + 1].score),
+        ) and better(h, best):
+            best = h
+    if best is None or best.score < 2:
+        return None
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# A grid -> SheetTable
+
+_NUMERIC = r"^-?\d+(?:\.\d+)?$"
+_SCI = r"^[+-]?\d+(?:\.\d+)?[eE][+-]?\d+$"
+_DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+
+
+def _clean(expr: pl.Expr) -> pl.Expr:
+    s = expr.str.strip_chars()
+    return pl.when(s.str.len_bytes() > 0).then(s)
+
+
+def _table_from_grid(
+    grid: _Grid, source: str, rel: str, index: _AliasIndex
+) -> tuple[SheetTable | None, list[dict]]:
+    df = grid.frame
+    sheet = grid.sheet
+    head = df.head(HEADER_SCAN_ROWS).rows()
+    header = _detect_header(head, source, index)
+    if header is None:
+        if grid.hidden:
+            return None, []
+        return None, [_problem(source, rel, "no_header_found", sheet=sheet)]
+    rownums = (
+        grid.rows if grid.rows is not None
+        else pl.int_range(1, df.height + 1, eager=True, dtype=pl.Int64)
+    )
+    header_row = int(rownums[header.last])
+    problems = []
+    if not header.has_required:
+        for req in REQUIRED[source]:
+            if req not in header.fields:
+                problems.append(_problem(source, rel, "missing_required_column", sheet=sheet,
+                                         row=header_row, column=index.first[req]))
+        return None, problems
+    for fld, _c, text in header.duplicates:
+        problems.append(_problem(source, rel, "duplicate_column", sheet=sheet, row=header_row,
+                                 column=text, value=fld))
+
+    ordered = [f for f in FIELDS[source] if f in header.fields]
+    col_of = {f: header.fields[f][0] for f in ordered}
+    body = df.with_columns(rownums.alias("__row")).slice(header.last + 1)
+    numeric_cols = sorted(set(col_of.values()))
+    masks = grid.number_masks(numeric_cols) if body.height else {}
+    if masks:
+        body = body.with_columns(
+            [m.slice(header.last + 1).alias(f"__num{c}") for c, m in masks.items()]
+        )
+
+    exprs: list[pl.Expr] = []
+    for f in ordered:
+        c = col_of[f]
+        v = _clean(pl.col(f"c{c}"))
+        if c in masks:
+            num = pl.col(f"__num{c}")
+            # date cells (not numbers) come as 'YYYY-MM-DD 00:00:00': keep the date
+            v = pl.when(~num & v.str.contains(_DATETIME)).then(
+                v.str.replace(r" 00:00:00$", "")
+            ).otherwise(v)
+        exprs.append(v.alias(f))
+    first_cols = [f"c{i}" for i in range(min(TOTAL_SCAN_COLUMNS, df.width))]
+    total_pat = "^(?:" + "|".join(TOTAL_MARKERS) + ")"
+    is_total = pl.any_horizontal(
+        [pl.col(c).str.replace_all(r"\s+", "").str.contains(total_pat).fill_null(False)
+         for c in first_cols]
+    )
+    content = [f for f in ordered if f != "seq"]
+    out = body.select(
+        pl.col("__row").alias("row"),
+        *exprs,
+        *[pl.col(f"__num{c}") for c in sorted(masks)],
+        is_total.alias("__total"),
+    )
+    is_blank = pl.all_horizontal([pl.col(f).is_null() for f in content]) if content else pl.lit(
+        True
+    )
+    req = REQUIRED[source][0]
+    req_header = _clean(pl.lit(header.fields[req][1]))
+    is_rep_header = (pl.col(req) == req_header).fill_null(False)
+    out = out.with_columns(
+        (is_blank & ~pl.col("__total")).alias("__blank"),
+        (is_rep_header & ~pl.col("__total")).alias("__rephead"),
+    )
+    n_total = int(out.get_column("__total").sum())
+    out = out.filter(~pl.col("__total") & ~pl.col("__blank") & ~pl.col("__rephead"))
+    dropped = body.height - out.height
+
+    # numbers of 16+ digits as Excel shows them (15 significant digits), kinds of ID cells
+    fix: list[pl.Expr] = []
+    kinds: list[pl.Expr] = []
+    for f in ordered:
+        c = col_of[f]
+        num = pl.col(f"__num{c}") if c in masks else pl.lit(False)
+        if c in masks:
+            long_num = out.filter(
+                pl.col(f"__num{c}") & pl.col(f).str.contains(r"^-?\d{16,}$").fill_null(False)
+            ).get_column(f)
+            if long_num.len():
+                mapping = {v: (_number_text(v) or v) for v in long_num.unique().to_list()}
+                fix.append(
+                    pl.when(num).then(pl.col(f).replace(mapping)).otherwise(pl.col(f)).alias(f)
+                )
+        if f in ID_FIELDS:
+            v = pl.col(f)
+            kinds.append(
+                pl.when(v.is_null()).then(None)
+                .when(num & v.str.contains(_NUMERIC)).then(pl.lit("number"))
+                .when(v.str.contains(_SCI)).then(pl.lit("sci"))
+                .otherwise(pl.lit("text"))
+                .cast(pl.String)
+                .alias(f"{f}_kind")
+            )
+    if fix:
+        out = out.with_columns(fix)
+    if kinds:
+        out = out.with_columns(kinds)
+    frame = out.select(
+        pl.lit(source, pl.String).alias("source"),
+        pl.lit(rel, pl.String).alias("file"),
+        pl.lit(sheet, pl.String).alias("sheet"),
+        pl.col("row").cast(pl.Int64),
+        *[pl.col(f).cast(pl.String) for f in ordered],
+        *[pl.col(f"{f}_kind") for f in ID_FIELDS if f in col_of],
+    )
+    table = SheetTable(
+        source=source,
+        file=rel,
+        sheet=sheet,
+        frame=frame,
+        columns={f: header.fields[f][1] for f in ordered},
+        header_row=header_row,
+        dropped_rows=dropped,
+        dropped_totals=n_total,
+    )
+    return table, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED = "EncryptedPackage".encode("utf-16-le")
+
+
+def _sniff(data: bytes) -> str:
+    """'zip', 'ole', 'encrypted', 'text' or 'binary' from the first bytes."""
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        return "zip"
+    if data.startswith(_OLE):
+        return "encrypted" if _ENCRYPTED in data[:65536] else "ole"
+    return "text"
+
+
+def _text_kind(text: str) -> str:
+    start = text.lstrip("\ufeff \t\r\n")[:2048].lower()
+    if start.startswith("<"):
+        if "urn:schemas-microsoft-com:office:spreadsheet" in text[:4096] and "<workbook" in (
+            text[:8192].lower()
+        ):
+            return "xml"
+        return "html"
+    return "delimited"
+
+
+def _grids_for(path: Path, data: bytes, ext: str) -> list[_Grid]:
+    """Raises on unreadable content; returns [] for an empty file."""
+    kind = _sniff(data)
+    if kind == "encrypted":
+        raise _Unreadable("password-protected (encrypted) workbook")
+    if kind in ("zip", "ole"):
+        return _excel_grids(data)
+    if not data.strip():
+        return []
+    text = _decode(data)
+    if text is None:
+        if ext == ".csv" or not _looks_binary(data):
+            raise _Undecodable()
+        raise _Unreadable(f"not a workbook or text file ({ext} with unknown content)")
+    tk = _text_kind(text)
+    if tk == "xml":
+        return _xml_grids(text.encode("utf-8") if not text.lstrip().startswith("<?xml") else
+                          re.sub(r"^\s*<\?xml[^>]*\?>", "", text).encode("utf-8"))
+    if tk == "html" and ext != ".csv":
+        return [_html_grid(text)]
+    return [_text_grid(text)]
+
+
+def _looks_binary(data: bytes) -> bool:
+    sample = data[:4096]
+    return b"\x00" in sample or sum(b < 9 or 13 < b < 32 for b in sample) > len(sample) // 20
+
+
+class _Unreadable(Exception):
+    pass
+
+
+class _Undecodable(Exception):
+    pass
+
+
+def read_file(
+    path: Path, *, source: str, rel: str, aliases: Aliases
+) -> tuple[list[SheetTable], list[dict]]:
+    """Read one file of `source`; problems are dicts with PROBLEM_SCHEMA's keys.
+
+    Never raises for bad content: an unreadable file gives an `unreadable_file` problem, an
+    undecodable CSV `encoding_undetected`, a file without any cell `empty_file`.
+    """
+    return _read_file(Path(path), source, rel, _AliasIndex(aliases, source))
+
+
+def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
+    ext = path.suffix.lower()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return [], [_problem(source, rel, "unreadable_file", value=_safe_reason(exc))]
+    try:
+        grids = _grids_for(path, data, ext)
+    except _Undecodable:
+        return [], [_problem(source, rel, "encoding_undetected",
+                             value="neither UTF-8, UTF-16 (BOM) nor GB18030")]
+    except _Unreadable as exc:
+        return [], [_problem(source, rel, "unreadable_file", value=str(exc))]
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
+        what = {"zip": "corrupt or truncated xlsx", "ole": "corrupt or truncated xls"}.get(
+            _sniff(data), "unreadable"
+        )
+        return [], [_problem(source, rel, "unreadable_file", value=_safe_reason(exc, what))]
+
+    tables: list[SheetTable] = []
+    problems: list[dict] = []
+    any_cells = False
+    for grid in grids:
+        if grid.frame.width == 0 or grid.frame.height == 0:
+            continue
+        if grid.frame.select(
+            pl.all_horizontal(_clean(pl.all()).is_null()).all()
+        ).item():
+            continue
+        any_cells = True
+        try:
+            table, probs = _table_from_grid(grid, source, rel, index)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(_problem(source, rel, "unreadable_sheet", sheet=grid.sheet,
+                                     value=_safe_reason(exc)))
+            continue
+        problems.extend(probs)
+        if table is not None:
+            tables.append(table)
+    if not any_cells:
+        problems.append(_problem(source, rel, "empty_file"))
+    return tables, problems
+
+
+def _is_ignored(rel_parts: tuple[str, ...]) -> bool:
+    name = rel_parts[-1]
+    return (
+        any(p.startswith(".") for p in rel_parts)
+        or name.startswith("~$")
+        or name.lower() in _IGNORED_NAMES
+    )
+
+
+def _inbox_files(inbox: Path) -> tuple[list[tuple[str, Path, str]], list[dict]]:
+    """(source, path, rel) for every supported file in a stable order, plus problems."""
+    found: list[tuple[str, Path, str]] = []
+    problems: list[dict] = []
+    for source in SOURCES:
+        folder = inbox / source
+        if not folder.is_dir():
+            problems.append(_problem(source, f"{source}/", "source_folder_missing"))
+            continue
+        entries = []
+        for p in folder.rglob("*"):
+            if not p.is_file():
+                continue
+            rel_parts = p.relative_to(inbox).parts
+            if _is_ignored(rel_parts):
+                continue
+            entries.append(("/".join(rel_parts), p))
+        for rel, p in sorted(entries):
+            if p.suffix.lower() in SUPPORTED_EXTENSIONS:
+                found.append((source, p, rel))
+            else:
+                problems.append(_problem(source, rel, "unsupported_file",
+                                         value=p.suffix.lower() or None))
+    if inbox.is_dir():
+        for p in sorted(inbox.iterdir()):
+            if p.is_file() and not _is_ignored((p.name,)):
+                problems.append(_problem(None, p.name, "file_outside_source_folder"))
+    return found, problems
+
+
+def read_inbox(
+    inbox: Path,
+    aliases: Aliases,
+    *,
+    on_file: Callable[[str, int, int], None] | None = None,
+) -> IngestResult:
+    """Read every file under inbox/{roster,dibao,filing}/ (recursively, sorted).
+
+    `on_file(rel, done, total)` is called after each file (progress; `rel` as in lineage).
+    """
+    inbox = Path(inbox)
+    files, problems = _inbox_files(inbox)
+    if not inbox.is_dir():
+        problems = [_problem(None, str(inbox), "inbox_missing")] + problems
+    indexes = {s: _AliasIndex(aliases, s) for s in SOURCES}
+    tables: list[SheetTable] = []
+    files_read = 0
+    for i, (source, path, rel) in enumerate(files, start=1):
+        t, p = _read_file(path, source, rel, indexes[source])
+        tables.extend(t)
+        problems.extend(p)
+        if not any(x["problem"] in ("unreadable_file", "encoding_undetected") for x in p):
+            files_read += 1
+        if on_file is not None:
+            on_file(rel, i, len(files))
+    frame = pl.DataFrame(problems, schema=PROBLEM_SCHEMA, orient="row") if problems else (
+        pl.DataFrame(schema=PROBLEM_SCHEMA)
+    )
+    return IngestResult(tables=tables, problems=frame, files_read=files_read)
