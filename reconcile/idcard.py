@@ -28,7 +28,6 @@ How the `kind` column (from ingest) is read:
 from __future__ import annotations
 
 import datetime as _dt
-import re
 
 import polars as pl
 
@@ -70,7 +69,6 @@ YEAR_MAX = 2030
 _STRIP_RE = r"[\s\x{200B}-\x{200D}\x{2060}\x{FEFF}'‘’`\"“”\-‐‑‒–—―−_=]"
 # Scientific form of a number: 4.30524E+17, 4.33124200501231e+17, 4E17
 _SCI_RE = r"^([0-9])(?:\.([0-9]*))?[eE]\+?([0-9]{1,2})$"
-_SCI_PY = re.compile(_SCI_RE)
 
 
 # --------------------------------------------------------------------------- scalars
@@ -123,7 +121,8 @@ def check_char_expr(first17: pl.Expr) -> pl.Expr:
         [((x // _POW10[16 - i]) % 10) * w for i, w in enumerate(WEIGHTS)]
     )
     idx = (total % 11).cast(pl.Int8)
-    return idx.replace_strict(list(range(11)), list(CHECK_CHARS), return_dtype=pl.String)
+    char = idx.replace_strict(list(range(11)), list(CHECK_CHARS), return_dtype=pl.String)
+    return pl.when(x.is_not_null()).then(char)
 
 
 def _birth_expr(s: pl.Expr) -> pl.Expr:
@@ -282,8 +281,24 @@ def _as_expr(x: pl.Expr | str) -> pl.Expr:
     return pl.col(x) if isinstance(x, str) else x
 
 
-def _diff_flags(a: pl.Expr, b: pl.Expr, width: int) -> list[pl.Expr]:
-    return [a.str.slice(i, 1) != b.str.slice(i, 1) for i in range(width)]
+def _diff_mask(a: pl.Expr, b: pl.Expr, width: int) -> pl.Expr:
+    """Int64 bit mask: bit i set where a[i] != b[i] (i < width); assumes equal lengths."""
+    return pl.sum_horizontal(
+        [
+            (a.str.slice(i, 1) != b.str.slice(i, 1)).fill_null(False).cast(pl.Int64) * (1 << i)
+            for i in range(width)
+        ]
+    )
+
+
+def _mask_to_positions(m: pl.Series) -> pl.Series:
+    # Python runs over the distinct masks only (few: most pairs differ in 0-3 places)
+    u = m.drop_nulls().unique()
+    lut = pl.DataFrame(
+        {"m": u, "pos": [[i for i in range(x.bit_length()) if (x >> i) & 1] for x in u.to_list()]},
+        schema={"m": m.dtype, "pos": pl.List(pl.Int8)},
+    )
+    return m.to_frame("m").join(lut, on="m", how="left", maintain_order="left")["pos"]
 
 
 def digit_diff_positions(a: pl.Expr | str, b: pl.Expr | str, width: int = 18) -> pl.Expr:
@@ -292,11 +307,43 @@ def digit_diff_positions(a: pl.Expr | str, b: pl.Expr | str, width: int = 18) ->
     strings are longer than `width` (18: ID numbers)."""
     a, b = _as_expr(a), _as_expr(b)
     la = a.str.len_chars()
-    flags = _diff_flags(a, b, width)
-    pos = pl.concat_list(
-        [pl.when(f).then(pl.lit(i, dtype=pl.Int8)) for i, f in enumerate(flags)]
-    ).list.drop_nulls()
-    return pl.when((la == b.str.len_chars()) & (la <= width)).then(pos)
+    same = (la == b.str.len_chars()) & (la <= width)
+    mask = pl.when(same).then(_diff_mask(a, b, width))
+    return mask.map_batches(_mask_to_positions, return_dtype=pl.List(pl.Int8), is_elementwise=True)
+
+
+def _swap_batch(width: int):
+    def fn(st: pl.Series) -> pl.Series:
+        a, b = pl.col("a"), pl.col("b")
+        df = st.struct.unnest()
+        df.columns = ["a", "b"]
+        la = a.str.len_chars()
+        df = df.with_columns(
+            same=(la == b.str.len_chars()) & (la <= width),
+            mask=_diff_mask(a, b, width),
+        )
+        m = pl.col("mask")
+        df = df.with_columns(low=m & (-m))
+        df = df.with_columns(
+            p0=pl.min_horizontal(
+                [pl.when(pl.col("low") == (1 << i)).then(pl.lit(i, dtype=pl.Int64)) for i in range(width)]
+            )
+        )
+        p0 = pl.col("p0")
+        res = (
+            pl.col("same")
+            & (m == 3 * pl.col("low"))
+            & (a.str.slice(p0, 1) == b.str.slice(p0 + 1, 1))
+            & (a.str.slice(p0 + 1, 1) == b.str.slice(p0, 1))
+        )
+        out = df.select(
+            pl.when(a.is_null() | b.is_null()).then(pl.lit(None, dtype=pl.Boolean))
+            .otherwise(res.fill_null(False))
+            .alias(st.name)
+        )
+        return out.to_series()
+
+    return fn
 
 
 def is_adjacent_swap(a: pl.Expr | str, b: pl.Expr | str, width: int = 18) -> pl.Expr:
@@ -304,19 +351,6 @@ def is_adjacent_swap(a: pl.Expr | str, b: pl.Expr | str, width: int = 18) -> pl.
     (false when equal or lengths differ; null when either side is null).
     Strings longer than `width` give false."""
     a, b = _as_expr(a), _as_expr(b)
-    la = a.str.len_chars()
-    flags = [f.fill_null(False) for f in _diff_flags(a, b, width)]
-    n_diff = pl.sum_horizontal([f.cast(pl.Int32) for f in flags])
-    p0 = pl.min_horizontal([pl.when(f).then(pl.lit(i, dtype=pl.Int64)) for i, f in enumerate(flags)])
-    p1 = p0 + 1
-    res = (
-        (la == b.str.len_chars())
-        & (la <= width)
-        & (n_diff == 2)
-        & (a.str.slice(p0, 1) == b.str.slice(p1, 1))
-        & (a.str.slice(p1, 1) == b.str.slice(p0, 1))
-    )
-    return (
-        pl.when(a.is_null() | b.is_null()).then(pl.lit(None, dtype=pl.Boolean))
-        .otherwise(res.fill_null(False))
+    return pl.struct(a.alias("a"), b.alias("b")).map_batches(
+        _swap_batch(width), return_dtype=pl.Boolean, is_elementwise=True
     )

@@ -39,7 +39,7 @@ import tomllib
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from html.parser import HTMLParser
 from pathlib import Path
@@ -190,9 +190,10 @@ class _AliasIndex:
             return None
         fld = self.lookup.get(norm)
         if fld is None and "(" in norm:
-            stripped = _PARENS.sub("", norm)
-            if stripped:
-                fld = self.lookup.get(stripped)
+            if norm[0] == "(" and norm[-1] == ")" and (inner := norm[1:-1]):
+                fld = self.match(inner)           # 【村(社区)】: brackets around it all
+            if fld is None and (stripped := _PARENS.sub("", norm)):
+                fld = self.lookup.get(stripped)   # 资助金额(元): a bracketed note
         return fld
 
 
@@ -240,6 +241,7 @@ class _Grid:
     numeric: pl.DataFrame | None = None       # bool columns c0..cN: True where a number cell
     typed: Callable[[list[int]], dict[int, pl.Series]] | None = None  # lazily: number masks
     hidden: bool = False
+    excel_dates: bool = False                 # date cells arrive as 'YYYY-MM-DD HH:MM:SS'
 
     def number_masks(self, cols: list[int]) -> dict[int, pl.Series]:
         if not cols:
@@ -285,7 +287,7 @@ def _excel_grids(data: bytes) -> list[_Grid]:
                 return {}
             return {c: t.get_column(n).is_not_null() for c, n in zip(cols, use, strict=True)}
 
-        grids.append(_Grid(name, df, typed=typed, hidden=hidden))
+        grids.append(_Grid(name, df, typed=typed, hidden=hidden, excel_dates=True))
     return grids
 
 
@@ -475,8 +477,8 @@ def _grid_with_numbers(sheet: str, rows, nums) -> _Grid:
 _SS = "{urn:schemas-microsoft-com:office:spreadsheet}"
 
 
-def _xml_grids(data: bytes) -> list[_Grid]:
-    root = ET.fromstring(data)
+def _xml_grids(text: str) -> list[_Grid]:
+    root = ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
     grids = []
     for ws in root.iter(f"{_SS}Worksheet"):
         name = ws.get(f"{_SS}Name") or ""
@@ -509,9 +511,6 @@ def _xml_grids(data: bytes) -> list[_Grid]:
                             text = _iso_datetime(text)
                     row.append(text)
                     num.append(is_num)
-                    for _ in range(_int_attr(cell.get(f"{_SS}MergeAcross") or "0") - 1
-                                   if cell.get(f"{_SS}MergeAcross") else 0):
-                        pass
                     across = cell.get(f"{_SS}MergeAcross")
                     if across and across.isdigit():
                         row.extend([None] * int(across))
@@ -550,12 +549,11 @@ def _number_text(text: str) -> str | None:
         return None
     if d == d.to_integral_value():
         digits = str(int(d))
-        # Excel keeps 15 significant digits; a longer integer (written by a program, not typed)
-        # is shown rounded to them
+        # Excel keeps 15 significant digits and zeros after them (what it does to a longer number
+        # typed in); a program that wrote more digits gets the same treatment
         sig = digits.lstrip("-")
         if len(sig) > 15:
-            q = Decimal(sig).quantize(Decimal(10) ** (len(sig) - 15))  # keeps exponent form
-            digits = ("-" if digits.startswith("-") else "") + str(int(q))
+            digits = ("-" if digits.startswith("-") else "") + sig[:15] + "0" * (len(sig) - 15)
         return digits
     return r
 
@@ -676,6 +674,7 @@ def _detect_header(head: list[tuple], source: str, index: _AliasIndex) -> _Heade
 _NUMERIC = r"^-?\d+(?:\.\d+)?$"
 _SCI = r"^[+-]?\d+(?:\.\d+)?[eE][+-]?\d+$"
 _DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+_LONG_NUMBER = r"^-?\d{16,}$"
 
 
 def _clean(expr: pl.Expr) -> pl.Expr:
@@ -684,12 +683,16 @@ def _clean(expr: pl.Expr) -> pl.Expr:
 
 
 def _table_from_grid(
-    grid: _Grid, source: str, rel: str, index: _AliasIndex
+    grid: _Grid, source: str, rel: str, index: _AliasIndex, start: int = 0
 ) -> tuple[SheetTable | None, list[dict]]:
+    """`start`: grid index of the first row holding anything (the header scan begins there)."""
     df = grid.frame
     sheet = grid.sheet
-    head = df.head(HEADER_SCAN_ROWS).rows()
+    head = df.slice(start, HEADER_SCAN_ROWS).rows()
     header = _detect_header(head, source, index)
+    if header is not None:
+        header.top += start
+        header.last += start
     if header is None:
         if grid.hidden:
             return None, []
@@ -724,7 +727,7 @@ def _table_from_grid(
     for f in ordered:
         c = col_of[f]
         v = _clean(pl.col(f"c{c}"))
-        if c in masks:
+        if c in masks and grid.excel_dates:
             num = pl.col(f"__num{c}")
             # date cells (not numbers) come as 'YYYY-MM-DD 00:00:00': keep the date
             v = pl.when(~num & v.str.contains(_DATETIME)).then(
@@ -761,12 +764,20 @@ def _table_from_grid(
     # numbers of 16+ digits as Excel shows them (15 significant digits), kinds of ID cells
     fix: list[pl.Expr] = []
     kinds: list[pl.Expr] = []
+    long_cols: set[str] = set()
+    if masks and out.height:
+        flags = out.select(
+            (pl.col(f"__num{col_of[f]}") & pl.col(f).str.contains(_LONG_NUMBER))
+            .fill_null(False).any().alias(f)
+            for f in ordered if col_of[f] in masks
+        ).row(0, named=True)
+        long_cols = {f for f, flag in flags.items() if flag}
     for f in ordered:
         c = col_of[f]
         num = pl.col(f"__num{c}") if c in masks else pl.lit(False)
-        if c in masks:
+        if f in long_cols:
             long_num = out.filter(
-                pl.col(f"__num{c}") & pl.col(f).str.contains(r"^-?\d{16,}$").fill_null(False)
+                pl.col(f"__num{c}") & pl.col(f).str.contains(_LONG_NUMBER).fill_null(False)
             ).get_column(f)
             if long_num.len():
                 mapping = {v: (_number_text(v) or v) for v in long_num.unique().to_list()}
@@ -852,8 +863,7 @@ def _grids_for(path: Path, data: bytes, ext: str) -> list[_Grid]:
         raise _Unreadable(f"not a workbook or text file ({ext} with unknown content)")
     tk = _text_kind(text)
     if tk == "xml":
-        return _xml_grids(text.encode("utf-8") if not text.lstrip().startswith("<?xml") else
-                          re.sub(r"^\s*<\?xml[^>]*\?>", "", text).encode("utf-8"))
+        return _xml_grids(text)
     if tk == "html" and ext != ".csv":
         return [_html_grid(text)]
     return [_text_grid(text)]
@@ -880,6 +890,8 @@ def read_file(
     Never raises for bad content: an unreadable file gives an `unreadable_file` problem, an
     undecodable CSV `encoding_undetected`, a file without any cell `empty_file`.
     """
+    if source not in FIELDS:
+        raise ValueError(f"unknown source {source!r} (expected one of {', '.join(SOURCES)})")
     return _read_file(Path(path), source, rel, _AliasIndex(aliases, source))
 
 
@@ -908,13 +920,14 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
     for grid in grids:
         if grid.frame.width == 0 or grid.frame.height == 0:
             continue
-        if grid.frame.select(
-            pl.all_horizontal(_clean(pl.all()).is_null()).all()
-        ).item():
+        start = grid.frame.select(
+            (~pl.all_horizontal(_clean(pl.all()).is_null())).arg_true().first()
+        ).item()
+        if start is None:          # no cell holds anything
             continue
         any_cells = True
         try:
-            table, probs = _table_from_grid(grid, source, rel, index)
+            table, probs = _table_from_grid(grid, source, rel, index, int(start))
         except Exception as exc:  # noqa: BLE001
             problems.append(_problem(source, rel, "unreadable_sheet", sheet=grid.sheet,
                                      value=_safe_reason(exc)))
