@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     py = str(BIN / "python")
     env_quiet = ["--disable-pip-version-check", "--no-input"]
     sh(py, "-m", "pip", "install", *env_quiet, "-q", "--no-deps", "-r", "requirements.lock")
-    sh(py, "-m", "pip", "install", *env_quiet, "-q", "--no-deps", "--no-build-isolation", "-e", ".")
+    sh(py, "-m", "pip", "install", *env_quiet, "-q", "--no-deps", "-e", ".")
     if "--no-run" in argv:
         return 0
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -22,7 +22,15 @@ How the `kind` column (from ingest) is read:
     reader that printed the exact float reads the same as '...231000'). A 15-digit legacy
     number is exact in a float and is read as a normal legacy ID;
   * any cell, whatever its kind, whose text is in scientific form ('4.30524E+17') is
-    `sci_damaged`, with the mantissa's digits known.
+    `sci_damaged`, with the mantissa's digits known. (Caveat: Excel's short display
+    '4.30524E+17' is ROUNDED, so its last mantissa digit can be one too high; the 15-digit
+    form '4.33124200501231E+17' is exact.) A 15-digit legacy value in full sci form is
+    read as legacy15.
+
+`_known` by status: valid/legacy15 18; checksum 17; bad_date 18 when the check character
+agrees, else 17; number_damaged 15; sci_damaged the mantissa digits (+2 for a legacy
+value with more than 6, as '19' is inserted); bad_length/bad_chars/missing 0.
+Birth/gender/region need _known >= 14 / 17 / 6 (no birth for bad_date).
 """
 
 from __future__ import annotations
