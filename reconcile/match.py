@@ -49,7 +49,9 @@ def _prep(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
     df = df.select(cols)
     if "is_head_row" in cols:
         df = df.with_columns(pl.col("is_head_row").cast(pl.Boolean).fill_null(False))
-    return df.with_columns(pl.col("rec").cast(pl.UInt32))
+    # Excel's short scientific display rounds its last digit: trust one digit fewer.
+    known = pl.when(pl.col("id_status") == "sci_damaged").then(pl.col("id_known") - 1).otherwise(pl.col("id_known"))
+    return df.with_columns(pl.col("rec").cast(pl.UInt32), known.alias("id_known"))
 
 
 def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: str) -> pl.DataFrame:

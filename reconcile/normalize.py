@@ -49,11 +49,11 @@ def parse_dates(col: str) -> pl.Expr:
     serial = s.str.extract(r"^(\d{4,5})(?:\.0+)?$", 1).cast(pl.Int32, strict=False)
 
     def build(g: pl.Expr) -> pl.Expr:
-        return pl.date(
-            g.struct.field("1").cast(pl.Int32, strict=False),
-            g.struct.field("2").cast(pl.Int32, strict=False),
-            g.struct.field("3").cast(pl.Int32, strict=False),
+        # Through text, so an impossible date (2012-02-30) becomes null instead of an error.
+        text = pl.concat_str(
+            [g.struct.field("1"), g.struct.field("2").str.zfill(2), g.struct.field("3").str.zfill(2)], separator="-"
         )
+        return text.str.to_date("%Y-%m-%d", strict=False)
 
     from_serial = pl.when(serial.is_between(367, 73050)).then(
         pl.lit("1899-12-30").str.to_date() + pl.duration(days=serial)

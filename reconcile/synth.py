@@ -358,6 +358,7 @@ class _Rec:
     person: int
     errors: list[str]
     kinds: list[str] = field(default_factory=list)
+    head: int = -1  # roster: the guardian named on the row; systems: the household head
 
 
 class _Rng(random.Random):
@@ -1231,7 +1232,7 @@ class _RosterWriter:
                 total += amt if isinstance(amt, int) else 0
                 row_no = put(values)
                 self.recs.append(_Rec("roster", rel, sheet_name, row_no, c.student, rec_errors,
-                                      self.kinds(c, lay, rec_errors)))
+                                      self.kinds(c, lay, rec_errors), c.guardian))
             if lay.total_row:
                 tot: list[Any] = [None] * ncol
                 tot[0] = "合计"
@@ -1705,10 +1706,12 @@ def _write_truth(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, truth: Path, recs
             open(truth / "expected.csv", "w", encoding="utf-8", newline="") as fe:
         w = csv.writer(fh, lineterminator="\n")
         we = csv.writer(fe, lineterminator="\n")
-        w.writerow(["source", "file", "sheet", "row", "person_id", "errors"])
+        w.writerow(["source", "file", "sheet", "row", "person_id", "errors", "head_person_id"])
         we.writerow(["source", "file", "sheet", "row", "kind"])
         for r in recs:
-            w.writerow([r.source, r.file, r.sheet, r.row, pb.persons[r.person].person_id, ";".join(r.errors)])
+            head = r.head if r.head >= 0 else pb.households[pb.persons[r.person].hh].head
+            w.writerow([r.source, r.file, r.sheet, r.row, pb.persons[r.person].person_id, ";".join(r.errors),
+                        pb.persons[head].person_id])
             for k in r.kinds:
                 we.writerow([r.source, r.file, r.sheet, r.row, k])
                 kinds[k] = kinds.get(k, 0) + 1

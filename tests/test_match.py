@@ -1,0 +1,102 @@
+"""Matching: one roster row against a small system, one case a row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pytest
+
+from conftest import ingested, make_id, sheet
+from reconcile.config import Settings
+from reconcile.pipeline import match_all, normalize_all
+
+STUDENT = make_id("433124", "20120305", "123")      # 男
+SIBLING = make_id("433124", "20140611", "244")
+HEAD = make_id("433124", "19800101", "011")
+OTHER = make_id("433124", "20120305", "246")        # same birth date, another child
+
+
+def _one_digit_wrong(i: str) -> str:
+    d = str((int(i[10]) + 3) % 10)
+    return i[:10] + d + i[11:]
+
+
+def _swapped(i: str) -> str:
+    return i[:12] + i[13] + i[12] + i[14:]
+
+
+BASE_ROSTER = {"name": "王丽", "id_number": STUDENT, "birth_date": "2012-03-05", "gender": "男",
+               "head_name": "王建国", "head_id": HEAD, "town": "卫民镇", "village": "田上村", "school": "卫民镇中学"}
+FILING = [
+    {"name": "王建国", "id_number": HEAD, "head_name": "王建国", "household_no": "H1", "relation": "户主",
+     "town": "卫民镇", "village": "田上村", "poverty_status": "未脱贫"},
+    {"name": "王丽", "id_number": STUDENT, "head_name": "王建国", "household_no": "H1", "relation": "之子",
+     "town": "卫民镇", "village": "田上村", "poverty_status": "未脱贫"},
+    {"name": "王小明", "id_number": SIBLING, "head_name": "王建国", "household_no": "H1", "relation": "之子",
+     "town": "卫民镇", "village": "田上村", "poverty_status": "未脱贫"},
+    {"name": "李娜", "id_number": OTHER, "head_name": "李强", "household_no": "H2", "relation": "之女",
+     "town": "卫民镇", "village": "坝溪村", "poverty_status": "未脱贫"},
+]
+
+
+def _link(settings: Settings, roster: list[dict[str, Any]], filing: list[dict[str, Any]] = FILING,
+          dibao: list[dict[str, Any]] | None = None) -> pl.DataFrame:
+    tables = [sheet("roster", roster), sheet("filing", filing, file="filing/f.csv", sheet_name="")]
+    if dibao:
+        tables.append(sheet("dibao", dibao, file="dibao/d.xls"))
+    records, _ = normalize_all(ingested(*tables), settings)
+    return match_all(records, settings)
+
+
+CASES = [
+    # (case, roster changes, expected system row or None, status, id level, name level)
+    ("exact", {}, 3, "matched", "exact", "exact"),
+    ("homophone name", {"name": "王莉"}, 3, "matched", "exact", "pinyin"),
+    ("look-alike name", {"name": "王丰"}, 3, "matched", "exact", "close"),
+    ("traditional name", {"name": "王麗"}, 3, "matched", "exact", "exact"),
+    ("spaces in name", {"name": "王 丽 "}, 3, "matched", "exact", "exact"),
+    ("one digit wrong", {"id_number": _one_digit_wrong(STUDENT)}, 3, "matched", "one_digit", "exact"),
+    ("two digits swapped", {"id_number": _swapped(STUDENT)}, 3, "matched", "swap", "exact"),
+    ("lower-case x, full width, spaces", {"id_number": " ".join(STUDENT).lower().replace("1", "１")}, 3, "matched", "exact", "exact"),
+    ("Excel number tail", {"id_number": STUDENT[:15] + "000", "id_number_kind": "number"}, 3, "matched", "prefix", "exact"),
+    ("ID missing, name and birth agree", {"id_number": None}, 3, "matched", None, "exact"),
+    ("ID in student number only", {"id_number": None, "student_no": "G" + STUDENT}, 3, "matched", "exact", "exact"),
+    ("someone else entirely", {"name": "赵六", "id_number": make_id("433124", "20120305", "358"), "head_name": "赵五",
+                               "head_id": None, "village": "远村"}, None, None, None, None),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "row", "status", "lv_id", "lv_name"), CASES, ids=[c[0] for c in CASES])
+def test_one_student(settings: Settings, case: str, change: dict[str, Any], row: int | None, status: str | None,
+                     lv_id: str | None, lv_name: str | None) -> None:
+    links = _link(settings, [{**BASE_ROSTER, **change}]).filter(pl.col("system") == "filing")
+    if row is None:
+        assert links.filter(pl.col("status") == "matched").is_empty()
+        return
+    assert links.height == 1, links
+    got = links.row(0, named=True)
+    assert (got["system_row"], got["status"], got["lv_id"], got["lv_name"]) == (row, status, lv_id, lv_name)
+    assert got["score"] >= settings.match.matched
+    assert '"id"' in got["why"] and '"name"' in got["why"]
+
+
+def test_heads_only_dibao_links_through_household(settings: Settings) -> None:
+    dibao = [{"head_name": "王建国", "head_id": HEAD, "town": "卫民镇", "village": "田上村", "status": "在保"}]
+    links = _link(settings, [BASE_ROSTER], filing=FILING[3:], dibao=dibao).filter(pl.col("system") == "dibao")
+    assert links.height == 1
+    assert links["via"][0] == "household_head" and links["status"][0] == "matched"
+
+
+def test_one_system_record_goes_to_one_student(settings: Settings) -> None:
+    # Two different children with similar names both point at the same filing row; only one gets it.
+    roster = [BASE_ROSTER, {**BASE_ROSTER, "name": "王莉", "id_number": None, "birth_date": "2012-03-06"}]
+    links = _link(settings, roster).filter((pl.col("system") == "filing") & (pl.col("system_row") == 3))
+    assert links.height == 1 and links["roster_row"][0] == 2
+
+
+def test_same_child_claimed_twice_keeps_both_links(settings: Settings) -> None:
+    roster = [BASE_ROSTER, {**BASE_ROSTER, "school": "卫民镇中心小学"}]
+    links = _link(settings, roster).filter(pl.col("system") == "filing")
+    assert sorted(links["roster_row"].to_list()) == [2, 3]
+    assert set(links["system_row"].to_list()) == {3}

@@ -1,0 +1,84 @@
+"""Normalising sheets into records: heads-only dibao, codes, dates, row problems with lineage."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from conftest import make_id, sheet
+from reconcile.config import Settings
+from reconcile.normalize import normalize_source, parse_dates
+
+KID = make_id("433124", "20120305", "123")
+HEAD = make_id("433124", "19800101", "011")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2012-03-05", "2012-03-05"),
+        ("2012/3/5", "2012-03-05"),
+        ("2012年3月5日", "2012-03-05"),
+        ("20120305", "2012-03-05"),
+        ("2012.03.05", "2012-03-05"),
+        ("2012-03-05 00:00:00", "2012-03-05"),
+        ("40973", "2012-03-05"),
+        ("2012-02-30", None),
+        ("不详", None),
+        (None, None),
+    ],
+)
+def test_parse_dates(text: str | None, expected: str | None) -> None:
+    got = pl.DataFrame({"d": [text]}, schema={"d": pl.String}).select(parse_dates("d")).item()
+    assert (got.isoformat() if got else None) == expected
+
+
+def test_heads_only_dibao_rows_stand_for_the_head(settings: Settings) -> None:
+    t = sheet("dibao", [{"head_name": "王建国", "head_id": HEAD, "village": "田上村", "status": "在保"}])
+    recs, _ = normalize_source([t], "dibao", settings)
+    row = recs.row(0, named=True)
+    assert (row["name_norm"], row["id_norm"], row["relation"], row["is_head_row"]) == ("王建国", HEAD, "户主", True)
+    assert row["household"] == HEAD
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0", "未脱贫"), ("1", "已脱贫(享受政策)"), ("3", "返贫"), ("4", "已脱贫(不再享受政策)"),
+     ("已脱贫（不再享受政策）", "已脱贫(不再享受政策)"), ("未脱贫", "未脱贫")],
+)
+def test_poverty_codes(settings: Settings, raw: str, expected: str) -> None:
+    t = sheet("filing", [{"name": "王丽", "id_number": KID, "household_no": "H1", "poverty_status": raw}])
+    recs, problems = normalize_source([t], "filing", settings)
+    assert recs["poverty_status_norm"][0] == expected
+    assert problems.is_empty()
+
+
+def test_row_problems_name_file_sheet_row_and_header(settings: Settings) -> None:
+    rows = [
+        {"name": "王丽", "id_number": KID, "birth_date": "2012-03-05", "gender": "男", "amount": "1000"},
+        {"name": None, "id_number": KID[:17] + ("0" if KID[17] != "0" else "1"), "birth_date": "去年", "gender": "?",
+         "amount": "一千"},
+    ]
+    recs, problems = normalize_source([sheet("roster", rows, file="roster/a.xlsx", sheet_name="秋季")], "roster", settings)
+    assert recs.height == 2  # nothing dropped
+    got = {(p["row"], p["column"], p["problem"]) for p in problems.iter_rows(named=True)}
+    assert got == {
+        (3, "hdr_name", "missing_name"),
+        (3, "hdr_id_number", "invalid_id:checksum"),
+        (3, "hdr_birth_date", "bad_date"),
+        (3, "hdr_gender", "unknown_gender"),
+        (3, "hdr_amount", "bad_amount"),
+    }
+    assert set(problems["file"]) == {"roster/a.xlsx"} and set(problems["sheet"]) == {"秋季"}
+
+
+def test_student_number_supplies_missing_id(settings: Settings) -> None:
+    t = sheet("roster", [{"name": "王丽", "student_no": "G" + KID}])
+    recs, _ = normalize_source([t], "roster", settings)
+    assert (recs["id_norm"][0], recs["id_status"][0]) == (KID, "valid")
+
+
+def test_empty_source_gives_empty_records(settings: Settings) -> None:
+    recs, problems = normalize_source([], "filing", settings)
+    assert recs.height == 0 and problems.height == 0
+    assert {"name_norm", "id_norm", "household"} <= set(recs.columns)
