@@ -32,7 +32,9 @@ def evaluate(links: pl.DataFrame, truth: pl.DataFrame, status: list[str]) -> dic
     tl = true_links(truth)
     rk = ["roster_file", "roster_sheet", "roster_row", "system"]
     wanted = tl.select(rk).unique()
-    pred = links.filter(pl.col("status").is_in(status)).select(*rk, "system_file", "system_sheet", "system_row")
+    pred = links.filter(pl.col("status").is_in(status) & (pl.col("via") != "household_head")).select(
+        *rk, "system_file", "system_sheet", "system_row"
+    )
     correct = pred.join(tl.select(*rk, "system_file", "system_sheet", "system_row"), on=rk + ["system_file", "system_sheet", "system_row"], how="semi")
     p = correct.height / pred.height if pred.height else 1.0
     r = correct.select(rk).unique().height / wanted.height if wanted.height else 1.0
@@ -44,10 +46,31 @@ def recall_by_error(links: pl.DataFrame, truth: pl.DataFrame, status: list[str])
     """Recall of true links per kind of error injected into the roster row."""
     tl = true_links(truth)
     rk = ["roster_file", "roster_sheet", "roster_row", "system"]
-    pred = links.filter(pl.col("status").is_in(status)).select(*rk, "system_file", "system_sheet", "system_row")
+    pred = links.filter(pl.col("status").is_in(status) & (pl.col("via") != "household_head")).select(
+        *rk, "system_file", "system_sheet", "system_row"
+    )
     hit = tl.join(pred, on=rk + ["system_file", "system_sheet", "system_row"], how="semi").select(rk).unique().with_columns(pl.lit(True).alias("hit"))
     per = tl.select(*rk, "errors").unique(rk).join(hit, on=rk, how="left").with_columns(pl.col("hit").fill_null(False))
     per = per.with_columns(pl.col("errors").str.split(";")).explode("errors").with_columns(
         pl.when(pl.col("errors") == "").then(pl.lit("(none)")).otherwise(pl.col("errors")).alias("error")
     )
     return per.group_by("error").agg(pl.len().alias("links"), pl.col("hit").mean().alias("recall")).sort("error")
+
+
+def household_links(links: pl.DataFrame, truth: pl.DataFrame, persons: pl.DataFrame) -> dict[str, float]:
+    """Links through a heads-only export: right when the student belongs to that head's household."""
+    hh = persons.select("person_id", "household_id")
+    rows = truth.join(hh, on="person_id", how="left")
+    roster = rows.filter(pl.col("source") == "roster").select(
+        pl.col("file").alias("roster_file"), pl.col("sheet").alias("roster_sheet"), pl.col("row").alias("roster_row"),
+        pl.col("household_id").alias("r_hh"),
+    )
+    system = rows.filter(pl.col("source") != "roster").select(
+        pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row"),
+        pl.col("household_id").alias("s_hh"),
+    )
+    hl = links.filter(pl.col("via") == "household_head").join(roster, on=["roster_file", "roster_sheet", "roster_row"], how="left").join(
+        system, on=["system_file", "system_sheet", "system_row"], how="left"
+    )
+    right = hl.filter(pl.col("r_hh") == pl.col("s_hh")).height
+    return {"links": hl.height, "correct": right, "precision": right / hl.height if hl.height else 1.0}

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _truth import evaluate, load_truth, recall_by_error  # noqa: E402
+from _truth import evaluate, household_links, load_truth, recall_by_error  # noqa: E402
 
 from reconcile.config import load_settings  # noqa: E402
 from reconcile.ingest import read_inbox  # noqa: E402
@@ -35,7 +35,7 @@ def exact_id_links(records: dict[str, pl.DataFrame]) -> pl.DataFrame:
             pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row"),
             pl.col("id_number").str.strip_chars().alias("k"),
         ).drop_nulls("k").unique("k", keep="first", maintain_order=True)
-        out.append(r.join(s, on="k").with_columns(pl.lit(system).alias("system"), pl.lit("matched").alias("status")))
+        out.append(r.join(s, on="k").with_columns(pl.lit(system).alias("system"), pl.lit("matched").alias("status"), pl.lit("id").alias("via")))
     return pl.concat(out).drop("k")
 
 
@@ -65,6 +65,9 @@ def main() -> None:
         print(f"{'method':<26}{'links':>8}{'precision':>11}{'recall':>9}{'F1':>8}")
         for label, m in (("exact-ID lookup", base), ("recon matched", ours), ("recon matched+review", ours_review)):
             print(f"{label:<26}{m['links']:>8}{m['precision']:>11.4f}{m['recall']:>9.4f}{m['f1']:>8.4f}")
+        hh = household_links(links.filter(pl.col("status") == "matched"), truth, pl.read_csv(county / "truth" / "persons.csv"))
+        print(f"students linked only through a heads-only dibao export: {hh['links']}, "
+              f"right household {hh['correct']} (precision {hh['precision']:.4f}); not counted above")
         print(f"recall gain over exact-ID lookup: {100 * (ours['recall'] - base['recall']):+.2f} points")
         print("\nrecall of `matched` by error injected into the roster row:")
         with pl.Config(tbl_rows=60, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):

@@ -169,6 +169,7 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         via_member,
         birth_char,
         _pairs(r, s, ["name_py", "village"], "name_place"),
+        _pairs(r, s, ["name_py", "head_py"], "name_place"),
     ]
     rank = {b: i for i, b in enumerate(BLOCKS)}
     pairs = pl.concat([b.cast({"r": pl.UInt32, "s": pl.UInt32}) for b in blocks])
@@ -205,6 +206,9 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
         pl.when(rid.is_null() | sid.is_null()).then(None)
         .when(both18 & (rid == sid)).then(pl.lit("exact"))
         .when(both18 & (diff.list.len() == 1)).then(pl.lit("one_digit"))
+        .when((rid.str.len_chars() - sid.str.len_chars()).abs() == 1).then(
+            pl.when(pl.col("_id_dist") == 1).then(pl.lit("one_digit")).otherwise(pl.lit("else"))
+        )
         .when(both18 & is_adjacent_swap(rid, sid)).then(pl.lit("swap"))
         .when(r_dmg & (sid.str.slice(0, pl.col("r_id_known")) == rid.str.slice(0, pl.col("r_id_known")))).then(pl.lit("prefix"))
         .when(s_dmg & (rid.str.slice(0, pl.col("s_id_known")) == sid.str.slice(0, pl.col("s_id_known")))).then(pl.lit("prefix"))
@@ -282,7 +286,12 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
         sub = df[idx]
         vals = _wildcard_equal(sub["r_name_norm"].to_list(), sub["s_name_norm"].to_list())
         wild = wild.scatter(idx, vals)
-    df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), wild)
+    # A digit dropped or added: one edit between the two ID strings.
+    id_dist = process.cpdist(
+        df["r_id_norm"].fill_null("").to_list(), df["s_id_norm"].fill_null("").to_list(),
+        scorer=Levenshtein.distance, workers=-1,
+    ) if df.height else []
+    df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), pl.Series("_id_dist", id_dist, dtype=pl.Int32), wild)
     levels = _level_exprs(ms, ms.min_known_prefix)
     df = df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
     bits = {}
@@ -301,20 +310,20 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     )
 
 
-def _identity(prefix: str) -> pl.Expr:
-    """Who a roster row is about, for telling a duplicate claim from two different students."""
-    valid = pl.col(f"{prefix}id_status").is_in(USABLE)
-    return (
-        pl.when(valid)
-        .then(pl.col(f"{prefix}id_norm"))
-        .otherwise(pl.concat_str([pl.col(f"{prefix}name_norm"), pl.coalesce(f"{prefix}birth", f"{prefix}id_birth").cast(pl.String)], separator="|"))
-    )
+def _identity() -> list[pl.Expr]:
+    """Who a roster row is about, two ways (valid ID; name + birth date), for telling the
+    same child claimed twice from two different children. Falls back to the row itself."""
+    own = pl.format("rec:{}", pl.col("r"))
+    by_id = pl.when(pl.col("r_id_status").is_in(USABLE)).then(pl.col("r_id_norm"))
+    birth = pl.coalesce("r_birth", "r_id_birth").cast(pl.String)
+    by_name = pl.concat_str([pl.col("r_name_norm"), birth], separator="|")
+    return [pl.coalesce(by_id, own).alias("_who"), pl.coalesce(by_name, own).alias("_who2")]
 
 
 def assign(scored: pl.DataFrame, ms: MatchSettings, rounds: int = 6) -> pl.DataFrame:
     """Best candidate per roster row; one system record goes to one student unless the
     students are the same person claimed twice (kept for the duplicate rule)."""
-    cand = scored.filter(pl.col("weight") >= ms.review_bits).with_columns(_identity("r_").alias("_who"))
+    cand = scored.filter(pl.col("weight") >= ms.review_bits).with_columns(_identity())
     second = (
         scored.sort(["r", "weight"], descending=[False, True])
         .group_by("r", maintain_order=True)
@@ -331,7 +340,11 @@ def assign(scored: pl.DataFrame, ms: MatchSettings, rounds: int = 6) -> pl.DataF
             break
         best = pool.sort(["r", "weight", "s"], descending=[False, True, False]).unique("r", keep="first", maintain_order=True)
         top = best.sort(["s", "weight", "r"], descending=[False, True, False]).unique("s", keep="first", maintain_order=True)
-        winners = best.join(top.select("s", pl.col("_who").alias("_top_who")), on="s").filter(pl.col("_who") == pl.col("_top_who")).drop("_top_who")
+        winners = (
+            best.join(top.select("s", pl.col("_who").alias("_tw"), pl.col("_who2").alias("_tw2")), on="s")
+            .filter((pl.col("_who") == pl.col("_tw")) | (pl.col("_who2") == pl.col("_tw2")))
+            .drop("_tw", "_tw2")
+        )
         chosen.append(winners)
         taken_r = winners.select("r").unique()
         taken_s = pl.concat([taken_s, winners.select("s").unique()])

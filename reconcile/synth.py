@@ -1368,10 +1368,7 @@ class _RosterWriter:
         if "seq" in cols:
             v["seq"] = seq
         v["school"] = rng.choice(_UNIVERSITIES)[0] if c.university else c.school
-        if c.university:
-            v["stage"] = c.stage
-        else:
-            v["stage"] = c.stage
+        v["stage"] = c.stage
         v["grade"] = self._grade_text(c, lay)
         v["class_name"] = f"{c.class_no}班"
         v["ethnicity"] = p.ethnicity
@@ -1494,9 +1491,13 @@ def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_
     return out
 
 
-def _write_xls(path: Path, sheets: list[tuple[str, str, tuple[str, ...], list[list[Any]], list[Any] | None]]) -> list[int]:
-    """Write sheets (name, title, header, rows, total row). Returns the first data row (Excel
-    numbering) of each sheet: title at row 1, header at row 2, data from row 3."""
+_XlsSheet = tuple[str, str, tuple[str, ...], list[list[Any]], list[Any] | None]
+
+
+def _write_xls(path: Path, sheets: list[_XlsSheet]) -> None:
+    """Write sheets (name, title, header, rows, total row) as Excel 97: the title merged across
+    row 1, the header in row 2, data from row 3 (so calamine, which skips leading empty rows and
+    columns, still numbers rows as Excel does: A1 is never empty)."""
     import xlwt
 
     wb = xlwt.Workbook(encoding="utf-8")
@@ -1517,7 +1518,6 @@ def _write_xls(path: Path, sheets: list[tuple[str, str, tuple[str, ...], list[li
                 if val is not None:
                     ws.write(r, c, val)
     wb.save(str(path))
-    return [3 for _ in sheets]
 
 
 _XLS_MAX_DATA = 65000
@@ -1536,9 +1536,17 @@ def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> t
     main_hh = [hh for t, hs in enumerate(by_town) if t not in (heads_only_town, csv_town) for hh in hs]
     rows = _dibao_rows(cfg, geo, pb, main_hh, rng, heads_only=False)
     fname = "县城乡低保花名册.xls"
-    chunks: list[list[tuple[list[Any], int, list[str]]]] = []
-    for i in range(0, max(1, len(rows)), _XLS_MAX_DATA):
-        chunks.append(rows[i:i + _XLS_MAX_DATA])
+    # Excel 97 holds 65,536 rows a sheet: continue on further sheets, never splitting a household
+    chunks: list[list[tuple[list[Any], int, list[str]]]] = [[]]
+    i = 0
+    while i < len(rows):
+        j = i + 1
+        while j < len(rows) and pb.persons[rows[j][1]].hh == pb.persons[rows[i][1]].hh:
+            j += 1
+        if len(chunks[-1]) + (j - i) > _XLS_MAX_DATA:
+            chunks.append([])
+        chunks[-1].extend(rows[i:j])
+        i = j
     sheets = []
     names = []
     for i, chunk in enumerate(chunks):

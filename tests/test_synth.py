@@ -204,6 +204,9 @@ def test_every_record_points_at_its_persons_row(counties: dict[str, County], key
             assert p["id_number"] in values, (r, values)
         if r["source"] != "roster":
             assert p["town"] in values and p["village"] in values
+            assert r["head_person_id"] == c.households[p["household_id"]]["head_person_id"]
+        else:
+            assert r["head_person_id"] in c.persons
 
 
 def test_records_cover_every_data_row(counties: dict[str, County]) -> None:
@@ -312,7 +315,7 @@ def test_expected_agrees_with_truth(counties: dict[str, County]) -> None:
 
 
 def test_not_found_share_and_system_sizes(tmp_path: Path) -> None:
-    c = County(tmp_path, SynthConfig(households=1500, seed=3))
+    c = County(tmp_path, SynthConfig(households=1000, seed=3))
     roster = [r for r in c.records if r["source"] == "roster"]
     not_found = sum(e["kind"] == "not_found" for e in c.expected)
     assert 0.04 <= not_found / len(roster) <= 0.13
