@@ -28,9 +28,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import ReconError
+
 __all__ = [
     "SynthConfig",
     "SynthSummary",
+    "SynthOutputExists",
     "generate_county",
     "id_check_char",
     "ROSTER_HEADER_VARIANTS",
@@ -87,6 +90,10 @@ class SynthSummary:
             f"{self.households} households, {self.persons} persons; rows: {rows}; "
             f"files: {files}; expected discrepancies: {self.expected}"
         )
+
+
+class SynthOutputExists(ReconError, FileExistsError):
+    """The output folder already holds an inbox or truth (pass overwrite=True to replace them)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -1747,8 +1754,9 @@ def _write_truth(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, truth: Path, recs
 def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = False) -> SynthSummary:
     """Write a synthetic county's inbox and its truth under ``out_dir``.
 
-    Refuses (FileExistsError) when ``out_dir/inbox`` or ``out_dir/truth`` already holds files,
-    unless ``overwrite`` is true, in which case those two folders are removed first.
+    Refuses (SynthOutputExists, a ReconError and a FileExistsError) when ``out_dir/inbox`` or
+    ``out_dir/truth`` already holds files, unless ``overwrite`` is true, in which case those two
+    folders (and nothing else) are removed first.
     """
     cfg = config
     if cfg.households < 1:
@@ -1762,7 +1770,7 @@ def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = Fal
     for d in (inbox, truth):
         if d.exists() and any(d.iterdir()):
             if not overwrite:
-                raise FileExistsError(f"{d} is not empty")
+                raise SynthOutputExists(f"{d} is not empty (remove it, or overwrite)")
             shutil.rmtree(d)
     for sub in ("roster", "dibao", "filing"):
         (inbox / sub).mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import openpyxl
 import polars as pl
 import pytest
 
+from reconcile.errors import ReconError
 from reconcile.synth import (
     DIBAO_HEADERS,
     DIBAO_HEADS_ONLY_HEADERS,
@@ -367,6 +368,8 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     cfg = SynthConfig(households=3, seed=1)
     generate_county(tmp_path, cfg)
     with pytest.raises(FileExistsError):
+        generate_county(tmp_path, cfg)
+    with pytest.raises(ReconError):  # the CLI reports ReconError without a traceback
         generate_county(tmp_path, cfg)
     s = generate_county(tmp_path, cfg, overwrite=True)
     assert s.households == 3
