@@ -54,6 +54,7 @@ DISCREPANCY_COLUMNS: dict[str, pl.DataType] = {
 
 ID_STATUS_TEXT = {
     "missing": "名单中没有填写身份证号",
+    "student_no": "名单中身份证号一栏为空，已按学籍号（G+身份证号）补齐，请在名单中补填身份证号",
     "checksum": "身份证号校验位不正确（18位中有数字录错或顺序颠倒）",
     "bad_date": "身份证号中的出生日期不是有效日期",
     "bad_length": "身份证号位数不对（应为18位）",
@@ -200,8 +201,13 @@ def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
 
 
 def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
-    out = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "id_status"), on="roster_rec").filter(
-        ~pl.col("id_status").is_in(USABLE)
+    # An empty ID cell filled from the student number (G + ID) is still a gap in the roster.
+    from_student_no = pl.col("id_number_kind") == "student_no"
+    out = (
+        _roster_base(r)
+        .join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_number_kind"), on="roster_rec")
+        .filter(~pl.col("id_status").is_in(USABLE) | from_student_no)
+        .with_columns(pl.when(from_student_no).then(pl.lit("student_no")).otherwise(pl.col("id_status")).alias("id_status"))
     )
     found = links.filter(pl.col("status") == "matched").sort("roster_rec", "system").unique("roster_rec", keep="first")
     out = out.join(found.select("roster_rec", "system", "system_file", "system_sheet", "system_row", "system_name", "system_id"), on="roster_rec", how="left")

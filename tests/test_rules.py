@@ -44,6 +44,8 @@ CASES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], list[dict[str
      {"id_mismatch", "id_invalid"}),
     ("name differs, ID agrees", [{**ROSTER, "name": "王莉"}], [F_HEAD, F_KID], [], {"name_mismatch"}),
     ("ID missing", [{**ROSTER, "id_number": None}], [F_HEAD, F_KID], [], {"id_invalid"}),
+    ("ID only in student number", [{**ROSTER, "id_number": None, "student_no": "G" + KID}], [F_HEAD, F_KID], [],
+     {"id_invalid"}),
     ("exited, no more policy", [ROSTER], [F_HEAD, {**F_KID, "poverty_status": "4", "exit_year": "2021"}], [],
      {"household_exited"}),
     ("exited but dibao still pays", [ROSTER], [{**F_KID, "poverty_status": "已脱贫(不再享受政策)"}], [D_KID], set()),
