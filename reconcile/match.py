@@ -94,23 +94,18 @@ def _swaps(df: pl.DataFrame) -> pl.DataFrame:
 
 def _near_id_pairs(r: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
     """IDs one digit off or with two digits swapped; one side must fail its checksum."""
-    r_bad = r.filter(~pl.col("id_status").is_in(USABLE) & (pl.col("id_norm").str.len_chars() == 18))
-    s_bad = s.filter(~pl.col("id_status").is_in(USABLE) & (pl.col("id_norm").str.len_chars() == 18))
-    out = []
-    if r_bad.height:
-        rk = _masked_keys(r_bad).rename({"rec": "r"})
-        sk = _masked_keys(s).rename({"rec": "s"})
-        out.append(rk.join(sk, on=["pos", "key"]).select("r", "s"))
-        out.append(
-            _swaps(r_bad).rename({"rec": "r"}).join(s.select(pl.col("rec").alias("s"), "id_norm"), on="id_norm").select("r", "s")
-        )
-    if s_bad.height:
-        rk = _masked_keys(r).rename({"rec": "r"})
-        sk = _masked_keys(s_bad).rename({"rec": "s"})
-        out.append(rk.join(sk, on=["pos", "key"]).select("r", "s"))
-        out.append(
-            _swaps(s_bad).rename({"rec": "s"}).join(r.select(pl.col("rec").alias("r"), "id_norm"), on="id_norm").select("r", "s")
-        )
+
+    def near(bad: pl.DataFrame, other: pl.DataFrame) -> list[pl.DataFrame]:
+        """(bad rec, other rec) pairs, from the side whose IDs fail their checksum."""
+        bad = bad.filter(~pl.col("id_status").is_in(USABLE) & (pl.col("id_norm").str.len_chars() == 18))
+        if not bad.height:
+            return []
+        keyed = _masked_keys(bad).join(_masked_keys(other), on=["pos", "key"], suffix="_o")
+        swapped = _swaps(bad).join(other.select("rec", "id_norm"), on="id_norm", suffix="_o")
+        return [keyed.select("rec", "rec_o"), swapped.select("rec", "rec_o")]
+
+    out = [p.rename({"rec": "r", "rec_o": "s"}) for p in near(r, s)]
+    out += [p.rename({"rec": "s", "rec_o": "r"}).select("r", "s") for p in near(s, r)]
     if not out:
         return pl.DataFrame(schema={"r": pl.UInt32, "s": pl.UInt32, "via": pl.String})
     return pl.concat(out).unique().with_columns(pl.lit("id_near").alias("via"))

@@ -110,6 +110,10 @@ def _finish(df: pl.DataFrame, kind: str) -> pl.DataFrame:
     return df.select(list(DISCREPANCY_COLUMNS)).cast(DISCREPANCY_COLUMNS)
 
 
+def _name_fields() -> list[pl.Expr]:
+    return [pl.lit("name").alias("field"), pl.col("name").alias("value"), pl.col("system_name").alias("system_value")]
+
+
 def _sys_label() -> pl.Expr:
     return pl.col("system").replace_strict(SYSTEM_LABEL, default=pl.col("system"))
 
@@ -132,9 +136,7 @@ def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFr
     out = _roster_base(r).join(maybe, on="roster_rec", how="inner")
     return _finish(
         out.with_columns(
-            pl.lit("name").alias("field"),
-            pl.col("name").alias("value"),
-            pl.col("system_name").alias("system_value"),
+            *_name_fields(),
             pl.format(
                 "在{}系统中找到疑似记录（姓名「{}」，匹配可能性 {}%），证据不足以自动确认，请人工核对是否为同一人。",
                 _sys_label(), pl.col("system_name").fill_null(""), (pl.col("score") * 100).round(0).cast(pl.Int32),
@@ -187,9 +189,7 @@ def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
     )
     return _finish(
         out.with_columns(
-            pl.lit("name").alias("field"),
-            pl.col("name").alias("value"),
-            pl.col("system_name").alias("system_value"),
+            *_name_fields(),
             pl.format(
                 "在{}系统中按身份证号找到该学生，但姓名不同：名单为「{}」，系统中为「{}」，{}。",
                 _sys_label(), pl.col("name").fill_null(""), pl.col("system_name").fill_null(""),

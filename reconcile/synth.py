@@ -596,6 +596,22 @@ def _damage_id(rng: _Rng, id18: str, birth: dt.date,
 _ROSTER_ID_DAMAGE = (("digit", 22.0), ("swap", 14.0), ("lower_x", 30.0), ("fullwidth", 6.0),
                      ("space", 12.0), ("apostrophe", 10.0), ("missing", 8.0), ("drop", 6.0))
 _ROSTER_HEAD_ID_DAMAGE = _ROSTER_ID_DAMAGE + (("legacy15", 25.0),)
+
+
+def _roster_id(rng: _Rng, cfg: SynthConfig, numeric_prone: bool, person: Any, rate: float,
+               damage: tuple[tuple[str, float], ...], code: str, errs: list[str]) -> Any:
+    """An ID cell as a school types it: Excel-damaged in numeric-prone files, else typos."""
+    r = rng.random()
+    if numeric_prone and r < _rate(cfg, 0.07):
+        kind = "number" if r < _rate(cfg, 0.06) else "sci"
+        value, k = _damage_id(rng, person.id18, person.birth, ((kind, 1.0),))
+    elif rng.p(_rate(cfg, rate)):
+        value, k = _damage_id(rng, person.id18, person.birth, damage)
+    else:
+        return person.id18
+    if k:
+        errs.append(code + k)
+    return value
 _SYSTEM_ID_DAMAGE = (("digit", 30.0), ("swap", 20.0), ("lower_x", 40.0), ("space", 8.0),
                      ("legacy15", 25.0), ("missing", 6.0), ("drop", 6.0))
 
@@ -1325,18 +1341,7 @@ class _RosterWriter:
                 errs.append("name_" + k)
         v["name"] = name
         # student ID
-        idv: Any = p.id18
-        r = rng.random()
-        if lay.numeric_prone and r < _rate(cfg, 0.07):
-            kind = "number" if r < _rate(cfg, 0.06) else "sci"
-            idv, k = _damage_id(rng, p.id18, p.birth, ((kind, 1.0),))
-            if k:
-                errs.append("id_" + k)
-        elif rng.p(_rate(cfg, 0.05)):
-            idv, k = _damage_id(rng, p.id18, p.birth, _ROSTER_ID_DAMAGE)
-            if k:
-                errs.append("id_" + k)
-        v["id_number"] = idv
+        v["id_number"] = _roster_id(rng, cfg, lay.numeric_prone, p, 0.05, _ROSTER_ID_DAMAGE, "id_", errs)
         # facts
         gender = p.gender
         if "gender" in cols and rng.p(_rate(cfg, 0.005)):
@@ -1357,18 +1362,7 @@ class _RosterWriter:
                 if k:
                     errs.append("head_name_" + k)
             v["head_name"] = gname
-            gid: Any = g.id18
-            r = rng.random()
-            if lay.numeric_prone and r < _rate(cfg, 0.07):
-                kind = "number" if r < _rate(cfg, 0.06) else "sci"
-                gid, k = _damage_id(rng, g.id18, g.birth, ((kind, 1.0),))
-                if k:
-                    errs.append("head_id_" + k)
-            elif rng.p(_rate(cfg, 0.08)):
-                gid, k = _damage_id(rng, g.id18, g.birth, _ROSTER_HEAD_ID_DAMAGE)
-                if k:
-                    errs.append("head_id_" + k)
-            v["head_id"] = gid
+            v["head_id"] = _roster_id(rng, cfg, lay.numeric_prone, g, 0.08, _ROSTER_HEAD_ID_DAMAGE, "head_id_", errs)
         v["relation"] = _relation_text(p, g, lay.relation_style)
         if c.duplicate:
             errs.append("duplicate")
