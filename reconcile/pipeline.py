@@ -10,6 +10,8 @@ from typing import Callable
 
 import polars as pl
 
+from schemas import DiscrepancySchema, MatchSchema, RowProblemSchema
+
 from .config import Settings
 from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
@@ -99,6 +101,10 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
         progress("applying discrepancy rules")
     systems = {s: records[s] for s in SYSTEMS}
     discrepancies = find_discrepancies(records["roster"], systems, matches, settings)
+    # The output shapes are a contract with analysts: check them before anything is published.
+    RowProblemSchema.validate(problems)
+    MatchSchema.validate(matches)
+    DiscrepancySchema.validate(discrepancies)
     counts = summarise(records, problems, matches, discrepancies)
     return Results(records, problems, matches, discrepancies, counts)
 
