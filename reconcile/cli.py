@@ -70,6 +70,10 @@ def _sample_inbox() -> Path:
 
 
 def _flow_params(args: argparse.Namespace) -> dict[str, str | None]:
+    if args.config is not None:
+        from .config import load_settings
+
+        load_settings(args.config)  # fail fast, before Prefect starts, on a bad config folder
     inbox = args.inbox if args.inbox is not None else _sample_inbox()
     if not inbox.is_dir():
         raise ReconError(f"inbox folder {inbox} does not exist")

@@ -28,10 +28,14 @@ def test_serve_without_server_says_exactly_how(monkeypatch: pytest.MonkeyPatch, 
     ],
 )
 def test_run_refuses_clearly(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    if "--config" in argv:
-        pytest.skip("config errors surface inside the flow run; covered by test_flow")
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bad_config_is_refused_before_prefect_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "settings.toml").write_text("[match]\nreview = 0.999\n", encoding="utf-8")
+    assert main(["run", "--inbox", str(tmp_path), "--config", str(tmp_path)]) == 2
+    assert "settings.toml" in capsys.readouterr().err
 
 
 def test_bad_date_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
