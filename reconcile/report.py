@@ -14,6 +14,8 @@ frame gives byte-identical files (fixed document and zip timestamps).
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import io
 import os
 import re
@@ -27,8 +29,11 @@ from typing import Any
 import polars as pl
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.cell.rich_text import CellRichText, TextBlock
+from openpyxl.cell.text import InlineFont
+from openpyxl.styles import Alignment, Font, PatternFill, Protection
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
 
@@ -38,6 +43,14 @@ __all__ = [
     "mask_id",
     "mask_text",
     "write_school_workbooks",
+    "write_clerk_workbooks",
+    "write_public_notices",
+    "with_row_hashes",
+    "row_hash",
+    "read_meta",
+    "REVIEW_HEADERS",
+    "COL_REF",
+    "COL_HASH",
     "KIND_LABELS",
     "SEVERITY_LABELS",
     "SYSTEM_LABELS",
@@ -61,6 +74,7 @@ KIND_LABELS: dict[str, str] = {
     "dibao_stopped": "低保已停保",
     "duplicate_claim": "重复申报",
     "id_fact_conflict": "出生日期或性别与身份证不符",
+    "needs_review": "疑似记录待确认",
 }
 
 # What each kind means and what the clerk should do (the 说明 sheet).
@@ -102,6 +116,10 @@ KIND_HELP: dict[str, tuple[str, str]] = {
         "（身份证号第7至14位是出生日期，第17位单数为男、双数为女）。",
         "对照户口簿核实，更正错误的一项。",
     ),
+    "needs_review": (
+        "在系统中找到一条疑似记录，但证据不足以自动确认是同一人（例如姓名只差一个字、出生日期或户主不同）。",
+        "对照户口簿核对表中名单与系统两边的姓名、身份证号：是同一人选“确认是同一人”，不是选“不是同一人”。",
+    ),
 }
 
 SEVERITY_LABELS: dict[str, str] = {"high": "高", "medium": "中", "low": "低"}
@@ -122,12 +140,29 @@ FIELD_LABELS: dict[str, str] = {
     "poverty_status": "脱贫状态", "exit_year": "脱贫年度",
 }
 
-# Column header -> how to compute the cell from one (sorted) discrepancy row.
+# The clerk sheet's columns, in order. The four review columns are the only unlocked ones;
+# the last two are hidden (item reference within the run, hash of the locked cells).
+COL_DECISION, COL_CORRECTED, COL_NOTE, COL_REVIEWER = "核实结论", "更正值", "备注", "核实人"
+REVIEW_HEADERS: tuple[str, ...] = (COL_DECISION, COL_CORRECTED, COL_NOTE, COL_REVIEWER)
+COL_REF, COL_HASH, COL_SCHOOL = "问题编号", "校验码", "学校"
 HEADERS: tuple[str, ...] = (
-    "序号", "严重程度", "问题类型", "名单文件", "工作表", "行号", "学生姓名", "身份证号",
-    "核对系统", "系统文件", "系统工作表", "系统行号", "系统中姓名", "系统中身份证号",
-    "核对项", "名单值", "系统值", "说明",
+    "序号", "严重程度", "问题类型", "行号", "学生姓名", "系统中姓名", "身份证号", "系统中身份证号",
+    "核对系统", "核对项", "名单值", "系统值", "说明",
+    *REVIEW_HEADERS,
+    "名单文件", "工作表", "系统文件", "系统工作表", "系统行号",
+    COL_REF, COL_HASH,
 )
+# Locked content covered by the row hash (序号 and 学校 depend on the workbook, not the item).
+HASHED: tuple[str, ...] = tuple(
+    h for h in HEADERS if h not in (("序号", COL_SCHOOL, COL_REF, COL_HASH) + REVIEW_HEADERS)
+) + (COL_REF,)
+# Roster / system pairs shown side by side, differing characters highlighted.
+PAIRS: tuple[tuple[str, str], ...] = (("学生姓名", "系统中姓名"), ("身份证号", "系统中身份证号"), ("名单值", "系统值"))
+SHEET_META = "_recon"
+META_FORMAT = "clerk-workbook/1"
+SHEET_NOTICE = "公示名单"
+NOTICE_HEADERS: tuple[str, ...] = ("序号", "姓名", "身份证号", "学段", "年级", "资助项目", "资助金额（元）")
+_STATE_RANK: dict[str, int] = {"conflict": 0, "reopened": 1}
 
 _INPUT_COLUMNS: dict[str, pl.DataType] = {
     "kind": pl.String, "severity": pl.String, "source": pl.String, "file": pl.String,
@@ -136,7 +171,7 @@ _INPUT_COLUMNS: dict[str, pl.DataType] = {
     "value": pl.String, "system_value": pl.String, "message": pl.String,
     "school": pl.String, "town": pl.String, "name": pl.String, "id_number": pl.String,
     "system_name": pl.String, "system_id": pl.String,
-    "diff_positions": pl.List(pl.Int8),
+    "diff_positions": pl.List(pl.Int8), "item_ref": pl.Int64, "review_state": pl.String,
 }
 
 # At most this many differing positions are revealed in a masked ID.
@@ -227,21 +262,30 @@ def _id_cell(value: str | None, keep: Sequence[int], reference: str | None) -> s
     return mask_id(text, keep if aligned else ())
 
 
-def _put(ws: Worksheet, row: int, col: int, value: Any, *, from_input: bool = True) -> None:
-    """Write one cell; strings from input are always text, never formulas."""
-    cell = ws.cell(row=row, column=col)
+def _final(value: Any, *, from_input: bool = True) -> Any:
+    """The value a cell gets: strings cleaned of illegal characters, CR as LF, ID-shaped
+    runs masked; '' becomes None (an empty cell). What reading the cell back gives."""
     if value is None:
-        return
+        return None
     if isinstance(value, str):
         # XML turns CR into LF on reading: write what will be read back.
         text = ILLEGAL_CHARACTERS_RE.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
         if from_input:
             text = mask_text(text)
-        if text == "":
-            return
-        cell.value = text
+        return text or None
+    return value
+
+
+def _put(ws: Worksheet, row: int, col: int, value: Any, *, from_input: bool = True, rich: Any = None) -> None:
+    """Write one cell; strings from input are always text, never formulas."""
+    cell = ws.cell(row=row, column=col)
+    value = _final(value, from_input=from_input)
+    if value is None:
+        return
+    if isinstance(value, str):
+        cell.value = rich if rich is not None else value
         cell.data_type = "s"
-        if text.startswith(_FORMULA_START) or text.lstrip().startswith(_FORMULA_START):
+        if value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START):
             cell.quotePrefix = True
     else:
         cell.value = value
@@ -257,14 +301,109 @@ def _prepare(discrepancies: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         pl.col("row").cast(pl.Int64, strict=False),
         pl.col("system_row").cast(pl.Int64, strict=False),
+        pl.col("item_ref").cast(pl.Int64, strict=False),
         pl.col("school").fill_null(NO_SCHOOL).alias("_school"),
+        pl.col("town").fill_null("未注明乡镇").alias("_town"),
         pl.col("severity")
         .replace_strict(_SEVERITY_RANK, default=len(_SEVERITY_RANK), return_dtype=pl.Int8)
         .alias("_rank"),
+        pl.col("review_state")
+        .replace_strict(_STATE_RANK, default=len(_STATE_RANK), return_dtype=pl.Int8)
+        .alias("_state"),
     )
-    keys = ["_rank", "kind", "file", "sheet", "row", "system", "system_file", "system_sheet",
-            "system_row", "field"]
-    return frame.sort(keys, nulls_last=True, maintain_order=True)
+    keys = ["_rank", "_state", "kind", "file", "sheet", "row", "system", "system_file", "system_sheet",
+            "system_row", "field", "value", "system_value", "message"]
+    frame = frame.sort(keys, nulls_last=True, maintain_order=True)
+    # Without keys from the pipeline (tests, old frames): number the items in sorted order.
+    if frame.get_column("item_ref").null_count() == frame.height:
+        frame = frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("item_ref"))
+    return frame
+
+
+def _cells(d: dict[str, Any]) -> dict[str, Any]:
+    """Header -> final cell value of one (prepared) discrepancy row (序号 and 学校 aside)."""
+    keep = [int(p) for p in (d["diff_positions"] or []) if p is not None]
+    is_id = d["field"] in set(ID_FIELDS)
+    raw = {
+        "严重程度": _label(SEVERITY_LABELS, d["severity"]),
+        "问题类型": _label(KIND_LABELS, d["kind"]),
+        "行号": d["row"],
+        "学生姓名": d["name"],
+        "系统中姓名": d["system_name"],
+        "身份证号": mask_id(d["id_number"], keep),
+        "系统中身份证号": mask_id(d["system_id"], keep),
+        "核对系统": _label(SYSTEM_LABELS, d["system"]),
+        "核对项": _label(FIELD_LABELS, d["field"]),
+        "名单值": _id_cell(d["value"], keep, d["id_number"]) if is_id else d["value"],
+        "系统值": _id_cell(d["system_value"], keep, d["system_id"]) if is_id else d["system_value"],
+        "说明": d["message"],
+        "名单文件": d["file"],
+        "工作表": d["sheet"],
+        "系统文件": d["system_file"],
+        "系统工作表": d["system_sheet"],
+        "系统行号": d["system_row"],
+        COL_REF: d["item_ref"],
+    }
+    return {h: _final(v) for h, v in raw.items()}
+
+
+def _hash_text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)
+
+
+def row_hash(values: dict[str, Any]) -> str:
+    """Hash of a row's locked cells (by header), as written or as read back with openpyxl."""
+    text = "\x1f".join(f"{h}={_hash_text(values.get(h))}" for h in HASHED)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def with_row_hashes(discrepancies: pl.DataFrame) -> pl.DataFrame:
+    """``discrepancies`` plus ``row_hash``: what the clerk workbooks' locked cells hash to."""
+    if discrepancies.height == 0:
+        return discrepancies.with_columns(pl.lit(None, dtype=pl.String).alias("row_hash"))
+    prepared = _prepare(discrepancies.with_row_index("_orig"))
+    hashes = [row_hash(_cells(d)) for d in prepared.iter_rows(named=True)]
+    order = prepared.select("_orig").with_columns(pl.Series("row_hash", hashes, dtype=pl.String))
+    return discrepancies.with_row_index("_orig").join(order, on="_orig", how="left", maintain_order="left").drop("_orig")
+
+
+def _diff_spans(a: str, b: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Character ranges that differ between a and b (masked '*' never counts)."""
+    if len(a) == len(b) and ("*" in a or "*" in b or (a.isascii() and b.isascii())):
+        idx = [i for i, (x, y) in enumerate(zip(a, b)) if x != y and x != "*" and y != "*"]
+        spans = [(i, i + 1) for i in idx]
+        return spans, spans
+    sa: list[tuple[int, int]] = []
+    sb: list[tuple[int, int]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op != "equal":
+            if i2 > i1:
+                sa.append((i1, i2))
+            if j2 > j1:
+                sb.append((j1, j2))
+    return sa, sb
+
+
+_HIGHLIGHT = InlineFont(b=True, color="FFC00000", u="single")
+
+
+def _rich(text: str, spans: list[tuple[int, int]]) -> CellRichText | None:
+    if not spans:
+        return None
+    parts: list[Any] = []
+    pos = 0
+    for i, j in spans:
+        if i > pos:
+            parts.append(text[pos:i])
+        parts.append(TextBlock(_HIGHLIGHT, text[i:j]))
+        pos = j
+    if pos < len(text):
+        parts.append(text[pos:])
+    return CellRichText(parts)
 
 
 def _style_header(ws: Worksheet, headers: Sequence[str]) -> None:
@@ -292,39 +431,107 @@ def _fit_columns(ws: Worksheet, ncols: int, *, cap: int = 60, wrap: Iterable[int
                 cell.alignment = Alignment(wrap_text=True, vertical="top")
 
 
-def _problem_sheet(ws: Worksheet, rows: pl.DataFrame) -> None:
+_DIFF_FILL = PatternFill(fill_type="solid", fgColor="FFFFF2CC")
+_EDIT_FILL = PatternFill(fill_type="solid", fgColor="FFE2EFDA")
+_EDIT_HEAD_FILL = PatternFill(fill_type="solid", fgColor="FFC6E0B4")
+_WIDTHS = {COL_DECISION: 14, COL_CORRECTED: 22, COL_NOTE: 24, COL_REVIEWER: 10, "说明": 46,
+           "名单文件": 28, "系统文件": 24, COL_REF: 8, COL_HASH: 18}
+
+
+def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school: bool = False) -> None:
     ws.title = SHEET_PROBLEMS
-    _style_header(ws, HEADERS)
-    id_fields = set(ID_FIELDS)
+    headers = list(HEADERS)
+    if with_school:
+        headers.insert(1, COL_SCHOOL)
+    col = {h: i for i, h in enumerate(headers, start=1)}
+    _style_header(ws, headers)
+    for h in REVIEW_HEADERS:
+        ws.cell(row=1, column=col[h]).fill = _EDIT_HEAD_FILL
     for r, d in enumerate(rows.iter_rows(named=True), start=2):
-        keep = [int(p) for p in (d["diff_positions"] or []) if p is not None]
-        is_id = d["field"] in id_fields
-        cells = (
-            r - 1,
-            _label(SEVERITY_LABELS, d["severity"]),
-            _label(KIND_LABELS, d["kind"]),
-            d["file"],
-            d["sheet"],
-            d["row"],
-            d["name"],
-            mask_id(d["id_number"], keep),
-            _label(SYSTEM_LABELS, d["system"]),
-            d["system_file"],
-            d["system_sheet"],
-            d["system_row"],
-            d["system_name"],
-            mask_id(d["system_id"], keep),
-            _label(FIELD_LABELS, d["field"]),
-            _id_cell(d["value"], keep, d["id_number"]) if is_id else d["value"],
-            _id_cell(d["system_value"], keep, d["system_id"]) if is_id else d["system_value"],
-            d["message"],
-        )
-        for c, value in enumerate(cells, start=1):
-            _put(ws, r, c, value)
+        cells = _cells(d)
+        cells["序号"] = r - 1
+        cells[COL_HASH] = row_hash(cells)
+        if with_school:
+            cells[COL_SCHOOL] = _final(d["school"])
+        for left, right in PAIRS:
+            a, b = cells.get(left), cells.get(right)
+            if isinstance(a, str) and isinstance(b, str) and a != b:
+                sa, sb = _diff_spans(a, b)
+                for h, text, spans in ((left, a, sa), (right, b, sb)):
+                    _put(ws, r, col[h], text, from_input=False, rich=_rich(text, spans))
+                    ws.cell(row=r, column=col[h]).fill = _DIFF_FILL
+        for h, value in cells.items():
+            if ws.cell(row=r, column=col[h]).value is None:
+                _put(ws, r, col[h], value, from_input=False)
+        for h in REVIEW_HEADERS:
+            cell = ws.cell(row=r, column=col[h])
+            cell.protection = Protection(locked=False)
+            cell.fill = _EDIT_FILL
+            cell.data_type = "s"
+            cell.number_format = "@"  # corrected IDs typed here stay text
     last = max(ws.max_row, 1)
+    ncols = len(headers)
     ws.freeze_panes = "A2"
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(HEADERS))}{last}"
-    _fit_columns(ws, len(HEADERS), wrap=(len(HEADERS),))
+    ws.auto_filter.ref = f"A1:{get_column_letter(ncols)}{last}"
+    _fit_columns(ws, ncols, cap=40)
+    for h, w in _WIDTHS.items():
+        ws.column_dimensions[get_column_letter(col[h])].width = w
+    for (cell,) in ws.iter_rows(min_row=2, max_row=last, min_col=col["说明"], max_col=col["说明"]):
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    for h in (COL_REF, COL_HASH):
+        ws.column_dimensions[get_column_letter(col[h])].hidden = True
+    if last >= 2:
+        dv = DataValidation(
+            type="list", formula1='"' + ",".join(_decision_labels()) + '"', allow_blank=True,
+            showErrorMessage=True, errorTitle="核实结论", error="请从下拉列表中选择：" + " / ".join(_decision_labels()),
+            showInputMessage=True, promptTitle="核实结论", prompt="请选择核实结果，并填写核实人",
+        )
+        letter = get_column_letter(col[COL_DECISION])
+        dv.add(f"{letter}2:{letter}{last}")
+        ws.add_data_validation(dv)
+    # Locked except the four review columns; filtering and column widths still allowed.
+    ws.protection.sheet = True
+    ws.protection.autoFilter = False
+    ws.protection.formatColumns = False
+    ws.protection.formatRows = False
+    ws.protection.selectLockedCells = False
+    ws.protection.selectUnlockedCells = False
+    # Printing: A4 landscape, header row on every page, fit to one page wide, lineage left off.
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
+    ws.print_area = f"A1:{get_column_letter(col[COL_REVIEWER])}{last}"
+    ws.page_margins.left = ws.page_margins.right = 0.4
+    ws.page_margins.top = ws.page_margins.bottom = 0.6
+    ws.oddHeader.center.text = title[:200].replace("&", "&&")
+    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
+
+
+def _decision_labels() -> tuple[str, ...]:
+    from reconcile.review import DECISION_LABELS
+
+    return DECISION_LABELS
+
+
+def _meta_sheet(wb: Workbook, meta: dict[str, str]) -> None:
+    ws = wb.create_sheet(SHEET_META)
+    for r, (k, v) in enumerate(meta.items(), start=1):
+        _put(ws, r, 1, k, from_input=False)
+        _put(ws, r, 2, v, from_input=False)
+    ws.sheet_state = "veryHidden"
+    ws.protection.sheet = True
+
+
+def read_meta(wb: Workbook) -> dict[str, str] | None:
+    """The hidden run information of a clerk workbook (None when absent)."""
+    if SHEET_META not in wb.sheetnames:
+        return None
+    ws = wb[SHEET_META]
+    meta = {str(k): str(v) for k, v in ws.iter_rows(min_row=1, max_col=2, values_only=True) if k is not None and v is not None}
+    return meta if meta.get("format") == META_FORMAT and meta.get("run_id") else None
 
 
 _HELP_HEADERS = ("问题类型", "代码", "是什么问题", "怎么处理")
@@ -333,6 +540,10 @@ _HELP_NOTES = (
     "行号是名单文件中Excel显示的行号；系统行号是系统导出文件中的行号。",
     "为保护学生隐私，身份证号只显示前6位（地区码）、后4位，以及名单与系统不一致的位置，其余用*代替。",
     "本表只供本校核实使用，请勿外传；核实后请在表中注明结果并按要求报回。",
+    "填写方法：只需填写绿色的四列。“核实结论”从下拉列表选择：确认是同一人（名单学生与系统记录是同一人）、"
+    "不是同一人（系统记录不是该学生，今后不再提示这条记录）、已更正（已改正名单；身份证号有误的，请在“更正值”填写正确的18位号码）、"
+    "待核实（还在核实中）；“核实人”必须填写。其余单元格已锁定，请勿改动、增删行或复制到别的表。",
+    "已核实的问题以后不再列出；如果相关记录之后有变化，会重新列出并注明“记录已变化”；两人结论不一致的也会重新列出。",
 )
 
 
@@ -391,11 +602,71 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------- API
 
 
+def _stamp(stamp: datetime | None) -> datetime:
+    if stamp is None:
+        return _EPOCH
+    if stamp.tzinfo is not None:
+        return stamp.astimezone(timezone.utc).replace(tzinfo=None)
+    return stamp
+
+
+def _unique_names(groups: Sequence[str]) -> list[str]:
+    used: set[str] = set()
+    out = []
+    for g in groups:
+        base = _safe_filename(g)
+        name, i = base, 2
+        while name.casefold() in used:
+            name, i = f"{base}({i})", i + 1
+        used.add(name.casefold())
+        out.append(name)
+    return out
+
+
+def write_clerk_workbooks(
+    discrepancies: pl.DataFrame,
+    out_dir: Path,
+    *,
+    by: str = "school",
+    run_id: str = "",
+    stamp: datetime | None = None,
+) -> list[Path]:
+    """One clerk workbook per school (``by='school'``) or per town (``by='town'``).
+
+    Sheets: ``待核实问题`` (items, most important first, review columns unlocked),
+    ``说明`` and a hidden ``_recon`` (run id, scope) the import checks. ``stamp`` (naive
+    UTC; default 1970-01-01) becomes the created/modified time: equal input, equal bytes.
+    """
+    if by not in ("school", "town"):
+        raise ValueError("by must be 'school' or 'town'")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = _stamp(stamp)
+    if discrepancies.height == 0:
+        return []
+    frame = _prepare(discrepancies)
+    group_col = "_school" if by == "school" else "_town"
+    groups = sorted(set(frame.get_column(group_col).to_list()))
+    paths: list[Path] = []
+    for group, name in zip(groups, _unique_names(groups)):
+        rows = frame.filter(pl.col(group_col) == group)
+        wb = Workbook()
+        title = f"{group} 待核实问题" + (f"（运行 {run_id}）" if run_id else "")
+        _problem_sheet(wb.active, rows, title=title, with_school=(by == "town"))
+        _help_sheet(wb.create_sheet(SHEET_HELP))
+        _meta_sheet(wb, {"format": META_FORMAT, "run_id": run_id, "scope": by, "name": group, "items": str(rows.height)})
+        path = out_dir / f"{name}.xlsx"
+        _write_atomic(path, _workbook_bytes(wb, stamp))
+        paths.append(path)
+    return paths
+
+
 def write_school_workbooks(
     discrepancies: pl.DataFrame,
     out_dir: Path,
     *,
     stamp: datetime | None = None,
+    run_id: str = "",
 ) -> list[Path]:
     """Write one ``{school}.xlsx`` per school (null school: ``未注明学校``) into ``out_dir``.
 
@@ -403,28 +674,59 @@ def write_school_workbooks(
     becomes the workbooks' created/modified time, so equal input gives equal bytes.
     Existing files of the same name are replaced atomically; others are left alone.
     """
+    return write_clerk_workbooks(discrepancies, out_dir, by="school", run_id=run_id, stamp=stamp)
+
+
+def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: datetime | None = None) -> list[Path]:
+    """One 公示名单 per school: students confirmed eligible (name, masked ID, stage, subsidy).
+
+    ``eligible`` has columns school, name, id_number, stage, grade, aid_item, amount
+    (see ``review.eligible_students``), in the order to list them.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if stamp is None:
-        stamp = _EPOCH
-    elif stamp.tzinfo is not None:
-        stamp = stamp.astimezone(timezone.utc).replace(tzinfo=None)
-    if discrepancies.height == 0:
+    stamp = _stamp(stamp)
+    if eligible.height == 0:
         return []
-    frame = _prepare(discrepancies)
-    schools = sorted(set(frame.get_column("_school").to_list()))
-    used: set[str] = set()
-    paths: list[Path] = []
-    for school in schools:
-        base = _safe_filename(school)
-        name, i = base, 2
-        while name.casefold() in used:
-            name, i = f"{base}({i})", i + 1
-        used.add(name.casefold())
-        rows = frame.filter(pl.col("_school") == school)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = eligible.with_columns(pl.col("school").cast(pl.String).fill_null(NO_SCHOOL).alias("_school"))
+    groups = sorted(set(frame.get_column("_school").to_list()))
+    paths = []
+    for group, name in zip(groups, _unique_names(groups)):
+        rows = frame.filter(pl.col("_school") == group)
         wb = Workbook()
-        _problem_sheet(wb.active, rows)
-        _help_sheet(wb.create_sheet(SHEET_HELP))
+        ws = wb.active
+        ws.title = SHEET_NOTICE
+        ncols = len(NOTICE_HEADERS)
+        _put(ws, 1, 1, f"{group} 学生资助公示名单", from_input=True)
+        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=ncols)
+        ws.cell(row=1, column=1).font = Font(bold=True, size=14)
+        ws.cell(row=1, column=1).alignment = Alignment(horizontal="center")
+        for c, h in enumerate(NOTICE_HEADERS, start=1):
+            cell = ws.cell(row=2, column=c, value=h)
+            cell.font = Font(bold=True)
+            cell.fill = PatternFill(fill_type="solid", fgColor="FFDDEBF7")
+            cell.alignment = Alignment(horizontal="center")
+        r = 3
+        for i, d in enumerate(rows.iter_rows(named=True), start=1):
+            for c, v in enumerate((i, d["name"], mask_id(d["id_number"]), d["stage"], d["grade"], d["aid_item"], d["amount"]), start=1):
+                _put(ws, r, c, v)
+            r += 1
+        r += 1
+        for note in ("公示期不少于5个工作日。如有异议，请在公示期内向学校学生资助工作人员反映。",
+                     "为保护学生隐私，身份证号只显示前6位和后4位。"):
+            _put(ws, r, 1, note, from_input=False)
+            r += 1
+        widths = [6, 12, 22, 10, 10, 24, 14]
+        for c, w in enumerate(widths, start=1):
+            ws.column_dimensions[get_column_letter(c)].width = w
+        ws.freeze_panes = "A3"
+        ws.print_title_rows = "1:2"
+        ws.page_setup.orientation = "portrait"
+        ws.page_setup.paperSize = ws.PAPERSIZE_A4
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.oddFooter.center.text = "第 &P 页，共 &N 页"
         path = out_dir / f"{name}.xlsx"
         _write_atomic(path, _workbook_bytes(wb, stamp))
         paths.append(path)

@@ -95,6 +95,9 @@ __all__ = [
     "COUNT_COLUMNS",
     "INTERRUPTED_ERROR",
     "schema_sql",
+    "VIEWS",
+    "add_reviews",
+    "read_reviews",
 ]
 
 log = logging.getLogger(__name__)
@@ -199,11 +202,43 @@ TABLES: dict[str, dict[str, str]] = {
         "message": "VARCHAR",
         "school": "VARCHAR",
         "town": "VARCHAR",
+        # clerk review (reconcile.review): stable key, workbook reference, record fingerprint
+        "item_key": "VARCHAR",
+        "item_ref": "BIGINT",
+        "fingerprint": "VARCHAR",
+        "roster_identity": "VARCHAR",
+        "system_identity": "VARCHAR",
+        "review_state": "VARCHAR",
+        "row_hash": "VARCHAR",
+    },
+    # Clerks' decisions imported from returned workbooks; kept across runs (not run data).
+    "reviews": {
+        "review_id": "VARCHAR",
+        "imported_at": "TIMESTAMPTZ",
+        "reviewer": "VARCHAR",
+        "decision": "VARCHAR",
+        "decision_code": "VARCHAR",
+        "corrected_value": "VARCHAR",
+        "note": "VARCHAR",
+        "item_key": "VARCHAR",
+        "item_ref": "BIGINT",
+        "fingerprint": "VARCHAR",
+        "kind": "VARCHAR",
+        "system": "VARCHAR",
+        "field": "VARCHAR",
+        "school": "VARCHAR",
+        "town": "VARCHAR",
+        "roster_identity": "VARCHAR",
+        "system_identity": "VARCHAR",
+        "run_id": "VARCHAR",
+        "workbook": "VARCHAR",
+        "sheet": "VARCHAR",
+        "row": "BIGINT",
     },
 }
 
-# The tables finish_run fills from frames (everything but `runs`).
-DATA_TABLES: tuple[str, ...] = tuple(t for t in TABLES if t != "runs")
+# The tables finish_run fills from frames (everything but `runs` and `reviews`).
+DATA_TABLES: tuple[str, ...] = tuple(t for t in TABLES if t not in ("runs", "reviews"))
 
 
 def _q(identifier: str) -> str:
@@ -407,6 +442,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             if col not in have:
                 typ = typ.replace(" PRIMARY KEY", "")
                 con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(col)} {typ}")
+    for name, sql in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {sql}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -570,6 +607,126 @@ def fail_run(db_path: Path, *, run_id: str, finished_at: datetime, error: str) -
             )
 
     _publish(Path(db_path), run_id, change)
+
+
+# --------------------------------------------------------------------------- analyst views
+
+# Views over the tables above, recreated on every publish (documented in the README).
+VIEWS: dict[str, str] = {
+    # The newest succeeded run.
+    "latest_run": """
+        SELECT * FROM runs WHERE status = 'succeeded'
+        ORDER BY night DESC, finished_at DESC LIMIT 1""",
+    # What the clerks are being asked tonight, with the student's stage and grade.
+    "open_discrepancies": """
+        SELECT d.*, lr.night, rec.stage, rec.grade
+        FROM discrepancies d JOIN latest_run lr USING (run_id)
+        LEFT JOIN records rec ON rec.run_id = d.run_id AND rec.source = 'roster'
+             AND rec.file = d.file AND rec.sheet = d.sheet AND rec.row = d.row""",
+    # Counts by town, school, stage, kind (and severity) for the newest run.
+    "discrepancy_totals": """
+        SELECT night, town, school, stage, kind, severity, count(*) AS n
+        FROM open_discrepancies GROUP BY ALL""",
+    # Each succeeded run with the succeeded run before it.
+    "run_pairs": """
+        SELECT run_id, night, lag(run_id) OVER (ORDER BY night, finished_at) AS prev_run_id
+        FROM runs WHERE status = 'succeeded'""",
+    # Items night over night: new (not in the previous run), resolved (gone), still_open.
+    "discrepancy_changes": """
+        WITH cur AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.school, d.town
+                     FROM run_pairs p JOIN discrepancies d ON d.run_id = p.run_id),
+             prev AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.school, d.town
+                      FROM run_pairs p JOIN discrepancies d ON d.run_id = p.prev_run_id)
+        SELECT coalesce(c.run_id, p.run_id) AS run_id, coalesce(c.night, p.night) AS night,
+               coalesce(c.item_key, p.item_key) AS item_key, coalesce(c.kind, p.kind) AS kind,
+               coalesce(c.school, p.school) AS school, coalesce(c.town, p.town) AS town,
+               CASE WHEN p.item_key IS NULL THEN 'new' WHEN c.item_key IS NULL THEN 'resolved'
+                    ELSE 'still_open' END AS change
+        FROM cur c FULL OUTER JOIN prev p ON c.run_id = p.run_id AND c.item_key = p.item_key""",
+    "night_over_night": """
+        SELECT night, run_id, count_if(change = 'new') AS new, count_if(change = 'resolved') AS resolved,
+               count_if(change = 'still_open') AS still_open
+        FROM discrepancy_changes GROUP BY night, run_id ORDER BY night""",
+    # School-age children (6-17 on the run's as-of date) of households in either system
+    # whom no roster lists and no roster row was linked to: possible drop-outs.
+    "coverage_gaps": """
+        WITH lr AS (SELECT run_id, coalesce(as_of, night) AS as_of FROM latest_run),
+        seen AS (
+            SELECT s.id_norm FROM matches m JOIN records s ON s.run_id = m.run_id
+                   AND s.source = m.system AND s.rec = m.system_rec JOIN lr ON lr.run_id = m.run_id
+            UNION SELECT r.id_norm FROM records r JOIN lr USING (run_id) WHERE r.source = 'roster'),
+        kids AS (
+            SELECT rec.run_id, rec.source AS system, rec.town, rec.village, rec.household,
+                   rec.name, rec.id_norm, rec.id_birth, date_sub('year', rec.id_birth, lr.as_of) AS age,
+                   rec.school_status, rec.poverty_status, rec.status AS dibao_status,
+                   rec.file, rec.sheet, rec.row
+            FROM records rec JOIN lr USING (run_id)
+            WHERE rec.source IN ('dibao', 'filing') AND rec.id_status IN ('valid', 'legacy15'))
+        SELECT * FROM kids
+        WHERE age BETWEEN 6 AND 17 AND id_norm NOT IN (SELECT id_norm FROM seen WHERE id_norm IS NOT NULL)
+        QUALIFY row_number() OVER (PARTITION BY id_norm ORDER BY system, file, sheet, row) = 1""",
+    "coverage_by_town": """
+        SELECT town, count(*) AS children, count_if(age BETWEEN 6 AND 15) AS compulsory_age
+        FROM coverage_gaps GROUP BY town ORDER BY children DESC""",
+    # Each reviewer's latest word per item (待核实 included).
+    "review_decisions": """
+        SELECT * FROM reviews
+        QUALIFY row_number() OVER (PARTITION BY item_key, reviewer ORDER BY imported_at DESC, review_id DESC) = 1""",
+    # Items on which reviewers disagree.
+    "review_conflicts": """
+        SELECT item_key, any_value(kind) AS kind, any_value(school) AS school,
+               count(DISTINCT reviewer) AS reviewers,
+               string_agg(reviewer || '：' || decision, '；' ORDER BY reviewer) AS decisions
+        FROM review_decisions WHERE decision_code <> 'pending'
+        GROUP BY item_key
+        HAVING count(DISTINCT decision_code || '=' || coalesce(corrected_value, '')) > 1""",
+    # Clerk throughput: rows imported per reviewer and day, by decision.
+    "clerk_throughput": """
+        SELECT reviewer, school, CAST(imported_at AS DATE) AS day, count(*) AS decisions,
+               count(DISTINCT item_key) AS items, count(DISTINCT workbook) AS workbooks,
+               count_if(decision_code = 'confirm') AS confirmed, count_if(decision_code = 'reject') AS rejected,
+               count_if(decision_code = 'corrected') AS corrected, count_if(decision_code = 'pending') AS pending
+        FROM reviews GROUP BY ALL ORDER BY day, reviewer""",
+}
+
+
+def add_reviews(db_path: Path, reviews: pl.DataFrame) -> int:
+    """Append clerks' decisions (columns of the ``reviews`` table) in one atomic publish."""
+    import uuid
+
+    if reviews.height == 0:
+        return 0
+
+    def change(con: duckdb.DuckDBPyConnection) -> None:
+        keep = [c for c in reviews.columns if c in TABLES["reviews"]]
+        con.register("_recon_in_reviews", reviews.select(keep).to_arrow())
+        cols = ", ".join(_q(c) for c in keep)
+        con.execute(f"INSERT INTO reviews ({cols}) SELECT {cols} FROM _recon_in_reviews")
+        con.unregister("_recon_in_reviews")
+
+    _publish(Path(db_path), f"review-{uuid.uuid4().hex[:8]}", change)
+    return reviews.height
+
+
+def read_reviews(db_path: Path | str) -> pl.DataFrame:
+    """Every stored decision (empty frame when there is no database or no table yet)."""
+    from reconcile.review import REVIEW_COLUMNS
+
+    path = Path(db_path)
+    if not path.exists():
+        return pl.DataFrame(schema=REVIEW_COLUMNS)
+    con = open_readonly(path)
+    try:
+        have = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews'"
+        ).fetchall()[0][0]
+        if not have:
+            return pl.DataFrame(schema=REVIEW_COLUMNS)
+        cols = ", ".join(_q(c) for c in REVIEW_COLUMNS)
+        frame = con.execute(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").pl()
+    finally:
+        con.close()
+    return frame.cast({c: t for c, t in REVIEW_COLUMNS.items()}, strict=False)
 
 
 def open_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:

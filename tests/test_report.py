@@ -132,7 +132,8 @@ def test_one_workbook_per_school(written):
     assert sorted(out.iterdir()) == sorted(paths)  # no temp files left
     for p in paths:
         wb = load_workbook(p)
-        assert wb.sheetnames == [SHEET_PROBLEMS, SHEET_HELP]
+        assert wb.sheetnames == [SHEET_PROBLEMS, SHEET_HELP, "_recon"]
+        assert wb["_recon"].sheet_state == "veryHidden"
 
 
 def test_rows_headers_and_sorting(written):
@@ -181,8 +182,8 @@ def test_layout(written):
     wb = load_workbook(out / "一中.xlsx")
     ws = wb[SHEET_PROBLEMS]
     assert ws.freeze_panes == "A2"
-    assert ws.auto_filter.ref == f"A1:R{ws.max_row}"
-    assert ws.max_column == len(HEADERS) == 18
+    assert ws.auto_filter.ref == f"A1:X{ws.max_row}"
+    assert ws.max_column == len(HEADERS) == 24
     for cell in ws[1]:
         assert cell.font.bold
         assert cell.fill.fill_type == "solid"
