@@ -6,12 +6,14 @@ minors' IDs), and no task caches on its inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -20,9 +22,11 @@ from reconcile import ingest, pipeline, report, store
 from reconcile.config import Settings, load_settings
 from reconcile.errors import redact
 
-__all__ = ["nightly_reconciliation", "TIMEZONE"]
+__all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR"]
 
 TIMEZONE = "Asia/Shanghai"
+TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' workbooks
+NOTICE_DIR = "公示名单"  # <reports>/<night>/公示名单/<school>.xlsx
 QUIET = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
@@ -40,10 +44,20 @@ def read_inbox(inbox: Path, settings: Settings) -> ingest.IngestResult:
     return result
 
 
+@task(retries=2, retry_delay_seconds=5, **QUIET)
+def load_decisions(db: Path) -> pl.DataFrame:
+    """The clerks' decisions imported so far (``recon review import``)."""
+    decisions = store.read_reviews(db)
+    get_run_logger().info("%d stored clerk decisions", decisions.height)
+    return decisions
+
+
 @task(**QUIET)
-def reconcile_records(ingested: ingest.IngestResult, settings: Settings) -> pipeline.Results:
+def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisions: pl.DataFrame | None = None) -> pipeline.Results:
     log = get_run_logger()
-    return pipeline.reconcile(ingested, settings, progress=log.info)
+    results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions)
+    # The hash of each item's locked workbook cells, stored so the import can tell edits.
+    return dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
 
 
 @task(retries=1, retry_delay_seconds=2, **QUIET)
@@ -51,8 +65,13 @@ def stage_reports(results: pipeline.Results, reports: Path, run_id: str) -> Path
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
     staging = reports / f".staging-{run_id}"
     staging.mkdir(parents=True, exist_ok=True)
-    paths = report.write_school_workbooks(results.discrepancies, staging)
-    get_run_logger().info("wrote %d school workbooks", len(paths))
+    paths = report.write_school_workbooks(results.discrepancies, staging, run_id=run_id)
+    towns = report.write_clerk_workbooks(results.discrepancies, staging / TOWN_DIR, by="town", run_id=run_id)
+    notices = report.write_public_notices(
+        results.eligible if results.eligible is not None else pl.DataFrame(), staging / NOTICE_DIR
+    )
+    get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists",
+                          len(paths), len(towns), len(notices))
     return staging
 
 
@@ -98,7 +117,8 @@ def nightly_reconciliation(
         try:
             settings = load_settings(Path(config) if config else None)
             ingested = read_inbox(Path(inbox), settings)
-            results = reconcile_records(ingested, settings)
+            decisions = load_decisions(db_path)
+            results = reconcile_records(ingested, settings, decisions)
             staging = stage_reports(results, reports_dir, run_id)
             publish(db_path, run_id, results)
         except BaseException as exc:
@@ -111,7 +131,8 @@ def nightly_reconciliation(
     counts = dict(results.counts)
     create_table_artifact(
         key="nightly-counts",
-        table=[{"measure": k, "count": v} for k, v in counts.items()],
+        # Counts only: measure names are fixed codes, values integers; never a name or an ID.
+        table=[{"measure": k, "count": int(v)} for k, v in counts.items() if isinstance(v, int)],
         description="Counts of tonight's reconciliation (no names or IDs).",
     )
     log.info("run %s finished: %s", run_id, counts)

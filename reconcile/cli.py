@@ -1,4 +1,4 @@
-"""`recon`: run, serve, synth. The CLI does the I/O and prints; the core stays pure."""
+"""`recon`: run, serve, synth, review import. The CLI does the I/O and prints; the core stays pure."""
 
 from __future__ import annotations
 
@@ -56,7 +56,29 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--households", type=int, default=SAMPLE_HOUSEHOLDS)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--errors", type=float, default=1.0, help="multiplies every error rate (default 1)")
+    review = sub.add_parser("review", help="clerks' returned workbooks")
+    rsub = review.add_subparsers(dest="review_command", required=True)
+    imp = rsub.add_parser("import", help="read returned clerk workbooks into the reviews table")
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="returned workbooks (.xlsx)")
+    imp.add_argument("--db", type=Path, default=DEFAULT_DB, help="DuckDB file the workbooks came from")
     return p
+
+
+def _review(args: argparse.Namespace) -> int:
+    from .review import import_workbooks
+
+    rep = import_workbooks(args.files, args.db)
+    for line in rep.errors:
+        print(f"  ✗ {line}", file=sys.stderr)
+    for line in rep.notes:
+        print(f"  ! {line}")
+    print(
+        f"recon review import: {rep.files} file(s), {rep.imported} decision(s) imported, "
+        f"{len(rep.errors)} refused, {rep.skipped_blank} row(s) left blank"
+    )
+    if rep.imported:
+        print("  decisions apply from the next run on")
+    return 0 if rep.ok else 1
 
 
 def _sample_inbox() -> Path:
@@ -148,7 +170,7 @@ def _synth(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "serve": _serve, "synth": _synth}[args.command](args)
+        return {"run": _run, "serve": _serve, "synth": _synth, "review": _review}[args.command](args)
     except ReconError as exc:
         print(f"recon: {exc}", file=sys.stderr)
         return 2

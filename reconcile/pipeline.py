@@ -5,6 +5,7 @@ No file, clock or network here: the flow and the CLI do the I/O around it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,6 +16,7 @@ from schemas import DiscrepancySchema, MatchSchema, RowProblemSchema
 from .config import Settings
 from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
+from . import review
 from .match import match_system
 from .normalize import normalize_source
 from .rules import find_discrepancies
@@ -31,6 +33,7 @@ class Results:
     matches: pl.DataFrame
     discrepancies: pl.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    eligible: pl.DataFrame | None = None  # students confirmed eligible (公示名单), see review.eligible_students
 
 
 def normalize_all(ingested: IngestResult, settings: Settings) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
@@ -92,21 +95,45 @@ def summarise(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches:
     return counts
 
 
-def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | None = None) -> Results:
+def reconcile(
+    ingested: IngestResult,
+    settings: Settings,
+    progress: Progress | None = None,
+    decisions: pl.DataFrame | None = None,
+) -> Results:
+    """``decisions``: the clerks' stored decisions (the ``reviews`` table), applied around
+    matching: corrected IDs before normalising, confirmed/rejected pairs after matching,
+    decided items taken out after the rules (see ``reconcile.review``)."""
     if progress:
         progress("normalising records")
     records, problems = normalize_all(ingested, settings)
+    review_counts: dict[str, int] = {}
+    if decisions is not None and decisions.height:
+        tables, fixed = review.corrected_tables(ingested.tables, records["roster"], decisions)
+        if fixed:
+            records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings)
+        review_counts["clerk_corrections"] = fixed
     matches = match_all(records, settings, progress)
+    if decisions is not None and decisions.height:
+        matches, link_counts = review.apply_links(matches, records, decisions)
+        review_counts.update(link_counts)
     if progress:
         progress("applying discrepancy rules")
     systems = {s: records[s] for s in SYSTEMS}
     discrepancies = find_discrepancies(records["roster"], systems, matches, settings)
+    discrepancies, annotated = review.annotate(discrepancies, records, decisions)
+    review_counts.update(annotated)
+    eligible = review.eligible_students(
+        records["roster"], systems, matches, discrepancies, settings.qualifying_poverty, settings.qualifying_dibao
+    )
     # The output shapes are a contract with analysts: check them before anything is published.
     RowProblemSchema.validate(problems)
     MatchSchema.validate(matches)
     DiscrepancySchema.validate(discrepancies)
     counts = summarise(records, problems, matches, discrepancies)
-    return Results(records, problems, matches, discrepancies, counts)
+    counts.update(review_counts)
+    counts["eligible"] = eligible.height
+    return Results(records, problems, matches, discrepancies, counts, eligible)
 
 
 def records_table(results: Results) -> pl.DataFrame:
