@@ -1,0 +1,350 @@
+"""Clerk round trip: workbooks out, decisions back in, applied on the next night.
+
+The end-to-end test runs the real Prefect flow twice on a generated county with clerk
+decisions imported in between (filled in through openpyxl, as a clerk's Excel would);
+the other tests drive the same steps without Prefect.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from reconcile import ingest, pipeline, report, review, store
+from reconcile.cli import main as cli_main
+from reconcile.synth import SynthConfig, generate_county
+
+from .conftest import make_id
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_night(inbox: Path, db: Path, reports: Path, night: date, settings) -> tuple[str, pipeline.Results, list[Path]]:
+    """One night without Prefect: what the flow does, in order (decisions in, DB, workbooks)."""
+    decisions = store.read_reviews(db)
+    res = pipeline.reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, decisions=decisions)
+    disc = report.with_row_hashes(res.discrepancies)
+    run_id = f"run-{night.isoformat()}"
+    now = datetime(night.year, night.month, night.day, 2, tzinfo=timezone.utc)
+    store.begin_run(db, run_id=run_id, started_at=now, night=night, as_of=night, parameters={})
+    store.finish_run(db, run_id=run_id, finished_at=now, counts=res.counts, tables={
+        "records": pipeline.records_table(res), "row_problems": res.problems,
+        "matches": res.matches, "discrepancies": disc,
+    })
+    paths = report.write_school_workbooks(disc, reports / night.isoformat(), run_id=run_id)
+    return run_id, res, paths
+
+
+def items(db: Path, run_id: str | None = None) -> pl.DataFrame:
+    con = store.open_readonly(db)
+    try:
+        where = "WHERE run_id = ?" if run_id else "WHERE run_id = (SELECT run_id FROM latest_run)"
+        return con.execute(f"SELECT * FROM discrepancies {where}", [run_id] if run_id else []).pl()
+    finally:
+        con.close()
+
+
+def q(db: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = store.open_readonly(db)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def fill(path: Path, decisions: dict[int, tuple], *, edit: dict[int, tuple[str, object]] | None = None) -> None:
+    """Fill review columns like a clerk: {item_ref: (decision, corrected, note, reviewer)}."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb[report.SHEET_PROBLEMS]
+    col = {c.value: c.column for c in ws[1]}
+    for row in ws.iter_rows(min_row=2):
+        ref = row[col[report.COL_REF] - 1].value
+        if ref in decisions:
+            for h, v in zip(report.REVIEW_HEADERS, decisions[ref]):
+                ws.cell(row=row[0].row, column=col[h], value=v)
+        if edit and ref in edit:
+            h, v = edit[ref]
+            ws.cell(row=row[0].row, column=col[h], value=v)
+    wb.save(path)
+
+
+def book_of(paths: list[Path], ref: int) -> Path:
+    for p in paths:
+        ws = openpyxl.load_workbook(p)[report.SHEET_PROBLEMS]
+        col = [c.value for c in ws[1]].index(report.COL_REF)
+        if any(r[col] == ref for r in ws.iter_rows(min_row=2, values_only=True)):
+            return p
+    raise AssertionError(f"item {ref} in no workbook")
+
+
+@pytest.fixture(scope="module")
+def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("county")
+    generate_county(out, SynthConfig(households=250, seed=5))
+    return out
+
+
+@pytest.fixture()
+def inbox(county: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "inbox"
+    shutil.copytree(county / "inbox", dst)
+    return dst
+
+
+# --------------------------------------------------------------------------- the workbook
+
+
+def test_clerk_workbook_layout(inbox: Path, tmp_path: Path, settings) -> None:
+    db, reports = tmp_path / "r.duckdb", tmp_path / "reports"
+    run_id, res, paths = run_night(inbox, db, reports, date(2026, 11, 23), settings)
+    wb = openpyxl.load_workbook(paths[0])
+    assert report.read_meta(wb)["run_id"] == run_id
+    assert wb[report.SHEET_META].sheet_state == "veryHidden"
+    ws = wb[report.SHEET_PROBLEMS]
+    header = [c.value for c in ws[1]]
+    assert header == list(report.HEADERS)
+    col = {h: i + 1 for i, h in enumerate(header)}
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref
+    assert ws.protection.sheet and not ws.protection.autoFilter
+    last = ws.max_row
+    for r in range(2, last + 1):
+        for h in header:
+            locked = ws.cell(row=r, column=col[h]).protection.locked
+            assert locked == (h not in report.REVIEW_HEADERS), (r, h)
+    [dv] = ws.data_validations.dataValidation
+    assert dv.type == "list" and all(label in dv.formula1 for label in review.DECISION_LABELS)
+    assert str(dv.sqref) == f"S2:S{last}"
+    for h in (report.COL_REF, report.COL_HASH):
+        assert ws.column_dimensions[openpyxl.utils.get_column_letter(col[h])].hidden
+    assert ws.page_setup.orientation == "landscape" and ws.page_setup.paperSize == ws.PAPERSIZE_A4
+    assert ws.print_title_rows == "$1:$1" and ws.sheet_properties.pageSetUpPr.fitToPage
+    # importance first: severities never go back up
+    rank = {"高": 0, "中": 1, "低": 2}
+    sev = [rank[r[col["严重程度"] - 1]] for r in ws.iter_rows(min_row=2, values_only=True)]
+    assert sev == sorted(sev)
+    # differing characters highlighted as rich text
+    rich = openpyxl.load_workbook(paths[0], rich_text=True)
+    found = False
+    for p in paths:
+        wsr = openpyxl.load_workbook(p, rich_text=True)[report.SHEET_PROBLEMS]
+        for row in wsr.iter_rows(min_row=2):
+            cell = row[col["系统中姓名"] - 1]
+            if isinstance(cell.value, openpyxl.cell.rich_text.CellRichText):
+                blocks = [b for b in cell.value if not isinstance(b, str)]
+                assert blocks and all(b.font.color.rgb == "FFC00000" for b in blocks)
+                found = True
+    assert found
+    del rich
+
+
+def test_public_notice_lists_confirmed_students(inbox: Path, tmp_path: Path, settings) -> None:
+    res = pipeline.reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings)
+    assert 0 < res.eligible.height < res.records["roster"].height
+    bad = res.discrepancies.filter(pl.col("kind").is_in(["not_found", "household_exited", "dibao_stopped"]))
+    assert not res.eligible.join(bad.select("file", "sheet", "row"), on=["file", "sheet", "row"]).height
+    paths = report.write_public_notices(res.eligible, tmp_path / "g")
+    ws = openpyxl.load_workbook(paths[0])[report.SHEET_NOTICE]
+    assert [c.value for c in ws[2]] == list(report.NOTICE_HEADERS)
+    ids = [r[2] for r in ws.iter_rows(min_row=3, values_only=True) if r[0] is not None]
+    assert ids and all(re.fullmatch(r"\d{6}\*{8}\d{3}[\dX]", i) for i in ids)
+
+
+def test_item_keys_are_stable_when_rows_move(inbox: Path, settings) -> None:
+    ing = ingest.read_inbox(inbox, settings.header_aliases)
+    a = pipeline.reconcile(ing, settings).discrepancies
+    # The same sheets with every roster row number shifted: keys must not change.
+    moved = ingest.IngestResult(
+        tables=[t if t.source != "roster" else type(t)(**{**t.__dict__, "frame": t.frame.with_columns(pl.col("row") + 7)})
+                for t in ing.tables],
+        problems=ing.problems, files_read=ing.files_read,
+    )
+    b = pipeline.reconcile(moved, settings).discrepancies
+    assert sorted(a["item_key"]) == sorted(b["item_key"])
+    assert a["item_key"].n_unique() == a.height
+
+
+# --------------------------------------------------------------------------- the import
+
+
+def test_import_refuses_bad_rows_and_files_with_clear_messages(inbox: Path, tmp_path: Path, settings, capsys) -> None:
+    db, reports = tmp_path / "r.duckdb", tmp_path / "reports"
+    run_id, _, paths = run_night(inbox, db, reports, date(2026, 11, 23), settings)
+    d = items(db, run_id)
+    pick = lambda kind, n=0: d.filter(pl.col("kind") == kind).sort("item_ref")["item_ref"][n]  # noqa: E731
+    good, edited, invalid, badid, noname = (pick("name_mismatch", i) for i in range(5))
+    idinv = pick("id_invalid")
+    nf = pick("not_found")
+    for ref, decision in [(good, ("确认是同一人", None, "户口簿核对", "王老师")),
+                          (edited, ("确认是同一人", None, None, "王老师")),
+                          (invalid, ("同意", None, None, "王老师")),
+                          (noname, ("不是同一人", None, None, None)),
+                          (idinv, ("已更正", "43312420050123123", None, "王老师")),
+                          (nf, ("确认是同一人", None, None, "王老师"))]:
+        fill(book_of(paths, ref), {ref: decision}, edit={edited: ("学生姓名", "李四")} if ref == edited else None)
+    # A workbook from another database's run, and a file that is no clerk workbook.
+    alien = tmp_path / "alien.xlsx"
+    shutil.copy(paths[0], alien)
+    wb = openpyxl.load_workbook(alien)
+    wb[report.SHEET_META]["B2"] = "run-somewhere-else"
+    wb.save(alien)
+    plain = tmp_path / "plain.xlsx"
+    openpyxl.Workbook().save(plain)
+    # An extra row a clerk typed in.
+    fill(paths[0], {})
+    wb = openpyxl.load_workbook(paths[0])
+    ws = wb[report.SHEET_PROBLEMS]
+    ws.cell(row=ws.max_row + 1, column=[c.value for c in ws[1]].index(report.COL_DECISION) + 1, value="待核实")
+    wb.save(paths[0])
+
+    code = cli_main(["review", "import", *map(str, paths), str(alien), str(plain), "--db", str(db)])
+    out = capsys.readouterr()
+    assert code == 1
+    err = out.err
+    assert "1 decision(s) imported" in out.out
+    assert re.search(r"第\d+行：锁定的内容.*被改动", err)
+    assert "核实结论「同意」无效" in err
+    assert "没有填写核实人" in err
+    assert "更正后的身份证号" in err and "43312420050123123" not in err
+    assert "不涉及系统中的某条记录" in err
+    assert "alien.xlsx：这份表来自另一次运行（run-somewhere-else）" in err
+    assert "plain.xlsx：不是本系统下发的核实表" in err
+    assert "找不到这一行对应的问题" in err
+    rows = q(db, "select reviewer, decision, decision_code, note, workbook, item_ref, run_id from reviews")
+    assert len(rows) == 1
+    assert rows[0][:4] == ("王老师", "确认是同一人", "confirm", "户口簿核对") and rows[0][5:] == (good, run_id)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_path: Path) -> None:
+    from flows.nightly import TOWN_DIR, nightly_reconciliation
+
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    first = nightly_reconciliation(inbox=str(inbox), db=str(db), reports=str(reports))
+    run1 = first["run_id"]
+    d1 = items(db, run1)
+    assert d1["item_key"].n_unique() == d1.height and d1["row_hash"].null_count() == 0
+    books = sorted(Path(first["reports"]).glob("*.xlsx"))
+    towns = sorted((Path(first["reports"]) / TOWN_DIR).glob("*.xlsx"))
+    assert books and towns
+
+    def ref(kind: str, n: int = 0, where: pl.Expr | None = None) -> dict:
+        sel = d1.filter(pl.col("kind") == kind)
+        if where is not None:
+            sel = sel.filter(where)
+        return sel.sort("item_ref").row(n, named=True)
+
+    confirm = ref("name_mismatch", 0)
+    conflict = ref("name_mismatch", 1)
+    reject = ref("household_exited", 0)
+    fixed = ref("id_invalid", 0, pl.col("system_identity").str.starts_with("id:"))
+    ack = ref("not_found", 0, pl.col("roster_identity").str.starts_with("id:"))
+    ack_changed = ref("not_found", 1, pl.col("roster_identity").str.starts_with("id:"))
+    true_id = fixed["system_identity"][3:]
+
+    plan = {
+        confirm["item_ref"]: ("确认是同一人", None, "对照户口簿", "王老师"),
+        conflict["item_ref"]: ("确认是同一人", None, None, "王老师"),
+        reject["item_ref"]: ("不是同一人", None, "不是本校学生的家庭", "王老师"),
+        fixed["item_ref"]: ("已更正", true_id, None, "王老师"),
+        ack["item_ref"]: ("已更正", None, "名单已改", "王老师"),
+        ack_changed["item_ref"]: ("已更正", None, None, "王老师"),
+    }
+    for r, dec in plan.items():
+        fill(book_of(books, r), {r: dec})
+    # A town clerk sees the same item and decides otherwise: reported, not applied.
+    fill(book_of(towns, conflict["item_ref"]), {conflict["item_ref"]: ("不是同一人", None, None, "乡镇赵干事")})
+    rep = review.import_workbooks([*books, *towns], db)
+    assert rep.ok, rep.errors
+    assert rep.imported == len(plan) + 1
+    assert any("不一致" in n for n in rep.notes)
+
+    # Between the nights a clerk edits one student's row in the roster file.
+    [(file, row, name)] = q(db, "select file, row, name from records where run_id = ? and source = 'roster' "
+                                "and file = ? and row = ?", [run1, ack_changed["file"], ack_changed["row"]])
+    wb = openpyxl.load_workbook(inbox / file)
+    ws = wb.worksheets[0]
+    hits = [c for r in ws.iter_rows() for c in r if c.value == name and c.row == row]
+    assert hits
+    hits[0].value = name + "某"
+    wb.save(inbox / file)
+
+    second = nightly_reconciliation(inbox=str(inbox), db=str(db), reports=str(reports))
+    run2 = second["run_id"]
+    d2 = items(db, run2)
+    keys2 = dict(zip(d2["item_key"], d2["kind"]))
+    state2 = dict(zip(d2["item_key"], d2["review_state"]))
+
+    # Decided items are gone.
+    for it in (confirm, reject, fixed, ack):
+        assert it["item_key"] not in keys2, it["kind"]
+    assert second["review_suppressed"] >= 3
+    # Disagreement comes back as such.
+    assert state2[conflict["item_key"]] == "conflict"
+    msg = d2.filter(pl.col("item_key") == conflict["item_key"])["message"][0]
+    assert "核实结论不一致" in msg and "王老师" in msg and "乡镇赵干事" in msg
+    # The changed record comes back, saying so.
+    assert state2[ack_changed["item_key"]] == "reopened"
+    msg = d2.filter(pl.col("item_key") == ack_changed["item_key"])["message"][0]
+    assert msg.startswith("【记录已变化，请重新核实】") and "已更正" in msg
+    # The rest is unchanged.
+    touched = {it["roster_identity"] for it in (confirm, conflict, reject, fixed, ack, ack_changed)}
+    rest = d1.filter(~pl.col("roster_identity").is_in(list(touched)))
+    assert rest.height > 50
+    assert {k: keys2.get(k) for k in rest["item_key"]} == dict(zip(rest["item_key"], rest["kind"]))
+    assert not any(state2[k] for k in rest["item_key"])
+
+    # The confirmed pair is matched with the clerk as the reason; the rejected pair is not proposed.
+    [(via, status, why)] = q(db, "select m.via, m.status, m.why from matches m join records s on s.run_id = m.run_id "
+                                 "and s.source = m.system and s.rec = m.system_rec join records r on r.run_id = m.run_id "
+                                 "and r.source = 'roster' and r.rec = m.roster_rec where m.run_id = ? "
+                                 "and r.file = ? and r.row = ? and m.system = ?",
+                             [run2, confirm["file"], confirm["row"], confirm["system"]])
+    assert (via, status) == ("clerk", "matched") and "王老师" in why
+    assert not q(db, "select 1 from matches m join records r on r.run_id = m.run_id and r.source = 'roster' "
+                     "and r.rec = m.roster_rec where m.run_id = ? and r.file = ? and r.row = ? and m.system = ? "
+                     "and m.system_row = ?", [run2, reject["file"], reject["row"], reject["system"], reject["system_row"]])
+    # The corrected ID is used.
+    [(id_norm, status)] = q(db, "select id_norm, id_status from records where run_id = ? and source = 'roster' "
+                                "and file = ? and row = ?", [run2, fixed["file"], fixed["row"]])
+    assert (id_norm, status) == (true_id, "valid")
+
+    # Analysts: the views answer the questions.
+    nights = q(db, "select count(*) from night_over_night")
+    assert nights == [(1,)]  # same night: the rerun superseded the first run
+    thr = dict(q(db, "select reviewer, decisions from clerk_throughput"))
+    assert thr == {"王老师": len(plan), "乡镇赵干事": 1}
+    assert q(db, "select count(*) from review_conflicts") == [(1,)]
+    assert q(db, "select count(*) from open_discrepancies")[0][0] == d2.height
+    assert q(db, "select sum(n) from discrepancy_totals")[0][0] == d2.height
+    assert q(db, "select count(*) from coverage_gaps")[0][0] >= 0
+
+
+def test_cli_review_import_needs_files(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["review", "import"])
+    assert "FILE" in capsys.readouterr().err
+
+
+def test_clean_id() -> None:
+    good = make_id()
+    assert review.clean_id(" " + good.lower().replace("x", "x") + " ") == good
+    assert review.clean_id("".join(chr(ord(c) + 0xFEE0) for c in good)) == good
+    assert review.clean_id(good[:-1] + ("0" if good[-1] != "0" else "1")) is None
+    assert review.clean_id(None) is None
