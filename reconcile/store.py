@@ -723,7 +723,7 @@ def read_reviews(db_path: Path | str) -> pl.DataFrame:
         if not have:
             return pl.DataFrame(schema=REVIEW_COLUMNS)
         cols = ", ".join(_q(c) for c in REVIEW_COLUMNS)
-        frame = con.execute(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").pl()
+        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").to_arrow_table())
     finally:
         con.close()
     return frame.cast({c: t for c, t in REVIEW_COLUMNS.items()}, strict=False)

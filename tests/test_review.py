@@ -20,7 +20,7 @@ from reconcile import ingest, pipeline, report, review, store
 from reconcile.cli import main as cli_main
 from reconcile.synth import SynthConfig, generate_county
 
-from .conftest import make_id
+from conftest import make_id
 
 
 # --------------------------------------------------------------------------- helpers
@@ -45,8 +45,8 @@ def run_night(inbox: Path, db: Path, reports: Path, night: date, settings) -> tu
 def items(db: Path, run_id: str | None = None) -> pl.DataFrame:
     con = store.open_readonly(db)
     try:
-        where = "WHERE run_id = ?" if run_id else "WHERE run_id = (SELECT run_id FROM latest_run)"
-        return con.execute(f"SELECT * FROM discrepancies {where}", [run_id] if run_id else []).pl()
+        where = f"WHERE run_id = '{run_id}'" if run_id else "WHERE run_id = (SELECT run_id FROM latest_run)"
+        return pl.from_arrow(con.sql(f"SELECT * FROM discrepancies {where}").to_arrow_table())
     finally:
         con.close()
 
@@ -120,10 +120,11 @@ def test_clerk_workbook_layout(inbox: Path, tmp_path: Path, settings) -> None:
             assert locked == (h not in report.REVIEW_HEADERS), (r, h)
     [dv] = ws.data_validations.dataValidation
     assert dv.type == "list" and all(label in dv.formula1 for label in review.DECISION_LABELS)
-    assert str(dv.sqref) == f"S2:S{last}"
+    letter = openpyxl.utils.get_column_letter(col[report.COL_DECISION])
+    assert str(dv.sqref) == f"{letter}2:{letter}{last}"
     for h in (report.COL_REF, report.COL_HASH):
         assert ws.column_dimensions[openpyxl.utils.get_column_letter(col[h])].hidden
-    assert ws.page_setup.orientation == "landscape" and ws.page_setup.paperSize == ws.PAPERSIZE_A4
+    assert ws.page_setup.orientation == "landscape" and int(ws.page_setup.paperSize) == 9  # A4
     assert ws.print_title_rows == "$1:$1" and ws.sheet_properties.pageSetUpPr.fitToPage
     # importance first: severities never go back up
     rank = {"高": 0, "中": 1, "低": 2}
@@ -152,7 +153,7 @@ def test_public_notice_lists_confirmed_students(inbox: Path, tmp_path: Path, set
     paths = report.write_public_notices(res.eligible, tmp_path / "g")
     ws = openpyxl.load_workbook(paths[0])[report.SHEET_NOTICE]
     assert [c.value for c in ws[2]] == list(report.NOTICE_HEADERS)
-    ids = [r[2] for r in ws.iter_rows(min_row=3, values_only=True) if r[0] is not None]
+    ids = [r[2] for r in ws.iter_rows(min_row=3, values_only=True) if isinstance(r[0], int) and r[2]]
     assert ids and all(re.fullmatch(r"\d{6}\*{8}\d{3}[\dX]", i) for i in ids)
 
 
