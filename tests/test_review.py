@@ -277,10 +277,11 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     assert any("不一致" in n for n in rep.notes)
 
     # Between the nights a clerk edits one student's row in the roster file.
-    [(file, row, name)] = q(db, "select file, row, name from records where run_id = ? and source = 'roster' "
-                                "and file = ? and row = ?", [run1, ack_changed["file"], ack_changed["row"]])
+    [(file, sheet, row, name)] = q(db, "select file, sheet, row, name from records where run_id = ? and source = 'roster' "
+                                       "and file = ? and sheet = ? and row = ?",
+                                   [run1, ack_changed["file"], ack_changed["sheet"], ack_changed["row"]])
     wb = openpyxl.load_workbook(inbox / file)
-    ws = wb.worksheets[0]
+    ws = wb[sheet]
     hits = [c for r in ws.iter_rows() for c in r if c.value == name and c.row == row]
     assert hits
     hits[0].value = name + "某"
@@ -329,7 +330,7 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     # Analysts: the views answer the questions.
     nights = q(db, "select count(*) from night_over_night")
     assert nights == [(1,)]  # same night: the rerun superseded the first run
-    thr = dict(q(db, "select reviewer, decisions from clerk_throughput"))
+    thr = dict(q(db, "select reviewer, sum(decisions)::int from clerk_throughput group by reviewer"))
     assert thr == {"王老师": len(plan), "乡镇赵干事": 1}
     assert q(db, "select count(*) from review_conflicts") == [(1,)]
     assert q(db, "select count(*) from open_discrepancies")[0][0] == d2.height
