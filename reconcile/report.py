@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import math
 import os
 import re
 import unicodedata
@@ -377,15 +378,23 @@ def _diff_spans(a: str, b: str) -> tuple[list[tuple[int, int]], list[tuple[int, 
         idx = [i for i, (x, y) in enumerate(zip(a, b)) if x != y and x != "*" and y != "*"]
         spans = [(i, i + 1) for i in idx]
         return spans, spans
-    sa: list[tuple[int, int]] = []
-    sb: list[tuple[int, int]] = []
+    ia: list[int] = []
+    ib: list[int] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op != "equal":
-            if i2 > i1:
-                sa.append((i1, i2))
-            if j2 > j1:
-                sb.append((j1, j2))
-    return sa, sb
+            ia += [i for i in range(i1, i2) if a[i] != "*"]
+            ib += [j for j in range(j1, j2) if b[j] != "*"]
+    return _merge(ia), _merge(ib)
+
+
+def _merge(idx: list[int]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for i in idx:
+        if spans and spans[-1][1] == i:
+            spans[-1] = (spans[-1][0], i + 1)
+        else:
+            spans.append((i, i + 1))
+    return spans
 
 
 _HIGHLIGHT = InlineFont(b=True, color="FFC00000", u="single")
@@ -431,6 +440,7 @@ def _fit_columns(ws: Worksheet, ncols: int, *, cap: int = 60, wrap: Iterable[int
                 cell.alignment = Alignment(wrap_text=True, vertical="top")
 
 
+_TOP = Alignment(vertical="top")
 _DIFF_FILL = PatternFill(fill_type="solid", fgColor="FFFFF2CC")
 _EDIT_FILL = PatternFill(fill_type="solid", fgColor="FFE2EFDA")
 _EDIT_HEAD_FILL = PatternFill(fill_type="solid", fgColor="FFC6E0B4")
@@ -463,6 +473,8 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
         for h, value in cells.items():
             if ws.cell(row=r, column=col[h]).value is None:
                 _put(ws, r, col[h], value, from_input=False)
+        for c in range(1, len(headers) + 1):
+            ws.cell(row=r, column=c).alignment = _TOP
         for h in REVIEW_HEADERS:
             cell = ws.cell(row=r, column=col[h])
             cell.protection = Protection(locked=False)
@@ -478,6 +490,7 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
         ws.column_dimensions[get_column_letter(col[h])].width = w
     for (cell,) in ws.iter_rows(min_row=2, max_row=last, min_col=col["说明"], max_col=col["说明"]):
         cell.alignment = Alignment(wrap_text=True, vertical="top")
+    _row_heights(ws, 2, last, [get_column_letter(col["说明"])])
     for h in (COL_REF, COL_HASH):
         ws.column_dimensions[get_column_letter(col[h])].hidden = True
     if last >= 2:
@@ -497,17 +510,11 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
     ws.protection.selectLockedCells = False
     ws.protection.selectUnlockedCells = False
     # Printing: A4 landscape, header row on every page, fit to one page wide, lineage left off.
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_title_rows = "1:1"
+    _print_setup(ws, landscape=True, title_rows="1:1")
     ws.print_area = f"A1:{get_column_letter(col[COL_REVIEWER])}{last}"
     ws.page_margins.left = ws.page_margins.right = 0.4
     ws.page_margins.top = ws.page_margins.bottom = 0.6
     ws.oddHeader.center.text = title[:200].replace("&", "&&")
-    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
 
 
 def _decision_labels() -> tuple[str, ...]:
@@ -556,16 +563,49 @@ def _help_sheet(ws: Worksheet) -> None:
         for c, value in enumerate((label, kind, what, todo), start=1):
             _put(ws, r, c, value, from_input=False)
         r += 1
-    r += 1
-    for note in _HELP_NOTES:
-        _put(ws, r, 1, note, from_input=False)
-        r += 1
-    ws.freeze_panes = "A2"
     _fit_columns(ws, 2)
     for col in ("C", "D"):
         ws.column_dimensions[col].width = 60
     for (c3, c4) in ws.iter_rows(min_row=2, max_row=1 + len(KIND_LABELS), min_col=3, max_col=4):
         c3.alignment = c4.alignment = Alignment(wrap_text=True, vertical="top")
+    _row_heights(ws, 2, r - 1, ("C", "D"))
+    r += 1
+    total = sum(ws.column_dimensions[c].width or 10 for c in "ABCD")
+    for note in _HELP_NOTES:
+        _put(ws, r, 1, note, from_input=False)
+        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=4)
+        ws.cell(row=r, column=1).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.row_dimensions[r].height = _LINE_HEIGHT * max(1, math.ceil(_width(note) / max(total - 2, 1)))
+        r += 1
+    ws.freeze_panes = "A2"
+    _print_setup(ws, landscape=True, title_rows="1:1")
+
+
+_LINE_HEIGHT = 15.0
+
+
+def _row_heights(ws: Worksheet, first: int, last: int, wrapped: Iterable[str]) -> None:
+    """Explicit heights for rows with wrapped text (LibreOffice does not grow them itself)."""
+    cols = list(wrapped)
+    for r in range(first, last + 1):
+        lines = 1
+        for c in cols:
+            value = ws[f"{c}{r}"].value
+            if value is not None:
+                width = max((ws.column_dimensions[c].width or 10) - 1, 1)
+                lines = max(lines, sum(math.ceil(max(_width(part), 1) / width) for part in str(value).split("\n")))
+        if lines > 1:
+            ws.row_dimensions[r].height = _LINE_HEIGHT * lines
+
+
+def _print_setup(ws: Worksheet, *, landscape: bool, title_rows: str) -> None:
+    ws.page_setup.orientation = "landscape" if landscape else "portrait"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = title_rows
+    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
 
 
 def _workbook_bytes(wb: Workbook, stamp: datetime) -> bytes:
@@ -720,13 +760,7 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
         for c, w in enumerate(widths, start=1):
             ws.column_dimensions[get_column_letter(c)].width = w
         ws.freeze_panes = "A3"
-        ws.print_title_rows = "1:2"
-        ws.page_setup.orientation = "portrait"
-        ws.page_setup.paperSize = ws.PAPERSIZE_A4
-        ws.page_setup.fitToWidth = 1
-        ws.page_setup.fitToHeight = 0
-        ws.sheet_properties.pageSetUpPr.fitToPage = True
-        ws.oddFooter.center.text = "第 &P 页，共 &N 页"
+        _print_setup(ws, landscape=False, title_rows="1:2")
         path = out_dir / f"{name}.xlsx"
         _write_atomic(path, _workbook_bytes(wb, stamp))
         paths.append(path)
