@@ -350,3 +350,30 @@ def test_clean_id() -> None:
     assert review.clean_id("".join(chr(ord(c) + 0xFEE0) for c in good)) == good
     assert review.clean_id(good[:-1] + ("0" if good[-1] != "0" else "1")) is None
     assert review.clean_id(None) is None
+
+
+# --------------------------------------------------------------------------- analysts
+
+
+def test_monday_notebook_runs_against_a_generated_county(inbox: Path, tmp_path: Path, settings, monkeypatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    run1, _, paths = run_night(inbox, db, reports, date(2026, 11, 23), settings)
+    d = items(db, run1)
+    ref = d.filter(pl.col("kind") == "name_mismatch")["item_ref"][0]
+    fill(book_of(paths, ref), {ref: ("确认是同一人", None, None, "王老师")})
+    assert review.import_workbooks(paths, db).imported == 1
+    run_night(inbox, db, reports, date(2026, 11, 24), settings)
+    [(new, resolved, still)] = q(db, "select new, resolved, still_open from night_over_night where night = '2026-11-24'")
+    assert resolved == 1 and new == 0 and still == d.height - 1
+
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.read(root / "notebooks" / "monday.ipynb", as_version=4)
+    monkeypatch.setenv("RECON_DB", str(db))
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # problems by town, trend
+    text = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "王老师" in text
