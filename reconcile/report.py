@@ -1,8 +1,13 @@
-"""Excel workbooks for school clerks: one per school, in Chinese, IDs masked.
+"""Excel workbooks for clerks (per school, per town) and public-notice lists, in Chinese.
 
-Each workbook ``{school}.xlsx`` has a sheet ``待核实问题`` (one row per discrepancy, sorted
-by severity, kind and roster position, header frozen, filter on) and a sheet ``说明``
-explaining every kind of problem and what to do about it.
+Each clerk workbook has a sheet ``待核实问题`` (one row per item, most important first,
+roster and system values side by side with differing characters highlighted, four
+unlocked review columns 核实结论 (dropdown) / 更正值 / 备注 / 核实人, everything else locked,
+header frozen, filter on, A4 landscape printing), a sheet ``说明`` explaining every kind of
+problem and how to fill the sheet in, and a hidden sheet ``_recon`` with the run id. Two
+hidden columns carry the item's reference within the run and a hash of the row's locked
+cells (``row_hash``), which ``recon review import`` checks. ``write_public_notices`` writes
+the 公示名单 per school.
 
 Privacy: ID numbers show only the region code (first 6), the last 4 characters and the
 positions where roster and system disagree (at most a few); any other run of 14 or more
