@@ -518,7 +518,8 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
     _print_setup(ws, landscape=True, title_rows="1:1")
     ws.print_area = f"A1:{get_column_letter(col[COL_REVIEWER])}{last}"
     ws.page_margins.left = ws.page_margins.right = 0.4
-    ws.page_margins.top = ws.page_margins.bottom = 0.6
+    ws.page_margins.top = ws.page_margins.bottom = 0.75
+    ws.page_margins.header = ws.page_margins.footer = 0.25
     ws.oddHeader.center.text = title[:200].replace("&", "&&")
 
 
