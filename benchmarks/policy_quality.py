@@ -58,11 +58,11 @@ def main() -> None:
     ap.add_argument("--households", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--errors", type=float, default=1.0)
-    ap.add_argument("--dir", type=Path, default=None, help="an already generated county (DIR/inbox, DIR/truth, DIR/config)")
+    ap.add_argument("--dir", type=Path, default=None, help="a county folder (DIR/inbox, DIR/truth, DIR/config); generated there if empty")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         county = args.dir or Path(tmp) / "county"
-        if args.dir is None:
+        if not (county / "truth" / "notes.json").exists():
             generate_county(county, SynthConfig(households=args.households, seed=args.seed, errors=args.errors))
         notes = json.loads((county / "truth" / "notes.json").read_text(encoding="utf-8"))
         as_of = dt.date.fromisoformat(notes["reference_date"])

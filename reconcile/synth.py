@@ -1397,8 +1397,9 @@ class _RosterWriter:
             out.append("duplicate_claim")
         if "birth_conflict" in errs or "gender_conflict" in errs:
             out.append("id_fact_conflict")
-        visible = "village" in lay.columns or hh.in_dibao
-        out += _eligibility_kinds(hh, visible and _in_cut_place(self, hh))
+        dibao_visible = _dibao_visible(hh, c)
+        visible = "village" in lay.columns or dibao_visible
+        out += _eligibility_kinds(hh, visible and _in_cut_place(self, hh), dibao_visible)
         if "amount_wrong" in errs:
             out.append("subsidy_mismatch")
         if "grade_age" in errs:
@@ -1406,24 +1407,27 @@ class _RosterWriter:
         return out
 
 
-def _eligibility_kinds(hh: _Household, cut_place: bool | None = None) -> list[str]:
+def _eligibility_kinds(hh: _Household, cut_place: bool | None = None, dibao_visible: bool | None = None) -> list[str]:
     """Kinds a perfect tool reports about eligibility. ``cut_place``: the household lives in the
     village cut from an export and the row shows it (the roster's village column, or a dibao
     record): a student found qualifying nowhere there gets export_incomplete (instead of
-    not_found), whether or not the household itself was in the export that was cut."""
+    not_found), whether or not the household itself was in the export that was cut.
+    ``dibao_visible``: the student can be found in the dibao export (a heads-only export shows
+    only the head: the roster must name the head as guardian)."""
     if cut_place is None:
         cut_place = hh.cut
+    in_dibao = hh.in_dibao if dibao_visible is None else dibao_visible
     filing_seen = hh.in_filing and not hh.cut
     qual_f = filing_seen and hh.poverty_status != "已脱贫(不再享受政策)"
-    qual_d = hh.in_dibao and hh.dibao_status == "在保"
+    qual_d = in_dibao and hh.dibao_status == "在保"
     if qual_f or qual_d:
         return []
     out: list[str] = []
-    if not filing_seen and not hh.in_dibao:
+    if not filing_seen and not in_dibao:
         return ["export_incomplete"] if cut_place else ["not_found"]
     if filing_seen:
         out.append("household_exited")
-    if hh.in_dibao:
+    if in_dibao:
         out.append("dibao_stopped")
     if cut_place and not filing_seen:
         out.append("export_incomplete")
@@ -1877,7 +1881,11 @@ def _in_cut_place(rw: Any, hh: _Household) -> bool:
     return bool(cut) and rw.geo.towns[hh.town] == cut[0] and hh.village == cut[1]
 
 
-def _visible_categories(hh: _Household) -> frozenset[str]:
+def _dibao_visible(hh: _Household, c: _Claim) -> bool:
+    return hh.in_dibao and (not hh.heads_only or c.guardian == hh.head)
+
+
+def _visible_categories(hh: _Household, dibao_visible: bool = True) -> frozenset[str]:
     """The policy categories a tool can see for the household (qualifying, not cut)."""
     cats: set[str] = set()
     if hh.in_filing and not hh.cut and hh.poverty_status != "已脱贫(不再享受政策)":
@@ -1886,7 +1894,7 @@ def _visible_categories(hh: _Household) -> frozenset[str]:
             cats.add("低保")
         if hh.household_type in ("特困供养贫困户", "五保户"):
             cats.add("特困供养")
-    if hh.in_dibao and hh.dibao_status == "在保":
+    if hh.in_dibao and dibao_visible and hh.dibao_status == "在保":
         cats.add("特困供养" if hh.dibao_category == "特困供养" else "低保")
     return frozenset(cats)
 
@@ -1902,7 +1910,7 @@ def _policy_cells(rw: Any, c: _Claim, lay: _Layout, v: dict[str, Any], errs: lis
     rng, cfg, pb = rw.policy_rng, rw.cfg, rw.pb
     p = pb.persons[c.student]
     hh = pb.households[p.hh]
-    cats = _visible_categories(hh)
+    cats = _visible_categories(hh, _dibao_visible(hh, c))
     eligible = bool(cats) and not _in_cut_place(rw, hh)
     true = Facts(frozenset({c.stage}), c.grade_idx + 1, c.boarding if c.stage in ("小学", "初中", "高中", "中职") else None,
                  cats or frozenset({"建档立卡"}), True)
