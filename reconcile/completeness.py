@@ -157,7 +157,8 @@ def export_problems(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], sett
 def _households(df: pl.DataFrame, system: str, settings: Settings, as_of) -> pl.DataFrame:
     """One row per household: qualifying, status, place, head name, member IDs."""
     return (
-        df.with_columns(pl.lit(system).alias("system"), qualifies_expr(settings, as_of).alias("_q"))
+        df.with_columns(pl.lit(system).alias("system"))
+        .with_columns(qualifies_expr(settings, as_of).alias("_q"))
         .group_by(["system", "household"], maintain_order=True)
         .agg(
             pl.col("_q").any().alias("qualifies"),

@@ -623,18 +623,18 @@ def read_previous(db_path: Path | str) -> tuple[str, pl.DataFrame, pl.DataFrame]
         if not rows:
             return None
         run_id = rows[0][0]
-        counts = con.execute(
+        counts = con.sql(
             "SELECT source AS system, file, regexp_replace(town, '\\s+', '', 'g') AS town, "
             "regexp_replace(village, '\\s+', '', 'g') AS village, count(*)::BIGINT AS rows, "
             "count(DISTINCT household)::BIGINT AS households FROM records "
             "WHERE run_id = ? AND source IN ('dibao', 'filing') GROUP BY ALL ORDER BY ALL",
-            [run_id],
+            params=[run_id],
         ).to_arrow_table()
-        records = con.execute(
+        records = con.sql(
             "SELECT source AS system, household, town, village, head_name, id_norm, status, poverty_status, "
             "exit_year, approved_date FROM records WHERE run_id = ? AND source IN ('dibao', 'filing') "
             "ORDER BY source, file, sheet, row",
-            [run_id],
+            params=[run_id],
         ).to_arrow_table()
     finally:
         con.close()
