@@ -19,6 +19,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from reconcile import ingest, pipeline, report, store
+from reconcile.completeness import Previous
 from reconcile.config import Settings, load_settings
 from reconcile.errors import redact
 
@@ -52,10 +53,26 @@ def load_decisions(db: Path) -> pl.DataFrame:
     return decisions
 
 
+@task(retries=2, retry_delay_seconds=5, **QUIET)
+def read_previous_run(db: Path) -> Previous | None:
+    """The previous succeeded run's per-village counts and system records (night over night)."""
+    found = store.read_previous(db)
+    if found is None:
+        get_run_logger().info("no previous run to compare with")
+        return None
+    run_id, counts, records = found
+    get_run_logger().info("comparing with run %s (%d places)", run_id, counts.height)
+    return Previous(run_id, counts, records)
+
+
 @task(**QUIET)
-def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisions: pl.DataFrame | None = None) -> pipeline.Results:
+def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisions: pl.DataFrame | None = None,
+                      as_of: date | None = None, county: str | None = None,
+                      previous: Previous | None = None) -> pipeline.Results:
     log = get_run_logger()
-    results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions)
+    results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
+                                 county=county, previous=previous)
+    log.info("policy: %s", results.policy.title if results.policy else "none found for this county (no subsidy check)")
     # The hash of each item's locked workbook cells, stored so the import can tell edits.
     return dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
 
@@ -82,6 +99,8 @@ def publish(db: Path, run_id: str, results: pipeline.Results) -> None:
         "row_problems": results.problems,
         "matches": results.matches,
         "discrepancies": results.discrepancies,
+        "export_problems": results.export_problems,
+        "household_changes": results.household_changes,
     }
     store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables)
 
@@ -100,7 +119,8 @@ def _swap_reports(staging: Path, final: Path) -> None:
 
 @flow(name="nightly-reconciliation", persist_result=False, log_prints=False)
 def nightly_reconciliation(
-    inbox: str, db: str, reports: str, as_of: str | None = None, config: str | None = None
+    inbox: str, db: str, reports: str, as_of: str | None = None, config: str | None = None,
+    county: str | None = None,
 ) -> dict[str, int]:
     """Reconcile one inbox; publish to DuckDB and write the clerks' workbooks."""
     log = get_run_logger()
@@ -110,7 +130,8 @@ def nightly_reconciliation(
     run_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
     db_path, reports_dir = Path(db), Path(reports)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config}
+    params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config,
+              "county": county}
     with store.RunLock(db_path):
         store.begin_run(db_path, run_id=run_id, started_at=started, night=night, as_of=as_of_date, parameters=params)
         staging: Path | None = None
@@ -118,7 +139,8 @@ def nightly_reconciliation(
             settings = load_settings(Path(config) if config else None)
             ingested = read_inbox(Path(inbox), settings)
             decisions = load_decisions(db_path)
-            results = reconcile_records(ingested, settings, decisions)
+            previous = read_previous_run(db_path)  # the last succeeded run, before computing
+            results = reconcile_records(ingested, settings, decisions, as_of_date, county, previous)
             staging = stage_reports(results, reports_dir, run_id)
             publish(db_path, run_id, results)
         except BaseException as exc:

@@ -40,7 +40,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB.relative_to(DATA_DIR.parent)})")
     p.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="folder for the clerks' workbooks")
     p.add_argument("--as-of", type=_date, default=None, help="reference date of the check (default today)")
-    p.add_argument("--config", type=Path, default=None, help="folder with settings.toml / header_aliases.toml / codes.toml overrides")
+    p.add_argument("--config", type=Path, default=None,
+                   help="folder with settings.toml / header_aliases.toml / codes.toml / checks.toml / policy/*.toml overrides "
+                        "(default for the sample county: its generated config/)")
+    p.add_argument("--county", default=None,
+                   help="county name or 6-digit region code whose policy applies (default: from the exports' 县 column or the IDs)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,6 +101,8 @@ def _flow_params(args: argparse.Namespace) -> dict[str, str | None]:
 
         load_settings(args.config)  # fail fast, before Prefect starts, on a bad config folder
     inbox = args.inbox if args.inbox is not None else _sample_inbox()
+    if args.config is None and args.inbox is None and (SAMPLE_DIR / "config").is_dir():
+        args.config = SAMPLE_DIR / "config"  # the sample county's generated policy file
     if not inbox.is_dir():
         raise ReconError(f"inbox folder {inbox} does not exist")
     return {
@@ -105,6 +111,7 @@ def _flow_params(args: argparse.Namespace) -> dict[str, str | None]:
         "reports": str(args.reports.resolve()),
         "as_of": args.as_of,
         "config": str(args.config.resolve()) if args.config else None,
+        "county": args.county,
     }
 
 
@@ -116,6 +123,8 @@ def _print_summary(counts: dict[str, object], seconds: float) -> None:
     print(f"  row problems   {counts['problem_rows']} (table row_problems)")
     print(f"  roster rows    matched {counts['matched']}, for review {counts['review']}, not found {counts['not_found']}")
     print(f"  discrepancies  {counts['discrepancies']}" + ("".join(f"\n    {k:<18} {v}" for k, v in sorted(kinds.items()))))
+    print(f"  export         {counts.get('export_problems', 0)} place(s) probably cut from an export (table export_problems)")
+    print(f"  night/night    {counts.get('household_changes', 0)} household(s) entered or left a system (table household_changes)")
     print(f"  reports        {counts.get('reports')}")
 
 

@@ -23,6 +23,8 @@ __all__ = [
     "MatchSettings",
     "Settings",
     "load_settings",
+    "CheckSettings",
+    "load_policies",
 ]
 
 PACKAGE_CONFIG = Path(__file__).parent / "config"
@@ -78,6 +80,21 @@ class MatchSettings:
 
 
 @dataclass(frozen=True)
+class CheckSettings:
+    """Thresholds of the policy checks (checks.toml)."""
+
+    export_min_households: int = 5
+    export_min_students: int = 1
+    export_drop_ratio: float = 0.5
+    entry_age: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(
+        {"学前": 3, "小学": 6, "初中": 12, "高中": 15, "中职": 15, "本科": 18, "大专": 18}))
+    age_early: int = 1
+    age_late: int = 2
+    compulsory_ages: tuple[int, int] = (6, 15)
+    student_ages: tuple[int, int] = (3, 22)
+
+
+@dataclass(frozen=True)
 class Settings:
     header_aliases: Mapping[str, Mapping[str, tuple[str, ...]]]
     codes: Mapping[str, Mapping[str, str]]
@@ -85,6 +102,8 @@ class Settings:
     qualifying_dibao: frozenset[str]
     match: MatchSettings
     sources: tuple[Path, ...] = field(default=())
+    policies: tuple[Any, ...] = field(default=())  # reconcile.policy.Policy, one per county and school year
+    checks: CheckSettings = field(default_factory=CheckSettings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -140,6 +159,53 @@ def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
     return out
 
 
+def _check_settings(raw: Mapping[str, Any]) -> CheckSettings:
+    where = "checks.toml"
+    try:
+        exp, age, missed = raw.get("export", {}), raw.get("age", {}), raw.get("missed", {})
+        d = CheckSettings()
+        entry = {str(k): int(v) for k, v in age.get("entry", d.entry_age).items()}
+        out = CheckSettings(
+            export_min_households=int(exp.get("min_households", d.export_min_households)),
+            export_min_students=int(exp.get("min_students", d.export_min_students)),
+            export_drop_ratio=float(exp.get("drop_ratio", d.export_drop_ratio)),
+            entry_age=MappingProxyType(entry),
+            age_early=int(age.get("early", d.age_early)),
+            age_late=int(age.get("late", d.age_late)),
+            compulsory_ages=tuple(int(x) for x in missed.get("compulsory", d.compulsory_ages)),  # type: ignore[arg-type]
+            student_ages=tuple(int(x) for x in missed.get("student", d.student_ages)),  # type: ignore[arg-type]
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{where}: bad value ({exc})") from exc
+    if not 0 < out.export_drop_ratio <= 1:
+        raise ConfigError(f"{where}: export.drop_ratio must be in (0, 1]")
+    for key, pair in (("missed.compulsory", out.compulsory_ages), ("missed.student", out.student_ages)):
+        if len(pair) != 2 or pair[0] > pair[1]:
+            raise ConfigError(f"{where}: {key} must be [youngest, oldest]")
+    return out
+
+
+def load_policies(dirs: list[Path]) -> tuple[tuple[Any, ...], list[Path]]:
+    """Policy files from each dir's policy/ folder; a later dir's file for the same county and
+    school year replaces an earlier one. A wrong file raises ConfigError naming file and key."""
+    from .policy import PolicyError, parse_policy
+
+    chosen: dict[tuple[str, int], Any] = {}
+    used: list[Path] = []
+    for d in dirs:
+        folder = d / "policy"
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                pol = parse_policy(_read_toml(path), source=path.name)
+            except PolicyError as exc:
+                raise ConfigError(str(exc)) from exc
+            chosen[(pol.county, pol.school_year)] = pol
+            used.append(path)
+    return tuple(chosen.values()), used
+
+
 def load_settings(config_dir: Path | None = None) -> Settings:
     """Packaged defaults, extended or overridden by the files found in `config_dir`."""
     from .ingest import load_header_aliases  # ingest owns the alias format
@@ -150,9 +216,10 @@ def load_settings(config_dir: Path | None = None) -> Settings:
     alias_files = [d / "header_aliases.toml" for d in dirs if (d / "header_aliases.toml").exists()]
     raw_settings: dict[str, Any] = {}
     raw_codes: dict[str, Any] = {}
+    raw_checks: dict[str, Any] = {}
     used: list[Path] = list(alias_files)
     for d in dirs:
-        for name, target in (("settings.toml", raw_settings), ("codes.toml", raw_codes)):
+        for name, target in (("settings.toml", raw_settings), ("codes.toml", raw_codes), ("checks.toml", raw_checks)):
             path = d / name
             if path.exists():
                 merged = _merge(target, _read_toml(path))
@@ -166,11 +233,14 @@ def load_settings(config_dir: Path | None = None) -> Settings:
             raise ConfigError(f"codes.toml: [{table}] must map strings to strings")
         codes[table] = MappingProxyType({str(k).strip(): v for k, v in mapping.items()})
     where = ", ".join(p.name for p in used)
+    policies, policy_files = load_policies(dirs)
     return Settings(
         header_aliases=load_header_aliases(alias_files),
         codes=MappingProxyType(codes),
         qualifying_poverty=frozenset(eligibility.get("poverty_status", ())),
         qualifying_dibao=frozenset(eligibility.get("dibao_status", ())),
         match=_match_settings(raw_settings.get("match", {}), where),
-        sources=tuple(used),
+        sources=tuple(used + policy_files),
+        policies=policies,
+        checks=_check_settings(raw_checks),
     )

@@ -6,12 +6,14 @@ No file, clock or network here: the flow and the CLI do the I/O around it.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 
 from schemas import DiscrepancySchema, MatchSchema, RowProblemSchema
+from schemas.policy import ExportProblemSchema, HouseholdChangeSchema
 
 from .config import Settings
 from .fields import SOURCES, SYSTEMS
@@ -19,7 +21,9 @@ from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
 from .match import match_system
 from .normalize import normalize_source
-from .rules import find_discrepancies
+from . import policy as pol
+from .completeness import Previous, export_problems, household_changes
+from .rules import RuleContext, find_discrepancies
 
 __all__ = ["Results", "normalize_all", "match_all", "reconcile", "summarise", "records_table"]
 
@@ -34,6 +38,40 @@ class Results:
     discrepancies: pl.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
     eligible: pl.DataFrame | None = None  # students confirmed eligible (公示名单), see review.eligible_students
+    export_problems: pl.DataFrame | None = None
+    household_changes: pl.DataFrame | None = None
+    policy: Any = None  # reconcile.policy.Policy applied tonight, or None
+
+
+def _mode(series: pl.Series) -> str | None:
+    s = series.drop_nulls()
+    if s.is_empty():
+        return None
+    return s.value_counts(sort=True).row(0)[0]
+
+
+def choose_county_policy(records: dict[str, pl.DataFrame], settings: Settings, county: str | None = None,
+                         as_of: dt.date | None = None) -> pol.Policy | None:
+    """The policy for the county the exports are about: `county` (a name or region code) if
+    given, else the filing export's 县 column, else the commonest region of the IDs."""
+    year = pol.school_year_of(as_of) if as_of else None
+    if county:
+        return pol.choose_policy(settings.policies, county=county, region=county, school_year=year)
+    filing = records.get("filing")
+    if filing is not None and "county" in filing.columns:
+        name = _mode(filing["county"].str.strip_chars())
+        found = pol.choose_policy(settings.policies, county=name, school_year=year) if name else None
+        if found:
+            return found
+    for source in ("roster", "filing", "dibao"):
+        df = records.get(source)
+        if df is None or df.is_empty():
+            continue
+        region = _mode(df.filter(pl.col("id_status").is_in(["valid", "legacy15"]))["id_region"])
+        found = pol.choose_policy(settings.policies, region=region, school_year=year) if region else None
+        if found:
+            return found
+    return None
 
 
 def normalize_all(ingested: IngestResult, settings: Settings) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
@@ -95,15 +133,15 @@ def summarise(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches:
     return counts
 
 
-def reconcile(
-    ingested: IngestResult,
-    settings: Settings,
-    progress: Progress | None = None,
-    decisions: pl.DataFrame | None = None,
-) -> Results:
-    """``decisions``: the clerks' stored decisions (the ``reviews`` table), applied around
-    matching: corrected IDs before normalising, confirmed/rejected pairs after matching,
-    decided items taken out after the rules (see ``reconcile.review``)."""
+def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | None = None, *,
+              decisions: pl.DataFrame | None = None, as_of: dt.date | None = None, county: str | None = None,
+              previous: Previous | None = None) -> Results:
+    """The whole chain. ``decisions``: the clerks' stored decisions (the ``reviews`` table),
+    applied around matching: corrected IDs before normalising, confirmed/rejected pairs after
+    matching, decided items taken out after the rules (see ``reconcile.review``). ``as_of``
+    (the term's reference date) turns on the date-based checks (eligibility on that date, age
+    vs grade, missed eligible children); ``previous`` (read by the flow from DuckDB) the
+    night-over-night comparisons."""
     if progress:
         progress("normalising records")
     records, problems = normalize_all(ingested, settings)
@@ -120,20 +158,29 @@ def reconcile(
     if progress:
         progress("applying discrepancy rules")
     systems = {s: records[s] for s in SYSTEMS}
-    discrepancies = find_discrepancies(records["roster"], systems, matches, settings)
+    policy = choose_county_policy(records, settings, county, as_of)
+    problems_export = export_problems(records["roster"], systems, settings, previous.counts if previous else None)
+    ctx = RuleContext(as_of=as_of, policy=policy, incomplete=problems_export)
+    discrepancies = find_discrepancies(records["roster"], systems, matches, settings, ctx)
     discrepancies, annotated = review.annotate(discrepancies, records, decisions)
     review_counts.update(annotated)
     eligible = review.eligible_students(
         records["roster"], systems, matches, discrepancies, settings.qualifying_poverty, settings.qualifying_dibao
     )
+    changes = household_changes(records["roster"], systems, matches, settings,
+                                previous.records if previous else None, as_of, problems_export)
     # The output shapes are a contract with analysts: check them before anything is published.
     RowProblemSchema.validate(problems)
     MatchSchema.validate(matches)
     DiscrepancySchema.validate(discrepancies)
+    ExportProblemSchema.validate(problems_export)
+    HouseholdChangeSchema.validate(changes)
     counts = summarise(records, problems, matches, discrepancies)
     counts.update(review_counts)
     counts["eligible"] = eligible.height
-    return Results(records, problems, matches, discrepancies, counts, eligible)
+    counts["export_problems"] = problems_export.height
+    counts["household_changes"] = changes.height
+    return Results(records, problems, matches, discrepancies, counts, eligible, problems_export, changes, policy)
 
 
 def records_table(results: Results) -> pl.DataFrame:

@@ -3,19 +3,25 @@
 Each rule is a small function from the normalised records and links to rows of the
 discrepancy table, with a Chinese message a clerk understands. Kinds are stable codes
 (documented in the README): not_found, needs_review, id_mismatch, name_mismatch,
-id_invalid, household_exited, dibao_stopped, duplicate_claim, id_fact_conflict.
+id_invalid, household_exited, dibao_stopped, duplicate_claim, id_fact_conflict; and, with a
+``RuleContext`` (reference date, county policy, incomplete exports; issue 7): subsidy_mismatch,
+age_stage_mismatch, export_incomplete (instead of not_found), missed_eligible (a system record
+on no roster: its lineage points at the system row).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import polars as pl
 
+from . import policy as pol
 from .config import Settings
 from .idcard import digit_diff_positions
 
-__all__ = ["KINDS", "SEVERITY", "find_discrepancies", "DISCREPANCY_COLUMNS"]
+__all__ = ["KINDS", "SEVERITY", "find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr"]
 
 SYSTEM_LABEL = {"dibao": "低保", "filing": "建档立卡"}
 USABLE = ["valid", "legacy15"]
@@ -30,6 +36,10 @@ KINDS: dict[str, str] = {
     "dibao_stopped": "家庭低保已停保或注销",
     "duplicate_claim": "同一学生被重复申报",
     "id_fact_conflict": "出生日期或性别与身份证号不符",
+    "subsidy_mismatch": "资助金额与本县资助标准不符",
+    "age_stage_mismatch": "年龄与学段或年级不符",
+    "export_incomplete": "系统导出可能不完整（该村/乡镇的记录缺失），请重新导出后再核对",
+    "missed_eligible": "符合资助条件的学龄儿童不在任何资助名单上（控辍保学）",
 }
 SEVERITY: dict[str, str] = {
     "not_found": "high",
@@ -41,6 +51,10 @@ SEVERITY: dict[str, str] = {
     "id_fact_conflict": "medium",
     "needs_review": "medium",
     "name_mismatch": "low",
+    "subsidy_mismatch": "high",
+    "export_incomplete": "high",
+    "missed_eligible": "medium",
+    "age_stage_mismatch": "medium",
 }
 
 DISCREPANCY_COLUMNS: dict[str, pl.DataType] = {
@@ -95,6 +109,12 @@ def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.Dat
             (pl.col("exit_year") if "exit_year" in s.columns else pl.lit(None, pl.String)).alias("exit_year"),
             (pl.col("status_norm") if "status_norm" in s.columns else pl.lit(None, pl.String)).alias("dibao_status"),
             (pl.col("approved_date") if "approved_date" in s.columns else pl.lit(None, pl.String)).alias("approved_date"),
+            (pl.col("household_type") if "household_type" in s.columns else pl.lit(None, pl.String)).alias("household_type"),
+            (pl.col("dibao_category") if "dibao_category" in s.columns else pl.lit(None, pl.String)).alias("dibao_category"),
+            pl.col("town").alias("system_town"),
+            pl.col("village").alias("system_village"),
+            pl.col("household").alias("system_household"),
+            pl.when(pl.col("id_status").is_in(USABLE)).then(pl.col("id_birth")).alias("system_birth"),
         )
         parts.append(matches.filter(pl.col("system") == name).join(cols, on="system_rec", how="left"))
     if not parts:
@@ -225,14 +245,32 @@ def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFram
     )
 
 
+def qualifies_expr(s: Settings, as_of: dt.date | None = None, *, system: str = "system",
+                   poverty: str = "poverty_status", dibao: str = "dibao_status",
+                   exit_year: str = "exit_year", approved: str = "approved_date") -> pl.Expr:
+    """Does a system record's household qualify on ``as_of``? Filing: a status that still
+    enjoys the policy (or one that ended it only after as_of's year); dibao: 在保, approved
+    on or before as_of when the export gives the date."""
+    f_ok = pl.col(poverty).is_in(list(s.qualifying_poverty))
+    d_ok = pl.col(dibao).is_in(list(s.qualifying_dibao))
+    if as_of is not None:
+        year = pl.col(exit_year).cast(pl.String).str.extract(r"(\d{4})", 1).cast(pl.Int32, strict=False)
+        f_ok = f_ok | (pl.col(poverty).is_not_null() & (year > as_of.year).fill_null(False))
+        since = _month_start(approved)
+        d_ok = d_ok & (since <= pl.lit(as_of)).fill_null(True)
+    return ((pl.col(system) == "filing") & f_ok.fill_null(False)) | ((pl.col(system) == "dibao") & d_ok.fill_null(False))
+
+
+def _month_start(col: str) -> pl.Expr:
+    """YYYY-MM(-DD) text (or YYYY年M月) as the date it starts."""
+    g = pl.col(col).cast(pl.String).str.extract_groups(r"(\d{4})\D{0,2}(\d{1,2})")
+    text = pl.concat_str([g.struct.field("1"), g.struct.field("2").str.zfill(2), pl.lit("01")], separator="-")
+    return text.str.to_date("%Y-%m-%d", strict=False)
+
+
 def _eligibility(links: pl.DataFrame, s: Settings) -> pl.DataFrame:
     """Per roster record: is any linked household still qualifying, and why not."""
-    q = links.with_columns(
-        (
-            ((pl.col("system") == "filing") & pl.col("poverty_status").is_in(list(s.qualifying_poverty)))
-            | ((pl.col("system") == "dibao") & pl.col("dibao_status").is_in(list(s.qualifying_dibao)))
-        ).alias("qualifies")
-    )
+    q = links if "qualifies" in links.columns else links.with_columns(qualifies_expr(s).alias("qualifies"))
     return q.group_by("roster_rec").agg(pl.col("qualifies").any().alias("any_qualifies"))
 
 
@@ -243,7 +281,8 @@ def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Da
         & ~pl.col("poverty_status").is_in(list(s.qualifying_poverty))
     ).join(ok, on="roster_rec", how="anti").unique("roster_rec", keep="first", maintain_order=True)
     out = _roster_base(r).join(exited, on="roster_rec", how="inner")
-    year = pl.when(pl.col("exit_year").is_not_null()).then(pl.format("（脱贫年度 {}）", pl.col("exit_year"))).otherwise(pl.lit(""))
+    year = pl.when(pl.col("exit_year").is_not_null()).then(
+        pl.format("（脱贫年度 {}，自该年度起不再享受政策）", pl.col("exit_year"))).otherwise(pl.lit(""))
     return _finish(
         out.with_columns(
             pl.lit("poverty_status").alias("field"),
@@ -264,13 +303,15 @@ def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
         & ~pl.col("dibao_status").is_in(list(s.qualifying_dibao))
     ).join(ok, on="roster_rec", how="anti").unique("roster_rec", keep="first", maintain_order=True)
     out = _roster_base(r).join(stopped, on="roster_rec", how="inner")
+    since = pl.when(pl.col("approved_date").is_not_null()).then(
+        pl.format("（低保批准日期 {}，导出中没有停保日期）", pl.col("approved_date"))).otherwise(pl.lit(""))
     return _finish(
         out.with_columns(
             pl.lit("status").alias("field"),
             pl.col("dibao_status").alias("system_value"),
             pl.format(
-                "该学生家庭的低保状态为「{}」，建档立卡系统中也没有仍享受政策的记录，已不属于资助对象，请核实。",
-                pl.col("dibao_status"),
+                "该学生家庭的低保状态为「{}」{}，建档立卡系统中也没有仍享受政策的记录，已不属于资助对象，请核实。",
+                pl.col("dibao_status"), since,
             ).alias("message"),
         ),
         "dibao_stopped",
@@ -336,11 +377,316 @@ RULES: tuple[Callable[[pl.DataFrame, pl.DataFrame, Settings], pl.DataFrame], ...
 )
 
 
+# --------------------------------------------------------------------------- policy (issue 7)
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What the policy rules need beyond the records: the reference date, the county's
+    policy, and the places whose export looks cut short (system, town, village)."""
+
+    as_of: dt.date | None = None
+    policy: pol.Policy | None = None
+    incomplete: pl.DataFrame | None = None
+
+
+def _strip(col: str) -> pl.Expr:
+    return pl.col(col).str.replace_all(r"\s+", "")
+
+
+def roster_places(r: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """roster_rec → town, village: the roster's own columns, else the first linked record's."""
+    linked = (
+        links.filter(pl.col("system_village").is_not_null())
+        .sort(["roster_rec", "system", "system_rec"])
+        .group_by("roster_rec", maintain_order=True)
+        .agg(pl.col("system_town").first().alias("_lt"), pl.col("system_village").first().alias("_lv"))
+        if links.height and "system_village" in links.columns
+        else pl.DataFrame(schema={"roster_rec": pl.UInt32, "_lt": pl.String, "_lv": pl.String})
+    )
+    base = r.select(pl.col("rec").alias("roster_rec"), _strip("town").alias("_rt"), _strip("village").alias("_rv"))
+    out = base.join(linked, on="roster_rec", how="left")
+    own = pl.col("_rv").is_not_null()
+    return out.select(
+        "roster_rec",
+        pl.when(own).then(pl.col("_rt")).otherwise(pl.col("_lt").str.replace_all(r"\s+", "")).alias("place_town"),
+        pl.when(own).then(pl.col("_rv")).otherwise(pl.col("_lv").str.replace_all(r"\s+", "")).alias("place_village"),
+    )
+
+
+def _in_places(places: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
+    """roster_rec, problem_system for roster records in a place named by `problems`."""
+    if problems is None or problems.is_empty():
+        return pl.DataFrame(schema={"roster_rec": pl.UInt32, "problem_system": pl.String})
+    p = problems.select(pl.col("system").alias("problem_system"), pl.col("town").alias("_pt"), pl.col("village").alias("_pv"))
+    hit = places.join(p, left_on="place_village", right_on="_pv", how="inner").filter(
+        pl.col("place_town").is_null() | (pl.col("place_town") == pl.col("_pt"))
+    )
+    return hit.select("roster_rec", "problem_system").unique(maintain_order=True)
+
+
+def _categories(links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+    """roster_rec → the policy categories of its qualifying households (建档立卡 / 低保 / 特困供养)."""
+    htype = pl.col("household_type").str.replace_all(r"\s+", "").replace_strict(
+        dict(s.codes.get("household_type", {})), default=pl.col("household_type"), return_dtype=pl.String)
+    dcat = pl.col("dibao_category").str.replace_all(r"\s+", "").replace_strict(
+        dict(s.codes.get("dibao_category", {})), default=pl.col("dibao_category"), return_dtype=pl.String)
+    if links.is_empty() or "qualifies" not in links.columns:
+        return pl.DataFrame(schema={"roster_rec": pl.UInt32, "cats": pl.List(pl.String)})
+    q = links.filter("qualifies")
+    cats = q.select(
+        "roster_rec",
+        pl.when(pl.col("system") == "filing").then(pl.lit("建档立卡"))
+        .when(dcat == "特困供养").then(pl.lit("特困供养")).otherwise(pl.lit("低保")).alias("cat"),
+    )
+    extra = q.filter(pl.col("system") == "filing").select(
+        "roster_rec",
+        pl.when(htype.is_in(["低保贫困户", "低保户"])).then(pl.lit("低保"))
+        .when(htype.is_in(["特困供养贫困户", "五保户"])).then(pl.lit("特困供养")).alias("cat"),
+    ).drop_nulls("cat")
+    both = pl.concat([cats, extra]).unique().sort(["roster_rec", "cat"])
+    return both.group_by("roster_rec", maintain_order=True).agg(pl.col("cat").alias("cats"))
+
+
+def _facts_frame(r: pl.DataFrame, s: Settings, policy: pol.Policy | None) -> pl.DataFrame:
+    """roster_rec → stages (list), year (of study) and boarding/in-province as the row says them."""
+    cols = ["stage", "grade", "school", "boarding"]
+    uniq = r.select(cols).unique()
+    words = dict(s.codes.get("stage", {}))
+    rows = []
+    for stage, grade, school, boarding in uniq.iter_rows():
+        f = pol.row_facts(stage, grade, school, boarding, policy, words)
+        rows.append({"stage": stage, "grade": grade, "school": school, "boarding": boarding,
+                     "f_stages": sorted(f.stages), "f_year": f.year, "f_boarding": f.boarding, "f_in_prov": f.in_province})
+    schema = {c: pl.String for c in cols} | {"f_stages": pl.List(pl.String), "f_year": pl.Int32,
+                                             "f_boarding": pl.Boolean, "f_in_prov": pl.Boolean}
+    facts = pl.DataFrame(rows, schema=schema)
+    return r.select(pl.col("rec").alias("roster_rec"), *cols).join(facts, on=cols, how="left", nulls_equal=True)
+
+
+def subsidy_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    """An eligible student's amount that is not what the county's policy gives for the row's
+    stage, year, boarding and household category (only where the row tells all of them)."""
+    policy = ctx.policy
+    if policy is None or r.is_empty():
+        return _finish(_roster_base(r).head(0), "subsidy_mismatch")
+    ok = _eligibility(links, s).filter("any_qualifies").select("roster_rec")
+    skip = _in_places(roster_places(r, links), ctx.incomplete).select("roster_rec")
+    facts = _facts_frame(r, s, policy).join(_categories(links, s), on="roster_rec", how="left")
+    rows = (
+        r.select(pl.col("rec").alias("roster_rec"), "amount", "amount_value", "aid_item")
+        .join(ok, on="roster_rec", how="semi").join(skip, on="roster_rec", how="anti")
+        .filter(pl.col("amount_value").is_not_null())
+        .join(facts, on="roster_rec", how="left")
+        .with_columns(pl.col("cats").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+    )
+    keys = ["f_stages", "f_year", "f_boarding", "f_in_prov", "cats"]
+    expected = []
+    for stages, year, boarding, in_prov, cats in rows.select(keys).unique().iter_rows():
+        e = pol.expected_amount(policy, pol.Facts(frozenset(stages or ()), year, boarding, frozenset(cats or ()), in_prov))
+        if e is not None:
+            expected.append({"f_stages": stages, "f_year": year, "f_boarding": boarding, "f_in_prov": in_prov,
+                             "cats": cats, "expected": e.amount, "rule_text": e.text})
+    exp_schema = {"f_stages": pl.List(pl.String), "f_year": pl.Int32, "f_boarding": pl.Boolean, "f_in_prov": pl.Boolean,
+                  "cats": pl.List(pl.String), "expected": pl.Float64, "rule_text": pl.String}
+    exp = pl.DataFrame(expected, schema=exp_schema)
+    per_term = (pl.col("aid_item").fill_null("") + pl.col("amount").fill_null("")).str.contains("学期")
+    bad = rows.join(exp, on=keys, how="inner", nulls_equal=True).with_columns(
+        pl.when(per_term).then(pl.col("amount_value") * policy.terms_per_year).otherwise(pl.col("amount_value")).alias("_yearly")
+    ).filter((pl.col("_yearly") - pl.col("expected")).abs() > 0.5)
+    out = _roster_base(r).join(bad.select("roster_rec", "expected", "rule_text", "_yearly", "f_stages", "cats"), on="roster_rec")
+    fmt = lambda c: pl.col(c).round(0).cast(pl.Int64).cast(pl.String)  # noqa: E731
+    return _finish(
+        out.with_columns(
+            pl.lit("amount").alias("field"),
+            fmt("_yearly").alias("value"),
+            fmt("expected").alias("system_value"),
+            pl.format(
+                "名单资助金额为每年 {} 元，按《{}》（{}，家庭类别：{}）应为每年 {} 元。适用标准：{}。请核对学段、年级、是否寄宿和家庭类别。",
+                fmt("_yearly"), pl.lit(policy.title), pl.col("f_stages").list.join("/"),
+                pl.when(pl.col("cats").list.len() > 0).then(pl.col("cats").list.join("、")).otherwise(pl.lit("无")),
+                fmt("expected"), pl.col("rule_text"),
+            ).alias("message"),
+        ),
+        "subsidy_mismatch",
+    )
+
+
+def _reference_day(as_of: dt.date) -> dt.date:
+    return dt.date(pol.school_year_of(as_of), 9, 1)
+
+
+def _age(birth: pl.Expr, ref: dt.date) -> pl.Expr:
+    before = (birth.dt.month() > ref.month) | ((birth.dt.month() == ref.month) & (birth.dt.day() > ref.day))
+    return (pl.lit(ref.year) - birth.dt.year() - before.cast(pl.Int32)).cast(pl.Int32)
+
+
+def age_stage_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    """Age on Sept 1 of the school year (from the roster ID, else the matched system ID)
+    outside what the row's stage and grade allow."""
+    if ctx.as_of is None or r.is_empty():
+        return _finish(_roster_base(r).head(0), "age_stage_mismatch")
+    ref = _reference_day(ctx.as_of)
+    sys_birth = (
+        links.filter((pl.col("status") == "matched") & (pl.col("via") != "household_head") & pl.col("system_birth").is_not_null())
+        .sort(["roster_rec", "system"]).group_by("roster_rec", maintain_order=True).agg(pl.col("system_birth").first())
+    )
+    births = r.select(
+        pl.col("rec").alias("roster_rec"), pl.when(pl.col("id_status").is_in(USABLE)).then(pl.col("id_birth")).alias("_b")
+    ).join(sys_birth, on="roster_rec", how="left").select("roster_rec", pl.coalesce("_b", "system_birth").alias("_birth"))
+    rows = _facts_frame(r, s, ctx.policy).join(births, on="roster_rec").filter(
+        pl.col("_birth").is_not_null() & (pl.col("f_stages").list.len() > 0)
+    ).with_columns(_age(pl.col("_birth"), ref).alias("_age"))
+    c = s.checks
+    verdicts = []
+    for stages, year, age in rows.select("f_stages", "f_year", "_age").unique().iter_rows():
+        fits = pol.age_window_fits(age, frozenset(stages), year, c.entry_age, c.age_early, c.age_late)
+        if fits is False:
+            usual = "、".join(
+                f"{st}{'' if year is None else f'{year}年级'}通常 {c.entry_age[st] + (year or 1) - 1} 岁"
+                for st in sorted(stages) if st in c.entry_age
+            )
+            verdicts.append({"f_stages": stages, "f_year": year, "_age": age, "_usual": usual})
+    v = pl.DataFrame(verdicts, schema={"f_stages": pl.List(pl.String), "f_year": pl.Int32, "_age": pl.Int32, "_usual": pl.String})
+    bad = rows.join(v, on=["f_stages", "f_year", "_age"], how="inner", nulls_equal=True)
+    out = _roster_base(r).join(bad.select("roster_rec", "_age", "_usual", "grade", "_birth"), on="roster_rec")
+    return _finish(
+        out.with_columns(
+            pl.lit("grade").alias("field"),
+            pl.col("grade").alias("value"),
+            pl.col("_age").cast(pl.String).alias("system_value"),
+            pl.format(
+                "按身份证号中的出生日期，该学生在 {} 时 {} 岁，与名单中的学段/年级「{}」不符（{}）。请核实年级或身份证号。",
+                pl.lit(ref.isoformat()), pl.col("_age"), pl.col("grade").fill_null("未填"), pl.col("_usual"),
+            ).alias("message"),
+        ),
+        "age_stage_mismatch",
+    )
+
+
+def export_incomplete(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    """Students of a place whose export looks cut short, not found qualifying anywhere and
+    with no record in the export that was cut: a clerk should re-export, not chase them."""
+    if ctx.incomplete is None or ctx.incomplete.is_empty() or r.is_empty():
+        return _finish(_roster_base(r).head(0), "export_incomplete")
+    inc = _in_places(roster_places(r, links), ctx.incomplete)
+    ok = _eligibility(links, s).filter("any_qualifies").select("roster_rec")
+    seen_in = links.select("roster_rec", pl.col("system").alias("problem_system")).unique()
+    hit = (
+        inc.join(ok, on="roster_rec", how="anti")
+        .join(seen_in, on=["roster_rec", "problem_system"], how="anti")
+        .group_by("roster_rec", maintain_order=True).agg(pl.col("problem_system").first())
+    )
+    out = _roster_base(r).join(hit, on="roster_rec").join(roster_places(r, links), on="roster_rec", how="left")
+    return _finish(
+        out.with_columns(
+            pl.col("problem_system").alias("system"),
+            pl.format(
+                "{}{}的{}导出数据明显不完整（见 export_problems 表），该学生可能因此未找到。请先重新导出{}数据再核对，不必逐户查找。",
+                pl.col("place_town").fill_null(""), pl.col("place_village").fill_null(""),
+                _sys_label_of("problem_system"), _sys_label_of("problem_system"),
+            ).alias("message"),
+        ),
+        "export_incomplete",
+    )
+
+
+def _sys_label_of(col: str) -> pl.Expr:
+    return pl.col(col).replace_strict(SYSTEM_LABEL, default=pl.col(col))
+
+
+def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links: pl.DataFrame, s: Settings,
+                    ctx: RuleContext) -> pl.DataFrame:
+    """School-age children of qualifying households (either system) on no roster (控辍保学).
+    One row per child, pointing at a system record (its own lineage in file/sheet/row)."""
+    if ctx.as_of is None:
+        return _finish(_roster_base(r).head(0), "missed_eligible")
+    ref = _reference_day(ctx.as_of)
+    c = s.checks
+    parts = []
+    for name, sysrec in systems.items():
+        if sysrec.is_empty():
+            continue
+        cols = sysrec.columns
+        parts.append(sysrec.filter(pl.col("id_status").is_in(USABLE) & pl.col("id_birth").is_not_null()).select(
+            pl.lit(name).alias("system"), "rec", "file", "sheet", "row", "name", "name_norm", "id_norm", "id_birth",
+            "town", "village",
+            (pl.col("poverty_status_norm") if "poverty_status_norm" in cols else pl.lit(None, pl.String)).alias("poverty_status"),
+            (pl.col("exit_year") if "exit_year" in cols else pl.lit(None, pl.String)).alias("exit_year"),
+            (pl.col("status_norm") if "status_norm" in cols else pl.lit(None, pl.String)).alias("dibao_status"),
+            (pl.col("approved_date") if "approved_date" in cols else pl.lit(None, pl.String)).alias("approved_date"),
+            (pl.col("school_status") if "school_status" in cols else pl.lit(None, pl.String)).alias("school_status"),
+        ))
+    if not parts:
+        return _finish(_roster_base(r).head(0), "missed_eligible")
+    recs = pl.concat(parts, how="vertical_relaxed").with_columns(
+        qualifies_expr(s, ctx.as_of).alias("qualifies"),
+        _age(pl.col("id_birth"), ref).alias("_age"),
+        pl.col("school_status").str.replace_all(r"\s+", "").alias("_ss"),
+    )
+    at_school = pl.col("_ss").is_not_null() & (pl.col("_ss") != "非在校生") & ~pl.col("_ss").str.contains("非|未|辍|失学")
+    # Covered: linked to a roster row, or the same ID / name and birth date on any roster.
+    linked = links.select("system", pl.col("system_rec").alias("rec")).unique()
+    covered_ids = pl.concat([
+        r.filter(pl.col("id_status").is_in(USABLE)).select("id_norm"),
+        recs.join(linked, on=["system", "rec"], how="semi").select("id_norm"),
+    ]).unique()
+    roster_nb = r.select("name_norm", pl.coalesce(pl.when(pl.col("id_status").is_in(USABLE)).then(pl.col("id_birth")), "birth").alias("id_birth")).drop_nulls().unique()
+    person = recs.group_by("id_norm").agg(
+        pl.col("qualifies").any().alias("_q"), at_school.any().alias("_at_school"), pl.col("_age").first().alias("_page"),
+    )
+    lo_c, hi_c = c.compulsory_ages
+    lo_s, hi_s = c.student_ages
+    expected = person.filter(
+        pl.col("_q") & (pl.col("_page").is_between(lo_c, hi_c) | (pl.col("_at_school") & pl.col("_page").is_between(lo_s, hi_s)))
+    ).select("id_norm")
+    cand = (
+        recs.join(expected, on="id_norm", how="semi")
+        .join(covered_ids, on="id_norm", how="anti")
+        .join(roster_nb, on=["name_norm", "id_birth"], how="anti")
+        .sort([pl.col("qualifies").not_(), pl.col("system") != "filing", "file", "sheet", "row"])
+        .unique("id_norm", keep="first", maintain_order=True)
+    )
+    status = pl.coalesce(pl.col("poverty_status"), pl.col("dibao_status"))
+    out = cand.select(
+        pl.col("system").alias("source"), "file", "sheet", "row", "system",
+        pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row"),
+        "town", pl.col("name"), pl.col("name").alias("system_name"), pl.col("id_norm").alias("id_number"),
+        pl.col("id_norm").alias("system_id"),
+        pl.lit("school_status").alias("field"), pl.col("school_status").alias("system_value"),
+        pl.format(
+            "{}{}：{}在 {} 时 {} 岁（在校生状况：{}），家庭在{}系统中属于资助对象（{}），但不在任何学校的资助名单上。请乡镇核实是否辍学，或是否漏报。",
+            pl.col("town").fill_null(""), pl.col("village").fill_null(""), pl.col("name").fill_null(""),
+            pl.lit(ref.isoformat()), pl.col("_age"), pl.col("school_status").fill_null("未注明"),
+            _sys_label(), status.fill_null(""),
+        ).alias("message"),
+    )
+    return _finish(out, "missed_eligible")
+
+
 def find_discrepancies(
-    roster: pl.DataFrame, systems: Mapping[str, pl.DataFrame], matches: pl.DataFrame, settings: Settings
+    roster: pl.DataFrame, systems: Mapping[str, pl.DataFrame], matches: pl.DataFrame, settings: Settings,
+    context: RuleContext | None = None,
 ) -> pl.DataFrame:
-    """Every rule over the roster and its links, in a stable order."""
+    """Every rule over the roster and its links, in a stable order.
+
+    With a context (issue 7): eligibility on its date, and the policy rules; students of a
+    place whose export is incomplete get export_incomplete instead of not_found.
+    """
+    ctx = context or RuleContext()
     links = _links(matches, systems)
+    if links.height and "system" in links.columns:
+        links = links.with_columns(qualifies_expr(settings, ctx.as_of).alias("qualifies"))
     frames = [rule(roster, links, settings) for rule in RULES]
+    if context is not None:
+        extra = [
+            export_incomplete(roster, links, settings, ctx),
+            subsidy_mismatch(roster, links, settings, ctx),
+            age_stage_mismatch(roster, links, settings, ctx),
+            missed_eligible(roster, systems, links, settings, ctx),
+        ]
+        moved = extra[0].select("file", "sheet", "row")
+        frames[0] = frames[0].join(moved, on=["file", "sheet", "row"], how="anti")  # not_found → export_incomplete
+        frames += extra
     out = pl.concat(frames, how="vertical_relaxed")
     return out.sort(["file", "sheet", "row", "kind", "system"], nulls_last=True, maintain_order=True)

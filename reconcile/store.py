@@ -98,6 +98,7 @@ __all__ = [
     "VIEWS",
     "add_reviews",
     "read_reviews",
+    "read_previous",
 ]
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,19 @@ TABLES: dict[str, dict[str, str]] = {
         "workbook": "VARCHAR",
         "sheet": "VARCHAR",
         "row": "BIGINT",
+    },
+    # issue 7: a town/village whose export looks cut short, and households that entered or
+    # left a system since the previous run (see reconcile/completeness.py).
+    "export_problems": {
+        "run_id": "VARCHAR", "system": "VARCHAR", "file": "VARCHAR", "town": "VARCHAR", "village": "VARCHAR",
+        "problem": "VARCHAR", "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
+        "previous_households": "BIGINT", "found_households": "BIGINT", "other_system_households": "BIGINT",
+        "roster_students": "BIGINT", "message": "VARCHAR",
+    },
+    "household_changes": {
+        "run_id": "VARCHAR", "system": "VARCHAR", "household": "VARCHAR", "change": "VARCHAR", "town": "VARCHAR",
+        "village": "VARCHAR", "head_name": "VARCHAR", "status_before": "VARCHAR", "status_now": "VARCHAR",
+        "export_incomplete": "BOOLEAN", "students": "BIGINT", "student_rows": "VARCHAR", "message": "VARCHAR",
     },
 }
 
@@ -749,3 +763,36 @@ def open_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+def read_previous(db_path: Path | str) -> tuple[str, pl.DataFrame, pl.DataFrame] | None:
+    """The latest succeeded run's id, its per-place system counts (system, file, town,
+    village, rows, households) and its system records (what the night-over-night checks
+    compare with); None when there is no database or no succeeded run yet."""
+    path = Path(db_path)
+    if not path.exists():
+        return None
+    con = open_readonly(path)
+    try:
+        rows = con.execute(
+            "SELECT run_id FROM runs WHERE status = 'succeeded' ORDER BY finished_at DESC NULLS LAST, started_at DESC LIMIT 1"
+        ).fetchall()
+        if not rows:
+            return None
+        run_id = rows[0][0]
+        counts = con.sql(
+            "SELECT source AS system, file, regexp_replace(town, '\\s+', '', 'g') AS town, "
+            "regexp_replace(village, '\\s+', '', 'g') AS village, count(*)::BIGINT AS rows, "
+            "count(DISTINCT household)::BIGINT AS households FROM records "
+            "WHERE run_id = ? AND source IN ('dibao', 'filing') GROUP BY ALL ORDER BY ALL",
+            params=[run_id],
+        ).to_arrow_table()
+        records = con.sql(
+            "SELECT source AS system, household, town, village, head_name, id_norm, status, poverty_status, "
+            "exit_year, approved_date FROM records WHERE run_id = ? AND source IN ('dibao', 'filing') "
+            "ORDER BY source, file, sheet, row",
+            params=[run_id],
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return run_id, pl.from_arrow(counts), pl.from_arrow(records)  # type: ignore[return-value]

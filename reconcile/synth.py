@@ -181,6 +181,11 @@ EXPECTED_KINDS: dict[str, str] = {
     "id_fact_conflict": "roster birth date or gender column contradicts the true ID",
     "household_exited": "found in filing as 已脱贫(不再享受政策) and not 在保 in dibao",
     "dibao_stopped": "found in dibao as 停保/注销 and not qualifying in filing",
+    "subsidy_mismatch": "roster amount differs from the county policy (DIR/config/policy) for the row's "
+    "stage, year, boarding and household category, where the row tells them all",
+    "age_stage_mismatch": "roster grade moved 3+ years away from the student's age (a 小学 row with a usable ID)",
+    "missed_eligible": "school-age child (age on Sept 1, 在校生状况) of a qualifying household, visible with a "
+    "usable ID in a system export, on no roster; the row is one of the child's system records",
 }
 
 # errors column codes: <field>_<kind>; field in name, id, head_name, head_id
@@ -193,7 +198,7 @@ ERROR_CODES: tuple[str, ...] = (
     *(f"id_{k}" for k in _ID_KINDS),
     *(f"head_name_{k}" for k in _NAME_KINDS),
     *(f"head_id_{k}" for k in _ID_KINDS),
-    "birth_conflict", "gender_conflict", "duplicate",
+    "birth_conflict", "gender_conflict", "duplicate", "amount_wrong", "grade_age",
 )
 _INVALID_ID_KINDS = ("id_digit", "id_swap", "id_number", "id_sci", "id_missing", "id_drop")
 
@@ -1379,6 +1384,7 @@ class _RosterWriter:
         v["village"] = hh.village
         v["aid_item"] = _AID_ITEM[c.stage] if not (c.stage == "本科" and c.grade_idx == 0) else "大学新生入学资助"
         v["amount"] = _amount(c.stage, c.boarding, c.grade_idx)
+        _policy_cells(self, c, lay, v, errs)  # issue 7: amounts by the county's policy, a few wrong
         v["phone"] = hh.phone
         return [v.get(col) for col in cols], errs
 
@@ -1391,24 +1397,39 @@ class _RosterWriter:
             out.append("duplicate_claim")
         if "birth_conflict" in errs or "gender_conflict" in errs:
             out.append("id_fact_conflict")
-        out += _eligibility_kinds(hh)
+        dibao_visible = _dibao_visible(hh, c)
+        visible = "village" in lay.columns or dibao_visible
+        out += _eligibility_kinds(hh, visible and _in_cut_place(self, hh), dibao_visible)
+        if "amount_wrong" in errs:
+            out.append("subsidy_mismatch")
+        if "grade_age" in errs:
+            out.append("age_stage_mismatch")
         return out
 
 
-def _eligibility_kinds(hh: _Household) -> list[str]:
+def _eligibility_kinds(hh: _Household, cut_place: bool | None = None, dibao_visible: bool | None = None) -> list[str]:
+    """Kinds a perfect tool reports about eligibility. ``cut_place``: the household lives in the
+    village cut from an export and the row shows it (the roster's village column, or a dibao
+    record): a student found qualifying nowhere there gets export_incomplete (instead of
+    not_found), whether or not the household itself was in the export that was cut.
+    ``dibao_visible``: the student can be found in the dibao export (a heads-only export shows
+    only the head: the roster must name the head as guardian)."""
+    if cut_place is None:
+        cut_place = hh.cut
+    in_dibao = hh.in_dibao if dibao_visible is None else dibao_visible
     filing_seen = hh.in_filing and not hh.cut
     qual_f = filing_seen and hh.poverty_status != "已脱贫(不再享受政策)"
-    qual_d = hh.in_dibao and hh.dibao_status == "在保"
+    qual_d = in_dibao and hh.dibao_status == "在保"
     if qual_f or qual_d:
         return []
     out: list[str] = []
-    if not filing_seen and not hh.in_dibao:
-        return ["export_incomplete"] if hh.cut else ["not_found"]
+    if not filing_seen and not in_dibao:
+        return ["export_incomplete"] if cut_place else ["not_found"]
     if filing_seen:
         out.append("household_exited")
-    if hh.in_dibao:
+    if in_dibao:
         out.append("dibao_stopped")
-    if hh.cut:
+    if cut_place and not filing_seen:
         out.append("export_incomplete")
     return out
 
@@ -1477,7 +1498,7 @@ def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_
         amounts = [rng.choice((320, 410, 520, 600)) for _ in hh.members]
         if heads_only:
             out.append(([town, vil, head_name, head_id, n, hh.dibao_category, sum(amounts),
-                         hh.dibao_since, hh.dibao_status], hh.head, head_errs))
+                         hh.dibao_since, _dibao_spelling(hh)], hh.head, head_errs))
             continue
         for k, amt in zip(hh.members, amounts, strict=True):
             p = pb.persons[k]
@@ -1488,7 +1509,7 @@ def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_
             if k != hh.head and rng.p(0.4):
                 since = _year_month(rng, int(since[:4]), min(int(since[:4]) + 2, cfg.school_year))
             out.append(([town, vil, head_name, head_id, n, nm, idv, p.relation, hh.dibao_category, amt,
-                         since, hh.dibao_status], k, errs))
+                         since, _dibao_spelling(hh)], k, errs))
     return out
 
 
@@ -1641,14 +1662,15 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
             head = pb.persons[hh.head]
             head_errs: list[str] = []
             head_name = sr.name(head, head_errs, "head_name_")
-            status = _STATUS_TO_CODE[hh.poverty_status] if t == code_town else hh.poverty_status
+            status = _STATUS_TO_CODE[hh.poverty_status] if t == code_town else _poverty_spelling(hh)
+            htype = _HOUSEHOLD_TYPE_CODES.get(hh.household_type, hh.household_type) if t == code_town else hh.household_type
             for k in hh.members:
                 p = pb.persons[k]
                 errs = list(head_errs)
                 nm = sr.name(p, errs, "name_")
                 idv = sr.ident(p, errs, "id_")
                 rows.append(([cfg.county, town, hh.village, hh.filing_no, head_name, person_no[k], nm, idv,
-                              p.relation, p.gender, p.school_status, hh.household_type, status,
+                              p.relation, p.gender, p.school_status, htype, status,
                               hh.exit_year], k, errs))
         if t == xlsx_town:
             from openpyxl import Workbook
@@ -1778,7 +1800,9 @@ def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = Fal
     filing_recs, filing_files, cut_note = _write_filing(cfg, geo, pb, inbox)
     dibao_recs, dibao_files = _write_dibao(cfg, geo, pb, inbox)
     rw = _RosterWriter(cfg, geo, pb, inbox)
+    _prepare_policy(rw, out_dir, cut_note)
     rw.write_all(schools)
+    _mark_missed_eligible(cfg, pb, schools, filing_recs, dibao_recs)
     recs = rw.recs + dibao_recs + filing_recs
     kinds = _write_truth(cfg, geo, pb, truth, recs, cut_note)
     return SynthSummary(
@@ -1790,3 +1814,167 @@ def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = Fal
         expected=sum(kinds.values()),
         expected_by_kind=dict(sorted(kinds.items())),
     )
+
+
+# --------------------------------------------------------------------------------------
+# policy (issue 7): the county's subsidy standards, amounts that follow them, a few wrong;
+# wrong grades; spellings of statuses; eligible children on no roster
+# --------------------------------------------------------------------------------------
+
+_POLICY_TEMPLATE = "county_a_2025.toml"
+_HOUSEHOLD_TYPE_CODES = {"一般贫困户": "01", "低保贫困户": "02", "特困供养贫困户": "03", "低保户": "04", "五保户": "05"}
+_POVERTY_SPELLINGS = {
+    "已脱贫(不再享受政策)": ("已脱贫(不再享受政策)", "已脱贫（不再享受政策）", "已脱贫不再享受政策", "脱贫不享受政策"),
+    "已脱贫(享受政策)": ("已脱贫(享受政策)", "已脱贫（享受政策）", "已脱贫享受政策"),
+}
+_DIBAO_SPELLINGS = {"在保": ("在保", "在保", "正常"), "停保": ("停保", "暂停", "已停保"), "注销": ("注销", "退保", "已注销")}
+
+
+def _poverty_spelling(hh: _Household) -> str:
+    opts = _POVERTY_SPELLINGS.get(hh.poverty_status, (hh.poverty_status,))
+    return opts[hh.hid % len(opts)]
+
+
+def _dibao_spelling(hh: _Household) -> str:
+    opts = _DIBAO_SPELLINGS.get(hh.dibao_status, (hh.dibao_status,))
+    return opts[hh.hid % len(opts)]
+
+
+def policy_text(cfg: SynthConfig) -> str:
+    """The county's policy file: county A's standards of docs/domain.md under this county's name."""
+    from .config import PACKAGE_CONFIG
+
+    text = (PACKAGE_CONFIG / "policy" / _POLICY_TEMPLATE).read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("county = "):
+            line = f'county = "{cfg.county}"'
+        elif line.startswith("regions = "):
+            line = f'regions = ["{cfg.region}"]'
+        elif line.startswith("school_year = "):
+            line = f"school_year = {cfg.school_year}"
+        elif line.startswith("# County A"):
+            line = f"# Generated by recon synth for {cfg.county} (county A's standards of docs/domain.md)."
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _prepare_policy(rw: "_RosterWriter", out_dir: Path, cut_note: dict[str, Any]) -> None:
+    """Write DIR/config/policy/<county>_<year>.toml and give the roster writer what it needs."""
+    import tomllib
+
+    from .policy import parse_policy
+
+    cfg = rw.cfg
+    folder = out_dir / "config" / "policy"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = policy_text(cfg)
+    path = folder / f"{cfg.county}_{cfg.school_year}.toml"
+    path.write_text(text, encoding="utf-8")
+    rw.policy = parse_policy(tomllib.loads(text), source=path.name)  # type: ignore[attr-defined]
+    rw.policy_rng = _stream(cfg, "policy")  # type: ignore[attr-defined]
+    rw.cut_place = (cut_note.get("town"), cut_note.get("village")) if cut_note else None  # type: ignore[attr-defined]
+
+
+def _in_cut_place(rw: Any, hh: _Household) -> bool:
+    cut = getattr(rw, "cut_place", None)
+    return bool(cut) and rw.geo.towns[hh.town] == cut[0] and hh.village == cut[1]
+
+
+def _dibao_visible(hh: _Household, c: _Claim) -> bool:
+    return hh.in_dibao and (not hh.heads_only or c.guardian == hh.head)
+
+
+def _visible_categories(hh: _Household, dibao_visible: bool = True) -> frozenset[str]:
+    """The policy categories a tool can see for the household (qualifying, not cut)."""
+    cats: set[str] = set()
+    if hh.in_filing and not hh.cut and hh.poverty_status != "已脱贫(不再享受政策)":
+        cats.add("建档立卡")
+        if hh.household_type in ("低保贫困户", "低保户"):
+            cats.add("低保")
+        if hh.household_type in ("特困供养贫困户", "五保户"):
+            cats.add("特困供养")
+    if hh.in_dibao and dibao_visible and hh.dibao_status == "在保":
+        cats.add("特困供养" if hh.dibao_category == "特困供养" else "低保")
+    return frozenset(cats)
+
+
+def _policy_cells(rw: Any, c: _Claim, lay: _Layout, v: dict[str, Any], errs: list[str]) -> None:
+    """Set the row's amount by the policy; now and then a wrong amount or a grade far from the
+    student's age, only where a tool can tell from the row (recorded in errs)."""
+    from .policy import Facts, age_window_fits, expected_amount, row_facts
+
+    policy = getattr(rw, "policy", None)
+    if policy is None:
+        return
+    rng, cfg, pb = rw.policy_rng, rw.cfg, rw.pb
+    p = pb.persons[c.student]
+    hh = pb.households[p.hh]
+    cats = _visible_categories(hh, _dibao_visible(hh, c))
+    eligible = bool(cats) and not _in_cut_place(rw, hh)
+    true = Facts(frozenset({c.stage}), c.grade_idx + 1, c.boarding if c.stage in ("小学", "初中", "高中", "中职") else None,
+                 cats or frozenset({"建档立卡"}), True)
+    exp = expected_amount(policy, true)
+    if exp is not None:
+        v["amount"] = int(exp.amount)
+    cols = lay.columns
+
+    def seen() -> Facts:
+        f = row_facts(v["stage"] if "stage" in cols else None, v["grade"] if "grade" in cols else None,
+                      v["school"] if "school" in cols else None, v["boarding"] if "boarding" in cols else None, policy)
+        return Facts(f.stages, f.year, f.boarding, cats, f.in_province)
+
+    clean_id = not any(e.startswith("id_") for e in errs)
+    # a grade far from the age (小学 rows with a usable ID), only where the row tells the stage
+    if c.stage == "小学" and "grade" in cols and clean_id and rng.p(_rate(cfg, 0.012)):
+        far = [g for g in range(6) if abs(g - c.grade_idx) >= 3]
+        if far:
+            old = v["grade"]
+            v["grade"] = _GRADES["小学"][rng.choice(far)]
+            f = seen()
+            age = rw.pb.age(p.birth)
+            entry = {"学前": 3, "小学": 6, "初中": 12, "高中": 15, "中职": 15, "本科": 18, "大专": 18}
+            if f.stages and age_window_fits(age, f.stages, f.year, entry, 1, 2) is False:
+                errs.append("grade_age")
+            else:
+                v["grade"] = old
+    # a wrong amount, for eligible students whose row tells everything the policy asks
+    if eligible and exp is not None and "amount" in cols and rng.p(_rate(cfg, 0.02)):
+        e2 = expected_amount(policy, seen())
+        if e2 is not None and e2.amount == exp.amount:
+            delta = rng.choice((-500, -250, -200, 200, 250, 500, 1000))
+            v["amount"] = max(0, int(exp.amount) + delta) if int(exp.amount) + delta != int(exp.amount) else int(exp.amount) + 100
+            if v["amount"] != int(exp.amount):
+                errs.append("amount_wrong")
+            else:
+                v["amount"] = int(exp.amount)
+
+
+def _mark_missed_eligible(cfg: SynthConfig, pb: _PopBuilder, schools: dict[str, _School],
+                          filing_recs: list[_Rec], dibao_recs: list[_Rec]) -> None:
+    """Children of qualifying households, visible with a usable ID in a system export, of school
+    age (6–15, or 3–22 when the filing export says at school), on no roster: missed_eligible on
+    one of their system records (qualifying first, filing first)."""
+    claimed = {c.student for s in schools.values() for c in s.claims}
+    broken = {"id_digit", "id_swap", "id_missing", "id_drop"}
+    by_person: dict[int, list[_Rec]] = {}
+    for r in filing_recs + dibao_recs:
+        if not (set(r.errors) & broken):
+            by_person.setdefault(r.person, []).append(r)
+    for k, recs in by_person.items():
+        if k in claimed:
+            continue
+        p = pb.persons[k]
+        hh = pb.households[p.hh]
+        if hh.cut:
+            recs = [r for r in recs if r.source != "filing"]
+        qual = [r for r in recs if (r.source == "filing" and hh.poverty_status != "已脱贫(不再享受政策)")
+                or (r.source == "dibao" and hh.dibao_status == "在保")]
+        if not qual:
+            continue
+        age = pb.age(p.birth)
+        at_school = p.school_status != "非在校生" and any(r.source == "filing" for r in recs)
+        if not (6 <= age <= 15 or (at_school and 3 <= age <= 22)):
+            continue
+        pick = sorted(qual, key=lambda r: (r.source != "filing", r.file, r.sheet, r.row))[0]
+        pick.kinds.append("missed_eligible")

@@ -73,7 +73,16 @@ def _tables(tag: str, n: int = 2) -> dict[str, pl.DataFrame]:
          "school": ["一中"], "town": ["城关镇"],
          "diff_positions": pl.Series([[1, 2]], dtype=pl.List(pl.Int8))}  # report-only: ignored
     )
-    return {"records": records, "row_problems": problems, "matches": matches, "discrepancies": discrepancies}
+    export_problems = pl.DataFrame(
+        {"system": ["filing"], "file": ["filing/b.csv"], "town": ["城关镇"], "village": ["田坪村"], "problem": ["missing"],
+         "expected_rows": [40], "expected_from": ["estimate"], "found_rows": [0], "message": ["导出不完整"]}
+    )
+    household_changes = pl.DataFrame(
+        {"system": ["dibao"], "household": [f"{tag}户"], "change": ["left"], "export_incomplete": [False],
+         "students": [1], "message": ["停保"]}
+    )
+    return {"records": records, "row_problems": problems, "matches": matches, "discrepancies": discrepancies,
+            "export_problems": export_problems, "household_changes": household_changes}
 
 
 def _run(db: Path, run_id: str, night: date = NIGHT, tag: str | None = None, n: int = 2) -> None:
