@@ -61,48 +61,60 @@ def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: st
     return lk.join(rk, on=on, how="inner").select("r", "s", pl.lit(via).alias("via"))
 
 
-def _masked_keys(df: pl.DataFrame) -> pl.DataFrame:
-    """Each 18-character ID with one position blanked: IDs one digit apart share a key."""
-    ids = df.filter(pl.col("id_norm").str.len_chars() == 18).select("rec", "id_norm")
-    return pl.concat(
-        [
-            ids.select(
-                "rec",
-                pl.lit(p, pl.Int8).alias("pos"),
-                (pl.col("id_norm").str.slice(0, p) + pl.col("id_norm").str.slice(p + 1)).alias("key"),
-            )
-            for p in range(18)
-        ]
-    )
+# Near-ID blocking with bounded memory. An 18-character ID is cut into three parts
+# (region 0-5, birth 6-11, birth day + sequence + check 12-17); two IDs one digit apart, or
+# with two adjacent digits swapped inside one part, agree on the other two parts. So each
+# ID gets three keys (the ID with one part left out), not one per position. A swap across a
+# part boundary (5|6, 11|12) is undone on the failing side and joined exactly. A 17- or
+# 19-character ID (a digit lost or added) shares the region + the last six, or the first
+# twelve. Keys are built one at a time and only when the failing side has rows, and the
+# pairs are cut to IDs at most two characters apart right after each join.
+_PARTS = ((0, 6), (6, 12), (12, 18))
 
 
-def _swaps(df: pl.DataFrame) -> pl.DataFrame:
-    """Each 18-character ID with two adjacent (different) characters swapped."""
-    ids = df.filter(pl.col("id_norm").str.len_chars() == 18).select("rec", "id_norm")
-    s = pl.col("id_norm")
-    return pl.concat(
-        [
-            ids.select(
-                "rec",
-                (s.str.slice(0, p) + s.str.slice(p + 1, 1) + s.str.slice(p, 1) + s.str.slice(p + 2)).alias("id_norm"),
-                (s.str.slice(p, 1) != s.str.slice(p + 1, 1)).alias("_differs"),
-            )
-            for p in range(17)
-        ]
-    ).filter("_differs").drop("_differs")
+def _part_key(col: str, k: int) -> pl.Expr:
+    """The ID in `col` with part k left out."""
+    s = pl.col(col)
+    keep = [(a, b) for j, (a, b) in enumerate(_PARTS) if j != k]
+    return pl.concat_str([s.str.slice(a, b - a) for a, b in keep])
+
+
+def _hamming_le(a: pl.Expr, b: pl.Expr, limit: int) -> pl.Expr:
+    return pl.sum_horizontal([(a.str.slice(i, 1) != b.str.slice(i, 1)).cast(pl.Int8) for i in range(18)]) <= limit
 
 
 def _near_id_pairs(r: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
-    """IDs one digit off or with two digits swapped; one side must fail its checksum."""
+    """IDs one digit off, two digits swapped, or one digit lost/added; one side must fail
+    its checksum (or have the wrong length)."""
 
     def near(bad: pl.DataFrame, other: pl.DataFrame) -> list[pl.DataFrame]:
         """(bad rec, other rec) pairs, from the side whose IDs fail their checksum."""
-        bad = bad.filter(~pl.col("id_status").is_in(USABLE) & (pl.col("id_norm").str.len_chars() == 18))
-        if not bad.height:
-            return []
-        keyed = _masked_keys(bad).join(_masked_keys(other), on=["pos", "key"], suffix="_o")
-        swapped = _swaps(bad).join(other.select("rec", "id_norm"), on="id_norm", suffix="_o")
-        return [keyed.select("rec", "rec_o"), swapped.select("rec", "rec_o")]
+        n = pl.col("id_norm").str.len_chars()
+        bad_all = bad.filter(~pl.col("id_status").is_in(USABLE) & ~pl.col("id_status").is_in(DAMAGED))
+        b18 = bad_all.filter(n == 18).select("rec", "id_norm")
+        o18 = other.filter(n == 18).select(pl.col("rec").alias("rec_o"), pl.col("id_norm").alias("id_o"))
+        out = []
+        if b18.height:
+            for k in range(len(_PARTS)):
+                bk = b18.with_columns(_part_key("id_norm", k).alias("key"))
+                ok = o18.with_columns(_part_key("id_o", k).alias("key"))
+                j = bk.join(ok, on="key").filter(_hamming_le(pl.col("id_norm"), pl.col("id_o"), 2))
+                out.append(j.select("rec", "rec_o"))
+            sx = pl.col("id_norm")
+            for p in (5, 11):
+                sw = b18.select(
+                    "rec",
+                    (sx.str.slice(0, p) + sx.str.slice(p + 1, 1) + sx.str.slice(p, 1) + sx.str.slice(p + 2)).alias("id_o"),
+                )
+                out.append(sw.join(o18, on="id_o").select("rec", "rec_o"))
+        b_odd = bad_all.filter(n.is_in([17, 19])).select("rec", "id_norm")
+        if b_odd.height:
+            tail = [(pl.col(c).str.slice(0, 6) + pl.col(c).str.slice(-6)) for c in ("id_norm", "id_o")]
+            head = [pl.col(c).str.slice(0, 12) for c in ("id_norm", "id_o")]
+            for kb, ko in (tail, head):
+                j = b_odd.with_columns(kb.alias("key")).join(o18.with_columns(ko.alias("key")), on="key")
+                out.append(j.select("rec", "rec_o"))
+        return out
 
     out = [p.rename({"rec": "r", "rec_o": "s"}) for p in near(r, s)]
     out += [p.rename({"rec": "s", "rec_o": "r"}).select("r", "s") for p in near(s, r)]
