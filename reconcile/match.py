@@ -10,14 +10,18 @@ and probability; every link keeps each field's level and contribution in `why`.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from .config import COMPARISONS, MatchSettings
 from .idcard import digit_diff_positions, is_adjacent_swap
+from .names import DOT, lookalike_chars
 
-__all__ = ["candidate_pairs", "score_pairs", "assign", "match_system", "BLOCKS"]
+__all__ = ["candidate_pairs", "score_pairs", "estimate_model", "Model", "assign", "match_system", "BLOCKS"]
 
 USABLE = ["valid", "legacy15"]
 DAMAGED = ["number_damaged", "sci_damaged"]
@@ -188,14 +192,27 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
     )
 
 
+def _rare(c: str) -> bool:
+    try:
+        c.encode("gb2312")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _wild_char(p: str, q: str) -> bool:
+    """'?' (also typed as * □ ？) stands for any character; '口' for a rare one only."""
+    return p == q or p == "?" or q == "?" or (p == "口" and _rare(q)) or (q == "口" and _rare(p))
+
+
 def _wildcard_equal(a: list[str | None], b: list[str | None]) -> list[bool]:
-    """'?' stands for a character the system could not store: equal length, the rest equal."""
+    """A placeholder for a character the system could not store: equal length, the rest equal."""
     out = []
     for x, y in zip(a, b):
-        if x is None or y is None or len(x) != len(y) or ("?" not in x and "?" not in y):
+        if x is None or y is None or len(x) != len(y) or x == y:
             out.append(False)
         else:
-            out.append(all(p == q or p == "?" or q == "?" for p, q in zip(x, y)))
+            out.append(all(_wild_char(p, q) for p, q in zip(x, y)))
     return out
 
 
@@ -225,9 +242,10 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
     name_level = (
         pl.when(rn.is_null() | sn.is_null()).then(None)
-        .when(rn == sn).then(pl.lit("exact"))
+        .when((rn == sn) | (rn.str.replace_all(DOT, "", literal=True) == sn.str.replace_all(DOT, "", literal=True))).then(pl.lit("exact"))
         .when(pl.col("r_name_py") == pl.col("s_name_py")).then(pl.lit("pinyin"))
         .when(pl.col("_wild")).then(pl.lit("wildcard"))
+        .when(pl.col("_look")).then(pl.lit("lookalike"))
         .when(pl.col("_dist") <= 1).then(pl.lit("close"))
         .otherwise(pl.lit("else"))
     )
@@ -286,7 +304,10 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     a = df["r_name_norm"].fill_null("").to_list()
     b = df["s_name_norm"].fill_null("").to_list()
     dist = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1) if df.height else []
-    has_q = df.select((pl.col("r_name_norm").str.contains("?", literal=True) | pl.col("s_name_norm").str.contains("?", literal=True)).fill_null(False)).to_series()
+    rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
+    has_q = df.select(
+        (rn.str.contains(r"[?口]") | sn.str.contains(r"[?口]")).fill_null(False)
+    ).to_series()
     wild = pl.Series("_wild", [False] * df.height, dtype=pl.Boolean)
     if has_q.any():
         idx = has_q.arg_true()
@@ -299,22 +320,112 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
         scorer=Levenshtein.distance, workers=-1,
     ) if df.height else []
     df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), pl.Series("_id_dist", id_dist, dtype=pl.Int32), wild)
+    df = df.with_columns(_look_expr(df))
     levels = _level_exprs(ms, ms.min_known_prefix)
     df = df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
+    model = estimate_model(df, ms)
     bits = {}
     for f, names in COMPARISONS.items():
-        mapping = {n: ms.bits(f, n) for n in names}
+        mapping = {n: model.bits(f, n) for n in names}
         bits[f] = pl.col(f"lv_{f}").replace_strict(mapping, default=0.0, return_dtype=pl.Float64).fill_null(0.0)
     df = df.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
-    weight = pl.lit(ms.prior_bits) + pl.sum_horizontal([pl.col(f"bw_{f}") for f in COMPARISONS])
+    df = df.with_columns((pl.col("bw_name") + _tf_bits(df, r, s, ms)).alias("bw_name"))
+    weight = pl.lit(model.prior_bits) + pl.sum_horizontal([pl.col(f"bw_{f}") for f in COMPARISONS])
     why = pl.struct(
         [pl.struct(pl.col(f"lv_{f}").alias("level"), pl.col(f"bw_{f}").round(2).alias("bits")).alias(f) for f in COMPARISONS]
+        + [pl.lit(round(model.prior_bits, 2)).alias("prior")]
     ).struct.json_encode()
     return df.with_columns(
         weight.alias("weight"),
         (1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"),
         why.alias("why"),
     )
+
+
+def _look_expr(df: pl.DataFrame) -> pl.Series:
+    """Names of equal length differing in one character, the two characters of similar shape."""
+    rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
+    one = (pl.col("_dist") == 1) & (rn.str.len_chars() == sn.str.len_chars())
+    width = int(df.select(rn.str.len_chars().max()).item() or 0) if df.height else 0
+    if not width:
+        return pl.Series("_look", [False] * df.height, dtype=pl.Boolean)
+    ca = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(rn.str.slice(i, 1)) for i in range(width)])
+    cb = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(sn.str.slice(i, 1)) for i in range(width)])
+    chars = df.select(pl.when(one).then(ca).alias("a"), pl.when(one).then(cb).alias("b"))
+    return lookalike_chars(chars["a"], chars["b"]).alias("_look")
+
+
+def _tf_bits(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.Expr:
+    """Term-frequency adjustment of the name `exact` level (as Splink does): agreement on a
+    name is worth log2(mean frequency of agreeing names / this name's frequency) more bits,
+    frequencies counted in both files, capped at +/- `tf_cap_bits`."""
+    names = pl.concat([r.select("name_norm"), s.select("name_norm")]).drop_nulls()
+    if df.is_empty() or names.is_empty():
+        return pl.lit(0.0)
+    tf = names.group_by("name_norm").len().with_columns((pl.col("len") / names.height).alias("tf"))
+    exact = df.filter(pl.col("lv_name") == "exact").select(pl.col("r_name_norm").alias("name_norm"))
+    ref = exact.join(tf, on="name_norm", how="left")["tf"].mean() if exact.height else None
+    if ref is None:
+        return pl.lit(0.0)
+    lut = dict(zip(tf["name_norm"].to_list(), tf["tf"].to_list()))
+    cap = ms.tf_cap_bits
+    adj = (pl.lit(ref) / pl.col("r_name_norm").replace_strict(lut, default=None, return_dtype=pl.Float64)).log(2).clip(-cap, cap)
+    return pl.when(pl.col("lv_name") == "exact").then(adj.fill_null(0.0)).otherwise(0.0)
+
+
+class Model:
+    """Fitted Fellegi–Sunter parameters: m and u per field and level, and the prior."""
+
+    def __init__(self, m: dict[str, dict[str, float]], u: dict[str, dict[str, float]], prior_bits: float, fitted: bool) -> None:
+        self.m, self.u, self.prior_bits, self.fitted = m, u, prior_bits, fitted
+
+    def bits(self, field: str, level: str) -> float:
+        return math.log2(self.m[field][level] / self.u[field][level])
+
+
+def estimate_model(df: pl.DataFrame, ms: MatchSettings) -> Model:
+    """Expectation maximisation over the candidate pairs' comparison vectors (one row per
+    distinct vector, with its count). The configured m/u and prior are the starting point and
+    a Dirichlet prior worth `em_prior_pairs` pairs; with too few pairs they are kept."""
+    m0 = {f: {n: ms.levels[f][n].m for n in names} for f, names in COMPARISONS.items()}
+    u0 = {f: {n: ms.levels[f][n].u for n in names} for f, names in COMPARISONS.items()}
+    pairs = df.filter(~pl.col("via_head")) if "via_head" in df.columns else df
+    if not ms.em or pairs.height < ms.em_min_pairs:
+        return Model(m0, u0, ms.prior_bits, False)
+    cols = [f"lv_{f}" for f in COMPARISONS]
+    vec = pairs.group_by(cols).len()
+    cnt = vec["len"].to_numpy().astype(float)
+    idx = {}
+    for f, names in COMPARISONS.items():
+        code = {n: i for i, n in enumerate(names)}
+        idx[f] = vec[f"lv_{f}"].replace_strict(code, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+    a = ms.em_prior_pairs
+    lam0 = 2.0 ** ms.prior_bits / (1 + 2.0 ** ms.prior_bits)
+    m = {f: np.array([m0[f][n] for n in names]) for f, names in COMPARISONS.items()}
+    u = {f: np.array([u0[f][n] for n in names]) for f, names in COMPARISONS.items()}
+    pm0 = {f: v.copy() / v.sum() for f, v in m.items()}
+    pu0 = {f: v.copy() / v.sum() for f, v in u.items()}
+    lam = lam0
+    for _ in range(ms.em_iterations):
+        logit = np.full(len(cnt), math.log(lam / (1 - lam)))
+        for f in COMPARISONS:
+            i = idx[f]
+            ok = i >= 0
+            logit[ok] += np.log(m[f][i[ok]]) - np.log(u[f][i[ok]])
+        w = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
+        wm, wu = cnt * w, cnt * (1 - w)
+        for f in COMPARISONS:
+            i = idx[f]
+            k = len(m[f])
+            ok = i >= 0
+            sm = np.bincount(i[ok], weights=wm[ok], minlength=k)
+            su = np.bincount(i[ok], weights=wu[ok], minlength=k)
+            m[f] = (sm + a * pm0[f]) / (sm.sum() + a)
+            u[f] = (su + a * pu0[f]) / (su.sum() + a)
+        lam = (wm.sum() + a * lam0) / (cnt.sum() + a)
+    fm = {f: {n: float(m[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
+    fu = {f: {n: float(u[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
+    return Model(fm, fu, math.log2(lam / (1 - lam)), True)
 
 
 def _identity() -> list[pl.Expr]:
