@@ -237,6 +237,7 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
         .when(r_dmg & (sid.str.slice(0, pl.col("r_id_known")) == rid.str.slice(0, pl.col("r_id_known")))).then(pl.lit("prefix"))
         .when(s_dmg & (rid.str.slice(0, pl.col("s_id_known")) == sid.str.slice(0, pl.col("s_id_known")))).then(pl.lit("prefix"))
         .when(unusable).then(None)
+        .when(~pl.col("r_id_status").is_in(USABLE) | ~pl.col("s_id_status").is_in(USABLE)).then(pl.lit("bad_else"))
         .otherwise(pl.lit("else"))
     )
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
@@ -294,8 +295,8 @@ def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
-    """Compare each candidate pair field by field and add weight, probability and why."""
+def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
+    """Each pair's comparison level per field (`lv_<field>`)."""
     df = (
         pairs.join(r.rename({c: f"r_{c}" for c in r.columns}), left_on="r", right_on="r_rec", how="left")
         .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")
@@ -322,8 +323,13 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), pl.Series("_id_dist", id_dist, dtype=pl.Int32), wild)
     df = df.with_columns(_look_expr(df))
     levels = _level_exprs(ms, ms.min_known_prefix)
-    df = df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
-    model = estimate_model(df, ms)
+    return df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
+
+
+def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
+    """Compare each candidate pair field by field and add weight, probability and why."""
+    df = compare_pairs(pairs, r, s, ms)
+    model = estimate_model(df, r, s, ms)
     bits = {}
     for f, names in COMPARISONS.items():
         mapping = {n: model.bits(f, n) for n in names}
@@ -383,35 +389,64 @@ class Model:
         return math.log2(self.m[field][level] / self.u[field][level])
 
 
-def estimate_model(df: pl.DataFrame, ms: MatchSettings) -> Model:
-    """Expectation maximisation over the candidate pairs' comparison vectors (one row per
-    distinct vector, with its count). The configured m/u and prior are the starting point and
-    a Dirichlet prior worth `em_prior_pairs` pairs; with too few pairs they are kept."""
+def _random_pairs(r: pl.DataFrame, s: pl.DataFrame, n: int, seed: int = 20240901) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = int(min(n, r.height * s.height))
+    ri = r["rec"].to_numpy()[rng.integers(0, r.height, n)]
+    si = s["rec"].to_numpy()[rng.integers(0, s.height, n)]
+    return pl.DataFrame({"r": ri, "s": si, "via": ["random"] * n}, schema={"r": pl.UInt32, "s": pl.UInt32, "via": pl.String})
+
+
+def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> Model:
+    """Fellegi–Sunter parameters from the data, as Splink estimates them:
+
+    * u (level | different persons) from random roster x system pairs (a level seen fewer
+      than 10 times there keeps its configured u);
+    * m (level | same person) and the share of true links among the candidate pairs by
+      expectation maximisation over the candidate pairs' comparison vectors (one row per
+      distinct vector with its count), the configured m being the starting point and a
+      Dirichlet prior worth `em_prior_pairs` pairs;
+    * the prior odds of a random pair: the expected number of true links over |R| x |S|.
+
+    With fewer than `em_min_pairs` candidate pairs the configured values are used."""
     m0 = {f: {n: ms.levels[f][n].m for n in names} for f, names in COMPARISONS.items()}
     u0 = {f: {n: ms.levels[f][n].u for n in names} for f, names in COMPARISONS.items()}
     pairs = df.filter(~pl.col("via_head")) if "via_head" in df.columns else df
     if not ms.em or pairs.height < ms.em_min_pairs:
         return Model(m0, u0, ms.prior_bits, False)
     cols = [f"lv_{f}" for f in COMPARISONS]
-    vec = pairs.group_by(cols).len()
-    cnt = vec["len"].to_numpy().astype(float)
-    idx = {}
+
+    def encode(frame: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        vec = frame.group_by(cols).len()
+        idx = {}
+        for f, names in COMPARISONS.items():
+            code = {n: i for i, n in enumerate(names)}
+            idx[f] = vec[f"lv_{f}"].replace_strict(code, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+        return vec["len"].to_numpy().astype(float), idx
+
+    # u from random pairs
+    rnd = compare_pairs(_random_pairs(r, s, 200_000), r, s, ms)
+    rc, ridx = encode(rnd)
+    u = {}
     for f, names in COMPARISONS.items():
-        code = {n: i for i, n in enumerate(names)}
-        idx[f] = vec[f"lv_{f}"].replace_strict(code, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+        i = ridx[f]
+        ok = i >= 0
+        cnt = np.bincount(i[ok], weights=rc[ok], minlength=len(names))
+        tot = cnt.sum()
+        u[f] = np.array([cnt[j] / tot if tot and cnt[j] >= 10 else u0[f][n] for j, n in enumerate(names)])
+    # m and the candidate-pair prior by EM (u of the candidate population estimated alongside)
+    cnt, idx = encode(pairs)
     a = ms.em_prior_pairs
-    lam0 = 2.0 ** ms.prior_bits / (1 + 2.0 ** ms.prior_bits)
     m = {f: np.array([m0[f][n] for n in names]) for f, names in COMPARISONS.items()}
-    u = {f: np.array([u0[f][n] for n in names]) for f, names in COMPARISONS.items()}
-    pm0 = {f: v.copy() / v.sum() for f, v in m.items()}
-    pu0 = {f: v.copy() / v.sum() for f, v in u.items()}
-    lam = lam0
+    pm0 = {f: v / v.sum() for f, v in m.items()}
+    uc = {f: np.full(len(names), 1.0 / len(names)) for f, names in COMPARISONS.items()}
+    lam = 0.5
     for _ in range(ms.em_iterations):
         logit = np.full(len(cnt), math.log(lam / (1 - lam)))
         for f in COMPARISONS:
             i = idx[f]
             ok = i >= 0
-            logit[ok] += np.log(m[f][i[ok]]) - np.log(u[f][i[ok]])
+            logit[ok] += np.log(m[f][i[ok]]) - np.log(uc[f][i[ok]])
         w = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
         wm, wu = cnt * w, cnt * (1 - w)
         for f in COMPARISONS:
@@ -421,11 +456,13 @@ def estimate_model(df: pl.DataFrame, ms: MatchSettings) -> Model:
             sm = np.bincount(i[ok], weights=wm[ok], minlength=k)
             su = np.bincount(i[ok], weights=wu[ok], minlength=k)
             m[f] = (sm + a * pm0[f]) / (sm.sum() + a)
-            u[f] = (su + a * pu0[f]) / (su.sum() + a)
-        lam = (wm.sum() + a * lam0) / (cnt.sum() + a)
+            uc[f] = (su + 1.0 / k) / (su.sum() + 1.0)
+        lam = min(max(wm.sum() / cnt.sum(), 1e-6), 1 - 1e-6)
+    links = lam * cnt.sum()
+    prior = links / (r.height * s.height)
     fm = {f: {n: float(m[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
     fu = {f: {n: float(u[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
-    return Model(fm, fu, math.log2(lam / (1 - lam)), True)
+    return Model(fm, fu, math.log2(prior / (1 - prior)), True)
 
 
 def _identity() -> list[pl.Expr]:
