@@ -34,7 +34,7 @@ SAMPLE_DIR = DATA_DIR / "sample"
 
 # Each compared field and its levels, in the order they are tried.
 COMPARISONS: dict[str, tuple[str, ...]] = {
-    "id": ("exact", "one_digit", "swap", "prefix", "bad_else", "else"),
+    "id": ("exact", "one_digit", "swap", "two_digit", "prefix", "bad_else", "else"),
     "name": ("exact", "pinyin", "wildcard", "lookalike", "close", "else"),
     "birth": ("exact", "else"),
     "gender": ("agree", "disagree"),

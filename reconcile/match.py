@@ -234,6 +234,7 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
             pl.when(pl.col("_id_dist") == 1).then(pl.lit("one_digit")).otherwise(pl.lit("else"))
         )
         .when(both18 & is_adjacent_swap(rid, sid)).then(pl.lit("swap"))
+        .when(both18 & (diff.list.len() == 2) & ~(pl.col("r_id_status").is_in(USABLE) & pl.col("s_id_status").is_in(USABLE))).then(pl.lit("two_digit"))
         .when(r_dmg & (sid.str.slice(0, pl.col("r_id_known")) == rid.str.slice(0, pl.col("r_id_known")))).then(pl.lit("prefix"))
         .when(s_dmg & (rid.str.slice(0, pl.col("s_id_known")) == sid.str.slice(0, pl.col("s_id_known")))).then(pl.lit("prefix"))
         .when(unusable).then(None)
@@ -254,6 +255,9 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
     birth_level = (
         pl.when(sb.is_null() | (pl.col("r_birth").is_null() & pl.col("r_id_birth").is_null())).then(None)
         .when((sb == pl.col("r_birth")) | (sb == pl.col("r_id_birth"))).then(pl.lit("exact"))
+        # a birth date read from an ID that fails its checksum is no evidence when it disagrees
+        # (the typo may sit in the date: the ID level already counts it)
+        .when(~pl.col("s_id_status").is_in(USABLE) | (pl.col("r_birth").is_null() & ~pl.col("r_id_status").is_in(USABLE))).then(None)
         .otherwise(pl.lit("else"))
     )
     rg = pl.coalesce("r_gender_norm", "r_id_gender")
@@ -424,16 +428,6 @@ def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
             idx[f] = vec[f"lv_{f}"].replace_strict(code, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
         return vec["len"].to_numpy().astype(float), idx
 
-    # u from random pairs
-    rnd = compare_pairs(_random_pairs(r, s, 200_000), r, s, ms)
-    rc, ridx = encode(rnd)
-    u = {}
-    for f, names in COMPARISONS.items():
-        i = ridx[f]
-        ok = i >= 0
-        cnt = np.bincount(i[ok], weights=rc[ok], minlength=len(names))
-        tot = cnt.sum()
-        u[f] = np.array([cnt[j] / tot if tot and cnt[j] >= 10 else u0[f][n] for j, n in enumerate(names)])
     # m and the candidate-pair prior by EM (u of the candidate population estimated alongside)
     cnt, idx = encode(pairs)
     a = ms.em_prior_pairs
@@ -459,7 +453,19 @@ def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
             uc[f] = (su + 1.0 / k) / (su.sum() + 1.0)
         lam = min(max(wm.sum() / cnt.sum(), 1e-6), 1 - 1e-6)
     links = lam * cnt.sum()
-    prior = links / (r.height * s.height)
+    prior = min(links / (r.height * s.height), 0.5)
+    # u from random pairs, less the true links a random sample holds (prior x m)
+    rnd = compare_pairs(_random_pairs(r, s, 200_000), r, s, ms)
+    rc, ridx = encode(rnd)
+    u = {}
+    for f, names in COMPARISONS.items():
+        i = ridx[f]
+        ok = i >= 0
+        cnt_r = np.bincount(i[ok], weights=rc[ok], minlength=len(names))
+        tot = cnt_r.sum()
+        true_cnt = tot * prior * m[f]
+        clean = np.maximum(cnt_r - true_cnt, 0.0)
+        u[f] = np.array([clean[j] / (tot * (1 - prior)) if tot and clean[j] >= 10 else u0[f][n] for j, n in enumerate(names)])
     fm = {f: {n: float(m[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
     fu = {f: {n: float(u[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
     return Model(fm, fu, math.log2(prior / (1 - prior)), True)
