@@ -36,8 +36,8 @@ SAMPLE_DIR = DATA_DIR / "sample"
 
 # Each compared field and its levels, in the order they are tried.
 COMPARISONS: dict[str, tuple[str, ...]] = {
-    "id": ("exact", "one_digit", "swap", "prefix", "else"),
-    "name": ("exact", "pinyin", "wildcard", "close", "else"),
+    "id": ("exact", "one_digit", "swap", "two_digit", "prefix", "bad_else", "else"),
+    "name": ("exact", "pinyin", "wildcard", "lookalike", "close", "else"),
     "birth": ("exact", "else"),
     "gender": ("agree", "disagree"),
     "head": ("exact", "pinyin", "else"),
@@ -66,6 +66,15 @@ class MatchSettings:
     max_block: int
     min_known_prefix: int
     levels: Mapping[str, Mapping[str, Level]]
+    # EM (Fellegi–Sunter) re-estimation of m, u and the prior on each run's candidate
+    # pairs; the configured values are the starting point and a Dirichlet prior worth
+    # `em_prior_pairs` pairs, and are used as they are below `em_min_pairs` pairs.
+    em: bool = True
+    em_iterations: int = 30
+    em_prior_pairs: float = 200.0
+    em_min_pairs: int = 500
+    # term-frequency adjustment of the name `exact` level is capped at +/- this many bits
+    tf_cap_bits: float = 6.0
 
     def bits(self, comparison: str, level: str) -> float:
         return self.levels[comparison][level].bits
@@ -149,6 +158,11 @@ def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
             max_block=int(raw["max_block"]),
             min_known_prefix=int(raw["min_known_prefix"]),
             levels=MappingProxyType(levels),
+            em=bool(raw.get("em", True)),
+            em_iterations=int(raw.get("em_iterations", 30)),
+            em_prior_pairs=float(raw.get("em_prior_pairs", 200.0)),
+            em_min_pairs=int(raw.get("em_min_pairs", 500)),
+            tf_cap_bits=float(raw.get("tf_cap_bits", 6.0)),
         )
     except KeyError as exc:
         raise ConfigError(f"{where}: missing setting match.{exc.args[0]}") from exc

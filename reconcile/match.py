@@ -10,14 +10,18 @@ and probability; every link keeps each field's level and contribution in `why`.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from .config import COMPARISONS, MatchSettings
 from .idcard import digit_diff_positions, is_adjacent_swap
+from .names import DOT, lookalike_chars
 
-__all__ = ["candidate_pairs", "score_pairs", "assign", "match_system", "BLOCKS"]
+__all__ = ["candidate_pairs", "score_pairs", "estimate_model", "Model", "assign", "match_system", "BLOCKS"]
 
 USABLE = ["valid", "legacy15"]
 DAMAGED = ["number_damaged", "sci_damaged"]
@@ -61,48 +65,60 @@ def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: st
     return lk.join(rk, on=on, how="inner").select("r", "s", pl.lit(via).alias("via"))
 
 
-def _masked_keys(df: pl.DataFrame) -> pl.DataFrame:
-    """Each 18-character ID with one position blanked: IDs one digit apart share a key."""
-    ids = df.filter(pl.col("id_norm").str.len_chars() == 18).select("rec", "id_norm")
-    return pl.concat(
-        [
-            ids.select(
-                "rec",
-                pl.lit(p, pl.Int8).alias("pos"),
-                (pl.col("id_norm").str.slice(0, p) + pl.col("id_norm").str.slice(p + 1)).alias("key"),
-            )
-            for p in range(18)
-        ]
-    )
+# Near-ID blocking with bounded memory. An 18-character ID is cut into three parts
+# (region 0-5, birth 6-11, birth day + sequence + check 12-17); two IDs one digit apart, or
+# with two adjacent digits swapped inside one part, agree on the other two parts. So each
+# ID gets three keys (the ID with one part left out), not one per position. A swap across a
+# part boundary (5|6, 11|12) is undone on the failing side and joined exactly. A 17- or
+# 19-character ID (a digit lost or added) shares the region + the last six, or the first
+# twelve. Keys are built one at a time and only when the failing side has rows, and the
+# pairs are cut to IDs at most two characters apart right after each join.
+_PARTS = ((0, 6), (6, 12), (12, 18))
 
 
-def _swaps(df: pl.DataFrame) -> pl.DataFrame:
-    """Each 18-character ID with two adjacent (different) characters swapped."""
-    ids = df.filter(pl.col("id_norm").str.len_chars() == 18).select("rec", "id_norm")
-    s = pl.col("id_norm")
-    return pl.concat(
-        [
-            ids.select(
-                "rec",
-                (s.str.slice(0, p) + s.str.slice(p + 1, 1) + s.str.slice(p, 1) + s.str.slice(p + 2)).alias("id_norm"),
-                (s.str.slice(p, 1) != s.str.slice(p + 1, 1)).alias("_differs"),
-            )
-            for p in range(17)
-        ]
-    ).filter("_differs").drop("_differs")
+def _part_key(col: str, k: int) -> pl.Expr:
+    """The ID in `col` with part k left out."""
+    s = pl.col(col)
+    keep = [(a, b) for j, (a, b) in enumerate(_PARTS) if j != k]
+    return pl.concat_str([s.str.slice(a, b - a) for a, b in keep])
+
+
+def _hamming_le(a: pl.Expr, b: pl.Expr, limit: int) -> pl.Expr:
+    return pl.sum_horizontal([(a.str.slice(i, 1) != b.str.slice(i, 1)).cast(pl.Int8) for i in range(18)]) <= limit
 
 
 def _near_id_pairs(r: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
-    """IDs one digit off or with two digits swapped; one side must fail its checksum."""
+    """IDs one digit off, two digits swapped, or one digit lost/added; one side must fail
+    its checksum (or have the wrong length)."""
 
     def near(bad: pl.DataFrame, other: pl.DataFrame) -> list[pl.DataFrame]:
         """(bad rec, other rec) pairs, from the side whose IDs fail their checksum."""
-        bad = bad.filter(~pl.col("id_status").is_in(USABLE) & (pl.col("id_norm").str.len_chars() == 18))
-        if not bad.height:
-            return []
-        keyed = _masked_keys(bad).join(_masked_keys(other), on=["pos", "key"], suffix="_o")
-        swapped = _swaps(bad).join(other.select("rec", "id_norm"), on="id_norm", suffix="_o")
-        return [keyed.select("rec", "rec_o"), swapped.select("rec", "rec_o")]
+        n = pl.col("id_norm").str.len_chars()
+        bad_all = bad.filter(~pl.col("id_status").is_in(USABLE) & ~pl.col("id_status").is_in(DAMAGED))
+        b18 = bad_all.filter(n == 18).select("rec", "id_norm")
+        o18 = other.filter(n == 18).select(pl.col("rec").alias("rec_o"), pl.col("id_norm").alias("id_o"))
+        out = []
+        if b18.height:
+            for k in range(len(_PARTS)):
+                bk = b18.with_columns(_part_key("id_norm", k).alias("key"))
+                ok = o18.with_columns(_part_key("id_o", k).alias("key"))
+                j = bk.join(ok, on="key").filter(_hamming_le(pl.col("id_norm"), pl.col("id_o"), 2))
+                out.append(j.select("rec", "rec_o"))
+            sx = pl.col("id_norm")
+            for p in (5, 11):
+                sw = b18.select(
+                    "rec",
+                    (sx.str.slice(0, p) + sx.str.slice(p + 1, 1) + sx.str.slice(p, 1) + sx.str.slice(p + 2)).alias("id_o"),
+                )
+                out.append(sw.join(o18, on="id_o").select("rec", "rec_o"))
+        b_odd = bad_all.filter(n.is_in([17, 19])).select("rec", "id_norm")
+        if b_odd.height:
+            tail = [(pl.col(c).str.slice(0, 6) + pl.col(c).str.slice(-6)) for c in ("id_norm", "id_o")]
+            head = [pl.col(c).str.slice(0, 12) for c in ("id_norm", "id_o")]
+            for kb, ko in (tail, head):
+                j = b_odd.with_columns(kb.alias("key")).join(o18.with_columns(ko.alias("key")), on="key")
+                out.append(j.select("rec", "rec_o"))
+        return out
 
     out = [p.rename({"rec": "r", "rec_o": "s"}) for p in near(r, s)]
     out += [p.rename({"rec": "s", "rec_o": "r"}).select("r", "s") for p in near(s, r)]
@@ -176,14 +192,27 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
     )
 
 
+def _rare(c: str) -> bool:
+    try:
+        c.encode("gb2312")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _wild_char(p: str, q: str) -> bool:
+    """'?' (also typed as * □ ？) stands for any character; '口' for a rare one only."""
+    return p == q or p == "?" or q == "?" or (p == "口" and _rare(q)) or (q == "口" and _rare(p))
+
+
 def _wildcard_equal(a: list[str | None], b: list[str | None]) -> list[bool]:
-    """'?' stands for a character the system could not store: equal length, the rest equal."""
+    """A placeholder for a character the system could not store: equal length, the rest equal."""
     out = []
     for x, y in zip(a, b):
-        if x is None or y is None or len(x) != len(y) or ("?" not in x and "?" not in y):
+        if x is None or y is None or len(x) != len(y) or x == y:
             out.append(False)
         else:
-            out.append(all(p == q or p == "?" or q == "?" for p, q in zip(x, y)))
+            out.append(all(_wild_char(p, q) for p, q in zip(x, y)))
     return out
 
 
@@ -205,17 +234,20 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
             pl.when(pl.col("_id_dist") == 1).then(pl.lit("one_digit")).otherwise(pl.lit("else"))
         )
         .when(both18 & is_adjacent_swap(rid, sid)).then(pl.lit("swap"))
+        .when(both18 & (diff.list.len() == 2) & ~(pl.col("r_id_status").is_in(USABLE) & pl.col("s_id_status").is_in(USABLE))).then(pl.lit("two_digit"))
         .when(r_dmg & (sid.str.slice(0, pl.col("r_id_known")) == rid.str.slice(0, pl.col("r_id_known")))).then(pl.lit("prefix"))
         .when(s_dmg & (rid.str.slice(0, pl.col("s_id_known")) == sid.str.slice(0, pl.col("s_id_known")))).then(pl.lit("prefix"))
         .when(unusable).then(None)
+        .when(~pl.col("r_id_status").is_in(USABLE) | ~pl.col("s_id_status").is_in(USABLE)).then(pl.lit("bad_else"))
         .otherwise(pl.lit("else"))
     )
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
     name_level = (
         pl.when(rn.is_null() | sn.is_null()).then(None)
-        .when(rn == sn).then(pl.lit("exact"))
+        .when((rn == sn) | (rn.str.replace_all(DOT, "", literal=True) == sn.str.replace_all(DOT, "", literal=True))).then(pl.lit("exact"))
         .when(pl.col("r_name_py") == pl.col("s_name_py")).then(pl.lit("pinyin"))
         .when(pl.col("_wild")).then(pl.lit("wildcard"))
+        .when(pl.col("_look")).then(pl.lit("lookalike"))
         .when(pl.col("_dist") <= 1).then(pl.lit("close"))
         .otherwise(pl.lit("else"))
     )
@@ -223,6 +255,9 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
     birth_level = (
         pl.when(sb.is_null() | (pl.col("r_birth").is_null() & pl.col("r_id_birth").is_null())).then(None)
         .when((sb == pl.col("r_birth")) | (sb == pl.col("r_id_birth"))).then(pl.lit("exact"))
+        # a birth date read from an ID that fails its checksum is no evidence when it disagrees
+        # (the typo may sit in the date: the ID level already counts it)
+        .when(~pl.col("s_id_status").is_in(USABLE) | (pl.col("r_birth").is_null() & ~pl.col("r_id_status").is_in(USABLE))).then(None)
         .otherwise(pl.lit("else"))
     )
     rg = pl.coalesce("r_gender_norm", "r_id_gender")
@@ -264,8 +299,8 @@ def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
-    """Compare each candidate pair field by field and add weight, probability and why."""
+def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
+    """Each pair's comparison level per field (`lv_<field>`)."""
     df = (
         pairs.join(r.rename({c: f"r_{c}" for c in r.columns}), left_on="r", right_on="r_rec", how="left")
         .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")
@@ -274,7 +309,10 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     a = df["r_name_norm"].fill_null("").to_list()
     b = df["s_name_norm"].fill_null("").to_list()
     dist = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1) if df.height else []
-    has_q = df.select((pl.col("r_name_norm").str.contains("?", literal=True) | pl.col("s_name_norm").str.contains("?", literal=True)).fill_null(False)).to_series()
+    rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
+    has_q = df.select(
+        (rn.str.contains(r"[?口]") | sn.str.contains(r"[?口]")).fill_null(False)
+    ).to_series()
     wild = pl.Series("_wild", [False] * df.height, dtype=pl.Boolean)
     if has_q.any():
         idx = has_q.arg_true()
@@ -287,22 +325,150 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
         scorer=Levenshtein.distance, workers=-1,
     ) if df.height else []
     df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), pl.Series("_id_dist", id_dist, dtype=pl.Int32), wild)
+    df = df.with_columns(_look_expr(df))
     levels = _level_exprs(ms, ms.min_known_prefix)
-    df = df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
+    return df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
+
+
+def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
+    """Compare each candidate pair field by field and add weight, probability and why."""
+    df = compare_pairs(pairs, r, s, ms)
+    model = estimate_model(df, r, s, ms)
     bits = {}
     for f, names in COMPARISONS.items():
-        mapping = {n: ms.bits(f, n) for n in names}
+        mapping = {n: model.bits(f, n) for n in names}
         bits[f] = pl.col(f"lv_{f}").replace_strict(mapping, default=0.0, return_dtype=pl.Float64).fill_null(0.0)
     df = df.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
-    weight = pl.lit(ms.prior_bits) + pl.sum_horizontal([pl.col(f"bw_{f}") for f in COMPARISONS])
+    df = df.with_columns((pl.col("bw_name") + _tf_bits(df, r, s, ms)).alias("bw_name"))
+    weight = pl.lit(model.prior_bits) + pl.sum_horizontal([pl.col(f"bw_{f}") for f in COMPARISONS])
     why = pl.struct(
         [pl.struct(pl.col(f"lv_{f}").alias("level"), pl.col(f"bw_{f}").round(2).alias("bits")).alias(f) for f in COMPARISONS]
+        + [pl.lit(round(model.prior_bits, 2)).alias("prior")]
     ).struct.json_encode()
     return df.with_columns(
         weight.alias("weight"),
         (1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"),
         why.alias("why"),
     )
+
+
+def _look_expr(df: pl.DataFrame) -> pl.Series:
+    """Names of equal length differing in one character, the two characters of similar shape."""
+    rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
+    one = (pl.col("_dist") == 1) & (rn.str.len_chars() == sn.str.len_chars())
+    width = int(df.select(rn.str.len_chars().max()).item() or 0) if df.height else 0
+    if not width:
+        return pl.Series("_look", [False] * df.height, dtype=pl.Boolean)
+    ca = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(rn.str.slice(i, 1)) for i in range(width)])
+    cb = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(sn.str.slice(i, 1)) for i in range(width)])
+    chars = df.select(pl.when(one).then(ca).alias("a"), pl.when(one).then(cb).alias("b"))
+    return lookalike_chars(chars["a"], chars["b"]).alias("_look")
+
+
+def _tf_bits(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.Expr:
+    """Term-frequency adjustment of the name `exact` level (as Splink does): agreement on a
+    name is worth log2(mean frequency of agreeing names / this name's frequency) more bits,
+    frequencies counted in both files, capped at +/- `tf_cap_bits`."""
+    names = pl.concat([r.select("name_norm"), s.select("name_norm")]).drop_nulls()
+    if df.is_empty() or names.is_empty():
+        return pl.lit(0.0)
+    tf = names.group_by("name_norm").len().with_columns((pl.col("len") / names.height).alias("tf"))
+    exact = df.filter(pl.col("lv_name") == "exact").select(pl.col("r_name_norm").alias("name_norm"))
+    ref = exact.join(tf, on="name_norm", how="left")["tf"].mean() if exact.height else None
+    if ref is None:
+        return pl.lit(0.0)
+    lut = dict(zip(tf["name_norm"].to_list(), tf["tf"].to_list()))
+    cap = ms.tf_cap_bits
+    adj = (pl.lit(ref) / pl.col("r_name_norm").replace_strict(lut, default=None, return_dtype=pl.Float64)).log(2).clip(-cap, cap)
+    return pl.when(pl.col("lv_name") == "exact").then(adj.fill_null(0.0)).otherwise(0.0)
+
+
+class Model:
+    """Fitted Fellegi–Sunter parameters: m and u per field and level, and the prior."""
+
+    def __init__(self, m: dict[str, dict[str, float]], u: dict[str, dict[str, float]], prior_bits: float, fitted: bool) -> None:
+        self.m, self.u, self.prior_bits, self.fitted = m, u, prior_bits, fitted
+
+    def bits(self, field: str, level: str) -> float:
+        return math.log2(self.m[field][level] / self.u[field][level])
+
+
+def _random_pairs(r: pl.DataFrame, s: pl.DataFrame, n: int, seed: int = 20240901) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = int(min(n, r.height * s.height))
+    ri = r["rec"].to_numpy()[rng.integers(0, r.height, n)]
+    si = s["rec"].to_numpy()[rng.integers(0, s.height, n)]
+    return pl.DataFrame({"r": ri, "s": si, "via": ["random"] * n}, schema={"r": pl.UInt32, "s": pl.UInt32, "via": pl.String})
+
+
+def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> Model:
+    """Fellegi–Sunter parameters from the data, as Splink estimates them:
+
+    * u (level | different persons) from random roster x system pairs (a level seen fewer
+      than 10 times there keeps its configured u);
+    * m (level | same person) and the share of true links among the candidate pairs by
+      expectation maximisation over the candidate pairs' comparison vectors (one row per
+      distinct vector with its count), the configured m being the starting point and a
+      Dirichlet prior worth `em_prior_pairs` pairs;
+    * the prior odds of a random pair: the expected number of true links over |R| x |S|.
+
+    With fewer than `em_min_pairs` candidate pairs the configured values are used."""
+    m0 = {f: {n: ms.levels[f][n].m for n in names} for f, names in COMPARISONS.items()}
+    u0 = {f: {n: ms.levels[f][n].u for n in names} for f, names in COMPARISONS.items()}
+    pairs = df.filter(~pl.col("via_head")) if "via_head" in df.columns else df
+    if not ms.em or pairs.height < ms.em_min_pairs:
+        return Model(m0, u0, ms.prior_bits, False)
+    cols = [f"lv_{f}" for f in COMPARISONS]
+
+    def encode(frame: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        vec = frame.group_by(cols).len()
+        idx = {}
+        for f, names in COMPARISONS.items():
+            code = {n: i for i, n in enumerate(names)}
+            idx[f] = vec[f"lv_{f}"].replace_strict(code, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+        return vec["len"].to_numpy().astype(float), idx
+
+    # m and the candidate-pair prior by EM (u of the candidate population estimated alongside)
+    cnt, idx = encode(pairs)
+    a = ms.em_prior_pairs
+    m = {f: np.array([m0[f][n] for n in names]) for f, names in COMPARISONS.items()}
+    pm0 = {f: v / v.sum() for f, v in m.items()}
+    uc = {f: np.full(len(names), 1.0 / len(names)) for f, names in COMPARISONS.items()}
+    lam = 0.5
+    for _ in range(ms.em_iterations):
+        logit = np.full(len(cnt), math.log(lam / (1 - lam)))
+        for f in COMPARISONS:
+            i = idx[f]
+            ok = i >= 0
+            logit[ok] += np.log(m[f][i[ok]]) - np.log(uc[f][i[ok]])
+        w = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
+        wm, wu = cnt * w, cnt * (1 - w)
+        for f in COMPARISONS:
+            i = idx[f]
+            k = len(m[f])
+            ok = i >= 0
+            sm = np.bincount(i[ok], weights=wm[ok], minlength=k)
+            su = np.bincount(i[ok], weights=wu[ok], minlength=k)
+            m[f] = (sm + a * pm0[f]) / (sm.sum() + a)
+            uc[f] = (su + 1.0 / k) / (su.sum() + 1.0)
+        lam = min(max(wm.sum() / cnt.sum(), 1e-6), 1 - 1e-6)
+    links = lam * cnt.sum()
+    prior = min(links / (r.height * s.height), 0.5)
+    # u from random pairs, less the true links a random sample holds (prior x m)
+    rnd = compare_pairs(_random_pairs(r, s, 200_000), r, s, ms)
+    rc, ridx = encode(rnd)
+    u = {}
+    for f, names in COMPARISONS.items():
+        i = ridx[f]
+        ok = i >= 0
+        cnt_r = np.bincount(i[ok], weights=rc[ok], minlength=len(names))
+        tot = cnt_r.sum()
+        true_cnt = tot * prior * m[f]
+        clean = np.maximum(cnt_r - true_cnt, 0.0)
+        u[f] = np.array([clean[j] / (tot * (1 - prior)) if tot and clean[j] >= 10 else u0[f][n] for j, n in enumerate(names)])
+    fm = {f: {n: float(m[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
+    fu = {f: {n: float(u[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
+    return Model(fm, fu, math.log2(prior / (1 - prior)), True)
 
 
 def _identity() -> list[pl.Expr]:

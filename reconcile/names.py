@@ -37,6 +37,8 @@ __all__ = [
     "normalize_name",
     "pinyin_keys",
     "pinyin_key",
+    "is_lookalike",
+    "lookalike_chars",
 ]
 
 DOT = "·"  # U+00B7, the one name dot kept
@@ -236,3 +238,60 @@ def pinyin_keys(s: pl.Series, *, normalized: bool = True) -> pl.Series:
 def pinyin_key(s: str | None, *, normalized: bool = False) -> str | None:
     """Scalar form of `pinyin_keys` (normalises first unless told it already is)."""
     return pinyin_keys(pl.Series("n", [s], dtype=pl.String), normalized=normalized)[0]
+
+
+# ------------------------------------------------------------------ look-alike characters
+_DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+@lru_cache(maxsize=1)
+def _same_stroke() -> dict[str, frozenset[str]]:
+    """Shape-similar groups from pycorrector's same_stroke.txt (see data/NOTICE.md)."""
+    groups: dict[str, set[str]] = {}
+    with (_DATA / "same_stroke.txt").open(encoding="utf-8") as fh:
+        for line in fh:
+            chars = [c for c in line.split() if len(c) == 1]
+            for c in chars:
+                groups.setdefault(c, set()).update(x for x in chars if x != c)
+    return {k: frozenset(v) for k, v in groups.items()}
+
+
+@lru_cache(maxsize=1)
+def _strokes() -> dict[str, str]:
+    """Stroke sequence of each character, from pycorrector's stroke.txt."""
+    out: dict[str, str] = {}
+    with (_DATA / "stroke.txt").open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                continue
+            parts = line.split()
+            if len(parts) == 2 and len(parts[0]) == 1:
+                out[parts[0]] = parts[1]
+    return out
+
+
+@lru_cache(maxsize=65536)
+def is_lookalike(a: str, b: str) -> bool:
+    """Two different characters of similar shape: in one same_stroke group, or stroke
+    sequences at most one stroke apart (己/已 identical, 王/玉 one stroke, 侯/候 one stroke)."""
+    if a == b or len(a) != 1 or len(b) != 1:
+        return False
+    if b in _same_stroke().get(a, ()) or a in _same_stroke().get(b, ()):
+        return True
+    st = _strokes()
+    sa, sb = st.get(a), st.get(b)
+    if not sa or not sb or min(len(sa), len(sb)) < 2:
+        return False
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.distance(sa, sb, score_cutoff=1) <= 1
+
+
+def lookalike_chars(a: pl.Series, b: pl.Series) -> pl.Series:
+    """Element-wise `is_lookalike` (Python over the distinct pairs only; null -> False)."""
+    df = pl.DataFrame({"a": a.cast(pl.String), "b": b.cast(pl.String)})
+    u = df.drop_nulls().unique()
+    lut = u.with_columns(
+        pl.Series("ok", [is_lookalike(x, y) for x, y in u.iter_rows()], dtype=pl.Boolean)
+    )
+    return df.join(lut, on=["a", "b"], how="left", maintain_order="left")["ok"].fill_null(False)

@@ -53,7 +53,9 @@ CASES = [
     # (case, roster changes, expected system row or None, status, id level, name level)
     ("exact", {}, 3, "matched", "exact", "exact"),
     ("homophone name", {"name": "王莉"}, 3, "matched", "exact", "pinyin"),
-    ("look-alike name", {"name": "王丰"}, 3, "matched", "exact", "close"),
+    ("one character off", {"name": "王丰"}, 3, "matched", "exact", "close"),
+    ("look-alike character (shape data)", {"name": "玉丽"}, 3, "matched", "exact", "lookalike"),
+    ("dot where the system has none", {"name": "王·丽"}, 3, "matched", "exact", "exact"),
     ("traditional name", {"name": "王麗"}, 3, "matched", "exact", "exact"),
     ("spaces in name", {"name": "王 丽 "}, 3, "matched", "exact", "exact"),
     ("one digit wrong", {"id_number": _one_digit_wrong(STUDENT)}, 3, "matched", "one_digit", "exact"),
@@ -62,6 +64,7 @@ CASES = [
     ("Excel number tail", {"id_number": STUDENT[:15] + "000", "id_number_kind": "number"}, 3, "matched", "prefix", "exact"),
     ("ID missing, name and birth agree", {"id_number": None}, 3, "matched", None, "exact"),
     ("ID in student number only", {"id_number": None, "student_no": "G" + STUDENT}, 3, "matched", "exact", "exact"),
+    ("lost check character", {"id_number": STUDENT[:17]}, 3, "matched", None, "exact"),
     ("someone else entirely", {"name": "赵六", "id_number": make_id("433124", "20120305", "358"), "head_name": "赵五",
                                "head_id": None, "village": "远村"}, None, None, None, None),
 ]
@@ -100,3 +103,64 @@ def test_same_child_claimed_twice_keeps_both_links(settings: Settings) -> None:
     links = _link(settings, roster).filter(pl.col("system") == "filing")
     assert sorted(links["roster_row"].to_list()) == [2, 3]
     assert set(links["system_row"].to_list()) == {3}
+
+
+# ------------------------------------------------------------------ helpers, one case a row
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from reconcile.idcard import check_char  # noqa: E402
+from reconcile.match import USABLE, _near_id_pairs, _wildcard_equal  # noqa: E402
+from reconcile.names import is_lookalike  # noqa: E402
+
+LOOKALIKE = [("己", "已", True), ("未", "末", True), ("王", "玉", True), ("日", "曰", True), ("侯", "候", True),
+             ("张", "章", False), ("丽", "莉", False), ("王", "王", False)]
+
+
+@pytest.mark.parametrize(("a", "b", "want"), LOOKALIKE, ids=[f"{a}{b}" for a, b, _ in LOOKALIKE])
+def test_lookalike_from_shape_data(a: str, b: str, want: bool) -> None:
+    assert is_lookalike(a, b) is want
+
+
+WILD = [("王?", "王䶮", True), ("王口", "王䶮", True), ("王口", "王丽", False), ("王?丽", "王丽", False), ("王丽", "王丽", False)]
+
+
+@pytest.mark.parametrize(("a", "b", "want"), WILD, ids=[f"{a}-{b}" for a, b, _ in WILD])
+def test_wildcards(a: str, b: str, want: bool) -> None:
+    assert _wildcard_equal([a], [b]) == [want]
+
+
+@given(st.sampled_from("一二三王李张丽莉己已末未日曰人入侯候"), st.sampled_from("一二三王李张丽莉己已末未日曰人入侯候"))
+def test_lookalike_is_symmetric_and_irreflexive(a: str, b: str) -> None:
+    assert is_lookalike(a, b) == is_lookalike(b, a)
+    assert not is_lookalike(a, a)
+
+
+def _frame(ids: list[str]) -> pl.DataFrame:
+    from reconcile.idcard import is_valid_id
+
+    return pl.DataFrame({
+        "rec": list(range(len(ids))),
+        "id_norm": ids,
+        "id_status": ["valid" if is_valid_id(i) else "checksum" for i in ids],
+    }, schema={"rec": pl.UInt32, "id_norm": pl.String, "id_status": pl.String})
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(st.integers(0, 16), st.integers(1, 9), st.booleans())
+def test_near_id_blocking_finds_one_digit_and_swaps(pos: int, delta: int, swap: bool) -> None:
+    """Any one-digit typo or adjacent swap of a valid ID is a candidate of the right one,
+    with keys built only for the failing side (three part keys, not one per position)."""
+    true = STUDENT
+    if swap:
+        p = min(pos, 15)
+        if true[p] == true[p + 1]:
+            return
+        typo = true[:p] + true[p + 1] + true[p] + true[p + 2:]
+    else:
+        typo = true[:pos] + str((int(true[pos]) + delta) % 10) + true[pos + 1:]
+    assert typo[:17] + check_char(typo[:17]) != typo or typo == true  # fails its checksum
+    r = _frame([typo])
+    s = _frame([SIBLING, true, HEAD])
+    assert r["id_status"][0] not in USABLE
+    pairs = _near_id_pairs(r, s)
+    assert (0, 1) in set(zip(pairs["r"].to_list(), pairs["s"].to_list()))
