@@ -1103,6 +1103,12 @@ def _looks_binary(data: bytes) -> bool:
     return b"\x00" in sample or sum(b < 9 or 13 < b < 32 for b in sample) > len(sample) // 20
 
 
+def _reader_failure(exc: BaseException) -> bool:
+    """Any Exception, and the PanicException (a BaseException) calamine raises on some broken
+    files (found by fuzzing: tests/fixtures/calamine_panic.xls); not Ctrl-C or exit."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 class _Unreadable(Exception):
     pass
 
@@ -1142,7 +1148,9 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
                              value="neither UTF-8, UTF-16 (BOM) nor GB18030")]
     except _Unreadable as exc:
         return [], [_problem(source, rel, "unreadable_file", value=str(exc))]
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
+    except BaseException as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
+        if not _reader_failure(exc):
+            raise
         what = {"zip": "corrupt or truncated xlsx", "ole": "corrupt or truncated xls"}.get(
             _sniff(data), "unreadable"
         )
@@ -1162,7 +1170,9 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
         any_cells = True
         try:
             table, probs = _table_from_grid(grid, source, rel, index, int(start))
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001
+            if not _reader_failure(exc):
+                raise
             problems.append(_problem(source, rel, "unreadable_sheet", sheet=grid.sheet,
                                      value=_safe_reason(exc)))
             continue
