@@ -215,6 +215,31 @@ def main() -> None:
         def progress(msg: str) -> None:
             meter.set(msg)
 
+        # Label match.py's own steps too (wrapping, not editing, the module).
+        from reconcile import match
+
+        current = {"system": ""}
+
+        def labelled(name, fn):
+            def run(*a, **k):
+                meter.set(f"  match {current['system']}: {name}")
+                out = fn(*a, **k)
+                if isinstance(out, pl.DataFrame):
+                    print(f"    {name} -> {out.height:,} rows x {out.width} cols, "
+                          f"{out.estimated_size() / GB:.2f} GB", flush=True)
+                return out
+            return run
+
+        orig_match_system = match.match_system
+
+        def match_system(roster, system, name, ms):
+            current["system"] = name
+            return orig_match_system(roster, system, name, ms)
+
+        for name in ("candidate_pairs", "score_pairs", "assign"):
+            setattr(match, name, labelled(name, getattr(match, name)))
+        pipeline.match_system = match_system
+
         t0 = time.perf_counter()
         results = pipeline.reconcile(ingested, settings, progress=progress)
         took = time.perf_counter() - t0
