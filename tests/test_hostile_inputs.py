@@ -325,3 +325,32 @@ def test_hostile_cells_survive_to_the_store_and_workbook(tmp_path, settings) -> 
                           rel="roster/e.xlsx", aliases=ALIASES)
     recs, _ = normalize_source(tables, "roster", settings)
     assert "䶮" in recs["name_norm"][0] and "𬱖" in recs["name_norm"][1]
+
+
+# ---- property: normalisation never drops or crashes on hostile text --------------------------
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+HOSTILE_TEXT = st.one_of(
+    st.none(),
+    st.text(alphabet=st.sampled_from(list("0123456789Xx０１２３４５６７８９ｘ.-+=/年月日 \t\x07·•・．"
+                                          "张王李阿依古丽䶮𬱖😀?*#N/A")), max_size=25),
+    st.text(max_size=12),
+)
+
+
+@hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries({
+    f: HOSTILE_TEXT for f in ("name", "id_number", "birth_date", "gender", "head_name", "head_id",
+                              "student_no", "amount", "school", "town", "village")}),
+    min_size=1, max_size=8))
+def test_normalize_keeps_every_row_of_hostile_text(settings, rows) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import sheet
+
+    recs, probs = normalize_source([sheet("roster", rows)], "roster", settings)
+    assert recs.height == len(rows)                         # no row lost
+    assert sorted(recs["row"].to_list()) == list(range(2, 2 + len(rows)))
+    assert probs.schema == pl.Schema(PROBLEM_SCHEMA)
