@@ -135,7 +135,7 @@ def test_no_id_or_name_reaches_logs_errors_or_prefect(harness, county: Path, tmp
     monkeypatch.setattr(nightly.pipeline, "reconcile", leaky)
     with pytest.raises(Exception) as failure:
         nightly.nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports))
-    assert "ValueError" in str(failure.value)
+    assert "ValueError" in f"{type(failure.value).__name__}: {failure.value}"
     from prefect.logging.handlers import APILogHandler
 
     for h in logging.getLogger("prefect").handlers:   # send buffered logs to the API now
