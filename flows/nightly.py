@@ -6,7 +6,9 @@ minors' IDs), and no task caches on its inputs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import re
 import shutil
 import uuid
 from datetime import date, datetime
@@ -21,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from reconcile import ingest, pipeline, report, store
 from reconcile.completeness import Previous
 from reconcile.config import Settings, load_settings
-from reconcile.errors import redact
+from reconcile.errors import ReconError, redact
 
 __all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR"]
 
@@ -29,6 +31,26 @@ TIMEZONE = "Asia/Shanghai"
 TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' workbooks
 NOTICE_DIR = "公示名单"  # <reports>/<night>/公示名单/<school>.xlsx
 QUIET = dict(cache_policy=NO_CACHE, persist_result=False)
+_QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|「[^」]{0,200}」")
+
+
+class StepError(ReconError):
+    """A task's failure as Prefect records it: type and message with cell values removed."""
+
+
+@contextlib.contextmanager
+def _no_data_in_errors(step: str):
+    """Exceptions leaving a task are what Prefect logs and stores in its database (state
+    messages, tracebacks). Library errors quote cell values (an ID, a name): re-raise them
+    with quoted text and ID-shaped numbers masked, and without the original chained (whose
+    message the traceback would print)."""
+    try:
+        yield
+    except ReconError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        text = redact(_QUOTED.sub("'…'", str(exc).strip().splitlines()[0] if str(exc).strip() else ""))
+        raise StepError(f"{step}: {type(exc).__name__}: {text[:300]}") from None
 
 
 @task(retries=2, retry_delay_seconds=5, **QUIET)
@@ -40,8 +62,18 @@ def read_inbox(inbox: Path, settings: Settings) -> ingest.IngestResult:
     def on_file(rel: str, i: int, n: int) -> None:
         log.info("reading %d/%d: %s", i, n, rel)
 
-    result = ingest.read_inbox(inbox, settings.header_aliases, on_file=on_file)
+    with _no_data_in_errors("reading the inbox"):
+        result = ingest.read_inbox(inbox, settings.header_aliases, on_file=on_file)
     log.info("read %d files, %d sheets, %d file/row problems", result.files_read, len(result.tables), result.problems.height)
+    # Whole-file problems name the file and the reason (never a cell value); row problems
+    # are counted here and listed in the row_problems table.
+    for p in result.problems.filter(pl.col("row").is_null()).iter_rows(named=True):
+        reason = p["value"] if p["problem"] in _FILE_REASONS else ""
+        log.warning("%s%s: %s%s", p["file"], f" [{p['sheet']}]" if p["sheet"] else "", p["problem"],
+                    f" ({redact(reason)})" if reason else "")
+    by_problem = result.problems.filter(pl.col("row").is_not_null()).group_by("problem").len().sort("problem")
+    for problem, n in by_problem.iter_rows():
+        log.info("row problems %s: %d (see table row_problems)", problem, n)
     return result
 
 
@@ -70,11 +102,13 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
                       as_of: date | None = None, county: str | None = None,
                       previous: Previous | None = None) -> pipeline.Results:
     log = get_run_logger()
-    results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
-                                 county=county, previous=previous)
+    with _no_data_in_errors("reconciling"):
+        results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
+                                     county=county, previous=previous)
+        # The hash of each item's locked workbook cells, stored so the import can tell edits.
+        results = dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
     log.info("policy: %s", results.policy.title if results.policy else "none found for this county (no subsidy check)")
-    # The hash of each item's locked workbook cells, stored so the import can tell edits.
-    return dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
+    return results
 
 
 @task(retries=1, retry_delay_seconds=2, **QUIET)
@@ -82,11 +116,12 @@ def stage_reports(results: pipeline.Results, reports: Path, run_id: str) -> Path
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
     staging = reports / f".staging-{run_id}"
     staging.mkdir(parents=True, exist_ok=True)
-    paths = report.write_school_workbooks(results.discrepancies, staging, run_id=run_id)
-    towns = report.write_clerk_workbooks(results.discrepancies, staging / TOWN_DIR, by="town", run_id=run_id)
-    notices = report.write_public_notices(
-        results.eligible if results.eligible is not None else pl.DataFrame(), staging / NOTICE_DIR
-    )
+    with _no_data_in_errors("writing workbooks"):
+        paths = report.write_school_workbooks(results.discrepancies, staging, run_id=run_id)
+        towns = report.write_clerk_workbooks(results.discrepancies, staging / TOWN_DIR, by="town", run_id=run_id)
+        notices = report.write_public_notices(
+            results.eligible if results.eligible is not None else pl.DataFrame(), staging / NOTICE_DIR
+        )
     get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists",
                           len(paths), len(towns), len(notices))
     return staging
@@ -102,7 +137,20 @@ def publish(db: Path, run_id: str, results: pipeline.Results) -> None:
         "export_problems": results.export_problems,
         "household_changes": results.household_changes,
     }
-    store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables)
+    with _no_data_in_errors("publishing"):
+        store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables)
+
+
+_FILE_REASONS = {"unreadable_file", "unreadable_sheet", "encoding_undetected", "no_data_rows",
+                 "unsupported_file"}
+
+
+def _remove_leftovers(reports: Path) -> None:
+    """Staging/old report folders a killed run left behind (called under the run lock)."""
+    if reports.is_dir():
+        for p in reports.iterdir():
+            if p.is_dir() and p.name.startswith((".staging-", ".old-")):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _now() -> datetime:
@@ -133,6 +181,7 @@ def nightly_reconciliation(
     params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config,
               "county": county}
     with store.RunLock(db_path):
+        _remove_leftovers(reports_dir)
         store.begin_run(db_path, run_id=run_id, started_at=started, night=night, as_of=as_of_date, parameters=params)
         staging: Path | None = None
         try:

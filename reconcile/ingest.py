@@ -242,6 +242,9 @@ class _Grid:
     typed: Callable[[list[int]], dict[int, pl.Series]] | None = None  # lazily: number masks
     hidden: bool = False
     excel_dates: bool = False                 # date cells arrive as 'YYYY-MM-DD HH:MM:SS'
+    # cells the reader turns into null that a clerk must hear about: (row, grid column,
+    # problem, value), from the xlsx XML (error values like #N/A, formulas without a value)
+    flagged: list[tuple[int, int, str, str]] | None = None
 
     def number_masks(self, cols: list[int]) -> dict[int, pl.Series]:
         if not cols:
@@ -262,9 +265,10 @@ def _frame_from_rows(rows: list[list[str | None]]) -> pl.DataFrame:
 # ---- Excel (calamine) ------------------------------------------------------------------------
 
 
-def _excel_grids(data: bytes) -> list[_Grid]:
+def _excel_grids(data: bytes, flags: dict[str, list] | None = None) -> list[_Grid]:
     reader = fastexcel.read_excel(data)
     grids = []
+    flags = flags or {}
     for idx, name in enumerate(reader.sheet_names):
         sheet = reader.load_sheet(idx, header_row=None, skip_rows=0, dtypes="string")
         hidden = str(getattr(sheet, "visible", "visible")).lower() not in ("visible",)
@@ -287,8 +291,156 @@ def _excel_grids(data: bytes) -> list[_Grid]:
                 return {}
             return {c: t.get_column(n).is_not_null() for c, n in zip(cols, use, strict=True)}
 
-        grids.append(_Grid(name, df, typed=typed, hidden=hidden, excel_dates=True))
+        grids.append(_Grid(name, df, typed=typed, hidden=hidden, excel_dates=True,
+                           flagged=flags.get(name)))
     return grids
+
+
+# ---- xlsx: the zip container, checked before calamine sees it -------------------------------
+#
+# An xlsx is a zip of XML files. A hostile (or broken) one can declare or hold far more XML
+# than the file's size suggests (a zip bomb), and calamine would inflate all of it in memory.
+# So before handing the bytes over, the zip directory is checked (entry count, declared
+# sizes, compression ratios), then every entry is inflated in bounded chunks, counting what
+# really comes out (directories can lie) against the same limits. The same pass finds the
+# cells calamine turns into null without a word: error values (#N/A ...) and formulas with no
+# stored value.
+
+MAX_FILE_BYTES = 512 * 1024**2            # any input file larger than this is refused
+MAX_ZIP_ENTRIES = 10_000
+MAX_XLSX_UNCOMPRESSED = 2 * 1024**3       # all entries together, inflated
+MAX_ZIP_RATIO = 200                       # inflated / compressed, for entries over ...
+ZIP_RATIO_MIN_BYTES = 8 * 1024**2         # ... this inflated size (small ones may compress well)
+MAX_FLAGGED_CELLS = 10_000                # error / formula cells reported per sheet at most
+_CHUNK = 4 * 1024**2
+_OVERLAP = 64 * 1024
+
+_ERROR_CELL = re.compile(
+    rb'<c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>]*?\bt="e"[^>]*>\s*'
+    rb'(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)?\s*<v>([^<]{0,40})</v>'
+)
+_FORMULA_NO_VALUE = re.compile(
+    rb'<c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>/]*>\s*'
+    rb'(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>'
+)
+_VALUE_CELL = re.compile(
+    rb'<c\b[^>]*?\br="([A-Z]{1,3})[0-9]{1,7}"[^>/]*>\s*'
+    rb'(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)?\s*<(?:v>[^<]|is>)'
+)
+
+
+class _ZipRefused(Exception):
+    pass
+
+
+def _col_index(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + (ch - 64)
+    return n - 1
+
+
+def _inflate(zf, info, budget: list[int], want_scan: bool):
+    """Inflate one entry in chunks; yields (chunk with overlap, start offset) if want_scan."""
+    declared = info.file_size
+    got = 0
+    tail = b""
+    with zf.open(info) as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                break
+            got += len(chunk)
+            budget[0] -= len(chunk)
+            if got > declared or budget[0] < 0:
+                raise _ZipRefused(
+                    f"zip bomb refused: {info.filename} inflates beyond its declared or the allowed "
+                    f"size (limit {MAX_XLSX_UNCOMPRESSED // 1024**2} MiB in all)"
+                )
+            if want_scan:
+                yield tail + chunk
+                tail = chunk[-_OVERLAP:]
+
+
+def _sheet_parts(zf) -> dict[str, str]:
+    """zip path of each worksheet -> sheet name (from workbook.xml and its rels)."""
+    names = set(zf.namelist())
+    wb_path = "xl/workbook.xml"
+    rels_path = "xl/_rels/workbook.xml.rels"
+    if wb_path not in names or rels_path not in names:
+        return {}
+    try:
+        wb = ET.fromstring(zf.read(wb_path))
+        rels = ET.fromstring(zf.read(rels_path))
+    except ET.ParseError:
+        return {}
+    target = {}
+    for rel in rels:
+        t = rel.get("Target") or ""
+        t = t.lstrip("/") if t.startswith("/") else f"xl/{t}"
+        target[rel.get("Id")] = re.sub(r"[^/]+/\.\./", "", t)
+    out = {}
+    for el in wb.iter():
+        if el.tag.endswith("}sheet") or el.tag == "sheet":
+            rid = next((v for k, v in el.attrib.items() if k.endswith("}id")), None)
+            if rid in target:
+                out[target[rid]] = el.get("name") or ""
+    return out
+
+
+def _inspect_xlsx(data: bytes) -> dict[str, list[tuple[int, int, str, str]]]:
+    """Refuse zip bombs; return flagged cells per sheet name (row, grid column, problem, value).
+
+    Raises `_ZipRefused` for a bomb, `zipfile.BadZipFile` (etc.) for a broken zip.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_ENTRIES:
+            raise _ZipRefused(f"zip bomb refused: {len(infos)} entries (limit {MAX_ZIP_ENTRIES})")
+        total = sum(i.file_size for i in infos)
+        if total > MAX_XLSX_UNCOMPRESSED:
+            raise _ZipRefused(
+                f"zip bomb refused: declares {total // 1024**2} MiB of content "
+                f"(limit {MAX_XLSX_UNCOMPRESSED // 1024**2} MiB)"
+            )
+        for i in infos:
+            if i.file_size > ZIP_RATIO_MIN_BYTES and i.file_size > MAX_ZIP_RATIO * max(
+                i.compress_size, 1
+            ):
+                raise _ZipRefused(
+                    f"zip bomb refused: {i.filename} compresses {i.file_size // max(i.compress_size, 1)}:1 "
+                    f"(limit {MAX_ZIP_RATIO}:1)"
+                )
+        sheets = _sheet_parts(zf)
+        budget = [MAX_XLSX_UNCOMPRESSED]
+        flags: dict[str, list[tuple[int, int, str, str]]] = {}
+        for info in infos:
+            sheet = sheets.get(info.filename)
+            if sheet is None:
+                for _ in _inflate(zf, info, budget, False):
+                    pass
+                continue
+            found: dict[tuple[int, int], tuple[str, str]] = {}
+            for buf in _inflate(zf, info, budget, True):
+                if len(found) >= MAX_FLAGGED_CELLS or (b't="e"' not in buf and b"<f" not in buf):
+                    continue
+                for m in _ERROR_CELL.finditer(buf):
+                    found[(int(m.group(2)), _col_index(m.group(1)))] = (
+                        "error_value", m.group(3).decode("utf-8", "replace").strip())
+                for m in _FORMULA_NO_VALUE.finditer(buf):
+                    found.setdefault((int(m.group(2)), _col_index(m.group(1))),
+                                     ("formula_without_value", "formula with no stored result"))
+            if found:
+                # calamine's grid starts at the first column holding a value
+                first = min((_col_index(m.group(1))
+                             for buf in _inflate(zf, info, [MAX_XLSX_UNCOMPRESSED], True)
+                             for m in _VALUE_CELL.finditer(buf)), default=0)
+                flags[sheet] = sorted(
+                    (r, c - first, p, v) for (r, c), (p, v) in found.items() if c >= first
+                )[:MAX_FLAGGED_CELLS]
+        return flags
 
 
 # ---- Delimited text ------------------------------------------------------------------------
@@ -760,6 +912,12 @@ def _table_from_grid(
     n_total = int(out.get_column("__total").sum())
     out = out.filter(~pl.col("__total") & ~pl.col("__blank") & ~pl.col("__rephead"))
     dropped = body.height - out.height
+    if out.height == 0:
+        problems.append(_problem(source, rel, "no_data_rows", sheet=sheet, row=header_row,
+                                 value="header found but no data rows below it"))
+    out, cell_probs = _cell_problems(out, grid, ordered, col_of,
+                                     {f: header.fields[f][1] for f in ordered}, source, rel, sheet)
+    problems.extend(cell_probs)
 
     # numbers of 16+ digits as Excel shows them (15 significant digits), kinds of ID cells
     fix: list[pl.Expr] = []
@@ -819,6 +977,71 @@ def _table_from_grid(
     return table, problems
 
 
+# Cells a clerk must hear about: values that are not data (error values, formulas with no
+# stored result), absurdly long text and control characters. Each becomes a row problem
+# naming file, sheet, row and column; the value is cleaned (error -> null, long text cut,
+# control characters removed) and the rest of the row is read as usual.
+EXCEL_ERRORS = ("#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NUM!", "#NAME?", "#NULL!", "#SPILL!",
+                "#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#UNKNOWN!", "#CONNECT!",
+                "#BUSY!")
+MAX_CELL_CHARS = 1000          # longer cell text is cut to this (Excel's own limit is 32,767)
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+_CELL_MESSAGES = {
+    "error_value": "error value in cell, read as empty",
+    "formula_without_value": "formula with no stored result, read as empty",
+}
+
+
+def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: dict[str, int],
+                   headers: dict[str, str], source: str, rel: str, sheet: str):
+    if out.height == 0 or not ordered:
+        return out, []
+    found: list[tuple[int, int, dict]] = []
+    order = {f: i for i, f in enumerate(ordered)}
+    if grid.flagged:
+        field_at = {c: f for f, c in col_of.items()}
+        kept = set(out.get_column("row").to_list())
+        for r, c, prob, val in grid.flagged:
+            f = field_at.get(c)
+            if f is not None and r in kept:
+                value = val if prob == "error_value" else _CELL_MESSAGES[prob]
+                found.append((r, order[f], _problem(source, rel, prob, sheet=sheet, row=r,
+                                                    column=headers[f], value=value)))
+    marks = out.select(
+        pl.col("row"),
+        *[
+            pl.when(pl.col(f).is_in(EXCEL_ERRORS)).then(pl.lit("error_value"))
+            .when(pl.col(f).str.len_chars() > MAX_CELL_CHARS).then(pl.lit("value_too_long"))
+            .when(pl.col(f).str.contains(_CONTROL)).then(pl.lit("control_characters"))
+            .alias(f)
+            for f in ordered
+        ],
+    )
+    bad = marks.unpivot(index="row", variable_name="field", value_name="problem").filter(
+        pl.col("problem").is_not_null()
+    )
+    if bad.height:
+        values = out.select("row", *ordered).unpivot(index="row", variable_name="field",
+                                                     value_name="value")
+        bad = bad.join(values, on=["row", "field"], how="left")
+        for r, f, prob, val in bad.iter_rows():
+            if prob == "value_too_long":
+                val = f"{len(val)} characters, cut to {MAX_CELL_CHARS}: {val[:40]}…"
+            elif prob == "control_characters":
+                val = re.sub(_CONTROL, "\ufffd", val)[:200]
+            found.append((r, order[f], _problem(source, rel, prob, sheet=sheet, row=r,
+                                                column=headers[f], value=val)))
+        out = out.with_columns(
+            _clean(
+                pl.when(pl.col(f).is_in(EXCEL_ERRORS)).then(None)
+                .otherwise(pl.col(f).str.slice(0, MAX_CELL_CHARS).str.replace_all(_CONTROL, ""))
+            ).alias(f)
+            for f in bad.get_column("field").unique().to_list()
+        )
+    found.sort(key=lambda t: (t[0], t[1]))
+    return out, [p for _, _, p in found]
+
+
 # --------------------------------------------------------------------------------------------
 # Files
 
@@ -852,7 +1075,13 @@ def _grids_for(path: Path, data: bytes, ext: str) -> list[_Grid]:
     kind = _sniff(data)
     if kind == "encrypted":
         raise _Unreadable("password-protected (encrypted) workbook")
-    if kind in ("zip", "ole"):
+    if kind == "zip":
+        try:
+            flags = _inspect_xlsx(data)
+        except _ZipRefused as exc:
+            raise _Unreadable(str(exc)) from None
+        return _excel_grids(data, flags)
+    if kind == "ole":
         return _excel_grids(data)
     if not data.strip():
         return []
@@ -872,6 +1101,12 @@ def _grids_for(path: Path, data: bytes, ext: str) -> list[_Grid]:
 def _looks_binary(data: bytes) -> bool:
     sample = data[:4096]
     return b"\x00" in sample or sum(b < 9 or 13 < b < 32 for b in sample) > len(sample) // 20
+
+
+def _reader_failure(exc: BaseException) -> bool:
+    """Any Exception, and the PanicException (a BaseException) calamine raises on some broken
+    files (found by fuzzing: tests/fixtures/calamine_panic.xls); not Ctrl-C or exit."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
 class _Unreadable(Exception):
@@ -898,6 +1133,11 @@ def read_file(
 def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
     ext = path.suffix.lower()
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return [], [_problem(source, rel, "unreadable_file",
+                                 value=f"file too large: {size // 1024**2} MiB "
+                                       f"(limit {MAX_FILE_BYTES // 1024**2} MiB)")]
         data = path.read_bytes()
     except OSError as exc:
         return [], [_problem(source, rel, "unreadable_file", value=_safe_reason(exc))]
@@ -908,7 +1148,9 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
                              value="neither UTF-8, UTF-16 (BOM) nor GB18030")]
     except _Unreadable as exc:
         return [], [_problem(source, rel, "unreadable_file", value=str(exc))]
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
+    except BaseException as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
+        if not _reader_failure(exc):
+            raise
         what = {"zip": "corrupt or truncated xlsx", "ole": "corrupt or truncated xls"}.get(
             _sniff(data), "unreadable"
         )
@@ -928,7 +1170,9 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
         any_cells = True
         try:
             table, probs = _table_from_grid(grid, source, rel, index, int(start))
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001
+            if not _reader_failure(exc):
+                raise
             problems.append(_problem(source, rel, "unreadable_sheet", sheet=grid.sheet,
                                      value=_safe_reason(exc)))
             continue

@@ -374,7 +374,7 @@ def _tf_bits(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettin
         return pl.lit(0.0)
     tf = names.group_by("name_norm").len().with_columns((pl.col("len") / names.height).alias("tf"))
     exact = df.filter(pl.col("lv_name") == "exact").select(pl.col("r_name_norm").alias("name_norm"))
-    ref = exact.join(tf, on="name_norm", how="left")["tf"].mean() if exact.height else None
+    ref = exact.join(tf, on="name_norm", how="left", maintain_order="left")["tf"].mean() if exact.height else None
     if ref is None:
         return pl.lit(0.0)
     lut = dict(zip(tf["name_norm"].to_list(), tf["tf"].to_list()))
@@ -390,7 +390,8 @@ class Model:
         self.m, self.u, self.prior_bits, self.fitted = m, u, prior_bits, fitted
 
     def bits(self, field: str, level: str) -> float:
-        return math.log2(self.m[field][level] / self.u[field][level])
+        # Rounded so that the same inputs give the same weights to the last digit.
+        return round(math.log2(self.m[field][level] / self.u[field][level]), 9)
 
 
 def _random_pairs(r: pl.DataFrame, s: pl.DataFrame, n: int, seed: int = 20240901) -> pl.DataFrame:
@@ -421,7 +422,8 @@ def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     cols = [f"lv_{f}" for f in COMPARISONS]
 
     def encode(frame: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        vec = frame.group_by(cols).len()
+        # Sorted: group order varies between runs, and float sums must not.
+        vec = frame.group_by(cols).len().sort(cols, nulls_last=True)
         idx = {}
         for f, names in COMPARISONS.items():
             code = {n: i for i, n in enumerate(names)}
@@ -468,7 +470,7 @@ def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
         u[f] = np.array([clean[j] / (tot * (1 - prior)) if tot and clean[j] >= 10 else u0[f][n] for j, n in enumerate(names)])
     fm = {f: {n: float(m[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
     fu = {f: {n: float(u[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
-    return Model(fm, fu, math.log2(prior / (1 - prior)), True)
+    return Model(fm, fu, round(math.log2(prior / (1 - prior)), 9), True)
 
 
 def _identity() -> list[pl.Expr]:

@@ -184,7 +184,8 @@ _INPUT_COLUMNS: dict[str, pl.DataType] = {
 MAX_REVEALED_DIFFS = 4
 _MIN_HIDDEN = 4  # an 18-character ID always keeps at least this many characters hidden
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # CR is written as LF
+_EXCEL_MAX_CHARS = 32767
 # Runs of 14+ digits (ASCII or full-width, single spaces allowed inside), optional X last.
 _ID_SHAPED = re.compile(
     r"(?<![0-9０-９])[0-9０-９](?:[ \u3000]?[0-9０-９]){13,}(?:[XxＸｘ])?(?![0-9０-９])"
@@ -277,7 +278,7 @@ def _final(value: Any, *, from_input: bool = True) -> Any:
         # XML turns CR into LF on reading: write what will be read back.
         text = ILLEGAL_CHARACTERS_RE.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
         if from_input:
-            text = mask_text(text)
+            text = mask_text(text)[:_EXCEL_MAX_CHARS]  # longer makes Excel call the file corrupt
         return text or None
     return value
 

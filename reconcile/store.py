@@ -404,7 +404,20 @@ def _fsync_path(path: Path, *, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+def _pause_point(op: str, point: str) -> None:
+    """Test hook for kill -9 tests: with RECON_TEST_PAUSE_AT='{op}:{point}' (e.g.
+    'finish:before_replace'), touch RECON_TEST_PAUSE_FILE and sleep, so a test can kill
+    the process exactly there. Does nothing unless the variable is set."""
+    if os.environ.get("RECON_TEST_PAUSE_AT") != f"{op}:{point}":
+        return
+    marker = os.environ.get("RECON_TEST_PAUSE_FILE")
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(float(os.environ.get("RECON_TEST_PAUSE_S", "60")))
+
+
+def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None],
+             op: str = "write") -> None:
     """Copy the published file, apply `change` to the copy, swap it in atomically."""
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -414,12 +427,14 @@ def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnec
         try:
             if db_path.exists():
                 shutil.copyfile(db_path, tmp)
+            _pause_point(op, "after_copy")
             con = duckdb.connect(str(tmp))
             try:
                 _ensure_schema(con)
                 con.execute("BEGIN TRANSACTION")
                 try:
                     change(con)
+                    _pause_point(op, "in_transaction")
                 except BaseException:
                     with contextlib.suppress(duckdb.Error):
                         con.execute("ROLLBACK")
@@ -432,7 +447,9 @@ def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnec
             if wal.exists():  # a checkpointed, closed database leaves none; be safe
                 raise ReconError(f"DuckDB left a write-ahead log next to {tmp.name}; not publishing")
             _fsync_path(tmp)
+            _pause_point(op, "before_replace")
             os.replace(tmp, db_path)
+            _pause_point(op, "after_replace")
             _fsync_path(db_path.parent, directory=True)
         finally:
             for suffix in _WRITE_SUFFIXES:
@@ -541,7 +558,7 @@ def begin_run(
             [run_id, _aware(started_at), night, as_of, _json(parameters)],
         )
 
-    _publish(Path(db_path), run_id, change)
+    _publish(Path(db_path), run_id, change, "begin")
 
 
 def finish_run(
@@ -597,7 +614,7 @@ def finish_run(
             [_aware(finished_at), _json(counts), *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id],
         )
 
-    _publish(Path(db_path), run_id, change)
+    _publish(Path(db_path), run_id, change, "finish")
 
 
 def fail_run(db_path: Path, *, run_id: str, finished_at: datetime, error: str) -> None:
@@ -620,7 +637,7 @@ def fail_run(db_path: Path, *, run_id: str, finished_at: datetime, error: str) -
                 [_aware(finished_at), text, run_id],
             )
 
-    _publish(Path(db_path), run_id, change)
+    _publish(Path(db_path), run_id, change, "fail")
 
 
 # --------------------------------------------------------------------------- analyst views

@@ -91,3 +91,67 @@ def test_failed_run_is_marked_and_keeps_previous_results(harness, county: Path, 
     assert "matched" in rows[1][1]
     assert _query(db, "select count(distinct run_id) from records") == [(1,)]
     assert len(list(reports.glob("*/*.xlsx"))) > 0
+
+
+def _prefect_files() -> list[Path]:
+    """The harness's Prefect database (with its WAL/journal) and local result storage."""
+    from prefect.settings import get_current_settings
+
+    s = get_current_settings()
+    url = str(s.server.database.connection_url.get_secret_value()
+              if hasattr(s.server.database.connection_url, "get_secret_value")
+              else s.server.database.connection_url)
+    db = Path(url.split("///", 1)[1]) if "sqlite" in url else None
+    files = [p for p in ([db, Path(f"{db}-wal"), Path(f"{db}-journal")] if db else []) if p.exists()]
+    storage = Path(s.results.local_storage_path).expanduser()
+    if storage.is_dir():
+        files += [p for p in storage.rglob("*") if p.is_file()]
+    return files
+
+
+def test_no_id_or_name_reaches_logs_errors_or_prefect(harness, county: Path, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture,
+                                                      capfd: pytest.CaptureFixture, monkeypatch) -> None:
+    """Run the flow (one good night, one failing with a library error that quotes an ID and a
+    name), then scan every log record, stdout/stderr, the exception, the runs table and the
+    Prefect database (logs, states, events, parameters, artifacts) and result storage."""
+    import flows.nightly as nightly
+    from reconcile import ingest
+    from reconcile.config import load_settings
+
+    roster = pl.concat([t.frame for t in ingest.read_inbox(county / "inbox", load_settings().header_aliases).tables
+                        if t.source == "roster"], how="diagonal_relaxed")
+    ids = {v for v in roster["id_number"].drop_nulls().to_list() if ID_SHAPED.fullmatch(v)}
+    names = {v for v in roster["name"].drop_nulls().to_list() if len(v) >= 3}
+    secret_id, secret_name = sorted(ids)[0], sorted(names)[0]
+
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    caplog.set_level(logging.DEBUG)
+    nightly.nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports))
+
+    def leaky(*_a, **_k):
+        raise ValueError(f"could not parse '{secret_name}' / {secret_id} as Date; value: {secret_id}")
+
+    monkeypatch.setattr(nightly.pipeline, "reconcile", leaky)
+    with pytest.raises(Exception) as failure:
+        nightly.nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports))
+    assert "ValueError" in f"{type(failure.value).__name__}: {failure.value}"
+    from prefect.logging.handlers import APILogHandler
+
+    for h in logging.getLogger("prefect").handlers:   # send buffered logs to the API now
+        if isinstance(h, APILogHandler):
+            h.flush()
+
+    texts = [str(failure.value), capfd.readouterr().out, capfd.readouterr().err]
+    texts += [r.getMessage() for r in caplog.records]
+    texts += [logging.Formatter().formatException(r.exc_info) for r in caplog.records if r.exc_info]
+    texts += [str(r) for r in _query(db, "select * from runs")]
+    blobs = [p.read_bytes().decode("utf-8", "replace") for p in _prefect_files()]
+    assert blobs, "the Prefect database was found and scanned"
+    assert any("nightly-reconciliation" in b for b in blobs)   # it is the right database
+    leaks = [(i, m) for i, t in enumerate(texts + blobs) for m in ID_SHAPED.findall(t)]
+    assert leaks == []
+    found_names = [n for n in names | {secret_name} for t in texts + blobs if n in t]
+    assert found_names == []
+    [(error,)] = _query(db, "select error from runs where status = 'failed'")
+    assert "ValueError" in error and secret_id not in error
