@@ -11,6 +11,8 @@ import dataclasses
 import re
 import shutil
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,6 +33,7 @@ TIMEZONE = "Asia/Shanghai"
 TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' workbooks
 NOTICE_DIR = "公示名单"  # <reports>/<night>/公示名单/<school>.xlsx
 QUIET = dict(cache_policy=NO_CACHE, persist_result=False)
+PARALLEL_REPORTS_FROM = 5000  # items; below this a second process costs more than it saves
 _QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|「[^」]{0,200}」")
 
 
@@ -116,12 +119,21 @@ def stage_reports(results: pipeline.Results, reports: Path, run_id: str) -> Path
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
     staging = reports / f".staging-{run_id}"
     staging.mkdir(parents=True, exist_ok=True)
+    items = results.discrepancies
+    eligible = results.eligible if results.eligible is not None else pl.DataFrame()
     with _no_data_in_errors("writing workbooks"):
-        paths = report.write_school_workbooks(results.discrepancies, staging, run_id=run_id)
-        towns = report.write_clerk_workbooks(results.discrepancies, staging / TOWN_DIR, by="town", run_id=run_id)
-        notices = report.write_public_notices(
-            results.eligible if results.eligible is not None else pl.DataFrame(), staging / NOTICE_DIR
-        )
+        if items.height < PARALLEL_REPORTS_FROM:
+            paths = report.write_school_workbooks(items, staging, run_id=run_id)
+            towns = report.write_clerk_workbooks(items, staging / TOWN_DIR, by="town", run_id=run_id)
+            notices = report.write_public_notices(eligible, staging / NOTICE_DIR)
+        else:
+            # openpyxl is pure Python: a large county's workbooks are written side by side in
+            # other processes (spawned: forking beside Prefect's threads is unsafe).
+            with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+                towns_job = pool.submit(report.write_clerk_workbooks, items, staging / TOWN_DIR, by="town", run_id=run_id)
+                notices_job = pool.submit(report.write_public_notices, eligible, staging / NOTICE_DIR)
+                paths = report.write_school_workbooks(items, staging, run_id=run_id)
+                towns, notices = towns_job.result(), notices_job.result()
     get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists",
                           len(paths), len(towns), len(notices))
     return staging

@@ -20,6 +20,7 @@ frame gives byte-identical files (fixed document and zip timestamps).
 from __future__ import annotations
 
 import difflib
+from copy import copy
 import hashlib
 import io
 import math
@@ -81,6 +82,10 @@ KIND_LABELS: dict[str, str] = {
     "duplicate_claim": "重复申报",
     "id_fact_conflict": "出生日期或性别与身份证不符",
     "needs_review": "疑似记录待确认",
+    "subsidy_mismatch": "资助金额与标准不符",
+    "age_stage_mismatch": "年龄与学段年级不符",
+    "export_incomplete": "系统导出可能不完整",
+    "missed_eligible": "符合条件但未在名单",
 }
 
 # What each kind means and what the clerk should do (the 说明 sheet).
@@ -125,6 +130,22 @@ KIND_HELP: dict[str, tuple[str, str]] = {
     "needs_review": (
         "在系统中找到一条疑似记录，但证据不足以自动确认是同一人（例如姓名只差一个字、出生日期或户主不同）。",
         "对照户口簿核对表中名单与系统两边的姓名、身份证号：是同一人选“确认是同一人”，不是选“不是同一人”。",
+    ),
+    "subsidy_mismatch": (
+        "名单中的资助金额与本县本学年的资助标准不一致（按学段、家庭类别、是否寄宿、年级计算）；说明中写明了应发金额和所依据的标准。",
+        "核对学生的学段、年级、是否寄宿和家庭类别是否填写正确；都正确的，按标准更正资助金额。",
+    ),
+    "age_stage_mismatch": (
+        "按身份证号中的出生日期计算，学生年龄与所填学段或年级明显不符。",
+        "核对身份证号和学段、年级是否填错；确属跳级、留级或晚入学的，在备注中说明。",
+    ),
+    "export_incomplete": (
+        "该学生所在村或乡镇在今晚的系统导出中几乎没有记录，而名单和另一系统中都有，很可能是导出被截断，而不是学生不符合条件。",
+        "不必逐户核查：请联系县学生资助管理中心或系统主管部门重新导出该村（乡镇）的数据。",
+    ),
+    "missed_eligible": (
+        "低保或建档立卡家庭中有学龄儿童，但不在任何学校的资助名单上，可能已辍学，也可能漏报（控辍保学）。",
+        "由乡镇和村核实该儿童是否在校：在校的通知所在学校补报资助；已辍学的按控辍保学要求劝返。",
     ),
 }
 
@@ -454,8 +475,44 @@ _WIDTHS = {COL_DECISION: 14, COL_CORRECTED: 22, COL_NOTE: 24, COL_REVIEWER: 10, 
            "名单文件": 28, "系统文件": 24, COL_REF: 8, COL_HASH: 18}
 
 
+class _Styles:
+    """Cell styles set once per sheet and copied after: setting openpyxl style objects cell
+    by cell hashes them every time, which dominated writing a large county's workbooks."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, Any] = {}
+
+    def apply(self, cell: Any, key: str, setter: Any) -> None:
+        if key in self._arrays:
+            cell._style = copy(self._arrays[key])
+        else:
+            setter(cell)
+            self._arrays[key] = copy(cell._style)
+
+
+def _body_style(cell: Any) -> None:
+    cell.alignment = _TOP
+
+
+def _diff_style(cell: Any) -> None:
+    cell.alignment = _TOP
+    cell.fill = _DIFF_FILL
+
+
+def _note_style(cell: Any) -> None:
+    cell.alignment = Alignment(wrap_text=True, vertical="top")
+
+
+def _review_style(cell: Any) -> None:
+    cell.alignment = _TOP
+    cell.protection = Protection(locked=False)
+    cell.fill = _EDIT_FILL
+    cell.number_format = "@"  # corrected IDs typed here stay text
+
+
 def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school: bool = False) -> None:
     ws.title = SHEET_PROBLEMS
+    styles = _Styles()
     headers = list(HEADERS)
     if with_school:
         headers.insert(1, COL_SCHOOL)
@@ -469,24 +526,27 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
         cells[COL_HASH] = row_hash(cells)
         if with_school:
             cells[COL_SCHOOL] = _final(d["school"])
+        rich: dict[str, Any] = {}
         for left, right in PAIRS:
             a, b = cells.get(left), cells.get(right)
             if isinstance(a, str) and isinstance(b, str) and a != b:
                 sa, sb = _diff_spans(a, b)
-                for h, text, spans in ((left, a, sa), (right, b, sb)):
-                    _put(ws, r, col[h], text, from_input=False, rich=_rich(text, spans))
-                    ws.cell(row=r, column=col[h]).fill = _DIFF_FILL
+                rich[left], rich[right] = _rich(a, sa), _rich(b, sb)
+        diff = set(rich)
+        # Styles first: copying a style array replaces all of a cell's style (quote prefix too).
+        for h, c in col.items():
+            cell = ws.cell(row=r, column=c)
+            if h in REVIEW_HEADERS:
+                styles.apply(cell, "review", _review_style)
+                cell.data_type = "s"
+            elif h == "说明":
+                styles.apply(cell, "note", _note_style)
+            elif h in diff:
+                styles.apply(cell, "diff", _diff_style)
+            else:
+                styles.apply(cell, "body", _body_style)
         for h, value in cells.items():
-            if ws.cell(row=r, column=col[h]).value is None:
-                _put(ws, r, col[h], value, from_input=False)
-        for c in range(1, len(headers) + 1):
-            ws.cell(row=r, column=c).alignment = _TOP
-        for h in REVIEW_HEADERS:
-            cell = ws.cell(row=r, column=col[h])
-            cell.protection = Protection(locked=False)
-            cell.fill = _EDIT_FILL
-            cell.data_type = "s"
-            cell.number_format = "@"  # corrected IDs typed here stay text
+            _put(ws, r, col[h], value, from_input=False, rich=rich.get(h))
     last = max(ws.max_row, 1)
     ncols = len(headers)
     ws.freeze_panes = "A2"
@@ -494,8 +554,6 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
     _fit_columns(ws, ncols, cap=40)
     for h, w in _WIDTHS.items():
         ws.column_dimensions[get_column_letter(col[h])].width = w
-    for (cell,) in ws.iter_rows(min_row=2, max_row=last, min_col=col["说明"], max_col=col["说明"]):
-        cell.alignment = Alignment(wrap_text=True, vertical="top")
     _row_heights(ws, 2, last, [get_column_letter(col["说明"])])
     for h in (COL_REF, COL_HASH):
         ws.column_dimensions[get_column_letter(col[h])].hidden = True
