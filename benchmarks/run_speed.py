@@ -9,6 +9,7 @@ The county is generated first (not timed): xlsx rosters, xls and CSV system expo
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import resource
 import shutil
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--households", type=int, default=60000)
+    ap.add_argument("--households", type=int, default=70000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", type=Path, default=None, help="generate into (or reuse) this folder")
     args = ap.parse_args()
@@ -40,6 +41,11 @@ def main() -> None:
         print("inbox files:", {s: files.count(s) for s in set(files)})
         cmd = [str(ROOT / ".venv" / "bin" / "recon"), "run", "--inbox", str(county / "inbox"),
                "--db", str(tmp / "recon.duckdb"), "--reports", str(tmp / "reports")]
+        # The county's own policy file and school-year reference date, as a bureau would run it.
+        notes = json.loads((county / "truth" / "notes.json").read_text(encoding="utf-8"))
+        cmd += ["--as-of", notes["reference_date"]]
+        if (county / "config").is_dir():
+            cmd += ["--config", str(county / "config")]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         took = time.perf_counter() - t0

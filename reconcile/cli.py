@@ -101,8 +101,16 @@ def _flow_params(args: argparse.Namespace) -> dict[str, str | None]:
 
         load_settings(args.config)  # fail fast, before Prefect starts, on a bad config folder
     inbox = args.inbox if args.inbox is not None else _sample_inbox()
-    if args.config is None and args.inbox is None and (SAMPLE_DIR / "config").is_dir():
-        args.config = SAMPLE_DIR / "config"  # the sample county's generated policy file
+    if args.inbox is None:
+        # The sample county comes with its own policy file and describes one school year:
+        # check it as of that year's reference date unless told otherwise.
+        if args.config is None and (SAMPLE_DIR / "config").is_dir():
+            args.config = SAMPLE_DIR / "config"
+        notes = SAMPLE_DIR / "truth" / "notes.json"
+        if args.as_of is None and notes.exists():
+            import json
+
+            args.as_of = json.loads(notes.read_text(encoding="utf-8")).get("reference_date")
     if not inbox.is_dir():
         raise ReconError(f"inbox folder {inbox} does not exist")
     return {
