@@ -70,7 +70,7 @@ def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: st
     on = [on] if isinstance(on, str) else on
     lk = left.select(pl.col("rec").alias("r"), *on).drop_nulls(on)
     rk = right.select(pl.col("rec").alias("s"), *on).drop_nulls(on)
-    return lk.join(rk, on=on, how="inner").select("r", "s", pl.lit(via).alias("via"))
+    return lk.join(rk, on=on, how="inner").select("r", "s", pl.lit(via).cast(VIA).alias("via"))
 
 
 # Near-ID blocking with bounded memory. An 18-character ID is cut into three parts
@@ -179,6 +179,7 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         .join(s_members, on="household")
         .select("r", "s", pl.lit("household").alias("via"))
     )
+    # In BLOCKS order: of a pair found by several blocks the first one found is kept.
     blocks = [
         _pairs(r.filter(pl.col("id_norm").str.len_chars() == 18), s, "id_norm", "id"),
         _near_id_pairs(r, s),
@@ -190,10 +191,28 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         _pairs(r, s, ["name_py", "village"], "name_place"),
         _pairs(r, s, ["name_py", "head_py"], "name_place"),
     ]
-    # `via` as an enum in BLOCKS order: sorting on it sorts by the blocks' rank.
-    pairs = pl.concat([b.cast({"r": pl.UInt32, "s": pl.UInt32, "via": VIA}) for b in blocks])
-    del blocks
-    return pairs.sort(["r", "s", "via"]).unique(["r", "s"], keep="first", maintain_order=True)
+    return _first_block_per_pair(blocks)
+
+
+def _first_block_per_pair(blocks: list[pl.DataFrame]) -> pl.DataFrame:
+    """Each distinct pair once, with the strongest block that found it, sorted by (r, s).
+
+    A county-wide run finds tens of millions of pairs, many several times: each block is cut
+    to one u64 key (r, s) and an enum `via` as soon as it is made, and the duplicates are
+    dropped by that one key (the blocks come in rank order, so the first kept is the
+    strongest) rather than by sorting every (r, s, via) row."""
+    seen = [b["via"][0] for b in blocks if b.height]
+    assert seen == sorted(seen, key=BLOCKS.index), "blocks must come in BLOCKS order"
+    r64, s64 = pl.col("r").cast(pl.UInt64), pl.col("s").cast(pl.UInt64)
+    keyed = []
+    while blocks:
+        b = blocks.pop(0)
+        keyed.append(b.select((r64 * 2**32 + s64).alias("_k"), pl.col("via").cast(VIA)))
+        del b
+    pairs = pl.concat(keyed).unique("_k", keep="first", maintain_order=True).sort("_k")
+    del keyed
+    k = pl.col("_k")
+    return pairs.select((k // 2**32).cast(pl.UInt32).alias("r"), (k % 2**32).cast(pl.UInt32).alias("s"), "via")
 
 
 def _rare(c: str) -> bool:
@@ -379,7 +398,7 @@ def _compare_slim(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
         chunk = (
             chunk.select(*slim_cols, "r_name_norm")
             .join(tf, left_on="r_name_norm", right_on="name_norm", how="left", maintain_order="left")
-            .select(*[c for c in ("r", "s", "via", "via_head")], *[f"lv_{f}" for f in COMPARISONS], tf_exact)
+            .select("r", "s", "via", "via_head", *[f"lv_{f}" for f in COMPARISONS], tf_exact)
         )
         out.append(chunk)
     return pl.concat(out, rechunk=True)
