@@ -198,9 +198,10 @@ def _first_block_per_pair(blocks: list[pl.DataFrame]) -> pl.DataFrame:
     """Each distinct pair once, with the strongest block that found it, sorted by (r, s).
 
     A county-wide run finds tens of millions of pairs, many several times: each block is cut
-    to one u64 key (r, s) and an enum `via` as soon as it is made, and the duplicates are
-    dropped by that one key (the blocks come in rank order, so the first kept is the
-    strongest) rather than by sorting every (r, s, via) row."""
+    to one u64 key (r, s) and an enum `via`, one at a time (`blocks` is emptied as it goes,
+    so each block's own frame is released), and the duplicates are dropped by that one key
+    (the blocks come in rank order, so the first kept is the strongest) rather than by
+    sorting every (r, s, via) row."""
     seen = [b["via"][0] for b in blocks if b.height]
     assert seen == sorted(seen, key=BLOCKS.index), "blocks must come in BLOCKS order"
     r64, s64 = pl.col("r").cast(pl.UInt64), pl.col("s").cast(pl.UInt64)
