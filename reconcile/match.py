@@ -46,6 +46,14 @@ SYSTEM_COLS = [
     "village", "is_head_row",
 ]
 
+# Scoring works through the candidate pairs this many at a time: a county-wide run has tens
+# of millions of them, and the joined comparison frame holds ~50 columns per pair.
+CHUNK_PAIRS = 1_000_000
+# Levels and blocks as enums (4 bytes a row rather than a 16-byte string view) in the frames
+# kept for every candidate pair; the physical order of VIA is the blocks' rank.
+VIA = pl.Enum(list(BLOCKS))
+LEVEL_TYPES: dict[str, pl.Enum] = {f: pl.Enum(list(names)) for f, names in COMPARISONS.items()}
+
 
 def _prep(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
     missing = [c for c in cols if c not in df.columns]
@@ -62,7 +70,7 @@ def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: st
     on = [on] if isinstance(on, str) else on
     lk = left.select(pl.col("rec").alias("r"), *on).drop_nulls(on)
     rk = right.select(pl.col("rec").alias("s"), *on).drop_nulls(on)
-    return lk.join(rk, on=on, how="inner").select("r", "s", pl.lit(via).alias("via"))
+    return lk.join(rk, on=on, how="inner").select("r", "s", pl.lit(via).cast(VIA).alias("via"))
 
 
 # Near-ID blocking with bounded memory. An 18-character ID is cut into three parts
@@ -171,6 +179,7 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         .join(s_members, on="household")
         .select("r", "s", pl.lit("household").alias("via"))
     )
+    # In BLOCKS order: of a pair found by several blocks the first one found is kept.
     blocks = [
         _pairs(r.filter(pl.col("id_norm").str.len_chars() == 18), s, "id_norm", "id"),
         _near_id_pairs(r, s),
@@ -182,14 +191,29 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         _pairs(r, s, ["name_py", "village"], "name_place"),
         _pairs(r, s, ["name_py", "head_py"], "name_place"),
     ]
-    rank = {b: i for i, b in enumerate(BLOCKS)}
-    pairs = pl.concat([b.cast({"r": pl.UInt32, "s": pl.UInt32}) for b in blocks])
-    return (
-        pairs.with_columns(pl.col("via").replace_strict(rank, return_dtype=pl.Int8).alias("_rank"))
-        .sort(["r", "s", "_rank"])
-        .unique(["r", "s"], keep="first", maintain_order=True)
-        .drop("_rank")
-    )
+    return _first_block_per_pair(blocks)
+
+
+def _first_block_per_pair(blocks: list[pl.DataFrame]) -> pl.DataFrame:
+    """Each distinct pair once, with the strongest block that found it, sorted by (r, s).
+
+    A county-wide run finds tens of millions of pairs, many several times: each block is cut
+    to one u64 key (r, s) and an enum `via`, one at a time (`blocks` is emptied as it goes,
+    so each block's own frame is released), and the duplicates are dropped by that one key
+    (the blocks come in rank order, so the first kept is the strongest) rather than by
+    sorting every (r, s, via) row."""
+    seen = [b["via"][0] for b in blocks if b.height]
+    assert seen == sorted(seen, key=BLOCKS.index), "blocks must come in BLOCKS order"
+    r64, s64 = pl.col("r").cast(pl.UInt64), pl.col("s").cast(pl.UInt64)
+    keyed = []
+    while blocks:
+        b = blocks.pop(0)
+        keyed.append(b.select((r64 * 2**32 + s64).alias("_k"), pl.col("via").cast(VIA)))
+        del b
+    pairs = pl.concat(keyed).unique("_k", keep="first", maintain_order=True).sort("_k")
+    del keyed
+    k = pl.col("_k")
+    return pairs.select((k // 2**32).cast(pl.UInt32).alias("r"), (k % 2**32).cast(pl.UInt32).alias("s"), "via")
 
 
 def _rare(c: str) -> bool:
@@ -331,24 +355,109 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
 
 
 def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
-    """Compare each candidate pair field by field and add weight, probability and why."""
-    df = compare_pairs(pairs, r, s, ms)
-    model = estimate_model(df, r, s, ms)
-    bits = {}
-    for f, names in COMPARISONS.items():
-        mapping = {n: model.bits(f, n) for n in names}
-        bits[f] = pl.col(f"lv_{f}").replace_strict(mapping, default=0.0, return_dtype=pl.Float64).fill_null(0.0)
-    df = df.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
-    df = df.with_columns((pl.col("bw_name") + _tf_bits(df, r, s, ms)).alias("bw_name"))
-    weight = pl.lit(model.prior_bits) + pl.sum_horizontal([pl.col(f"bw_{f}") for f in COMPARISONS])
+    """Compare each candidate pair field by field, weigh it, and keep those worth reviewing.
+
+    Works in chunks of `CHUNK_PAIRS` pairs and keeps only a slim frame per pair (ids, block,
+    levels as enums, name frequency): the full comparison frame of a county-wide run does not
+    fit in memory. Returns the pairs with weight >= `review_bits`, each with its levels,
+    weight, probability, why, the runner-up weight of its roster row over all its
+    candidates (`_second`) and the roster row's identity columns that `assign` needs."""
+    tf = _name_freq(r, s)
+    slim = _compare_slim(pairs, r, s, ms, tf)
+    model = estimate_model(slim, r, s, ms)
+    ref = _tf_ref(slim)
+    bits = _bit_exprs(model, ref, ms)
+    slim = slim.with_columns(_weight_expr(bits, model).alias("weight"))
+    second = _second_weights(slim)
+    kept = slim.filter(pl.col("weight") >= ms.review_bits)
+    del slim
+    kept = kept.with_columns(pl.col("via").cast(pl.String), *[pl.col(f"lv_{f}").cast(pl.String) for f in COMPARISONS])
+    kept = kept.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
+    weight = pl.col("weight")
     why = pl.struct(
         [pl.struct(pl.col(f"lv_{f}").alias("level"), pl.col(f"bw_{f}").round(2).alias("bits")).alias(f) for f in COMPARISONS]
         + [pl.lit(round(model.prior_bits, 2)).alias("prior")]
     ).struct.json_encode()
-    return df.with_columns(
-        weight.alias("weight"),
-        (1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"),
-        why.alias("why"),
+    kept = kept.with_columns((1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"), why.alias("why"))
+    kept = kept.drop("_tf", *[f"bw_{f}" for f in COMPARISONS]).join(second, on="r", how="left", maintain_order="left")
+    return _with_roster_identity(kept, r)
+
+
+def _compare_slim(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings, tf: pl.DataFrame) -> pl.DataFrame:
+    """`compare_pairs` chunk by chunk (each pair is compared on its own), keeping of each
+    pair only what the model and the weights need: r, s, via, via_head, the levels (enums)
+    and `_tf`, the frequency of the compared roster name when the names agree exactly (the
+    name compared may be the guardian's, so it is taken from the comparison, not from r)."""
+    slim_cols = [
+        pl.col("r"), pl.col("s"), pl.col("via").cast(VIA), pl.col("via_head"),
+        *[pl.col(f"lv_{f}").cast(LEVEL_TYPES[f]) for f in COMPARISONS],
+    ]
+    out = []
+    for start in range(0, max(pairs.height, 1), CHUNK_PAIRS):
+        chunk = compare_pairs(pairs.slice(start, CHUNK_PAIRS), r, s, ms)
+        tf_exact = pl.when(pl.col("lv_name") == "exact").then(pl.col("tf")).alias("_tf")
+        chunk = (
+            chunk.select(*slim_cols, "r_name_norm")
+            .join(tf, left_on="r_name_norm", right_on="name_norm", how="left", maintain_order="left")
+            .select("r", "s", "via", "via_head", *[f"lv_{f}" for f in COMPARISONS], tf_exact)
+        )
+        out.append(chunk)
+    return pl.concat(out, rechunk=True)
+
+
+def _name_freq(r: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
+    """Each name's share of all names in both files (for the term-frequency adjustment)."""
+    names = pl.concat([r.select("name_norm"), s.select("name_norm")]).drop_nulls()
+    return names.group_by("name_norm").len().select("name_norm", (pl.col("len") / max(names.height, 1)).alias("tf"))
+
+
+def _tf_ref(slim: pl.DataFrame) -> float | None:
+    """The mean frequency of the names that agree exactly (null when none do)."""
+    exact = slim.filter(pl.col("lv_name") == "exact").select("_tf")
+    return exact["_tf"].rechunk().mean() if exact.height else None
+
+
+def _bit_exprs(model: Model, ref: float | None, ms: MatchSettings) -> dict[str, pl.Expr]:
+    """Each field's bits from its level; the name's `exact` level adjusted for the name's
+    frequency (as Splink does): agreement on a name is worth log2(mean frequency of agreeing
+    names / this name's frequency) more bits, capped at +/- `tf_cap_bits`."""
+    bits = {}
+    for f, names in COMPARISONS.items():
+        mapping = {n: model.bits(f, n) for n in names}
+        bits[f] = pl.col(f"lv_{f}").replace_strict(mapping, default=0.0, return_dtype=pl.Float64).fill_null(0.0)
+    if ref is not None:
+        cap = ms.tf_cap_bits
+        adj = (pl.lit(ref) / pl.col("_tf")).log(2).clip(-cap, cap)
+        bits["name"] = bits["name"] + pl.when(pl.col("lv_name") == "exact").then(adj.fill_null(0.0)).otherwise(0.0)
+    else:
+        bits["name"] = bits["name"] + pl.lit(0.0)
+    return bits
+
+
+def _weight_expr(bits: dict[str, pl.Expr], model: Model) -> pl.Expr:
+    """Match weight: the prior plus every field's bits."""
+    return pl.lit(model.prior_bits) + pl.sum_horizontal([bits[f] for f in COMPARISONS])
+
+
+def _second_weights(scored: pl.DataFrame) -> pl.DataFrame:
+    """The runner-up weight of each roster row over all its candidates (for the margin)."""
+    if not scored.height:
+        return pl.DataFrame(schema={"r": pl.UInt32, "_second": pl.Float64})
+    return (
+        scored.select("r", "weight")
+        .sort(["r", "weight"], descending=[False, True])
+        .group_by("r", maintain_order=True)
+        .agg(pl.col("weight").get(1, null_on_oob=True).alias("_second"))
+    )
+
+
+def _with_roster_identity(df: pl.DataFrame, r: pl.DataFrame) -> pl.DataFrame:
+    """The roster columns `_identity` reads, joined back by roster rec (only for the pairs
+    kept, so the wide comparison frame need not be)."""
+    cols = ["id_status", "id_norm", "name_norm", "birth", "id_birth"]
+    return df.join(
+        r.select(pl.col("rec").alias("r"), *[pl.col(c).alias(f"r_{c}") for c in cols]),
+        on="r", how="left", maintain_order="left",
     )
 
 
@@ -363,24 +472,6 @@ def _look_expr(df: pl.DataFrame) -> pl.Series:
     cb = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(sn.str.slice(i, 1)) for i in range(width)])
     chars = df.select(pl.when(one).then(ca).alias("a"), pl.when(one).then(cb).alias("b"))
     return lookalike_chars(chars["a"], chars["b"]).alias("_look")
-
-
-def _tf_bits(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.Expr:
-    """Term-frequency adjustment of the name `exact` level (as Splink does): agreement on a
-    name is worth log2(mean frequency of agreeing names / this name's frequency) more bits,
-    frequencies counted in both files, capped at +/- `tf_cap_bits`."""
-    names = pl.concat([r.select("name_norm"), s.select("name_norm")]).drop_nulls()
-    if df.is_empty() or names.is_empty():
-        return pl.lit(0.0)
-    tf = names.group_by("name_norm").len().with_columns((pl.col("len") / names.height).alias("tf"))
-    exact = df.filter(pl.col("lv_name") == "exact").select(pl.col("r_name_norm").alias("name_norm"))
-    ref = exact.join(tf, on="name_norm", how="left", maintain_order="left")["tf"].mean() if exact.height else None
-    if ref is None:
-        return pl.lit(0.0)
-    lut = dict(zip(tf["name_norm"].to_list(), tf["tf"].to_list()))
-    cap = ms.tf_cap_bits
-    adj = (pl.lit(ref) / pl.col("r_name_norm").replace_strict(lut, default=None, return_dtype=pl.Float64)).log(2).clip(-cap, cap)
-    return pl.when(pl.col("lv_name") == "exact").then(adj.fill_null(0.0)).otherwise(0.0)
 
 
 class Model:
@@ -416,14 +507,24 @@ def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     With fewer than `em_min_pairs` candidate pairs the configured values are used."""
     m0 = {f: {n: ms.levels[f][n].m for n in names} for f, names in COMPARISONS.items()}
     u0 = {f: {n: ms.levels[f][n].u for n in names} for f, names in COMPARISONS.items()}
-    pairs = df.filter(~pl.col("via_head")) if "via_head" in df.columns else df
-    if not ms.em or pairs.height < ms.em_min_pairs:
-        return Model(m0, u0, ms.prior_bits, False)
     cols = [f"lv_{f}" for f in COMPARISONS]
 
-    def encode(frame: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def vectors(frame: pl.DataFrame, skip_head: bool) -> pl.DataFrame:
+        """Distinct comparison vectors with their counts (levels as strings); grouped before
+        filtering or casting so that a large frame is not copied."""
+        keys = cols + (["via_head"] if skip_head and "via_head" in frame.columns else [])
+        vec = frame.group_by(keys).len()
+        if len(keys) > len(cols):
+            vec = vec.filter(~pl.col("via_head")).drop("via_head")
+        return vec.with_columns(pl.col(c).cast(pl.String) for c in cols)
+
+    pairs = vectors(df, skip_head=True)
+    if not ms.em or int(pairs["len"].sum() or 0) < ms.em_min_pairs:
+        return Model(m0, u0, ms.prior_bits, False)
+
+    def encode(vec: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         # Sorted: group order varies between runs, and float sums must not.
-        vec = frame.group_by(cols).len().sort(cols, nulls_last=True)
+        vec = vec.sort(cols, nulls_last=True)
         idx = {}
         for f, names in COMPARISONS.items():
             code = {n: i for i, n in enumerate(names)}
@@ -458,7 +559,7 @@ def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     prior = min(links / (r.height * s.height), 0.5)
     # u from random pairs, less the true links a random sample holds (prior x m)
     rnd = compare_pairs(_random_pairs(r, s, 200_000), r, s, ms)
-    rc, ridx = encode(rnd)
+    rc, ridx = encode(vectors(rnd, skip_head=False))
     u = {}
     for f, names in COMPARISONS.items():
         i = ridx[f]
@@ -485,15 +586,9 @@ def _identity() -> list[pl.Expr]:
 
 def assign(scored: pl.DataFrame, ms: MatchSettings, rounds: int = 6) -> pl.DataFrame:
     """Best candidate per roster row; one system record goes to one student unless the
-    students are the same person claimed twice (kept for the duplicate rule)."""
+    students are the same person claimed twice (kept for the duplicate rule). `scored` is
+    `score_pairs`' output: it carries each roster row's runner-up weight (`_second`)."""
     cand = scored.filter(pl.col("weight") >= ms.review_bits).with_columns(_identity())
-    second = (
-        scored.sort(["r", "weight"], descending=[False, True])
-        .group_by("r", maintain_order=True)
-        .agg(pl.col("weight").get(1, null_on_oob=True).alias("_second"))
-        if scored.height
-        else pl.DataFrame(schema={"r": pl.UInt32, "_second": pl.Float64})
-    )
     household = cand.filter(pl.col("via_head"))
     pool = cand.filter(~pl.col("via_head"))
     chosen = []
@@ -515,7 +610,7 @@ def assign(scored: pl.DataFrame, ms: MatchSettings, rounds: int = 6) -> pl.DataF
     # Household links stand in for students the export does not list; keep them for students found nowhere else.
     links = pl.concat(chosen) if chosen else pool.head(0)
     household = household.join(links.select("r"), on="r", how="anti").sort(["r", "weight"], descending=[False, True]).unique("r", keep="first")
-    links = pl.concat([links, household], how="diagonal_relaxed").join(second, on="r", how="left")
+    links = pl.concat([links, household], how="diagonal_relaxed")
     sure = (pl.col("weight") >= ms.matched_bits) & (
         pl.col("_second").is_null() | ((pl.col("weight") - pl.col("_second")) >= ms.margin_bits) | (pl.col("lv_id") == "exact")
     )
@@ -531,6 +626,8 @@ def match_system(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, m
     s = _prep(system, SYSTEM_COLS)
     pairs = candidate_pairs(r, s, ms)
     scored = score_pairs(pairs, r, s, ms)
+    del pairs
     links = assign(scored, ms)
+    del scored
     keep = ["r", "s", "weight", "score", "status", "via", "why"] + [f"lv_{f}" for f in COMPARISONS]
     return links.select(keep).rename({"r": "roster_rec", "s": "system_rec"}).with_columns(pl.lit(system_name).alias("system"))
