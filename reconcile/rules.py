@@ -274,13 +274,19 @@ def _eligibility(links: pl.DataFrame, s: Settings) -> pl.DataFrame:
     return q.group_by("roster_rec").agg(pl.col("qualifies").any().alias("any_qualifies"))
 
 
-def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def _ended(r: pl.DataFrame, links: pl.DataFrame, s: Settings, system: str, status: str,
+           qualifying: frozenset[str]) -> pl.DataFrame:
+    """Roster rows linked in `system` to a household whose status no longer qualifies, and
+    found in no qualifying household of either system (one row each)."""
     ok = _eligibility(links, s).filter("any_qualifies").select("roster_rec")
-    exited = links.filter(
-        (pl.col("system") == "filing") & pl.col("poverty_status").is_not_null()
-        & ~pl.col("poverty_status").is_in(list(s.qualifying_poverty))
+    ended = links.filter(
+        (pl.col("system") == system) & pl.col(status).is_not_null() & ~pl.col(status).is_in(list(qualifying))
     ).join(ok, on="roster_rec", how="anti").unique("roster_rec", keep="first", maintain_order=True)
-    out = _roster_base(r).join(exited, on="roster_rec", how="inner")
+    return _roster_base(r).join(ended, on="roster_rec", how="inner")
+
+
+def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+    out = _ended(r, links, s, "filing", "poverty_status", s.qualifying_poverty)
     year = pl.when(pl.col("exit_year").is_not_null()).then(
         pl.format("（脱贫年度 {}，自该年度起不再享受政策）", pl.col("exit_year"))).otherwise(pl.lit(""))
     return _finish(
@@ -297,12 +303,7 @@ def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Da
 
 
 def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
-    ok = _eligibility(links, s).filter("any_qualifies").select("roster_rec")
-    stopped = links.filter(
-        (pl.col("system") == "dibao") & pl.col("dibao_status").is_not_null()
-        & ~pl.col("dibao_status").is_in(list(s.qualifying_dibao))
-    ).join(ok, on="roster_rec", how="anti").unique("roster_rec", keep="first", maintain_order=True)
-    out = _roster_base(r).join(stopped, on="roster_rec", how="inner")
+    out = _ended(r, links, s, "dibao", "dibao_status", s.qualifying_dibao)
     since = pl.when(pl.col("approved_date").is_not_null()).then(
         pl.format("（低保批准日期 {}，导出中没有停保日期）", pl.col("approved_date"))).otherwise(pl.lit(""))
     return _finish(
