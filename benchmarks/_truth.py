@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -74,3 +78,24 @@ def household_links(links: pl.DataFrame, truth: pl.DataFrame, persons: pl.DataFr
     )
     right = hl.filter(pl.col("r_hh") == pl.col("s_hh")).height
     return {"links": hl.height, "correct": right, "precision": right / hl.height if hl.height else 1.0}
+
+
+def add_county_args(ap: argparse.ArgumentParser) -> None:
+    """The options every quality benchmark takes to pick or generate its county."""
+    ap.add_argument("--households", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--errors", type=float, default=1.0)
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="a county folder (DIR/inbox, DIR/truth, DIR/config); generated there if empty")
+
+
+@contextmanager
+def county_dir(args: argparse.Namespace) -> Iterator[Path]:
+    """`--dir`, generated first if it holds no county, or a temporary generated county."""
+    from reconcile.synth import SynthConfig, generate_county
+
+    with tempfile.TemporaryDirectory() as tmp:
+        county = args.dir or Path(tmp) / "county"
+        if not (county / "truth" / "notes.json").exists():
+            generate_county(county, SynthConfig(households=args.households, seed=args.seed, errors=args.errors))
+        yield county

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _truth import evaluate, household_links, load_truth, recall_by_error  # noqa: E402
+from _truth import add_county_args, county_dir, evaluate, household_links, load_truth, recall_by_error  # noqa: E402
 
 from reconcile.config import load_settings  # noqa: E402
 from reconcile.ingest import read_inbox  # noqa: E402
 from reconcile.pipeline import reconcile  # noqa: E402
-from reconcile.synth import SynthConfig, generate_county  # noqa: E402
 
 
 def exact_id_links(records: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -41,15 +39,9 @@ def exact_id_links(records: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--households", type=int, default=3000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--errors", type=float, default=1.0)
-    ap.add_argument("--dir", type=Path, default=None, help="an already generated county (DIR/inbox, DIR/truth)")
+    add_county_args(ap)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        county = args.dir or Path(tmp) / "county"
-        if args.dir is None:
-            generate_county(county, SynthConfig(households=args.households, seed=args.seed, errors=args.errors))
+    with county_dir(args) as county:
         settings = load_settings()
         t0 = time.perf_counter()
         results = reconcile(read_inbox(county / "inbox", settings.header_aliases), settings)

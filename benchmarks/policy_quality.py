@@ -14,17 +14,17 @@ import argparse
 import datetime as dt
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _truth import add_county_args, county_dir  # noqa: E402
 from reconcile.config import load_settings  # noqa: E402
 from reconcile.ingest import read_inbox  # noqa: E402
 from reconcile.pipeline import reconcile  # noqa: E402
-from reconcile.synth import SynthConfig, generate_county  # noqa: E402
 
 KINDS = ("household_exited", "dibao_stopped", "subsidy_mismatch", "age_stage_mismatch", "export_incomplete", "missed_eligible")
 KEY = ["file", "sheet", "row"]
@@ -55,15 +55,9 @@ def score(found: pl.DataFrame, truth_dir: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--households", type=int, default=3000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--errors", type=float, default=1.0)
-    ap.add_argument("--dir", type=Path, default=None, help="a county folder (DIR/inbox, DIR/truth, DIR/config); generated there if empty")
+    add_county_args(ap)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        county = args.dir or Path(tmp) / "county"
-        if not (county / "truth" / "notes.json").exists():
-            generate_county(county, SynthConfig(households=args.households, seed=args.seed, errors=args.errors))
+    with county_dir(args) as county:
         notes = json.loads((county / "truth" / "notes.json").read_text(encoding="utf-8"))
         as_of = dt.date.fromisoformat(notes["reference_date"])
         settings = load_settings(county / "config")
