@@ -42,10 +42,11 @@ import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import polars as pl
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import reconcile  # noqa: E402,F401  (before polars: it sets the allocator's options)
+import polars as pl  # noqa: E402
 
 from reconcile import ingest, pipeline, store  # noqa: E402
 from reconcile.config import load_settings  # noqa: E402
@@ -241,7 +242,7 @@ def main() -> None:
         pipeline.match_system = match_system
 
         t0 = time.perf_counter()
-        results = pipeline.reconcile(ingested, settings, progress=progress)
+        results = pipeline.reconcile(ingested, settings, progress=progress, release_input=True)
         took = time.perf_counter() - t0
         print(f"pipeline.reconcile: {took:.1f} s; counts {results.counts}", flush=True)
         if args.store:
@@ -250,8 +251,7 @@ def main() -> None:
             now = datetime.now(timezone.utc)
             store.begin_run(db, run_id="bench", started_at=now, night=date.today(),
                             as_of=date.today(), parameters={})
-            tables = {"records": pipeline.records_table(results), "row_problems": results.problems,
-                      "matches": results.matches, "discrepancies": results.discrepancies}
+            tables = pipeline.stored_tables(results)
             meter.set("store: finish_run (DuckDB)")
             store.finish_run(db, run_id="bench", finished_at=now, counts=results.counts, tables=tables)
         meter.report()

@@ -107,7 +107,7 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
     log = get_run_logger()
     with _no_data_in_errors("reconciling"):
         results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
-                                     county=county, previous=previous)
+                                     county=county, previous=previous, release_input=True)
         # The hash of each item's locked workbook cells, stored so the import can tell edits.
         results = dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
     log.info("policy: %s", results.policy.title if results.policy else "none found for this county (no subsidy check)")
@@ -141,14 +141,7 @@ def stage_reports(results: pipeline.Results, reports: Path, run_id: str) -> Path
 
 @task(retries=2, retry_delay_seconds=5, **QUIET)
 def publish(db: Path, run_id: str, results: pipeline.Results) -> None:
-    tables = {
-        "records": pipeline.records_table(results),
-        "row_problems": results.problems,
-        "matches": results.matches,
-        "discrepancies": results.discrepancies,
-        "export_problems": results.export_problems,
-        "household_changes": results.household_changes,
-    }
+    tables = pipeline.stored_tables(results)
     with _no_data_in_errors("publishing"):
         store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables)
 

@@ -11,6 +11,7 @@ and probability; every link keeps each field's level and contribution in `why`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -164,52 +165,58 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
     sb = s.select("rec", pl.col("id_birth").alias("b"), "name_py", "name_norm").drop_nulls("b")
     first = pl.col("name_norm").str.slice(0, 1).alias("c")
     last = pl.col("name_norm").str.slice(-1, 1).alias("c")
-    birth_char = pl.concat(
-        [
-            _pairs(rb.with_columns(first), sb.with_columns(first), ["b", "c"], "birth_char"),
-            _pairs(rb.with_columns(last), sb.with_columns(last), ["b", "c"], "birth_char"),
-        ]
-    )
+
+    def birth_char() -> pl.DataFrame:
+        return pl.concat(
+            [
+                _pairs(rb.with_columns(first), sb.with_columns(first), ["b", "c"], "birth_char"),
+                _pairs(rb.with_columns(last), sb.with_columns(last), ["b", "c"], "birth_char"),
+            ]
+        )
+
     # Guardians: the roster's head ID is the system household's head, or a member of it.
-    s_members = s.select(pl.col("rec").alias("s"), "household").drop_nulls("household")
-    via_member = (
-        r.select(pl.col("rec").alias("r"), pl.col("head_id_norm").alias("id_norm"))
-        .drop_nulls("id_norm")
-        .join(s.select("id_norm", "household").drop_nulls(), on="id_norm")
-        .join(s_members, on="household")
-        .select("r", "s", pl.lit("household").alias("via"))
-    )
-    # In BLOCKS order: of a pair found by several blocks the first one found is kept.
-    blocks = [
-        _pairs(r.filter(pl.col("id_norm").str.len_chars() == 18), s, "id_norm", "id"),
-        _near_id_pairs(r, s),
-        _prefix_pairs(r, s, ms.min_known_prefix),
-        _pairs(rb, sb, ["b", "name_py"], "name_birth"),
-        _pairs(r, s, "head_id_norm", "household"),
+    def via_member() -> pl.DataFrame:
+        s_members = s.select(pl.col("rec").alias("s"), "household").drop_nulls("household")
+        return (
+            r.select(pl.col("rec").alias("r"), pl.col("head_id_norm").alias("id_norm"))
+            .drop_nulls("id_norm")
+            .join(s.select("id_norm", "household").drop_nulls(), on="id_norm")
+            .join(s_members, on="household")
+            .select("r", "s", pl.lit("household").alias("via"))
+        )
+
+    # In BLOCKS order: of a pair found by several blocks the first one found is kept. Each
+    # block is built only when its turn comes, so one block's raw pairs exist at a time.
+    blocks: list[Callable[[], pl.DataFrame]] = [
+        lambda: _pairs(r.filter(pl.col("id_norm").str.len_chars() == 18), s, "id_norm", "id"),
+        lambda: _near_id_pairs(r, s),
+        lambda: _prefix_pairs(r, s, ms.min_known_prefix),
+        lambda: _pairs(rb, sb, ["b", "name_py"], "name_birth"),
+        lambda: _pairs(r, s, "head_id_norm", "household"),
         via_member,
         birth_char,
-        _pairs(r, s, ["name_py", "village"], "name_place"),
-        _pairs(r, s, ["name_py", "head_py"], "name_place"),
+        lambda: _pairs(r, s, ["name_py", "village"], "name_place"),
+        lambda: _pairs(r, s, ["name_py", "head_py"], "name_place"),
     ]
     return _first_block_per_pair(blocks)
 
 
-def _first_block_per_pair(blocks: list[pl.DataFrame]) -> pl.DataFrame:
+def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]]) -> pl.DataFrame:
     """Each distinct pair once, with the strongest block that found it, sorted by (r, s).
 
-    A county-wide run finds tens of millions of pairs, many several times: each block is cut
-    to one u64 key (r, s) and an enum `via`, one at a time (`blocks` is emptied as it goes,
-    so each block's own frame is released), and the duplicates are dropped by that one key
-    (the blocks come in rank order, so the first kept is the strongest) rather than by
-    sorting every (r, s, via) row."""
-    seen = [b["via"][0] for b in blocks if b.height]
-    assert seen == sorted(seen, key=BLOCKS.index), "blocks must come in BLOCKS order"
+    A county-wide run finds tens of millions of pairs, many several times: each block is
+    built, cut at once to one u64 key (r, s) and an enum `via`, and released before the next
+    is built; the duplicates are then dropped by that one key (the blocks come in rank order,
+    so the first kept is the strongest) rather than by sorting every (r, s, via) row."""
     r64, s64 = pl.col("r").cast(pl.UInt64), pl.col("s").cast(pl.UInt64)
-    keyed = []
-    while blocks:
-        b = blocks.pop(0)
+    keyed, seen = [], []
+    for build in blocks:
+        b = build()
+        if b.height:
+            seen.append(b["via"][0])
         keyed.append(b.select((r64 * 2**32 + s64).alias("_k"), pl.col("via").cast(VIA)))
         del b
+    assert seen == sorted(seen, key=BLOCKS.index), "blocks must come in BLOCKS order"
     pairs = pl.concat(keyed).unique("_k", keep="first", maintain_order=True).sort("_k")
     del keyed
     k = pl.col("_k")
@@ -367,10 +374,20 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     model = estimate_model(slim, r, s, ms)
     ref = _tf_ref(slim)
     bits = _bit_exprs(model, ref, ms)
-    slim = slim.with_columns(_weight_expr(bits, model).alias("weight"))
-    second = _second_weights(slim)
-    kept = slim.filter(pl.col("weight") >= ms.review_bits)
+    weight = _weight_expr(bits, model).alias("weight")
+    # Weighed a slice at a time (the weight's intermediate columns over every pair would
+    # take more memory than the pairs): of each slice keep the pairs worth reviewing and
+    # each roster row's two best weights, from which its runner-up over all is taken.
+    kept_parts, top_parts = [], []
+    for start in range(0, max(slim.height, 1), CHUNK_PAIRS):
+        part = slim.slice(start, CHUNK_PAIRS).with_columns(weight)
+        kept_parts.append(part.filter(pl.col("weight") >= ms.review_bits))
+        top_parts.append(_top_two(part))
+        del part
     del slim
+    second = _second_weights(pl.concat(top_parts))
+    kept = pl.concat(kept_parts)
+    del kept_parts, top_parts
     kept = kept.with_columns(pl.col("via").cast(pl.String), *[pl.col(f"lv_{f}").cast(pl.String) for f in COMPARISONS])
     kept = kept.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
     weight = pl.col("weight")
@@ -437,6 +454,16 @@ def _bit_exprs(model: Model, ref: float | None, ms: MatchSettings) -> dict[str, 
 def _weight_expr(bits: dict[str, pl.Expr], model: Model) -> pl.Expr:
     """Match weight: the prior plus every field's bits."""
     return pl.lit(model.prior_bits) + pl.sum_horizontal([bits[f] for f in COMPARISONS])
+
+
+def _top_two(scored: pl.DataFrame) -> pl.DataFrame:
+    """Each roster row's two highest weights (r, weight), enough for `_second_weights`."""
+    return (
+        scored.select("r", "weight")
+        .sort(["r", "weight"], descending=[False, True])
+        .group_by("r", maintain_order=True)
+        .head(2)
+    )
 
 
 def _second_weights(scored: pl.DataFrame) -> pl.DataFrame:
@@ -510,10 +537,12 @@ def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     cols = [f"lv_{f}" for f in COMPARISONS]
 
     def vectors(frame: pl.DataFrame, skip_head: bool) -> pl.DataFrame:
-        """Distinct comparison vectors with their counts (levels as strings); grouped before
-        filtering or casting so that a large frame is not copied."""
+        """Distinct comparison vectors with their counts (levels as strings); grouped a slice
+        at a time before filtering or casting so that a large frame is not copied."""
         keys = cols + (["via_head"] if skip_head and "via_head" in frame.columns else [])
-        vec = frame.group_by(keys).len()
+        vec = pl.concat(
+            [frame.slice(i, CHUNK_PAIRS).group_by(keys).len() for i in range(0, max(frame.height, 1), CHUNK_PAIRS)]
+        ).group_by(keys).agg(pl.col("len").sum())
         if len(keys) > len(cols):
             vec = vec.filter(~pl.col("via_head")).drop("via_head")
         return vec.with_columns(pl.col(c).cast(pl.String) for c in cols)

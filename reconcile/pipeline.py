@@ -25,7 +25,7 @@ from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
 
-__all__ = ["Results", "normalize_all", "match_all", "reconcile", "summarise", "records_table"]
+__all__ = ["Results", "normalize_all", "match_all", "reconcile", "summarise", "records_table", "stored_tables"]
 
 Progress = Callable[[str], None]
 
@@ -135,13 +135,15 @@ def summarise(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches:
 
 def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | None = None, *,
               decisions: pl.DataFrame | None = None, as_of: dt.date | None = None, county: str | None = None,
-              previous: Previous | None = None) -> Results:
+              previous: Previous | None = None, release_input: bool = False) -> Results:
     """The whole chain. ``decisions``: the clerks' stored decisions (the ``reviews`` table),
     applied around matching: corrected IDs before normalising, confirmed/rejected pairs after
     matching, decided items taken out after the rules (see ``reconcile.review``). ``as_of``
     (the term's reference date) turns on the date-based checks (eligibility on that date, age
     vs grade, missed eligible children); ``previous`` (read by the flow from DuckDB) the
-    night-over-night comparisons."""
+    night-over-night comparisons. ``release_input``: empty ``ingested.tables`` once the
+    records are built, so the raw sheet frames (a gigabyte for a million-row county) are
+    freed while matching runs; the caller's ``IngestResult`` then has no tables."""
     if progress:
         progress("normalising records")
     records, problems = normalize_all(ingested, settings)
@@ -151,6 +153,8 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
         if fixed:
             records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings)
         review_counts["clerk_corrections"] = fixed
+    if release_input:
+        ingested.tables.clear()
     matches = match_all(records, settings, progress)
     if decisions is not None and decisions.height:
         matches, link_counts = review.apply_links(matches, records, decisions)
@@ -186,3 +190,16 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
 def records_table(results: Results) -> pl.DataFrame:
     """All sources' records in one frame, as the `records` table stores them."""
     return pl.concat(list(results.records.values()), how="diagonal_relaxed")
+
+
+def stored_tables(results: Results) -> dict[str, pl.DataFrame | list[pl.DataFrame] | None]:
+    """What a run publishes (``store.finish_run``'s ``tables``): records one frame per
+    source, so a county-wide run never holds a concatenated copy."""
+    return {
+        "records": list(results.records.values()),
+        "row_problems": results.problems,
+        "matches": results.matches,
+        "discrepancies": results.discrepancies,
+        "export_problems": results.export_problems,
+        "household_changes": results.household_changes,
+    }

@@ -73,7 +73,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -378,17 +378,30 @@ def _writer(db_path: Path) -> Iterator[None]:
 
 _WRITE_SUFFIXES = ("", ".wal")
 
+# DuckDB's own memory, per write: by default it may take 80 % of the machine, on top of
+# the frames the run holds. Large inserts spill to its temp folder beside the file.
+DUCKDB_MEMORY_LIMIT = "1GB"
+INSERT_SLICE_ROWS = 200_000
+
 
 def _tmp_path(db_path: Path, run_id: str) -> Path:
     safe = re.sub(r"[^0-9A-Za-z._-]", "_", run_id)
     return db_path.parent / f".{db_path.name}.{safe}.tmp"
 
 
+def _spill_dir(tmp: Path) -> Path:
+    """DuckDB's temp folder for one write (matched by ``_remove_stale``'s pattern)."""
+    return tmp.with_name(f"{tmp.name}.spill")
+
+
 def _remove_stale(db_path: Path) -> None:
-    """Remove temp files a killed writer left (only ever called under the lock)."""
+    """Remove temp files (and spill folders) a killed writer left (only ever called under the lock)."""
     for p in db_path.parent.glob(f".{_glob_escape(db_path.name)}.*.tmp*"):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
 
 
 def _glob_escape(name: str) -> str:
@@ -428,7 +441,8 @@ def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnec
             if db_path.exists():
                 shutil.copyfile(db_path, tmp)
             _pause_point(op, "after_copy")
-            con = duckdb.connect(str(tmp))
+            con = duckdb.connect(str(tmp), config={"memory_limit": DUCKDB_MEMORY_LIMIT,
+                                                  "temp_directory": str(_spill_dir(tmp))})
             try:
                 _ensure_schema(con)
                 con.execute("BEGIN TRANSACTION")
@@ -455,6 +469,7 @@ def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnec
             for suffix in _WRITE_SUFFIXES:
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{tmp}{suffix}").unlink()
+            shutil.rmtree(_spill_dir(tmp), ignore_errors=True)
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -510,25 +525,33 @@ def _run_status(con: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pl.DataFrame) -> int:
+def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str,
+                  frames: pl.DataFrame | Sequence[pl.DataFrame]) -> int:
+    """Insert one frame, or several with different columns, a slice at a time: only one
+    slice is ever converted to Arrow, so a county-wide insert stays within DuckDB's
+    memory limit instead of doubling the frame in memory."""
     columns = TABLES[table]
-    keep = [c for c in frame.columns if c in columns and c != "run_id"]
-    extra = [c for c in frame.columns if c not in columns and c != "run_id"]
-    if extra:
-        log.debug("store: %s ignores columns %s", table, extra)  # names only, never values
-    if frame.height == 0 or not keep:
-        return 0
-    view = f"_recon_in_{table}"
-    con.register(view, frame.select(keep).to_arrow())
-    cols = ", ".join(_q(c) for c in keep)
-    # On failure the transaction is aborted and the connection discarded: no unregister
-    # there (it would raise and hide the real error).
-    con.execute(
-        f"INSERT INTO {_q(table)} BY NAME SELECT ?::VARCHAR AS run_id, {cols} FROM {_q(view)}",
-        [run_id],
-    )
-    con.unregister(view)
-    return frame.height
+    total = 0
+    for frame in [frames] if isinstance(frames, pl.DataFrame) else frames:
+        keep = [c for c in frame.columns if c in columns and c != "run_id"]
+        extra = [c for c in frame.columns if c not in columns and c != "run_id"]
+        if extra:
+            log.debug("store: %s ignores columns %s", table, extra)  # names only, never values
+        if frame.height == 0 or not keep:
+            continue
+        view = f"_recon_in_{table}"
+        cols = ", ".join(_q(c) for c in keep)
+        for start in range(0, frame.height, INSERT_SLICE_ROWS):
+            con.register(view, frame.slice(start, INSERT_SLICE_ROWS).select(keep).to_arrow())
+            # On failure the transaction is aborted and the connection discarded: no
+            # unregister there (it would raise and hide the real error).
+            con.execute(
+                f"INSERT INTO {_q(table)} BY NAME SELECT ?::VARCHAR AS run_id, {cols} FROM {_q(view)}",
+                [run_id],
+            )
+            con.unregister(view)
+        total += frame.height
+    return total
 
 
 # --------------------------------------------------------------------------- API
@@ -567,12 +590,12 @@ def finish_run(
     run_id: str,
     finished_at: datetime,
     counts: dict,
-    tables: dict[str, pl.DataFrame],
+    tables: dict[str, pl.DataFrame | Sequence[pl.DataFrame] | None],
 ) -> None:
     """Store the run's tables and mark it 'succeeded', replacing earlier runs of its night.
 
-    ``tables`` maps table names (records, row_problems, matches, discrepancies) to frames;
-    missing columns are stored as NULL, columns the table doesn't know are ignored, a
+    ``tables`` maps table names (records, row_problems, matches, discrepancies) to frames,
+    or to a list of frames (e.g. one per source: no need to concatenate them first); missing columns are stored as NULL, columns the table doesn't know are ignored, a
     ``run_id`` column in a frame is overwritten. A table not given gets no rows.
     """
     unknown = sorted(set(tables) - set(DATA_TABLES))
