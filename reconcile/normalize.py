@@ -17,6 +17,7 @@ from .config import Settings
 from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
+from .memory import compact
 from .names import normalize_names, pinyin_keys
 
 __all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
@@ -255,6 +256,6 @@ def normalize_source(
         df = df.with_columns(pl.lit(None, dtype=pl.String).alias("gender_norm"))
     if "birth" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Date).alias("birth"))
-    df = _households(df, source)
+    df = compact(_households(df, source))  # no longer tied to the raw sheets' buffers
     problems = _problems(df, source, header_map([t for t in tables if t.source == source]))
     return df, problems

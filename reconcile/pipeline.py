@@ -20,6 +20,7 @@ from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
 from .match import match_system
+from .memory import compact
 from .normalize import normalize_source
 from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
@@ -184,7 +185,8 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     counts["eligible"] = eligible.height
     counts["export_problems"] = problems_export.height
     counts["household_changes"] = changes.height
-    return Results(records, problems, matches, discrepancies, counts, eligible, problems_export, changes, policy)
+    return Results(records, compact(problems), compact(matches), compact(discrepancies), counts, compact(eligible),
+                   problems_export, changes, policy)
 
 
 def records_table(results: Results) -> pl.DataFrame:

@@ -20,6 +20,7 @@ import polars as pl
 from . import policy as pol
 from .config import Settings
 from .idcard import digit_diff_positions
+from .memory import compact
 
 __all__ = ["KINDS", "SEVERITY", "find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr"]
 
@@ -127,7 +128,9 @@ def _finish(df: pl.DataFrame, kind: str) -> pl.DataFrame:
     for col, dtype in DISCREPANCY_COLUMNS.items():
         if col not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=dtype).alias(col))
-    return df.select(list(DISCREPANCY_COLUMNS)).cast(DISCREPANCY_COLUMNS)
+    # Compact: the rule's strings are views into the wide frames it joined and filtered,
+    # which would otherwise stay alive as long as the discrepancies do.
+    return compact(df.select(list(DISCREPANCY_COLUMNS)).cast(DISCREPANCY_COLUMNS))
 
 
 def _name_fields() -> list[pl.Expr]:

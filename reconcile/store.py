@@ -380,8 +380,8 @@ _WRITE_SUFFIXES = ("", ".wal")
 
 # DuckDB's own memory, per write: by default it may take 80 % of the machine, on top of
 # the frames the run holds. Large inserts spill to its temp folder beside the file.
-DUCKDB_MEMORY_LIMIT = "1GB"
-INSERT_SLICE_ROWS = 200_000
+DUCKDB_MEMORY_LIMIT = "256MB"
+INSERT_SLICE_ROWS = 100_000
 
 
 def _tmp_path(db_path: Path, run_id: str) -> Path:
@@ -445,15 +445,12 @@ def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnec
                                                   "temp_directory": str(_spill_dir(tmp))})
             try:
                 _ensure_schema(con)
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    change(con)
-                    _pause_point(op, "in_transaction")
-                except BaseException:
-                    with contextlib.suppress(duckdb.Error):
-                        con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
+                # No transaction around the change: the private copy is the unit of
+                # atomicity (on any failure it is deleted, unpublished), and statements
+                # that commit one by one let DuckDB write each inserted slice out instead
+                # of holding the whole night in transaction-local memory.
+                change(con)
+                _pause_point(op, "after_change")
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
@@ -543,7 +540,7 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str,
         cols = ", ".join(_q(c) for c in keep)
         for start in range(0, frame.height, INSERT_SLICE_ROWS):
             con.register(view, frame.slice(start, INSERT_SLICE_ROWS).select(keep).to_arrow())
-            # On failure the transaction is aborted and the connection discarded: no
+            # On failure the private copy and its connection are discarded: no
             # unregister there (it would raise and hide the real error).
             con.execute(
                 f"INSERT INTO {_q(table)} BY NAME SELECT ?::VARCHAR AS run_id, {cols} FROM {_q(view)}",

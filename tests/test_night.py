@@ -3,7 +3,7 @@ once, and the same inputs giving the same tables and workbook cells (issue 6).
 
 Writers run as subprocesses of this file (`python tests/test_night.py write ...`), so a kill
 is a real SIGKILL of a process holding the lock and DuckDB files. The store's test hook
-`RECON_TEST_PAUSE_AT='{begin|finish|fail}:{after_copy|in_transaction|before_replace|
+`RECON_TEST_PAUSE_AT='{begin|finish|fail}:{after_copy|after_change|before_replace|
 after_replace}'` makes the writer stop at that point and say so in a marker file.
 """
 
@@ -98,7 +98,7 @@ def _q(db: Path, sql: str) -> list[tuple]:
 # ---- kill -9 -------------------------------------------------------------------------------
 
 POINTS = [f"{op}:{pt}" for op in ("begin", "finish")
-          for pt in ("after_copy", "in_transaction", "before_replace", "after_replace")]
+          for pt in ("after_copy", "after_change", "before_replace", "after_replace")]
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -140,7 +140,7 @@ def test_kill_9_mid_write_keeps_last_good_results(tmp_path: Path, point: str) ->
 def test_second_run_refuses_clearly_while_the_first_writes(tmp_path: Path) -> None:
     db = tmp_path / "recon.duckdb"
     marker = tmp_path / "paused"
-    first = _spawn(db, "first", n=2000, pause="finish:in_transaction", marker=marker)
+    first = _spawn(db, "first", n=2000, pause="finish:after_change", marker=marker)
     _wait_for(marker, first)
     second = _spawn(db, "second", n=10)
     out, err = second.communicate(timeout=120)
