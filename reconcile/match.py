@@ -53,6 +53,7 @@ CHUNK_PAIRS = 1_000_000
 # Levels and blocks as enums (4 bytes a row rather than a 16-byte string view) in the frames
 # kept for every candidate pair; the physical order of VIA is the blocks' rank.
 VIA = pl.Enum(list(BLOCKS))
+_MAX_RECS = 2**28  # records per side that a pair key (see _first_block_per_pair) can hold
 LEVEL_TYPES: dict[str, pl.Enum] = {f: pl.Enum(list(names)) for f, names in COMPARISONS.items()}
 
 
@@ -204,23 +205,34 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
 def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]]) -> pl.DataFrame:
     """Each distinct pair once, with the strongest block that found it, sorted by (r, s).
 
-    A county-wide run finds tens of millions of pairs, many several times: each block is
-    built, cut at once to one u64 key (r, s) and an enum `via`, and released before the next
-    is built; the duplicates are then dropped by that one key (the blocks come in rank order,
-    so the first kept is the strongest) rather than by sorting every (r, s, via) row."""
+    A county-wide run finds tens of millions of pairs, many several times. Each block is
+    built, cut at once to one u64 per pair — r (28 bits), s (32) and the block's rank (4),
+    in that order — and released before the next is built. One sort of that single column
+    then puts each pair's rows together, strongest block first, and the first of each pair
+    is kept: no hash table, no second copy of (r, s, via) rows."""
     r64, s64 = pl.col("r").cast(pl.UInt64), pl.col("s").cast(pl.UInt64)
+    rank = pl.col("via").cast(VIA).to_physical().cast(pl.UInt64)  # VIA's order is BLOCKS'
     keyed, seen = [], []
     for build in blocks:
         b = build()
         if b.height:
             seen.append(b["via"][0])
-        keyed.append(b.select((r64 * 2**32 + s64).alias("_k"), pl.col("via").cast(VIA)))
+            if b["r"].max() >= _MAX_RECS or b["s"].max() >= _MAX_RECS:  # type: ignore[operator]
+                raise ValueError(f"more than {_MAX_RECS:,} records on one side: split the run")
+            keyed.append(b.select(r64 * 2**36 + s64 * 16 + rank)["r"])
         del b
     assert seen == sorted(seen, key=BLOCKS.index), "blocks must come in BLOCKS order"
-    pairs = pl.concat(keyed).unique("_k", keep="first", maintain_order=True).sort("_k")
+    if not keyed:
+        return pl.DataFrame(schema={"r": pl.UInt32, "s": pl.UInt32, "via": VIA})
+    k = pl.concat(keyed).sort()
     del keyed
-    k = pl.col("_k")
-    return pairs.select((k // 2**32).cast(pl.UInt32).alias("r"), (k % 2**32).cast(pl.UInt32).alias("s"), "via")
+    pair = pl.col("k") // 16
+    k = k.to_frame("k").filter((pair != pair.shift(1)).fill_null(True))
+    return k.select(
+        (pl.col("k") // 2**36).cast(pl.UInt32).alias("r"),
+        (pl.col("k") // 16 % 2**32).cast(pl.UInt32).alias("s"),
+        pl.lit(pl.Series(BLOCKS, dtype=VIA)).gather(pl.col("k") % 16).alias("via"),
+    )
 
 
 def _rare(c: str) -> bool:

@@ -75,13 +75,18 @@ def choose_county_policy(records: dict[str, pl.DataFrame], settings: Settings, c
     return None
 
 
-def normalize_all(ingested: IngestResult, settings: Settings) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def normalize_all(ingested: IngestResult, settings: Settings, *,
+                  release: bool = False) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """Records and row problems of every source. ``release``: take each source's raw sheets
+    out of ``ingested.tables`` as soon as its records are built (see ``reconcile``)."""
     records: dict[str, pl.DataFrame] = {}
     problems = [ingested.problems.cast(PROBLEM_SCHEMA)]
     for source in SOURCES:
         recs, probs = normalize_source(ingested.tables, source, settings)
         records[source] = recs
         problems.append(probs)
+        if release:
+            ingested.tables[:] = [t for t in ingested.tables if t.source != source]
     return records, pl.concat(problems, how="vertical_relaxed")
 
 
@@ -147,9 +152,10 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     freed while matching runs; the caller's ``IngestResult`` then has no tables."""
     if progress:
         progress("normalising records")
-    records, problems = normalize_all(ingested, settings)
+    corrections = decisions is not None and decisions.height > 0  # these need the raw sheets again
+    records, problems = normalize_all(ingested, settings, release=release_input and not corrections)
     review_counts: dict[str, int] = {}
-    if decisions is not None and decisions.height:
+    if corrections:
         tables, fixed = review.corrected_tables(ingested.tables, records["roster"], decisions)
         if fixed:
             records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings)

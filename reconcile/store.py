@@ -592,8 +592,9 @@ def finish_run(
     """Store the run's tables and mark it 'succeeded', replacing earlier runs of its night.
 
     ``tables`` maps table names (records, row_problems, matches, discrepancies) to frames,
-    or to a list of frames (e.g. one per source: no need to concatenate them first); missing columns are stored as NULL, columns the table doesn't know are ignored, a
-    ``run_id`` column in a frame is overwritten. A table not given gets no rows.
+    or to lists of frames (e.g. one per source: no need to concatenate them first); missing
+    columns are stored as NULL, columns the table doesn't know are ignored, a ``run_id``
+    column in a frame is overwritten. A table not given gets no rows.
     """
     unknown = sorted(set(tables) - set(DATA_TABLES))
     if unknown:
