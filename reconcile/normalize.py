@@ -11,13 +11,12 @@ from typing import Sequence
 import pandera.polars as pa
 import polars as pl
 
-from schemas import CHECK_FIELDS, SOURCE_SCHEMAS
+from schemas import CHECK_FIELDS, CHECK_READS, SOURCE_SCHEMAS
 
 from .config import Settings
 from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
-from .memory import compact
 from .names import normalize_names, pinyin_keys
 
 __all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
@@ -173,13 +172,15 @@ def _households(df: pl.DataFrame, source: str) -> pl.DataFrame:
         )
         # The filing export has no head-ID column: take it from the member who is the head.
         heads = (
-            df.filter(pl.col("relation").str.contains("户主") | (pl.col("name_norm") == pl.col("head_name_norm")))
+            df.select("relation", "name_norm", "head_name_norm", "id_norm", "household")
+            .filter(pl.col("relation").str.contains("户主") | (pl.col("name_norm") == pl.col("head_name_norm")))
             .filter(pl.col("id_norm").is_not_null())
             .group_by("household")
             .agg(pl.col("id_norm").first().alias("_head_id"))
         )
-        df = df.join(heads, on="household", how="left", maintain_order="left")
-        return df.with_columns(pl.coalesce("head_id_norm", "_head_id").alias("head_id_norm")).drop("_head_id")
+        # Joined on the key column alone: joining the whole frame would copy every column.
+        head = df.select("household").join(heads, on="household", how="left", maintain_order="left")["_head_id"]
+        return df.with_columns(pl.coalesce(pl.col("head_id_norm"), head).alias("head_id_norm"))
     if source == "dibao":
         known = pl.col("head_id_status").is_in(["valid", "legacy15"])
         return df.with_columns(
@@ -190,8 +191,9 @@ def _households(df: pl.DataFrame, source: str) -> pl.DataFrame:
 
 def _problems(df: pl.DataFrame, source: str, headers: pl.DataFrame) -> pl.DataFrame:
     schema = SOURCE_SCHEMAS[source]
+    checked = [c for c in (*LINEAGE, *CHECK_READS) if c in df.columns]
     try:
-        schema.validate(df, lazy=True)
+        schema.validate(df.select(checked), lazy=True)
         return pl.DataFrame(schema=PROBLEM_SCHEMA)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
@@ -256,6 +258,6 @@ def normalize_source(
         df = df.with_columns(pl.lit(None, dtype=pl.String).alias("gender_norm"))
     if "birth" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Date).alias("birth"))
-    df = compact(_households(df, source))  # no longer tied to the raw sheets' buffers
+    df = _households(df, source)
     problems = _problems(df, source, header_map([t for t in tables if t.source == source]))
     return df, problems

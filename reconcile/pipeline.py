@@ -86,7 +86,10 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
         records[source] = recs
         problems.append(probs)
         if release:
+            # The records' strings are views into the raw sheets' buffers: let the sheets
+            # go, then copy the strings into buffers of their own, a column at a time.
             ingested.tables[:] = [t for t in ingested.tables if t.source != source]
+            records[source] = recs = compact(recs)
     return records, pl.concat(problems, how="vertical_relaxed")
 
 

@@ -5,10 +5,11 @@ models and turns their failure cases into `row_problems` rows.
 """
 
 from .outputs import DiscrepancySchema, MatchSchema, RowProblemSchema
-from .sources import CHECK_FIELDS, SOURCE_SCHEMAS, DibaoSchema, FilingSchema, RosterSchema
+from .sources import CHECK_FIELDS, CHECK_READS, SOURCE_SCHEMAS, DibaoSchema, FilingSchema, RosterSchema
 
 __all__ = [
     "CHECK_FIELDS",
+    "CHECK_READS",
     "SOURCE_SCHEMAS",
     "RosterSchema",
     "DibaoSchema",
