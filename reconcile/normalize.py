@@ -207,11 +207,14 @@ def _problems(df: pl.DataFrame, source: str, headers: pl.DataFrame) -> pl.DataFr
         pl.col("check").replace_strict(field_of).alias("field"),
         pl.col("check").replace_strict(problem_of).alias("problem"),
     ).unique(maintain_order=True)
-    lineage = df.select("rec", *LINEAGE)
     fields = found["field"].unique().to_list()
-    values = df.select(
-        "rec", *[pl.col(f).cast(pl.String) if f in df.columns else pl.lit(None, pl.String).alias(f) for f in fields]
-    ).unpivot(index="rec", variable_name="field", value_name="value")
+    # Only the failing rows and the columns reported, before anything is reshaped.
+    failing = df.select(
+        "rec", *LINEAGE, "id_status", "head_id_status",
+        *[pl.col(f).cast(pl.String) if f in df.columns else pl.lit(None, pl.String).alias(f) for f in fields],
+    ).join(found.select("rec").unique(), on="rec", how="semi")
+    lineage = failing.select("rec", *LINEAGE)
+    values = failing.select("rec", *fields).unpivot(index="rec", variable_name="field", value_name="value")
     out = (
         found.join(lineage, on="rec", how="left")
         .join(values, on=["rec", "field"], how="left")
@@ -225,7 +228,7 @@ def _problems(df: pl.DataFrame, source: str, headers: pl.DataFrame) -> pl.DataFr
         )
     )
     # Say why an ID is unusable (checksum, length...) in the problem code itself.
-    status = df.select("rec", "id_status", "head_id_status")
+    status = failing.select("rec", "id_status", "head_id_status")
     out = out.join(status, on="rec", how="left").with_columns(
         pl.when(pl.col("problem") == "invalid_id:id")
         .then(pl.lit("invalid_id:") + pl.col("id_status"))
