@@ -116,8 +116,9 @@ def _s(col: str, df: pl.DataFrame) -> pl.Expr:
     return pl.col(col).cast(pl.String).fill_null("") if col in df.columns else pl.lit("")
 
 
-def identities(records: pl.DataFrame, source: str) -> pl.DataFrame:
-    """``rec``, lineage, ``identity`` and ``fp`` (the fingerprint's input text) per record."""
+def identities(records: pl.DataFrame, source: str, only: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``rec``, lineage, ``identity`` and ``fp`` (the fingerprint's input text) per record;
+    with ``only`` (file, sheet, row), for those records alone (a county has millions)."""
     df = records
     if source == "roster":
         birth = pl.coalesce(
@@ -137,7 +138,11 @@ def identities(records: pl.DataFrame, source: str) -> pl.DataFrame:
         .otherwise(pl.concat_str([pl.lit("nbh:"), _s("name_norm", df), pl.lit("|"), birth, pl.lit("|"), household]))
     )
     fp = pl.concat_str([_s(c, df) for c in fp_cols], separator="\x1f")
-    return df.select("rec", "file", "sheet", "row", ident.alias("identity"), fp.alias("fp"))
+    lf = df.lazy()
+    if only is not None:
+        keys = only.select("file", "sheet", pl.col("row").cast(df.schema["row"])).unique()
+        lf = lf.join(keys.lazy(), on=["file", "sheet", "row"], how="semi", maintain_order="left")
+    return lf.select("rec", "file", "sheet", "row", ident.alias("identity"), fp.alias("fp")).collect()
 
 
 # --------------------------------------------------------------------------- decisions
@@ -333,14 +338,16 @@ def annotate(
     ``conflict``); reopened and conflicting items get a note in front of ``message``.
     """
     d = discrepancies.with_row_index("_pos")
-    r_id = identities(records["roster"], "roster").select(
+    r_id = identities(records["roster"], "roster", d.select("file", "sheet", "row")).select(
         "file", "sheet", "row", pl.col("identity").alias("roster_identity"), pl.col("fp").alias("r_fp")
     ).unique(["file", "sheet", "row"], keep="first")
     d = d.join(r_id.cast({"row": d.schema["row"]}), on=["file", "sheet", "row"], how="left", maintain_order="left")
     s_parts = []
     for system in SYSTEMS:
         if system in records:
-            s_parts.append(identities(records[system], system).select(
+            at = d.filter(pl.col("system") == system).select(
+                pl.col("system_file").alias("file"), pl.col("system_sheet").alias("sheet"), pl.col("system_row").alias("row"))
+            s_parts.append(identities(records[system], system, at).select(
                 pl.lit(system).alias("system"), pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"),
                 pl.col("row").alias("system_row"), pl.col("identity").alias("system_identity"), pl.col("fp").alias("s_fp"),
             ))
@@ -420,10 +427,11 @@ def eligible_students(
     file, sheet, row."""
     parts = []
     for name, s in systems.items():
+        # Two columns before filtering: filtering the whole export would copy all of it.
         if name == "filing" and "poverty_status_norm" in s.columns:
-            ok = s.filter(pl.col("poverty_status_norm").is_in(list(qualifying_poverty)))
+            ok = s.select("rec", "poverty_status_norm").filter(pl.col("poverty_status_norm").is_in(list(qualifying_poverty)))
         elif name == "dibao" and "status_norm" in s.columns:
-            ok = s.filter(pl.col("status_norm").is_in(list(qualifying_dibao)))
+            ok = s.select("rec", "status_norm").filter(pl.col("status_norm").is_in(list(qualifying_dibao)))
         else:
             continue
         parts.append(
@@ -438,10 +446,10 @@ def eligible_students(
     blocking = discrepancies.filter(
         pl.col("kind").is_in(["not_found", "household_exited", "dibao_stopped", "duplicate_claim", "needs_review"])
     ).select("file", "sheet", "row").unique()
-    r = roster.with_columns(pl.col("rec").cast(pl.UInt32).alias("roster_rec"))
-    for c in cols:
-        if c not in r.columns:
-            r = r.with_columns(pl.lit(None, dtype=pl.String).alias(c))
+    r = roster.select(
+        pl.col("rec").cast(pl.UInt32).alias("roster_rec"), "id_status", "id_norm",
+        *[pl.col(c) if c in roster.columns else pl.lit(None, dtype=pl.String).alias(c) for c in cols],
+    )
     out = (
         r.join(good, on="roster_rec")
         .join(blocking.cast({"row": r.schema["row"]}), on=["file", "sheet", "row"], how="anti")

@@ -123,14 +123,15 @@ def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.Dat
     return pl.concat(parts, how="diagonal_relaxed")
 
 
-def _finish(df: pl.DataFrame, kind: str) -> pl.DataFrame:
-    df = df.with_columns(pl.lit(kind).alias("kind"), pl.lit(SEVERITY[kind]).alias("severity"))
-    for col, dtype in DISCREPANCY_COLUMNS.items():
-        if col not in df.columns:
-            df = df.with_columns(pl.lit(None, dtype=dtype).alias(col))
+def _finish(df: pl.DataFrame | pl.LazyFrame, kind: str) -> pl.DataFrame:
+    """The rule's rows in the discrepancy shape. A rule may hand over a lazy query: only the
+    columns kept here are then ever built (a roster joined with its links is 45 wide)."""
+    lf = df.lazy().with_columns(pl.lit(kind).alias("kind"), pl.lit(SEVERITY[kind]).alias("severity"))
+    have = set(lf.collect_schema().names())
+    lf = lf.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in DISCREPANCY_COLUMNS.items() if c not in have)
     # Compact: the rule's strings are views into the wide frames it joined and filtered,
     # which would otherwise stay alive as long as the discrepancies do.
-    return compact(df.select(list(DISCREPANCY_COLUMNS)).cast(DISCREPANCY_COLUMNS))
+    return compact(lf.select(list(DISCREPANCY_COLUMNS)).cast(DISCREPANCY_COLUMNS).collect())
 
 
 def _name_fields() -> list[pl.Expr]:
@@ -171,7 +172,7 @@ def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFr
 
 def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
     base = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_known"), on="roster_rec")
-    out = base.join(links, on="roster_rec", how="inner").filter(
+    out = base.lazy().join(links.lazy(), on="roster_rec", how="inner", maintain_order="left").filter(
         (pl.col("lv_id") != "exact") & pl.col("id_number").is_not_null() & pl.col("system_id").is_not_null()
         & (pl.col("id_status") != "missing") & (pl.col("via") != "household_head")
     )
@@ -204,8 +205,8 @@ def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFra
 
 
 def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
-    out = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "name_norm"), on="roster_rec").join(
-        links, on="roster_rec", how="inner"
+    out = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "name_norm"), on="roster_rec").lazy().join(
+        links.lazy(), on="roster_rec", how="inner", maintain_order="left"
     ).filter(
         pl.col("lv_id").is_in(["exact", "one_digit", "swap", "prefix"]) & (pl.col("lv_name") != "exact")
         & (pl.col("via") != "household_head")
@@ -232,8 +233,12 @@ def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFram
         .filter(~pl.col("id_status").is_in(USABLE) | from_student_no)
         .with_columns(pl.when(from_student_no).then(pl.lit("student_no")).otherwise(pl.col("id_status")).alias("id_status"))
     )
-    found = links.filter(pl.col("status") == "matched").sort("roster_rec", "system").unique("roster_rec", keep="first")
-    out = out.join(found.select("roster_rec", "system", "system_file", "system_sheet", "system_row", "system_name", "system_id"), on="roster_rec", how="left")
+    keep = ["roster_rec", "system", "system_file", "system_sheet", "system_row", "system_name", "system_id"]
+    found = (
+        links.select(*keep, "status").filter(pl.col("status") == "matched")  # narrow before copying rows
+        .sort("roster_rec", "system").unique("roster_rec", keep="first").select(keep)
+    )
+    out = out.join(found, on="roster_rec", how="left")
     hint = pl.when(pl.col("system_id").is_not_null()).then(
         pl.format("{}系统中登记的号码可供核对。", _sys_label())
     ).otherwise(pl.lit("请对照户口簿或身份证核实后更正。"))
@@ -325,7 +330,8 @@ def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
 def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
     """The same student on two roster rows: same ID, or the same system person, or same name and birth."""
     sys_id = (
-        links.filter((pl.col("status") == "matched") & pl.col("s_id_status").is_in(USABLE) & (pl.col("via") != "household_head"))
+        links.select("roster_rec", "system", "system_id", "status", "s_id_status", "via")
+        .filter((pl.col("status") == "matched") & pl.col("s_id_status").is_in(USABLE) & (pl.col("via") != "household_head"))
         .sort(["roster_rec", "system"])
         .group_by("roster_rec", maintain_order=True)
         .agg(pl.col("system_id").first().alias("_sid"))
@@ -401,7 +407,8 @@ def _strip(col: str) -> pl.Expr:
 def roster_places(r: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
     """roster_rec → town, village: the roster's own columns, else the first linked record's."""
     linked = (
-        links.filter(pl.col("system_village").is_not_null())
+        links.select("roster_rec", "system", "system_rec", "system_town", "system_village")
+        .filter(pl.col("system_village").is_not_null())
         .sort(["roster_rec", "system", "system_rec"])
         .group_by("roster_rec", maintain_order=True)
         .agg(pl.col("system_town").first().alias("_lt"), pl.col("system_village").first().alias("_lv"))
@@ -437,7 +444,7 @@ def _categories(links: pl.DataFrame, s: Settings) -> pl.DataFrame:
         dict(s.codes.get("dibao_category", {})), default=pl.col("dibao_category"), return_dtype=pl.String)
     if links.is_empty() or "qualifies" not in links.columns:
         return pl.DataFrame(schema={"roster_rec": pl.UInt32, "cats": pl.List(pl.String)})
-    q = links.filter("qualifies")
+    q = links.select("roster_rec", "system", "household_type", "dibao_category", "qualifies").filter("qualifies")
     cats = q.select(
         "roster_rec",
         pl.when(pl.col("system") == "filing").then(pl.lit("建档立卡"))
