@@ -156,8 +156,9 @@ def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame
 
 def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
     sure = links.filter(pl.col("status") == "matched").select("roster_rec").unique()
-    maybe = links.filter(pl.col("status") == "review").join(sure, on="roster_rec", how="anti")
-    out = _roster_base(r).join(maybe, on="roster_rec", how="inner")
+    maybe = links.lazy().filter(pl.col("status") == "review").join(sure.lazy(), on="roster_rec", how="anti",
+                                                                   maintain_order="left")
+    out = _roster_base(r).lazy().join(maybe, on="roster_rec", how="inner", maintain_order="left")
     return _finish(
         out.with_columns(
             *_name_fields(),
@@ -283,14 +284,15 @@ def _eligibility(links: pl.DataFrame, s: Settings) -> pl.DataFrame:
 
 
 def _ended(r: pl.DataFrame, links: pl.DataFrame, s: Settings, system: str, status: str,
-           qualifying: frozenset[str]) -> pl.DataFrame:
+           qualifying: frozenset[str]) -> pl.LazyFrame:
     """Roster rows linked in `system` to a household whose status no longer qualifies, and
     found in no qualifying household of either system (one row each)."""
     ok = _eligibility(links, s).filter("any_qualifies").select("roster_rec")
-    ended = links.filter(
+    ended = links.lazy().filter(
         (pl.col("system") == system) & pl.col(status).is_not_null() & ~pl.col(status).is_in(list(qualifying))
-    ).join(ok, on="roster_rec", how="anti").unique("roster_rec", keep="first", maintain_order=True)
-    return _roster_base(r).join(ended, on="roster_rec", how="inner")
+    ).join(ok.lazy(), on="roster_rec", how="anti", maintain_order="left").unique(
+        "roster_rec", keep="first", maintain_order=True)
+    return _roster_base(r).lazy().join(ended, on="roster_rec", how="inner", maintain_order="left")
 
 
 def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
