@@ -20,7 +20,7 @@ from rapidfuzz.distance import Levenshtein
 
 from .config import COMPARISONS, MatchSettings
 from .idcard import digit_diff_positions, is_adjacent_swap
-from .names import DOT, lookalike_chars
+from .names import DOT, in_charset, lookalike_chars
 
 __all__ = ["candidate_pairs", "score_pairs", "estimate_model", "Model", "assign", "match_system", "BLOCKS"]
 
@@ -235,17 +235,10 @@ def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]]) -> pl.Da
     )
 
 
-def _rare(c: str) -> bool:
-    try:
-        c.encode("gb2312")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _wild_char(p: str, q: str) -> bool:
     """'?' (also typed as * □ ？) stands for any character; '口' for a rare one only."""
-    return p == q or p == "?" or q == "?" or (p == "口" and _rare(q)) or (q == "口" and _rare(p))
+    rare_q, rare_p = not in_charset(q, "gb2312"), not in_charset(p, "gb2312")
+    return p == q or p == "?" or q == "?" or (p == "口" and rare_q) or (q == "口" and rare_p)
 
 
 def _wildcard_equal(a: list[str | None], b: list[str | None]) -> list[bool]:

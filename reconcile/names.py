@@ -39,6 +39,7 @@ __all__ = [
     "pinyin_key",
     "is_lookalike",
     "lookalike_chars",
+    "in_charset",
 ]
 
 DOT = "·"  # U+00B7, the one name dot kept
@@ -152,6 +153,16 @@ def _py_char(c: str) -> str:
 
 def _is_han(c: str) -> bool:
     return unicodedata.name(c, "").startswith("CJK ")
+
+
+def in_charset(c: str, codec: str) -> bool:
+    """Whether old systems in `codec` (gb2312, gbk) can hold `c`: outside it a clerk types
+    a placeholder (口, ?) or an export drops the character."""
+    try:
+        c.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _distinct_chars(s: pl.Series) -> list[str]:

@@ -155,10 +155,10 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     freed while matching runs; the caller's ``IngestResult`` then has no tables."""
     if progress:
         progress("normalising records")
-    corrections = decisions is not None and decisions.height > 0  # these need the raw sheets again
-    records, problems = normalize_all(ingested, settings, release=release_input and not corrections)
+    has_decisions = decisions is not None and decisions.height > 0  # corrections need the raw sheets again
+    records, problems = normalize_all(ingested, settings, release=release_input and not has_decisions)
     review_counts: dict[str, int] = {}
-    if corrections:
+    if has_decisions:
         tables, fixed = review.corrected_tables(ingested.tables, records["roster"], decisions)
         if fixed:
             records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings)
@@ -166,7 +166,7 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     if release_input:
         ingested.tables.clear()
     matches = match_all(records, settings, progress)
-    if decisions is not None and decisions.height:
+    if has_decisions:
         matches, link_counts = review.apply_links(matches, records, decisions)
         review_counts.update(link_counts)
     if progress:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ReconError
+from .names import in_charset
 
 __all__ = [
     "SynthConfig",
@@ -444,14 +445,6 @@ def _s2t() -> Any:
     from opencc import OpenCC
 
     return OpenCC("s2t")
-
-
-def _gbk_ok(ch: str) -> bool:
-    try:
-        ch.encode("gbk")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -1456,9 +1449,9 @@ class _SystemRender:
     def name(self, p: _Person, errs: list[str], prefix: str) -> str:
         rng = self.rng
         nm = p.name
-        non_gbk = any(not _gbk_ok(ch) for ch in nm)
+        non_gbk = any(not in_charset(ch, "gbk") for ch in nm)
         if non_gbk and rng.p(_rate(self.cfg, 0.8)):
-            rare = [i for i, ch in enumerate(nm) if not _gbk_ok(ch)]
+            rare = [i for i, ch in enumerate(nm) if not in_charset(ch, "gbk")]
             i = rare[0]
             if rng.p(0.75):
                 nm, k = nm[:i] + "?" + nm[i + 1:], "rare_q"
