@@ -92,7 +92,7 @@ def add_county_args(ap: argparse.ArgumentParser) -> None:
 @contextmanager
 def county_dir(args: argparse.Namespace) -> Iterator[Path]:
     """`--dir`, generated first if it holds no county, or a temporary generated county."""
-    from reconcile.synth import SynthConfig, generate_county
+    from countygen import SynthConfig, generate_county
 
     with tempfile.TemporaryDirectory() as tmp:
         county = args.dir or Path(tmp) / "county"

@@ -30,7 +30,7 @@ from reconcile.config import load_settings  # noqa: E402
 from reconcile.fields import SYSTEMS  # noqa: E402
 from reconcile.ingest import read_inbox  # noqa: E402
 from reconcile.pipeline import match_all, normalize_all  # noqa: E402
-from reconcile.synth import SynthConfig, generate_county  # noqa: E402
+from countygen import SynthConfig, generate_county  # noqa: E402
 
 
 def _with_lineage(links: pl.DataFrame, records: dict[str, pl.DataFrame], system: str) -> pl.DataFrame:

@@ -51,7 +51,7 @@ import polars as pl  # noqa: E402
 from reconcile import ingest, pipeline, store  # noqa: E402
 from reconcile.config import load_settings  # noqa: E402
 from reconcile.idcard import check_char  # noqa: E402
-from reconcile.synth import SynthConfig, generate_county  # noqa: E402
+from countygen import SynthConfig, generate_county  # noqa: E402
 
 GB = 1024**3
 

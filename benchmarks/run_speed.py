@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconcile.synth import SynthConfig, generate_county
+from countygen import SynthConfig, generate_county
 
 ROOT = Path(__file__).resolve().parent.parent
 

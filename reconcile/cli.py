@@ -9,6 +9,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from countygen import SynthConfig, SynthError, generate_county
+
 from .config import DEFAULT_DB, DEFAULT_REPORTS, SAMPLE_DIR, DATA_DIR
 from .errors import ReconError
 
@@ -88,8 +90,6 @@ def _review(args: argparse.Namespace) -> int:
 def _sample_inbox() -> Path:
     inbox = SAMPLE_DIR / "inbox"
     if not inbox.is_dir():
-        from .synth import SynthConfig, generate_county
-
         print(f"generating the sample county ({SAMPLE_HOUSEHOLDS} households) into {SAMPLE_DIR} …", flush=True)
         generate_county(SAMPLE_DIR, SynthConfig(households=SAMPLE_HOUSEHOLDS, seed=SAMPLE_SEED))
     return inbox
@@ -176,8 +176,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import SynthConfig, generate_county
-
     t0 = time.perf_counter()
     summary = generate_county(args.dir, SynthConfig(households=args.households, seed=args.seed, errors=args.errors))
     print(f"generated {args.dir} in {time.perf_counter() - t0:.1f} s: {summary}")
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": _run, "serve": _serve, "synth": _synth, "review": _review}[args.command](args)
-    except ReconError as exc:
+    except (ReconError, SynthError) as exc:
         print(f"recon: {exc}", file=sys.stderr)
         return 2
 

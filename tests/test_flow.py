@@ -11,7 +11,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from reconcile.synth import SynthConfig, generate_county
+from countygen import SynthConfig, generate_county
 
 ID_SHAPED = re.compile(r"\d{6}(?:19|20)\d{2}[01]\d[0-3]\d\d{3}[\dXx]")
 

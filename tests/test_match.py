@@ -170,7 +170,7 @@ def test_chunked_scoring_gives_the_same_links(settings: Settings, tmp_path, monk
     """A county-wide run scores its pairs a slice at a time (memory); the slices must not
     change a single link, weight or runner-up margin."""
     from reconcile import ingest, match
-    from reconcile.synth import SynthConfig, generate_county
+    from countygen import SynthConfig, generate_county
 
     generate_county(tmp_path / "county", SynthConfig(households=120, seed=3))
     records, _ = normalize_all(ingest.read_inbox(tmp_path / "county" / "inbox", settings.header_aliases), settings)

@@ -208,7 +208,7 @@ def _cells(folder: Path) -> dict[str, list]:
 
 
 def test_same_inputs_give_same_tables_and_cells(tmp_path: Path) -> None:
-    from reconcile.synth import SynthConfig, generate_county
+    from countygen import SynthConfig, generate_county
 
     generate_county(tmp_path / "county", SynthConfig(households=150, seed=9))
     dumps, books, raw = [], [], []

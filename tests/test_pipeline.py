@@ -10,7 +10,7 @@ import pytest
 from reconcile import ingest
 from reconcile.config import Settings
 from reconcile.pipeline import reconcile, stored_tables
-from reconcile.synth import SynthConfig, generate_county
+from countygen import SynthConfig, generate_county
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 from reconcile import ingest, pipeline, report, review, store
 from reconcile.cli import main as cli_main
-from reconcile.synth import SynthConfig, generate_county
+from countygen import SynthConfig, generate_county
 
 from conftest import make_id
 

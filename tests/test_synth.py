@@ -14,8 +14,8 @@ import openpyxl
 import polars as pl
 import pytest
 
-from reconcile.errors import ReconError
-from reconcile.synth import (
+from countygen import (
+    SynthError,
     DIBAO_HEADERS,
     DIBAO_HEADS_ONLY_HEADERS,
     ERROR_CODES,
@@ -377,7 +377,7 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     generate_county(tmp_path, cfg)
     with pytest.raises(FileExistsError):
         generate_county(tmp_path, cfg)
-    with pytest.raises(ReconError):  # the CLI reports ReconError without a traceback
+    with pytest.raises(SynthError):  # the CLI reports SynthError without a traceback
         generate_county(tmp_path, cfg)
     s = generate_county(tmp_path, cfg, overwrite=True)
     assert s.households == 3

@@ -28,13 +28,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ReconError
-from .names import in_charset
+
+
+class SynthError(Exception):
+    """Base of the generator's own errors (it shares nothing with the product)."""
+
+
+def in_charset(c: str, codec: str) -> bool:
+    """Whether an old system in `codec` (gb2312, gbk) could store `c`."""
+    try:
+        c.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 __all__ = [
     "SynthConfig",
     "SynthSummary",
     "SynthOutputExists",
+    "SynthError",
     "generate_county",
     "id_check_char",
     "ROSTER_HEADER_VARIANTS",
@@ -93,7 +105,7 @@ class SynthSummary:
         )
 
 
-class SynthOutputExists(ReconError, FileExistsError):
+class SynthOutputExists(SynthError, FileExistsError):
     """The output folder already holds an inbox or truth (pass overwrite=True to replace them)."""
 
 
@@ -1763,7 +1775,7 @@ def _write_truth(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, truth: Path, recs
 def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = False) -> SynthSummary:
     """Write a synthetic county's inbox and its truth under ``out_dir``.
 
-    Refuses (SynthOutputExists, a ReconError and a FileExistsError) when ``out_dir/inbox`` or
+    Refuses (SynthOutputExists, a SynthError and a FileExistsError) when ``out_dir/inbox`` or
     ``out_dir/truth`` already holds files, unless ``overwrite`` is true, in which case those two
     folders (and nothing else) are removed first.
     """
@@ -1835,7 +1847,7 @@ def _dibao_spelling(hh: _Household) -> str:
 
 def policy_text(cfg: SynthConfig) -> str:
     """The county's policy file: county A's standards of docs/domain.md under this county's name."""
-    from .config import PACKAGE_CONFIG
+    from reconcile.config import PACKAGE_CONFIG  # interim: replaced by the generator's own table
 
     text = (PACKAGE_CONFIG / "policy" / _POLICY_TEMPLATE).read_text(encoding="utf-8")
     lines = []
@@ -1856,7 +1868,7 @@ def _prepare_policy(rw: "_RosterWriter", out_dir: Path, cut_note: dict[str, Any]
     """Write DIR/config/policy/<county>_<year>.toml and give the roster writer what it needs."""
     import tomllib
 
-    from .policy import parse_policy
+    from reconcile.policy import parse_policy  # interim: the generator gets its own truth
 
     cfg = rw.cfg
     folder = out_dir / "config" / "policy"
@@ -1895,7 +1907,7 @@ def _visible_categories(hh: _Household, dibao_visible: bool = True) -> frozenset
 def _policy_cells(rw: Any, c: _Claim, lay: _Layout, v: dict[str, Any], errs: list[str]) -> None:
     """Set the row's amount by the policy; now and then a wrong amount or a grade far from the
     student's age, only where a tool can tell from the row (recorded in errs)."""
-    from .policy import Facts, age_window_fits, expected_amount, row_facts
+    from reconcile.policy import Facts, age_window_fits, expected_amount, row_facts  # interim: the generator gets its own truth
 
     policy = getattr(rw, "policy", None)
     if policy is None:
