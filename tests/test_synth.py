@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,6 +17,7 @@ import openpyxl
 import polars as pl
 import pytest
 
+import countygen
 from countygen import (
     SynthError,
     DIBAO_HEADERS,
@@ -388,3 +392,29 @@ def test_tiny_counties(tmp_path: Path, households: int) -> None:
     s = generate_county(tmp_path, SynthConfig(households=households, seed=5))
     assert s.households == households
     assert (tmp_path / "truth" / "records.csv").is_file()
+
+
+# ------------------------------------------------------------------------------ independence
+
+_PRODUCT = ("reconcile", "schemas")
+_MATCHER_SOURCES = ("pypinyin", "opencc", "pycorrector", "same_stroke", "stroke.txt")
+
+
+def test_countygen_imports_nothing_from_the_product(tmp_path: Path) -> None:
+    """Generating a county loads no module of the product (imports may be lazy: generate one)."""
+    code = (
+        "import sys; from pathlib import Path; import countygen; "
+        f"countygen.generate_county(Path({str(tmp_path / 'c')!r}), countygen.SynthConfig(households=30, seed=1, errors=3)); "
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    loaded = set(ast.literal_eval(out.stdout.strip().splitlines()[-1]))
+    assert not loaded & set(_PRODUCT), loaded & set(_PRODUCT)
+
+
+@pytest.mark.parametrize("word", _PRODUCT)
+def test_countygen_source_names_no_product_module(word: str) -> None:
+    src = Path(countygen.__file__).parent
+    for f in sorted(src.rglob("*.py")):
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            assert not re.match(rf"\s*(from|import)\s+{word}\b", line), f"{f.name}:{n}"
