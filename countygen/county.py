@@ -21,13 +21,15 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import random
 import shutil
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .draws import Rng
+from .ids import ROSTER_HEAD_ID_DAMAGE, ROSTER_ID_DAMAGE, SYSTEM_ID_DAMAGE, damage_id, id_check_char
+from .name_errors import NAME_KINDS, replace_rare, typo_name
+from .name_pool import FEMALE, MALE, NEUTRAL, RARE, SURNAMES, UY_FEMALE, UY_MALE
 from .policy import policy_toml, stage_has_boarding_rule, stage_has_year_rule, yearly_amount
 
 
@@ -115,16 +117,6 @@ class SynthOutputExists(SynthError, FileExistsError):
 # ID numbers (GB 11643)
 # --------------------------------------------------------------------------------------
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
-
-
-def id_check_char(first17: str) -> str:
-    """The GB 11643 check character of the first 17 digits."""
-    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True))
-    return _ID_CHECK[total % 11]
-
-
 # --------------------------------------------------------------------------------------
 # vocabulary: headers, labels, error codes
 # --------------------------------------------------------------------------------------
@@ -193,7 +185,8 @@ EXPECTED_KINDS: dict[str, str] = {
     "id_invalid": "roster student ID cell invalid or damaged (checksum, length, number 000-tail, "
     "sci text, missing); cosmetic faults (spaces, full-width, apostrophe, lower x) are not",
     "duplicate_claim": "same student on two roster rows (both rows)",
-    "id_fact_conflict": "roster birth date or gender column contradicts the true ID",
+    "id_fact_conflict": "roster birth date or gender column contradicts the row's ID (the true one, or a "
+    "family member's typed into the row: id_family)",
     "household_exited": "found in filing as 已脱贫(不再享受政策) and not 在保 in dibao",
     "dibao_stopped": "found in dibao as 停保/注销 and not qualifying in filing",
     "subsidy_mismatch": "roster amount differs from the county policy (DIR/config/policy) for the row's "
@@ -204,14 +197,12 @@ EXPECTED_KINDS: dict[str, str] = {
 }
 
 # errors column codes: <field>_<kind>; field in name, id, head_name, head_id
-_NAME_KINDS = ("homophone", "lookalike", "traditional", "rare_q", "rare_pinyin", "rare_common",
-               "space", "dot", "drop", "add")
 _ID_KINDS = ("digit", "swap", "lower_x", "fullwidth", "space", "apostrophe", "legacy15",
-             "number", "sci", "missing", "drop")
+             "number", "sci", "missing", "drop", "family")
 ERROR_CODES: tuple[str, ...] = (
-    *(f"name_{k}" for k in _NAME_KINDS),
+    *(f"name_{k}" for k in NAME_KINDS),
     *(f"id_{k}" for k in _ID_KINDS),
-    *(f"head_name_{k}" for k in _NAME_KINDS),
+    *(f"head_name_{k}" for k in NAME_KINDS),
     *(f"head_id_{k}" for k in _ID_KINDS),
     "birth_conflict", "gender_conflict", "duplicate", "amount_wrong", "grade_age",
 )
@@ -220,50 +211,6 @@ _INVALID_ID_KINDS = ("id_digit", "id_swap", "id_number", "id_sci", "id_missing",
 # --------------------------------------------------------------------------------------
 # names
 # --------------------------------------------------------------------------------------
-
-_SURNAMES: tuple[tuple[str, float], ...] = (
-    ("王", 7.1), ("李", 7.0), ("张", 6.7), ("刘", 5.4), ("陈", 4.5), ("杨", 5.0), ("黄", 2.1),
-    ("赵", 2.0), ("吴", 3.0), ("周", 1.8), ("徐", 1.5), ("孙", 1.4), ("马", 1.3), ("朱", 1.2),
-    ("胡", 1.1), ("郭", 1.1), ("何", 1.0), ("高", 0.9), ("林", 0.9), ("罗", 0.9), ("郑", 0.8),
-    ("梁", 1.0), ("谢", 0.7), ("宋", 0.6), ("唐", 0.6), ("许", 0.6), ("韩", 0.5), ("冯", 0.5),
-    ("邓", 0.5), ("曹", 0.5), ("彭", 1.2), ("曾", 0.5), ("肖", 0.5), ("田", 1.5), ("董", 0.4),
-    ("袁", 0.4), ("潘", 0.4), ("于", 0.4), ("蒋", 0.4), ("蔡", 0.4), ("余", 0.4), ("杜", 0.4),
-    ("叶", 0.4), ("程", 0.3), ("苏", 0.3), ("魏", 0.3), ("吕", 0.3), ("丁", 0.3), ("任", 0.3),
-    ("沈", 0.3), ("姚", 0.3), ("卢", 0.3), ("姜", 0.3), ("崔", 0.3), ("钟", 0.3), ("谭", 0.3),
-    ("陆", 0.2), ("汪", 0.2), ("范", 0.2), ("金", 0.2), ("石", 2.0), ("廖", 0.2), ("贾", 0.2),
-    ("夏", 0.2), ("韦", 0.2), ("付", 0.2), ("方", 0.2), ("白", 0.2), ("邹", 0.2), ("孟", 0.2),
-    ("熊", 0.2), ("秦", 0.2), ("邱", 0.2), ("江", 0.2), ("尹", 0.2), ("薛", 0.2), ("闫", 0.2),
-    ("段", 0.2), ("雷", 0.2), ("侯", 0.2), ("龙", 1.5), ("史", 0.2), ("黎", 0.1), ("贺", 0.1),
-    ("顾", 0.1), ("毛", 0.1), ("郝", 0.1), ("龚", 0.1), ("邵", 0.1), ("万", 0.1), ("覃", 0.1),
-    ("武", 0.1), ("钱", 0.1), ("戴", 0.1), ("严", 0.1), ("莫", 0.1), ("孔", 0.1), ("向", 0.8),
-    ("麻", 0.6), ("滕", 0.4), ("隆", 0.3), ("栗", 0.05), ("欧阳", 0.08), ("司马", 0.03),
-    ("诸葛", 0.02), ("上官", 0.02), ("单", 0.06), ("仇", 0.04), ("解", 0.04), ("区", 0.03),
-    ("朴", 0.03), ("查", 0.03),
-)
-# the surname reading of multi-reading surnames (pypinyin's default reading is the common one)
-SURNAME_READINGS: dict[str, str] = {
-    "单": "shan", "曾": "zeng", "仇": "qiu", "解": "xie", "区": "ou", "朴": "piao", "查": "zha",
-}
-_MALE = "伟强军杰涛明浩宇轩博俊鹏辉刚勇磊斌峰超波龙飞海建华平文志国林鑫睿泽晨子豪航哲铭辰宏毅凯翔亮成诚康坤健庆永兵东力福生德贵祥荣嘉锦鸿天士玉"
-_FEMALE = "丽芳娜敏静燕艳霞娟玲婷雪琳慧洁萍红梅兰秀英颖倩欣怡佳琪涵萱悦诗雨可思晴瑶妍婉馨彤莉琴蓉丹凤玉珍翠菊桂云露薇婕"
-_NEUTRAL = "文华明子晨雨欣安宁乐然一嘉俊艺清逸家语梓天"
-# extra common characters that pinyin input offers as homophones
-_EXTRA = ("莉力立利理里礼俐章彰樟璋方放房坊敬镜境晶婧景井君均钧骏峻维为玮卫炜微民珉闵鸣名茗纳那"
-          "黎梨语羽禹育昱钰煜新心辛芯昕山善珊杉闪增赠求秋球谢鞋协欧鸥瓢漂飘渣扎宇与予屿洋阳扬"
-          "养仰旸飏婷庭亭廷停霆静净竞菁精经京惊涛滔韬桃陶淘伟尾委薇唯惟围帆凡繁樊梵烦浩昊皓号豪"
-          "好郝军钧珺骏俊竣峻晶颖影营盈莹赢迎英瑛樱鹰娜挪哪纳呐辉晖挥徽灰恢慧惠蕙汇会绘卉秀袖绣"
-          "琴勤芹秦擒禽晴情擎倩茜芊谦千迁纤佳家嘉加珈伽夹")
-_RARE = ("䶮", "龑", "𬱖", "喆", "堃", "犇", "淼", "燚", "赟", "玥", "珺", "彧", "翀", "昳")
-_LOOKALIKE: dict[str, str] = {
-    "己": "已", "已": "己", "末": "未", "未": "末", "士": "土", "土": "士", "天": "夭", "王": "玉",
-    "玉": "王", "日": "曰", "人": "入", "侯": "候", "戊": "戌", "贝": "见", "栗": "粟", "杨": "扬",
-    "晴": "睛", "凤": "风", "萍": "苹", "博": "搏", "辉": "晖", "琪": "棋", "婷": "亭", "斌": "赋",
-    "淼": "森", "喆": "哲", "堃": "坤", "清": "请", "俊": "浚", "浩": "洁", "洁": "浩", "彤": "肜",
-    "娟": "涓", "刚": "钢", "鹏": "朋", "明": "朋", "雪": "雷", "建": "健", "健": "建",
-}
-_UY_MALE = ("买买提", "艾力", "阿不都", "吐尔逊", "热合曼", "艾合买提", "库尔班", "努尔", "依明")
-_UY_FEMALE = ("阿依古丽", "古丽娜尔", "热依拉", "阿米娜", "帕提古丽", "迪丽努尔", "米娜瓦尔")
-_DOT_VARIANTS = ("•", "・", "．", ".", "")
 
 _TOWNS = (
     "卫民镇", "结补镇", "龙茶乡", "花垣镇", "龙潭镇", "边城镇", "双龙镇", "石栏镇", "吉卫镇",
@@ -374,33 +321,15 @@ class _Rec:
     head: int = -1  # roster: the guardian named on the row; systems: the household head
 
 
-class _Rng(random.Random):
-    """random.Random with a weighted pick over (item, weight) pairs and a Bernoulli draw."""
-
-    def p(self, prob: float) -> bool:
-        return self.random() < prob
-
-    def pick(self, pairs: tuple[tuple[Any, float], ...] | list[tuple[Any, float]]) -> Any:
-        total = 0.0
-        for _, w in pairs:
-            total += w
-        x = self.random() * total
-        for item, w in pairs:
-            x -= w
-            if x < 0:
-                return item
-        return pairs[-1][0]
-
-
-def _year_month(rng: _Rng, y0: int, y1: int) -> str:
+def _year_month(rng: Rng, y0: int, y1: int) -> str:
     """A 'YYYY-MM' between January of y0 and August of y1 (before the term starts)."""
     y = rng.randrange(y0, y1 + 1)
     m = rng.randrange(1, 9 if y == y1 else 13)
     return f"{y}-{m:02d}"
 
 
-def _stream(cfg: SynthConfig, name: str) -> _Rng:
-    return _Rng(f"recon-synth:{cfg.seed}:{name}")
+def _stream(cfg: SynthConfig, name: str) -> Rng:
+    return Rng(f"recon-synth:{cfg.seed}:{name}")
 
 
 def _rate(cfg: SynthConfig, base: float) -> float:
@@ -412,208 +341,25 @@ def _rate(cfg: SynthConfig, base: float) -> float:
 # --------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _char_tables() -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    """(homophones of a character, toneless pinyin of a character) over the name pool."""
-    from pypinyin import lazy_pinyin
-
-    pool: list[str] = []
-    seen: dict[str, None] = {}
-    singles = "".join(s for s, _ in _SURNAMES if len(s) == 1)
-    for ch in singles + _MALE + _FEMALE + _NEUTRAL + _EXTRA + "".join(_RARE):
-        if ch not in seen:
-            seen[ch] = None
-            pool.append(ch)
-    reading: dict[str, str] = {}
-    groups: dict[str, list[str]] = {}
-    for ch in pool:
-        py = lazy_pinyin(ch)[0]
-        reading[ch] = py
-        if ch not in _RARE:
-            groups.setdefault(py, []).append(ch)
-    homo: dict[str, tuple[str, ...]] = {}
-    for ch in pool:
-        homo[ch] = tuple(c for c in groups.get(reading[ch], ()) if c != ch)
-    for ch, py in SURNAME_READINGS.items():
-        # a clerk typing the surname reading gets these; the common reading gives the others
-        homo["surname:" + ch] = tuple(c for c in groups.get(py, ()) if c != ch)
-    return homo, reading
-
-
-@lru_cache(maxsize=1)
-def _s2t() -> Any:
-    from opencc import OpenCC
-
-    return OpenCC("s2t")
-
-
 # --------------------------------------------------------------------------------------
 # error injection
 # --------------------------------------------------------------------------------------
 
 
-def _typo_name(rng: _Rng, name: str, sur_len: int, side: str) -> tuple[str, str]:
-    """One name error; returns (new name, kind) or (name, '') when nothing applies."""
-    homo, reading = _char_tables()
-    rare_pos = [i for i, ch in enumerate(name) if ch in _RARE]
-    options: list[tuple[str, float]] = []
-    if rare_pos:
-        options += [("rare_q", 4.0), ("rare_pinyin", 2.0 if side == "roster" else 0.5),
-                    ("rare_common", 0.5 if side == "roster" else 2.0)]
-    if "·" in name:
-        options.append(("dot", 6.0))
-    homo_pos = [i for i, ch in enumerate(name) if ch != "·" and homo.get(ch)]
-    if sur_len == 1 and homo.get("surname:" + name[0]):
-        homo_pos = sorted(set(homo_pos) | {0})
-    if homo_pos:
-        options.append(("homophone", 10.0))
-    look_pos = [i for i, ch in enumerate(name) if ch in _LOOKALIKE]
-    if look_pos:
-        options.append(("lookalike", 4.0))
-    if side == "roster":
-        options.append(("traditional", 2.5))
-    if sur_len:
-        options.append(("space", 3.0))
-        if len(name) - sur_len >= 2:
-            options.append(("drop", 1.5))
-        options.append(("add", 1.0))
-    if not options:
-        return name, ""
-    for _ in range(4):
-        kind = rng.pick(options)
-        new = _apply_name_typo(rng, kind, name, sur_len, rare_pos, homo_pos, look_pos, homo, reading)
-        if new and new != name:
-            return new, kind
-    return name, ""
-
-
-def _apply_name_typo(rng: _Rng, kind: str, name: str, sur_len: int, rare_pos: list[int],
-                     homo_pos: list[int], look_pos: list[int],
-                     homo: dict[str, tuple[str, ...]], reading: dict[str, str]) -> str:
-    if kind in ("rare_q", "rare_pinyin", "rare_common"):
-        i = rng.choice(rare_pos)
-        ch = name[i]
-        if kind == "rare_q":
-            rep = "?"
-        elif kind == "rare_pinyin":
-            rep = reading.get(ch, "?")
-        else:
-            cands = [c for c in homo.get(ch, ()) if c not in _RARE]
-            if not cands:
-                return name
-            rep = rng.choice(cands)
-        return name[:i] + rep + name[i + 1:]
-    if kind == "dot":
-        return name.replace("·", rng.choice(_DOT_VARIANTS))
-    if kind == "homophone":
-        i = rng.choice(homo_pos)
-        ch = name[i]
-        cands: tuple[str, ...] = homo.get(ch, ())
-        if i == 0 and sur_len == 1 and ch in SURNAME_READINGS and rng.p(0.5):
-            cands = homo.get("surname:" + ch, ()) or cands
-        if not cands:
-            return name
-        return name[:i] + rng.choice(cands) + name[i + 1:]
-    if kind == "lookalike":
-        i = rng.choice(look_pos)
-        return name[:i] + _LOOKALIKE[name[i]] + name[i + 1:]
-    if kind == "traditional":
-        return _s2t().convert(name)
-    if kind == "space":
-        sp = rng.choice((" ", " ", "　", "  "))
-        return name[:sur_len] + sp + name[sur_len:]
-    if kind == "drop":
-        i = rng.randrange(sur_len, len(name))
-        return name[:i] + name[i + 1:]
-    if kind == "add":
-        if rng.p(0.5):
-            return name + name[-1]
-        return name + rng.choice(_NEUTRAL)
-    raise AssertionError(kind)
-
-
-_FULLWIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
-
-
-def _sci_text(id18: str) -> str:
-    mant, exp = f"{int(id18):.5E}".split("E")
-    if "." in mant:
-        mant = mant.rstrip("0").rstrip(".")
-    return f"{mant}E{exp}"
-
-
-def _damage_id(rng: _Rng, id18: str, birth: dt.date,
-               weights: tuple[tuple[str, float], ...]) -> tuple[Any, str]:
-    """Damage an ID; returns (cell value: str | float | None, kind)."""
-    applicable: list[tuple[str, float]] = []
-    digits_only = id18[-1] != "X"
-    for kind, w in weights:
-        if kind == "lower_x" and id18[-1] != "X":
-            continue
-        if kind in ("number", "sci") and not digits_only:
-            continue
-        if kind == "legacy15" and not (1900 <= birth.year <= 1999):
-            continue
-        applicable.append((kind, w))
-    if not applicable:
-        return id18, ""
-    kind = rng.pick(applicable)
-    if kind == "digit":
-        i = rng.randrange(17)
-        d = rng.choice([c for c in "0123456789" if c != id18[i]])
-        return id18[:i] + d + id18[i + 1:], kind
-    if kind == "swap":
-        spots = [i for i in range(16) if id18[i] != id18[i + 1]]
-        i = rng.choice(spots)
-        return id18[:i] + id18[i + 1] + id18[i] + id18[i + 2:], kind
-    if kind == "lower_x":
-        return id18[:-1] + "x", kind
-    if kind == "fullwidth":
-        return id18.translate(_FULLWIDTH), kind
-    if kind == "space":
-        if rng.p(0.5):
-            return f"{id18[:6]} {id18[6:14]} {id18[14:]}", kind
-        return f"{id18[:6]} {id18[6:]}", kind
-    if kind == "apostrophe":
-        return "'" + id18, kind
-    if kind == "legacy15":
-        return id18[:6] + id18[8:17], kind
-    if kind == "number":
-        # Excel keeps 15 significant digits: typing the ID as a number zeroes the last three
-        return float(int(id18[:15]) * 1000), kind
-    if kind == "sci":
-        return _sci_text(id18), kind
-    if kind == "missing":
-        return None, kind
-    if kind == "drop":
-        i = rng.randrange(18)
-        return id18[:i] + id18[i + 1:], kind
-    raise AssertionError(kind)
-
-
-_ROSTER_ID_DAMAGE = (("digit", 22.0), ("swap", 14.0), ("lower_x", 30.0), ("fullwidth", 6.0),
-                     ("space", 12.0), ("apostrophe", 10.0), ("missing", 8.0), ("drop", 6.0))
-_ROSTER_HEAD_ID_DAMAGE = _ROSTER_ID_DAMAGE + (("legacy15", 25.0),)
-
-
-def _roster_id(rng: _Rng, cfg: SynthConfig, numeric_prone: bool, person: Any, rate: float,
+def _roster_id(rng: Rng, cfg: SynthConfig, numeric_prone: bool, person: Any, rate: float,
                damage: tuple[tuple[str, float], ...], code: str, errs: list[str]) -> Any:
     """An ID cell as a school types it: Excel-damaged in numeric-prone files, else typos."""
     r = rng.random()
     if numeric_prone and r < _rate(cfg, 0.07):
         kind = "number" if r < _rate(cfg, 0.06) else "sci"
-        value, k = _damage_id(rng, person.id18, person.birth, ((kind, 1.0),))
+        value, k = damage_id(rng, person.id18, person.birth, ((kind, 1.0),))
     elif rng.p(_rate(cfg, rate)):
-        value, k = _damage_id(rng, person.id18, person.birth, damage)
+        value, k = damage_id(rng, person.id18, person.birth, damage)
     else:
         return person.id18
     if k:
         errs.append(code + k)
     return value
-_SYSTEM_ID_DAMAGE = (("digit", 30.0), ("swap", 20.0), ("lower_x", 40.0), ("space", 8.0),
-                     ("legacy15", 25.0), ("missing", 6.0), ("drop", 6.0))
-
-
 # --------------------------------------------------------------------------------------
 # geography and population
 # --------------------------------------------------------------------------------------
@@ -634,7 +380,7 @@ def _neighbours(region: str) -> list[str]:
     return out[:5]
 
 
-def _build_geo(cfg: SynthConfig, rng: _Rng) -> _Geo:
+def _build_geo(cfg: SynthConfig, rng: Rng) -> _Geo:
     n_towns = max(5, min(len(_TOWNS), round(cfg.households ** 0.5 / 6)))
     towns = list(_TOWNS[:n_towns])
     per_town = cfg.households / n_towns
@@ -655,7 +401,7 @@ def _build_geo(cfg: SynthConfig, rng: _Rng) -> _Geo:
 
 
 class _PopBuilder:
-    def __init__(self, cfg: SynthConfig, geo: _Geo, rng: _Rng) -> None:
+    def __init__(self, cfg: SynthConfig, geo: _Geo, rng: Rng) -> None:
         self.cfg = cfg
         self.geo = geo
         self.rng = rng
@@ -664,7 +410,7 @@ class _PopBuilder:
         self.persons: list[_Person] = []
         self.households: list[_Household] = []
         self.used17: set[str] = set()
-        self.sur_cum: list[tuple[str, float]] = list(_SURNAMES)
+        self.sur_cum: list[tuple[str, float]] = list(SURNAMES)
 
     # -- small helpers
     def surname(self) -> str:
@@ -672,11 +418,11 @@ class _PopBuilder:
 
     def given(self, gender: str) -> str:
         rng = self.rng
-        pool = _MALE if gender == "男" else _FEMALE
+        pool = MALE if gender == "男" else FEMALE
         n = 2 if rng.p(0.72) else 1
-        chars = [rng.choice(pool) if rng.p(0.85) else rng.choice(_NEUTRAL) for _ in range(n)]
+        chars = [rng.choice(pool) if rng.p(0.85) else rng.choice(NEUTRAL) for _ in range(n)]
         if rng.p(0.004):
-            chars[rng.randrange(n)] = rng.choice(_RARE)
+            chars[rng.randrange(n)] = rng.choice(RARE)
         return "".join(chars)
 
     def birth(self, age: int) -> dt.date:
@@ -756,12 +502,12 @@ class _PopBuilder:
             head_age = rng.randrange(26, 52)
             head_male = minority or rng.p(0.8)
             if minority:
-                father_name = rng.choice(_UY_MALE)
-                own = rng.choice([n for n in _UY_MALE if n != father_name])
+                father_name = rng.choice(UY_MALE)
+                own = rng.choice([n for n in UY_MALE if n != father_name])
                 h = self.person(hx, f"{own}·{father_name}", 0, "男", head_age, "户主", True, eth)
                 members.append(h)
                 if rng.p(0.85):
-                    members.append(self.person(hx, f"{rng.choice(_UY_FEMALE)}·{rng.choice(_UY_MALE)}",
+                    members.append(self.person(hx, f"{rng.choice(UY_FEMALE)}·{rng.choice(UY_MALE)}",
                                                0, "女", max(20, head_age + rng.randrange(-5, 3)),
                                                "配偶", True, eth))
                 fam, father, mother = own, h, (members[1] if len(members) > 1 else -1)
@@ -791,7 +537,7 @@ class _PopBuilder:
                     break
                 g = "男" if rng.p(0.53) else "女"
                 if minority:
-                    nm, sl = f"{rng.choice(_UY_MALE if g == '男' else _UY_FEMALE)}·{fam}", 0
+                    nm, sl = f"{rng.choice(UY_MALE if g == '男' else UY_FEMALE)}·{fam}", 0
                 else:
                     nm, sl = self.child_name(fam, g)
                 rel = "之子" if g == "男" else "之女"
@@ -928,7 +674,7 @@ class _School:
     claims: list[_Claim] = field(default_factory=list)
 
 
-def _school_name_for(p: _Person, hh: _Household, geo: _Geo, rng: _Rng, cfg: SynthConfig) -> str:
+def _school_name_for(p: _Person, hh: _Household, geo: _Geo, rng: Rng, cfg: SynthConfig) -> str:
     town = geo.towns[hh.town]
     if rng.p(0.03):
         town = rng.choice(geo.towns)
@@ -946,7 +692,7 @@ def _school_name_for(p: _Person, hh: _Household, geo: _Geo, rng: _Rng, cfg: Synt
     return f"{cfg.county}学生资助管理中心"
 
 
-def _choose_guardian(p: _Person, hh: _Household, pb: _PopBuilder, rng: _Rng) -> int:
+def _choose_guardian(p: _Person, hh: _Household, pb: _PopBuilder, rng: Rng) -> int:
     head = hh.head
     if not (hh.in_filing or hh.in_dibao):
         return head
@@ -1024,7 +770,7 @@ class _Layout:
     junior_alt: bool
 
 
-def _forced_features(rng: _Rng, schools: list[_School]) -> dict[str, dict[str, Any]]:
+def _forced_features(rng: Rng, schools: list[_School]) -> dict[str, dict[str, Any]]:
     """Make sure every file shape occurs at least once, whatever the county's size."""
     out: dict[str, dict[str, Any]] = {}
     order = list(range(len(schools)))
@@ -1043,7 +789,7 @@ def _forced_features(rng: _Rng, schools: list[_School]) -> dict[str, dict[str, A
     return out
 
 
-def _roster_layout(rng: _Rng, school: _School, cfg: SynthConfig, force: dict[str, Any]) -> _Layout:
+def _roster_layout(rng: Rng, school: _School, cfg: SynthConfig, force: dict[str, Any]) -> _Layout:
     uni = school.stages == ("本科", "大专")
     kg = school.stages == ("学前",)
     keep = {
@@ -1112,7 +858,7 @@ def _fmt_date(d: dt.date, style: str) -> Any:
     return d  # a real Excel date
 
 
-def _conflicting_birth(rng: _Rng, b: dt.date) -> dt.date:
+def _conflicting_birth(rng: Rng, b: dt.date) -> dt.date:
     for _ in range(10):
         how = rng.randrange(3)
         try:
@@ -1149,7 +895,7 @@ def _relation_text(student: _Person, guardian: _Person | None, style: str) -> st
     return rel
 
 
-def _student_no(rng: _Rng, p: _Person, region: str) -> str | None:
+def _student_no(rng: Rng, p: _Person, region: str) -> str | None:
     r = rng.random()
     if r < 0.8:
         return "G" + p.id18
@@ -1248,12 +994,12 @@ class _RosterWriter:
                 if blank_at and i == blank_at[0]:
                     blank_at.pop(0)
                     put([])
-                values, rec_errors = self.render(c, lay, i + 1)
+                values, rec_errors, facts_conflict = self.render(c, lay, i + 1)
                 amt = values[lay.columns.index("amount")] if "amount" in lay.columns else 0
                 total += amt if isinstance(amt, int) else 0
                 row_no = put(values)
                 self.recs.append(_Rec("roster", rel, sheet_name, row_no, c.student, rec_errors,
-                                      self.kinds(c, lay, rec_errors), c.guardian))
+                                      self.kinds(c, lay, rec_errors, facts_conflict), c.guardian))
             if lay.total_row:
                 tot: list[Any] = [None] * ncol
                 tot[0] = "合计"
@@ -1318,28 +1064,35 @@ class _RosterWriter:
         if len(grouped) > 1:
             ws.merged_cells.add(CellRange(f"{_col_letter(grouped[0] + 1)}{r}:{_col_letter(grouped[-1] + 1)}{r}"))
 
-    def render(self, c: _Claim, lay: _Layout, seq: int) -> tuple[list[Any], list[str]]:
+    def render(self, c: _Claim, lay: _Layout, seq: int) -> tuple[list[Any], list[str], bool]:
+        """The row's cells, its error classes, and whether its birth date or gender column
+        contradicts the ID in its ID cell."""
         rng, cfg, pb = self.rng, self.cfg, self.pb
         p = pb.persons[c.student]
         hh = pb.households[p.hh]
         g = pb.persons[c.guardian] if c.guardian >= 0 else None
         errs: list[str] = []
+        facts_conflict = False
         cols = lay.columns
         v: dict[str, Any] = {}
         # student name
         name = p.name
         extra = 0.0
-        if any(ch in _RARE for ch in name):
+        if any(ch in RARE for ch in name):
             extra = 0.5
         elif "·" in name:
             extra = 0.4
         if rng.p(_rate(cfg, 0.04 + extra)):
-            name, k = _typo_name(rng, name, p.sur_len, "roster")
+            name, k = typo_name(rng, name, p.sur_len, "roster")
             if k:
                 errs.append("name_" + k)
         v["name"] = name
         # student ID
-        v["id_number"] = _roster_id(rng, cfg, lay.numeric_prone, p, 0.05, _ROSTER_ID_DAMAGE, "id_", errs)
+        v["id_number"] = _roster_id(rng, cfg, lay.numeric_prone, p, 0.05, ROSTER_ID_DAMAGE, "id_", errs)
+        family = _family_member(pb, c, rng) if rng.p(_rate(cfg, 0.004)) else None
+        if family is not None and not any(e.startswith("id_") for e in errs):
+            v["id_number"] = family.id18  # a brother's, a sister's or the guardian's ID on the student's row
+            errs.append("id_family")
         # facts
         gender = p.gender
         if "gender" in cols and rng.p(_rate(cfg, 0.005)):
@@ -1356,11 +1109,11 @@ class _RosterWriter:
         if g is not None:
             gname = g.name
             if rng.p(_rate(cfg, 0.04)):
-                gname, k = _typo_name(rng, gname, g.sur_len, "roster")
+                gname, k = typo_name(rng, gname, g.sur_len, "roster")
                 if k:
                     errs.append("head_name_" + k)
             v["head_name"] = gname
-            v["head_id"] = _roster_id(rng, cfg, lay.numeric_prone, g, 0.08, _ROSTER_HEAD_ID_DAMAGE, "head_id_", errs)
+            v["head_id"] = _roster_id(rng, cfg, lay.numeric_prone, g, 0.08, ROSTER_HEAD_ID_DAMAGE, "head_id_", errs)
         v["relation"] = _relation_text(p, g, lay.relation_style)
         if c.duplicate:
             errs.append("duplicate")
@@ -1378,16 +1131,21 @@ class _RosterWriter:
         v["aid_item"] = _AID_ITEM[c.stage] if not (c.stage == "本科" and c.grade_idx == 0) else "大学新生入学资助"
         _policy_cells(self, c, lay, v, errs)  # issue 7: amounts by the county's policy, a few wrong
         v["phone"] = hh.phone
-        return [v.get(col) for col in cols], errs
+        if family is not None and "id_family" in errs:
+            shown_birth = birth if "birth_date" in cols else family.birth
+            shown_gender = gender if "gender" in cols else family.gender
+            if (shown_birth, shown_gender) != (family.birth, family.gender):
+                facts_conflict = True  # the row's own facts contradict the ID it carries
+        return [v.get(col) for col in cols], errs, facts_conflict
 
-    def kinds(self, c: _Claim, lay: _Layout, errs: list[str]) -> list[str]:
+    def kinds(self, c: _Claim, lay: _Layout, errs: list[str], facts_conflict: bool) -> list[str]:
         hh = self.pb.households[self.pb.persons[c.student].hh]
         out: list[str] = []
         if any(e in _INVALID_ID_KINDS for e in errs):
             out.append("id_invalid")
         if c.duplicate:
             out.append("duplicate_claim")
-        if "birth_conflict" in errs or "gender_conflict" in errs:
+        if "birth_conflict" in errs or "gender_conflict" in errs or facts_conflict:
             out.append("id_fact_conflict")
         dibao_visible = _dibao_visible(hh, c)
         visible = "village" in lay.columns or dibao_visible
@@ -1397,6 +1155,17 @@ class _RosterWriter:
         if "grade_age" in errs:
             out.append("age_stage_mismatch")
         return out
+
+
+def _family_member(pb: _PopBuilder, c: _Claim, rng: Rng) -> _Person | None:
+    """Another listed member of the student's household whose ID a clerk might copy: a
+    brother or sister, else the guardian."""
+    p = pb.persons[c.student]
+    hh = pb.households[p.hh]
+    kin = [k for k in hh.members if k != c.student and pb.persons[k].school_status != "非在校生"]
+    if kin:
+        return pb.persons[rng.choice(kin)]
+    return pb.persons[c.guardian] if c.guardian >= 0 and c.guardian != c.student else None
 
 
 def _eligibility_kinds(hh: _Household, cut_place: bool | None = None, dibao_visible: bool | None = None) -> list[str]:
@@ -1442,8 +1211,18 @@ def _col_letter(n: int) -> str:
 class _SystemRender:
     """Typed values of system rows with the side's error rates; per-household head typing."""
 
-    def __init__(self, cfg: SynthConfig, pb: _PopBuilder, rng: _Rng) -> None:
+    def __init__(self, cfg: SynthConfig, pb: _PopBuilder, rng: Rng) -> None:
         self.cfg, self.pb, self.rng = cfg, pb, rng
+
+    def head_cell(self, hh: _Household, head_name: str, errs: list[str]) -> str:
+        """The 户主姓名 cell of one member's row: the household's spelling, now and then its own typo."""
+        head = self.pb.persons[hh.head]
+        if self.rng.p(_rate(self.cfg, 0.01)):
+            own, k = typo_name(self.rng, head.name, head.sur_len, "system")
+            if k:
+                errs[:] = [e for e in errs if not e.startswith("head_name_")] + ["head_name_" + k]
+                return own
+        return head_name
 
     def name(self, p: _Person, errs: list[str], prefix: str) -> str:
         rng = self.rng
@@ -1455,20 +1234,24 @@ class _SystemRender:
             if rng.p(0.75):
                 nm, k = nm[:i] + "?" + nm[i + 1:], "rare_q"
             else:
-                nm, k = _apply_name_typo(rng, "rare_common", nm, p.sur_len, rare, [], [], *_char_tables()), "rare_common"
+                nm, k = replace_rare(rng, "rare_common", nm, rare), "rare_common"
             if nm != p.name:
                 errs.append(prefix + k)
             return nm
         if rng.p(_rate(self.cfg, 0.02)):
-            nm, k = _typo_name(rng, nm, p.sur_len, "system")
+            nm, k = typo_name(rng, nm, p.sur_len, "system")
             if k:
                 errs.append(prefix + k)
         return nm
 
-    def ident(self, p: _Person, errs: list[str], prefix: str) -> str | None:
+    def ident(self, p: _Person, errs: list[str], prefix: str, family: _Person | None = None) -> str | None:
+        """The ID cell; now and then another family member's ID (``family``: the head's)."""
         rng = self.rng
+        if family is not None and family is not p and rng.p(_rate(self.cfg, 0.003)):
+            errs.append(prefix + "family")
+            return family.id18
         if rng.p(_rate(self.cfg, 0.02)):
-            v, k = _damage_id(rng, p.id18, p.birth, _SYSTEM_ID_DAMAGE)
+            v, k = damage_id(rng, p.id18, p.birth, SYSTEM_ID_DAMAGE)
             if k:
                 errs.append(prefix + k)
             return v
@@ -1476,7 +1259,7 @@ class _SystemRender:
 
 
 def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_Household],
-                rng: _Rng, heads_only: bool) -> list[tuple[list[Any], int, list[str]]]:
+                rng: Rng, heads_only: bool) -> list[tuple[list[Any], int, list[str]]]:
     sr = _SystemRender(cfg, pb, rng)
     out: list[tuple[list[Any], int, list[str]]] = []
     for hh in households:
@@ -1495,12 +1278,13 @@ def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_
         for k, amt in zip(hh.members, amounts, strict=True):
             p = pb.persons[k]
             errs = list(head_errs)
+            hn = sr.head_cell(hh, head_name, errs) if k != hh.head else head_name
             nm = sr.name(p, errs, "name_")
-            idv = sr.ident(p, errs, "id_")
+            idv = sr.ident(p, errs, "id_", head)
             since = hh.dibao_since
             if k != hh.head and rng.p(0.4):
                 since = _year_month(rng, int(since[:4]), min(int(since[:4]) + 2, cfg.school_year))
-            out.append(([town, vil, head_name, head_id, n, nm, idv, p.relation, hh.dibao_category, amt,
+            out.append(([town, vil, hn, head_id, n, nm, idv, p.relation, hh.dibao_category, amt,
                          since, _dibao_spelling(hh)], k, errs))
     return out
 
@@ -1659,9 +1443,10 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
             for k in hh.members:
                 p = pb.persons[k]
                 errs = list(head_errs)
+                hn = sr.head_cell(hh, head_name, errs) if k != hh.head else head_name
                 nm = sr.name(p, errs, "name_")
-                idv = sr.ident(p, errs, "id_")
-                rows.append(([cfg.county, town, hh.village, hh.filing_no, head_name, person_no[k], nm, idv,
+                idv = sr.ident(p, errs, "id_", head)
+                rows.append(([cfg.county, town, hh.village, hh.filing_no, hn, person_no[k], nm, idv,
                               p.relation, p.gender, p.school_status, htype, status,
                               hh.exit_year], k, errs))
         if t == xlsx_town:
@@ -1911,7 +1696,7 @@ def _mark_missed_eligible(cfg: SynthConfig, pb: _PopBuilder, schools: dict[str, 
     their system records (qualifying first, filing first)."""
     claimed = {c.student for s in schools.values() for c in s.claims}
     covered = _roster_stages(schools)
-    broken = {"id_digit", "id_swap", "id_missing", "id_drop"}
+    broken = {"id_digit", "id_swap", "id_missing", "id_drop", "id_family"}
     by_person: dict[int, list[_Rec]] = {}
     for r in filing_recs + dibao_recs:
         if not (set(r.errors) & broken):

@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 import countygen
+from countygen.confusions import accent_variants, reading, traditional
 from countygen import (
     SynthError,
     DIBAO_HEADERS,
@@ -418,3 +419,99 @@ def test_countygen_source_names_no_product_module(word: str) -> None:
     for f in sorted(src.rglob("*.py")):
         for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
             assert not re.match(rf"\s*(from|import)\s+{word}\b", line), f"{f.name}:{n}"
+
+
+@pytest.mark.parametrize("word", _MATCHER_SOURCES)
+def test_countygen_uses_none_of_the_matchers_sources(word: str) -> None:
+    src = Path(countygen.__file__).parent
+    for f in sorted(src.rglob("*.py")):
+        assert word not in f.read_text(encoding="utf-8"), f.name
+
+
+@pytest.mark.parametrize("word", ["sighan", "readings.tsv", "confusions", "name_errors"])
+def test_the_product_reads_none_of_the_generators_tables(word: str) -> None:
+    product = Path(countygen.__file__).parent.parent
+    for pkg in _PRODUCT:
+        for f in sorted((product / pkg).rglob("*.py")):
+            assert word not in f.read_text(encoding="utf-8"), f"{pkg}/{f.name}"
+
+
+# ------------------------------------------------------------------------------ error classes
+
+
+def _one_char_apart(values: list[object], true: str) -> list[tuple[str, str]]:
+    """(true character, written character) of each cell that differs from `true` in one place."""
+    out = []
+    for v in values:
+        if isinstance(v, str) and len(v) == len(true) and v != true:
+            diff = [(a, b) for a, b in zip(true, v) if a != b]
+            if len(diff) == 1:
+                out.append(diff[0])
+    return out
+
+
+def _swapped(true: str, sur: int) -> str:
+    return true[:sur] + true[sur + 1] + true[sur] + true[sur + 2:]
+
+
+def _observed() -> set[tuple[str, str]]:
+    rows = (Path(countygen.__file__).parent / "data" / "sighan_confusions.tsv").read_text(encoding="utf-8").splitlines()
+    return {tuple(r.split("\t")[:2]) for r in rows if r and not r.startswith("#")}
+
+
+NAME_CLASS_CHECKS = {
+    "homophone": lambda true, vals: any(reading(a) == reading(b) for a, b in _one_char_apart(vals, true)),
+    "accent": lambda true, vals: any(b in accent_variants(a) and reading(a) != reading(b) for a, b in _one_char_apart(vals, true)),
+    "confusion": lambda true, vals: any(pair in _observed() for pair in _one_char_apart(vals, true)),
+    "traditional": lambda true, vals: traditional(true) in vals and traditional(true) != true,
+    "transpose": lambda true, vals: any(_swapped(true, s) in vals for s in (1, 2) if len(true) - s >= 2),
+    "given_only": lambda true, vals: any(true[s:] in vals for s in (1, 2) if len(true) > s),
+}
+
+
+def _name_records(c: County, klass: str) -> list[tuple[str, list[object]]]:
+    out = []
+    for r in c.records:
+        codes = r["errors"].split(";")
+        vals = c.row(r["file"], r["sheet"], int(r["row"]))
+        if "name_" + klass in codes:
+            out.append((c.persons[r["person_id"]]["name"], vals))
+        if "head_name_" + klass in codes:
+            out.append((c.persons[r["head_person_id"]]["name"], vals))
+    return out
+
+
+@pytest.mark.parametrize("klass", sorted(NAME_CLASS_CHECKS))
+def test_name_error_classes_are_what_they_say(counties: dict[str, County], klass: str) -> None:
+    recs = _name_records(counties["e3"], klass)
+    assert recs, klass
+    for true, vals in recs:
+        assert NAME_CLASS_CHECKS[klass](true, vals), (klass, true, vals)
+
+
+def test_accent_errors_escape_the_matchers_pinyin_key(counties: dict[str, County]) -> None:
+    """The point of the accent class: the toneless pinyin key does not equate the two names."""
+    from reconcile.names import pinyin_key
+
+    recs = _name_records(counties["e3"], "accent")
+    assert recs
+    for true, vals in recs:
+        written = [v for v in vals if isinstance(v, str) and len(v) == len(true) and v != true
+                   and sum(a != b for a, b in zip(true, v)) == 1]
+        assert all(pinyin_key(w) != pinyin_key(true) for w in written), (true, written)
+
+
+def test_family_ids_belong_to_the_household(counties: dict[str, County]) -> None:
+    c = counties["e3"]
+    ids = {p["id_number"]: p for p in c.persons.values()}
+    seen = 0
+    for r in c.records:
+        if "id_family" not in r["errors"].split(";"):
+            continue
+        seen += 1
+        me = c.persons[r["person_id"]]
+        vals = [cell_text(v) for v in c.row(r["file"], r["sheet"], int(r["row"]))]
+        kin = [ids[v] for v in vals if v in ids and v != me["id_number"]]
+        assert kin and all(k["household_id"] == me["household_id"] for k in kin)
+        assert me["id_number"] not in vals
+    assert seen
