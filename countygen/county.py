@@ -7,8 +7,14 @@
 * ``out_dir/inbox/filing/*.csv|xlsx`` the filing-card export per town (GB18030 or UTF-8 BOM),
 * ``out_dir/truth/`` beside (never inside) the inbox: ``persons.csv``, ``households.csv``,
   ``records.csv`` (every data row of every inbox file, the person it is about and the errors
-  injected into it), ``expected.csv`` (what a perfect tool reports for roster rows) and
-  ``notes.json`` (the export that was cut short, the reference date, the codes used).
+  injected into it), ``expected.csv`` (what a perfect tool reports for roster rows),
+  ``places.csv`` (how each file spells each place) and ``notes.json`` (the export that was cut
+  short, the reference date, the codes used, the stages the rosters cover),
+* ``out_dir/config/policy/<county>_<year>.toml`` the county's standards (``policy``) and
+  ``out_dir/config/place_aliases.toml`` its renamed and merged villages (``places``).
+
+Its errors come from sources the matcher does not use (``confusions``, ``name_errors``), and
+it imports nothing from the product.
 
 Everything is drawn from ``random.Random`` streams seeded with text derived from
 ``config.seed`` (string seeds hash with SHA-512, independent of ``PYTHONHASHSEED``), and no
@@ -30,6 +36,7 @@ from .draws import Rng
 from .ids import ROSTER_HEAD_ID_DAMAGE, ROSTER_ID_DAMAGE, SYSTEM_ID_DAMAGE, damage_id, id_check_char
 from .name_errors import NAME_KINDS, replace_rare, typo_name
 from .name_pool import FEMALE, MALE, NEUTRAL, RARE, SURNAMES, UY_FEMALE, UY_MALE
+from .places import PLACE_KINDS, PlaceSpeller, pick_old_names, write_aliases, write_places
 from .policy import policy_toml, stage_has_boarding_rule, stage_has_year_rule, yearly_amount
 
 
@@ -205,6 +212,7 @@ ERROR_CODES: tuple[str, ...] = (
     *(f"head_name_{k}" for k in NAME_KINDS),
     *(f"head_id_{k}" for k in _ID_KINDS),
     "birth_conflict", "gender_conflict", "duplicate", "amount_wrong", "grade_age",
+    *PLACE_KINDS,
 )
 _INVALID_ID_KINDS = ("id_digit", "id_swap", "id_number", "id_sci", "id_missing", "id_drop")
 
@@ -380,13 +388,17 @@ def _neighbours(region: str) -> list[str]:
     return out[:5]
 
 
+def _village_names() -> list[str]:
+    return [a + b + "村" for a in _V1 for b in _V2 if a != b]
+
+
 def _build_geo(cfg: SynthConfig, rng: Rng) -> _Geo:
     n_towns = max(5, min(len(_TOWNS), round(cfg.households ** 0.5 / 6)))
     towns = list(_TOWNS[:n_towns])
     per_town = cfg.households / n_towns
     n_vill = max(2, min(25, round(per_town / 60)))
     villages: list[list[str]] = []
-    combos = [a + b + "村" for a in _V1 for b in _V2 if a != b]
+    combos = _village_names()
     for t in towns:
         vs: list[str] = []
         picked = rng.sample(combos, n_vill + rng.randrange(0, 3))
@@ -906,8 +918,9 @@ def _student_no(rng: Rng, p: _Person, region: str) -> str | None:
 
 
 class _RosterWriter:
-    def __init__(self, cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> None:
-        self.cfg, self.geo, self.pb, self.inbox = cfg, geo, pb, inbox
+    def __init__(self, cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path, speller: PlaceSpeller) -> None:
+        self.cfg, self.geo, self.pb, self.inbox, self.speller = cfg, geo, pb, inbox, speller
+        self.file = ""
         self.rng = _stream(cfg, "roster")
         self.recs: list[_Rec] = []
         self.files = 0
@@ -966,6 +979,7 @@ class _RosterWriter:
             sheets = [(nm, claims)]
         fname = f"{school.name}_资助名单.xlsx"
         rel = f"roster/{fname}"
+        self.file = rel
         wb = Workbook(write_only=True)
         ncol = len(lay.columns)
         last_col = _col_letter(ncol)
@@ -1126,8 +1140,8 @@ class _RosterWriter:
         v["ethnicity"] = p.ethnicity
         v["student_no"] = _student_no(rng, p, cfg.region) if c.stage not in ("学前",) or rng.p(0.2) else None
         v["boarding"] = "是" if c.boarding else "否"
-        v["town"] = self.geo.towns[hh.town]
-        v["village"] = hh.village
+        v["town"], v["village"] = self.speller.spell(self.file, self.geo.towns[hh.town], hh.village, hh.hid, errs,
+                                                     "town" in cols, "village" in cols)
         v["aid_item"] = _AID_ITEM[c.stage] if not (c.stage == "本科" and c.grade_idx == 0) else "大学新生入学资助"
         _policy_cells(self, c, lay, v, errs)  # issue 7: amounts by the county's policy, a few wrong
         v["phone"] = hh.phone
@@ -1259,7 +1273,7 @@ class _SystemRender:
 
 
 def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_Household],
-                rng: Rng, heads_only: bool) -> list[tuple[list[Any], int, list[str]]]:
+                rng: Rng, heads_only: bool, file: str, speller: PlaceSpeller) -> list[tuple[list[Any], int, list[str]]]:
     sr = _SystemRender(cfg, pb, rng)
     out: list[tuple[list[Any], int, list[str]]] = []
     for hh in households:
@@ -1269,7 +1283,7 @@ def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_
         head_name = sr.name(head, head_errs, prefix + "name_")
         head_id = sr.ident(head, head_errs, prefix + "id_")
         n = len(hh.members)
-        town, vil = geo.towns[hh.town], hh.village
+        town, vil = speller.spell(file, geo.towns[hh.town], hh.village, hh.hid, head_errs)
         amounts = [rng.choice((320, 410, 520, 600)) for _ in hh.members]
         if heads_only:
             out.append(([town, vil, head_name, head_id, n, hh.dibao_category, sum(amounts),
@@ -1321,7 +1335,8 @@ def _write_xls(path: Path, sheets: list[_XlsSheet]) -> None:
 _XLS_MAX_DATA = 65000
 
 
-def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> tuple[list[_Rec], int]:
+def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path,
+                 speller: PlaceSpeller) -> tuple[list[_Rec], int]:
     rng = _stream(cfg, "dibao")
     recs: list[_Rec] = []
     files = 0
@@ -1332,8 +1347,8 @@ def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> t
             by_town[hh.town].append(hh)
     # main register (Excel 97), all towns but the heads-only and the CSV town
     main_hh = [hh for t, hs in enumerate(by_town) if t not in (heads_only_town, csv_town) for hh in hs]
-    rows = _dibao_rows(cfg, geo, pb, main_hh, rng, heads_only=False)
     fname = "县城乡低保花名册.xls"
+    rows = _dibao_rows(cfg, geo, pb, main_hh, rng, False, f"dibao/{fname}", speller)
     # Excel 97 holds 65,536 rows a sheet: continue on further sheets, never splitting a household
     chunks: list[list[tuple[list[Any], int, list[str]]]] = [[]]
     i = 0
@@ -1362,8 +1377,8 @@ def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> t
     # heads-only register for one town
     if len(geo.towns) > heads_only_town and by_town[heads_only_town]:
         town = geo.towns[heads_only_town]
-        rows = _dibao_rows(cfg, geo, pb, by_town[heads_only_town], rng, heads_only=True)
         fname = f"{town}低保户主名册.xls"
+        rows = _dibao_rows(cfg, geo, pb, by_town[heads_only_town], rng, True, f"dibao/{fname}", speller)
         nm = "户主名册"
         _write_xls(inbox / "dibao" / fname,
                    [(nm, f"{town}城乡低保户花名册（户主）", DIBAO_HEADS_ONLY_HEADERS, [r[0] for r in rows], None)])
@@ -1373,8 +1388,8 @@ def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> t
     # one town as CSV (GB18030, CRLF) with a title line above the header
     if len(geo.towns) > csv_town and by_town[csv_town]:
         town = geo.towns[csv_town]
-        rows = _dibao_rows(cfg, geo, pb, by_town[csv_town], rng, heads_only=False)
         fname = f"{town}_低保花名册.csv"
+        rows = _dibao_rows(cfg, geo, pb, by_town[csv_town], rng, False, f"dibao/{fname}", speller)
         with open(inbox / "dibao" / fname, "w", encoding="gb18030", newline="") as fh:
             w = csv.writer(fh, lineterminator="\r\n")
             w.writerow([f"{town}城乡低保对象花名册"])
@@ -1392,7 +1407,8 @@ def _export_order(geo: _Geo, pb: _PopBuilder) -> list[_Household]:
     return sorted(pb.households, key=lambda h: (h.town, vindex[h.town][h.village], h.hid))
 
 
-def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> tuple[list[_Rec], int, dict[str, Any]]:
+def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path,
+                  speller: PlaceSpeller) -> tuple[list[_Rec], int, dict[str, Any]]:
     rng = _stream(cfg, "filing")
     sr = _SystemRender(cfg, pb, rng)
     recs: list[_Rec] = []
@@ -1431,12 +1447,14 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
         if not hs:
             continue
         town = geo.towns[t]
+        fname = f"{town}_建档立卡人口.xlsx" if t == xlsx_town else f"{town}_建档立卡人口.csv"
         rows: list[tuple[list[Any], int, list[str]]] = []
         for hh in hs:
             if hh.cut:
                 continue
             head = pb.persons[hh.head]
             head_errs: list[str] = []
+            town_w, village_w = speller.spell(f"filing/{fname}", town, hh.village, hh.hid, head_errs)
             head_name = sr.name(head, head_errs, "head_name_")
             status = _STATUS_TO_CODE[hh.poverty_status] if t == code_town else _poverty_spelling(hh)
             htype = _HOUSEHOLD_TYPE_CODES.get(hh.household_type, hh.household_type) if t == code_town else hh.household_type
@@ -1446,14 +1464,13 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
                 hn = sr.head_cell(hh, head_name, errs) if k != hh.head else head_name
                 nm = sr.name(p, errs, "name_")
                 idv = sr.ident(p, errs, "id_", head)
-                rows.append(([cfg.county, town, hh.village, hh.filing_no, hn, person_no[k], nm, idv,
+                rows.append(([cfg.county, town_w, village_w, hh.filing_no, hn, person_no[k], nm, idv,
                               p.relation, p.gender, p.school_status, htype, status,
                               hh.exit_year], k, errs))
         if t == xlsx_town:
             from openpyxl import Workbook
             from openpyxl.worksheet.cell_range import CellRange
 
-            fname = f"{town}_建档立卡人口.xlsx"
             wb = Workbook(write_only=True)
             ws = wb.create_sheet("建档立卡人口")
             ws.append([f"{cfg.county}{town}建档立卡贫困人口信息表"])
@@ -1467,7 +1484,6 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
             for j, (_, person, errs) in enumerate(rows):
                 recs.append(_Rec("filing", f"filing/{fname}", "建档立卡人口", 3 + j, person, errs))
         else:
-            fname = f"{town}_建档立卡人口.csv"
             utf8 = t % 4 == 1 or t == 3
             with open(inbox / "filing" / fname, "w", encoding="utf-8-sig" if utf8 else "gb18030",
                       newline="") as fh:
@@ -1535,6 +1551,7 @@ def _write_truth(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, truth: Path, recs
         "error_codes": list(ERROR_CODES),
         "expected_by_kind": dict(sorted(kinds.items())),
         "roster_stages": roster_stages,
+        "place_aliases": "config/place_aliases.toml (renamed and merged villages); truth/places.csv: how each file spells each place",
     }
     (truth / "notes.json").write_text(json.dumps(notes, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return kinds
@@ -1571,18 +1588,22 @@ def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = Fal
     truth.mkdir(parents=True, exist_ok=True)
 
     geo = _build_geo(cfg, _stream(cfg, "geo"))
+    old_names = pick_old_names(_stream(cfg, "places"), geo.towns, geo.villages, _village_names())
+    speller = PlaceSpeller(_stream(cfg, "spelling"), _rate(cfg, 0.25), _rate(cfg, 0.5), old_names)
     pb = _build_population(cfg, geo)
     _assign_systems(cfg, geo, pb)
     schools = _build_claims(cfg, geo, pb)
     # systems first: the filing writer decides the cut, which the roster's expectations need
-    filing_recs, filing_files, cut_note = _write_filing(cfg, geo, pb, inbox)
-    dibao_recs, dibao_files = _write_dibao(cfg, geo, pb, inbox)
-    rw = _RosterWriter(cfg, geo, pb, inbox)
+    filing_recs, filing_files, cut_note = _write_filing(cfg, geo, pb, inbox, speller)
+    dibao_recs, dibao_files = _write_dibao(cfg, geo, pb, inbox, speller)
+    rw = _RosterWriter(cfg, geo, pb, inbox, speller)
     _prepare_policy(rw, out_dir, cut_note)
     rw.write_all(schools)
     _mark_missed_eligible(cfg, pb, schools, filing_recs, dibao_recs)
     recs = rw.recs + dibao_recs + filing_recs
     kinds = _write_truth(cfg, geo, pb, truth, recs, cut_note, _roster_stages(schools))
+    write_places(truth / "places.csv", speller)
+    write_aliases(out_dir / "config" / "place_aliases.toml", old_names)
     return SynthSummary(
         out_dir=out_dir,
         households=len(pb.households),

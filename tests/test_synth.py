@@ -19,6 +19,7 @@ import pytest
 
 import countygen
 from countygen.confusions import accent_variants, reading, traditional
+from countygen.places import PLACE_KINDS
 from countygen import (
     SynthError,
     DIBAO_HEADERS,
@@ -33,7 +34,7 @@ from countygen import (
 
 HOUSEHOLDS = 200
 SOURCES = ("roster", "dibao", "filing")
-TRUTH_FILES = ("persons.csv", "households.csv", "records.csv", "expected.csv", "notes.json")
+TRUTH_FILES = ("persons.csv", "households.csv", "records.csv", "expected.csv", "places.csv", "notes.json")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -103,6 +104,10 @@ class County:
         self.records = load_csv(self.truth / "records.csv")
         self.expected = load_csv(self.truth / "expected.csv")
         self.notes = json.loads((self.truth / "notes.json").read_text(encoding="utf-8"))
+        self.places: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        for row in load_csv(self.truth / "places.csv"):
+            key = (row["file"], row["town"], row["village"])
+            self.places.setdefault(key, []).append((row["town_as_written"], row["village_as_written"]))
         self._sheets: dict[str, dict[str, dict[int, list[object]]]] = {}
 
     def sheets(self, file: str) -> dict[str, dict[int, list[object]]]:
@@ -209,7 +214,8 @@ def test_every_record_points_at_its_persons_row(counties: dict[str, County], key
         if not any(e.startswith("id_") for e in codes):
             assert p["id_number"] in values, (r, values)
         if r["source"] != "roster":
-            assert p["town"] in values and p["village"] in values
+            spelled = c.places[(r["file"], p["town"], p["village"])]
+            assert any(t in values and v in values for t, v in spelled), (r, spelled)
             assert r["head_person_id"] == c.households[p["household_id"]]["head_person_id"]
         else:
             assert r["head_person_id"] in c.persons
@@ -362,13 +368,17 @@ def test_same_seed_same_output(counties: dict[str, County], tmp_path: Path) -> N
 
 
 def test_error_rate_scales(counties: dict[str, County]) -> None:
-    def errors(c: County) -> int:
-        return sum(1 for r in c.records if r["errors"])
+    def errors(c: County, places: bool) -> int:
+        """Rows with a row error (places=False) or a place spelling (chosen per file and place)."""
+        return sum(1 for r in c.records
+                   if any((e in PLACE_KINDS) == places for e in r["errors"].split(";") if e))
 
-    e0, e1, e3 = (errors(counties[k]) for k in ("e0", "e1", "e3"))
+    e0, e1, e3 = (errors(counties[k], False) for k in ("e0", "e1", "e3"))
     assert e0 == 0
     assert e1 > 0
     assert e3 > 2 * e1
+    p0, p1, p3 = (errors(counties[k], True) for k in ("e0", "e1", "e3"))
+    assert p0 == 0 < p1 < p3
     # a clean county still has households out of both systems, exited or stopped, but no damage
     clean_kinds = {e["kind"] for e in counties["e0"].expected}
     assert clean_kinds <= {"not_found", "household_exited", "dibao_stopped", "missed_eligible"}
@@ -515,3 +525,41 @@ def test_family_ids_belong_to_the_household(counties: dict[str, County]) -> None
         assert kin and all(k["household_id"] == me["household_id"] for k in kin)
         assert me["id_number"] not in vals
     assert seen
+
+
+# ------------------------------------------------------------------------------ places
+
+
+def test_places_spelled_per_file_and_recorded(counties: dict[str, County]) -> None:
+    c = counties["e3"]
+    kinds = Counter()
+    for row in load_csv(c.truth / "places.csv"):
+        kinds.update(k for k in row["spelling"].split(";") if k)
+        cells = {cell_text(v) for rows in c.sheets(row["file"]).values() for vals in rows.values() for v in vals}
+        for written in (row["town_as_written"], row["village_as_written"]):
+            assert not written or written in cells, (row, written)
+    assert set(kinds) == set(PLACE_KINDS), kinds
+    # each file spells a place one way (but for a merged village's former households)
+    by_file_town = Counter((f, t, tw) for (f, t, _), spelled in c.places.items() for tw, _ in spelled)
+    towns_per_file = Counter((f, t) for f, t, _ in by_file_town)
+    assert all(n == 1 for n in towns_per_file.values())
+
+
+def test_alias_file_maps_old_names_to_villages(counties: dict[str, County]) -> None:
+    import tomllib
+
+    c = counties["e3"]
+    aliases = tomllib.loads((c.root / "config" / "place_aliases.toml").read_text(encoding="utf-8"))
+    assert set(aliases) == {"town", "village"} and aliases["village"]
+    canonical = {p["village"] for p in c.persons.values()}
+    assert not set(aliases["village"]) & canonical
+    assert set(aliases["village"].values()) <= canonical
+    for row in load_csv(c.truth / "places.csv"):
+        if "village_alias" in row["spelling"]:
+            assert aliases["village"][row["village_as_written"]] == row["village"]
+
+
+def test_clean_county_spells_every_place_one_way(counties: dict[str, County]) -> None:
+    rows = load_csv(counties["e0"].truth / "places.csv")
+    assert rows and all(r["spelling"] == "" for r in rows)
+    assert all(r["town_as_written"] in ("", r["town"]) and r["village_as_written"] in ("", r["village"]) for r in rows)
