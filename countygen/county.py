@@ -198,7 +198,8 @@ EXPECTED_KINDS: dict[str, str] = {
     "dibao_stopped": "found in dibao as 停保/注销 and not qualifying in filing",
     "subsidy_mismatch": "roster amount differs from the county policy (DIR/config/policy) for the row's "
     "stage, year, boarding and household category, where the row tells them all",
-    "age_stage_mismatch": "roster grade moved 3+ years away from the student's age (a 小学 row with a usable ID)",
+    "age_stage_mismatch": "roster grade 3+ years away from the age of the row's ID: a 小学 grade moved (the row's "
+    "own usable ID), or a family member's ID typed into the row (id_family)",
     "missed_eligible": "school-age child (age on Sept 1, 在校生状况) of a qualifying household, visible with a "
     "usable ID in a system export, on no roster; the row is one of the child's system records",
 }
@@ -1103,7 +1104,8 @@ class _RosterWriter:
         v["name"] = name
         # student ID
         v["id_number"] = _roster_id(rng, cfg, lay.numeric_prone, p, 0.05, ROSTER_ID_DAMAGE, "id_", errs)
-        family = _family_member(pb, c, rng) if rng.p(_rate(cfg, 0.004)) else None
+        tells_grade = "grade" in cols and ("stage" in cols or "school" in cols)
+        family = _family_member(pb, c, rng) if tells_grade and rng.p(_rate(cfg, 0.004)) else None
         if family is not None and not any(e.startswith("id_") for e in errs):
             v["id_number"] = family.id18  # a brother's, a sister's or the guardian's ID on the student's row
             errs.append("id_family")
@@ -1166,20 +1168,25 @@ class _RosterWriter:
         out += _eligibility_kinds(hh, visible and _in_cut_place(self, hh), dibao_visible)
         if "amount_wrong" in errs:
             out.append("subsidy_mismatch")
-        if "grade_age" in errs:
+        if "grade_age" in errs or "id_family" in errs:
             out.append("age_stage_mismatch")
         return out
 
 
+_ENTRY_AGE = {"学前": 3, "小学": 6, "初中": 12, "高中": 15, "中职": 15, "本科": 18, "大专": 18}
+
+
 def _family_member(pb: _PopBuilder, c: _Claim, rng: Rng) -> _Person | None:
-    """Another listed member of the student's household whose ID a clerk might copy: a
-    brother or sister, else the guardian."""
+    """Another member of the student's household whose ID a clerk might copy into the row (a
+    brother or sister, else the guardian), 3+ years from the usual age of the row's grade, so
+    the row's grade contradicts the ID it carries (age_stage_mismatch)."""
     p = pb.persons[c.student]
     hh = pb.households[p.hh]
-    kin = [k for k in hh.members if k != c.student and pb.persons[k].school_status != "非在校生"]
-    if kin:
-        return pb.persons[rng.choice(kin)]
-    return pb.persons[c.guardian] if c.guardian >= 0 and c.guardian != c.student else None
+    usual = _ENTRY_AGE[c.stage] + c.grade_idx
+    far = [k for k in (*hh.members, c.guardian) if k >= 0 and k != c.student and abs(pb.age(pb.persons[k].birth) - usual) >= 3]
+    kin = [k for k in far if pb.persons[k].school_status != "非在校生"]
+    pool = kin if kin and rng.p(0.6) else far
+    return pb.persons[rng.choice(sorted(set(pool)))] if pool else None
 
 
 def _eligibility_kinds(hh: _Household, cut_place: bool | None = None, dibao_visible: bool | None = None) -> list[str]:
