@@ -1126,10 +1126,13 @@ class _RosterWriter:
             gname = g.name
             if rng.p(_rate(cfg, 0.04)):
                 gname, k = typo_name(rng, gname, g.sur_len, "roster")
-                if k:
+                if k and "head_name" in cols:
                     errs.append("head_name_" + k)
             v["head_name"] = gname
-            v["head_id"] = _roster_id(rng, cfg, lay.numeric_prone, g, 0.08, ROSTER_HEAD_ID_DAMAGE, "head_id_", errs)
+            head_errs: list[str] = []
+            v["head_id"] = _roster_id(rng, cfg, lay.numeric_prone, g, 0.08, ROSTER_HEAD_ID_DAMAGE, "head_id_", head_errs)
+            if "head_id" in cols:  # an error is recorded only where the row shows the cell
+                errs += head_errs
         v["relation"] = _relation_text(p, g, lay.relation_style)
         if c.duplicate:
             errs.append("duplicate")

@@ -314,7 +314,11 @@ def test_expected_agrees_with_truth(counties: dict[str, County]) -> None:
         elif e["kind"] == "id_invalid":
             assert set(r["errors"].split(";")) & {"id_digit", "id_swap", "id_number", "id_sci", "id_missing", "id_drop"}
         elif e["kind"] == "id_fact_conflict":
-            assert set(r["errors"].split(";")) & {"birth_conflict", "gender_conflict"}
+            assert set(r["errors"].split(";")) & {"birth_conflict", "gender_conflict", "id_family"}
+        elif e["kind"] == "age_stage_mismatch":
+            assert set(r["errors"].split(";")) & {"grade_age", "id_family"}
+        elif e["kind"] == "subsidy_mismatch":
+            assert "amount_wrong" in r["errors"].split(";")
         elif e["kind"] == "household_exited":
             # dibao 在保 only in a heads-only export the student can't be found in
             assert hh["poverty_status"] == "已脱贫(不再享受政策)"
