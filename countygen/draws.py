@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-__all__ = ["Rng"]
+__all__ = ["Rng", "year_month"]
 
 
 class Rng(random.Random):
@@ -24,3 +24,10 @@ class Rng(random.Random):
             if x < 0:
                 return item
         return pairs[-1][0]
+
+
+def year_month(rng: Rng, y0: int, y1: int) -> str:
+    """A 'YYYY-MM' between January of y0 and August of y1 (before the term starts)."""
+    y = rng.randrange(y0, y1 + 1)
+    m = rng.randrange(1, 9 if y == y1 else 13)
+    return f"{y}-{m:02d}"

@@ -9,6 +9,7 @@ reads (README "Policy"); ``yearly_amount`` is the generator's own reading of the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "Standard",
@@ -17,6 +18,7 @@ __all__ = [
     "STANDARDS",
     "TERMS_PER_YEAR",
     "policy_toml",
+    "write_policy",
     "yearly_amount",
     "stage_has_boarding_rule",
     "stage_has_year_rule",
@@ -141,3 +143,12 @@ def policy_toml(county: str, region: str, school_year: int) -> str:
         if s.per != "year":
             lines.append(f'per = "{s.per}"')
     return "\n".join(lines) + "\n"
+
+
+def write_policy(out_dir: Path, county: str, region: str, school_year: int) -> Path:
+    """DIR/config/policy/<county>_<year>.toml, the file the product reads the county's standards from."""
+    folder = out_dir / "config" / "policy"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{county}_{school_year}.toml"
+    path.write_text(policy_toml(county, region, school_year), encoding="utf-8")
+    return path
