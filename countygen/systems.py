@@ -115,15 +115,12 @@ _XLS_MAX_DATA = 65000
 
 
 def write_dibao(cfg: SynthConfig, geo: Geo, pb: PopBuilder, inbox: Path,
-                 speller: PlaceSpeller) -> tuple[list[Rec], int]:
+                speller: PlaceSpeller) -> tuple[list[Rec], int]:
     rng = stream(cfg, "dibao")
     recs: list[Rec] = []
     files = 0
     heads_only_town, csv_town = 1, 2
-    by_town: list[list[Household]] = [[] for _ in geo.towns]
-    for hh in _export_order(geo, pb):
-        if hh.in_dibao:
-            by_town[hh.town].append(hh)
+    by_town = _by_town(geo, pb, "dibao")
     # main register (Excel 97), all towns but the heads-only and the CSV town
     main_hh = [hh for t, hs in enumerate(by_town) if t not in (heads_only_town, csv_town) for hh in hs]
     fname = "县城乡低保花名册.xls"
@@ -181,22 +178,28 @@ def write_dibao(cfg: SynthConfig, geo: Geo, pb: PopBuilder, inbox: Path,
     return recs, files
 
 
+def _by_town(geo: Geo, pb: PopBuilder, system: str) -> list[list[Household]]:
+    """The system's households per town, in export order (town, village, household number)."""
+    by_town: list[list[Household]] = [[] for _ in geo.towns]
+    for hh in _export_order(geo, pb):
+        if hh.in_dibao if system == "dibao" else hh.in_filing:
+            by_town[hh.town].append(hh)
+    return by_town
+
+
 def _export_order(geo: Geo, pb: PopBuilder) -> list[Household]:
     vindex = [{v: i for i, v in enumerate(vs)} for vs in geo.villages]
     return sorted(pb.households, key=lambda h: (h.town, vindex[h.town][h.village], h.hid))
 
 
 def write_filing(cfg: SynthConfig, geo: Geo, pb: PopBuilder, inbox: Path,
-                  speller: PlaceSpeller) -> tuple[list[Rec], int, dict[str, Any]]:
+                 speller: PlaceSpeller) -> tuple[list[Rec], int, dict[str, Any]]:
     rng = stream(cfg, "filing")
     sr = _SystemRender(cfg, pb, rng)
     recs: list[Rec] = []
     files = 0
     code_town, xlsx_town = 0, 4
-    by_town: list[list[Household]] = [[] for _ in geo.towns]
-    for hh in _export_order(geo, pb):
-        if hh.in_filing:
-            by_town[hh.town].append(hh)
+    by_town = _by_town(geo, pb, "filing")
     # filing numbers in export order
     hno = pno = 0
     person_no: dict[int, str] = {}

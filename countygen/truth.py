@@ -66,7 +66,7 @@ def visible_categories(hh: Household, dibao_seen: bool = True) -> frozenset[str]
 
 
 def write_truth(cfg: SynthConfig, geo: Geo, pb: PopBuilder, truth: Path, recs: list[Rec],
-                 cut_note: dict[str, Any], stages: list[str]) -> dict[str, int]:
+                cut_note: dict[str, Any], stages: list[str]) -> dict[str, int]:
     def b(x: bool) -> str:
         return "true" if x else "false"
 
@@ -127,7 +127,7 @@ def roster_stages(schools: dict[str, School]) -> list[str]:
 
 
 def mark_missed_eligible(cfg: SynthConfig, pb: PopBuilder, schools: dict[str, School],
-                          filing_recs: list[Rec], dibao_recs: list[Rec]) -> None:
+                         filing_recs: list[Rec], dibao_recs: list[Rec]) -> None:
     """Children of qualifying households, visible with a usable ID in a system export, of school
     age (6–15, or 3–22 when the filing export says at school), of a stage some roster covers
     (the filing's 在校生状况, else 小学/初中 by age), on no roster: missed_eligible on one of
