@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -103,17 +104,26 @@ def decode_text(data: bytes) -> DecodedText | None:
     lines = data.count(b"\n") + 1
     nonempty = lines - data.count(b"\n\n") - data.endswith(b"\n")
     cap = max(0, min(max(5, lines // 100), (nonempty - 1) // 2))
-    best = None
-    for enc in ("utf-8", "gb18030"):
-        got = _decode_lines(data, enc, cap)
-        if got is not None and (best is None or len(got[1]) < len(best[2])):
-            best = (enc, got[0], got[1])
-            if not got[1]:
-                break
-    if best is None:
-        return None
-    enc, parts, bad = best
-    return DecodedText("".join(parts), enc, bad)
+    utf8 = _decode_lines(data, "utf-8", cap)
+    if utf8 is not None and (not utf8[1] or _nonascii_lines(data) - len(utf8[1]) > len(utf8[1])):
+        # UTF-8 is the stronger signal: GBK text almost never passes as UTF-8, while UTF-8
+        # text nearly always "decodes" as GB18030 (into nonsense). A few bad lines among many
+        # good non-ASCII ones are bad lines of a UTF-8 file.
+        return DecodedText("".join(utf8[0]), "utf-8", utf8[1])
+    gb = _decode_lines(data, "gb18030", cap)
+    if gb is not None and (utf8 is None or len(gb[1]) <= len(utf8[1])):
+        return DecodedText("".join(gb[0]), "gb18030", gb[1])
+    if utf8 is not None:
+        return DecodedText("".join(utf8[0]), "utf-8", utf8[1])
+    return None
+
+
+_HIGH_LINE = re.compile(rb"[\x80-\xff][^\n]*")
+
+
+def _nonascii_lines(data: bytes) -> int:
+    """Lines holding a byte beyond ASCII (each match runs to its line's end: linear)."""
+    return sum(1 for _ in _HIGH_LINE.finditer(data))
 
 
 def sniff_delimiter(text: str) -> str:

@@ -45,12 +45,13 @@ class NotRegularFile(OSError):
 
 
 def display_name(name: str) -> str:
-    """A file name as valid UTF-8 text: undecodable bytes escaped as ``\\xNN``."""
+    """A file name as valid UTF-8 text: a name that isn't UTF-8 has every byte beyond ASCII
+    escaped as ``\\xNN`` (a guess at its encoding could be wrong; the bytes are exact)."""
     try:
         name.encode("utf-8")
         return name
     except UnicodeEncodeError:
-        return os.fsencode(name).decode("utf-8", "backslashreplace")
+        return os.fsencode(name).decode("ascii", "backslashreplace")
 
 
 def _is_system_file(name: str) -> bool:
