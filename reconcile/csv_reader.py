@@ -163,9 +163,13 @@ def check_grid(text: str, delim: str, width: int) -> None:
 
 
 def _columns(rows: list[list[str]], width: int) -> pl.DataFrame:
-    s = pl.Series("r", rows, dtype=pl.List(pl.String))
-    return pl.DataFrame(s).select(
-        pl.col("r").list.get(i, null_on_oob=True).alias(f"c{i}") for i in range(width)
+    """Records -> columns c0..c{width-1}: transposed by zip_longest (short records padded with
+    null, longer ones cut), each column built by polars from one tuple of str."""
+    cols = list(itertools.islice(itertools.zip_longest(*rows), width))
+    empty = (None,) * len(rows)
+    return pl.DataFrame(
+        [pl.Series(f"c{i}", cols[i] if i < len(cols) else empty, dtype=pl.String)
+         for i in range(width)]
     ).with_columns(pl.all().replace("", None))
 
 

@@ -888,10 +888,25 @@ def _text_kind(text: str) -> str:
     return "delimited"
 
 
-def _grids_for(data: bytes, ext: str, bad_lines: list[tuple[int, str]]) -> list[_Grid]:
+def _grids_for(path: Path, ext: str, bad_lines: list[tuple[int, str]]) -> list[_Grid]:
     """Raises on unreadable content; returns [] for an empty file. Lines of a text file left
-    out (undecodable, NUL, unclosed quote) are added to ``bad_lines``."""
-    kind = _sniff(data)
+    out (undecodable, NUL, unclosed quote) are added to ``bad_lines``. The file's bytes live
+    only in here, and a text file's only until decoded."""
+    box = [read_regular_file(path, MAX_FILE_BYTES)]    # handed over, so it can be let go
+    kind = _sniff(box[0])
+    try:
+        return _grids_of(box, kind, ext, bad_lines)
+    except (_Undecodable, _Unreadable, _TooLarge):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
+        if not _reader_failure(exc):
+            raise
+        what = {"zip": "corrupt or truncated xlsx", "ole": "corrupt or truncated xls"}.get(kind, "unreadable")
+        raise _Unreadable(_safe_reason(exc, what)) from None
+
+
+def _grids_of(box: list[bytes], kind: str, ext: str, bad_lines: list[tuple[int, str]]) -> list[_Grid]:
+    data = box.pop()
     if kind == "encrypted":
         raise _Unreadable("password-protected (encrypted) workbook")
     if kind == "zip":
@@ -902,7 +917,7 @@ def _grids_for(data: bytes, ext: str, bad_lines: list[tuple[int, str]]) -> list[
         return _excel_grids(data, flags)
     if kind == "ole":
         return _excel_grids(data)
-    if not data.strip():
+    if not data or data.isspace():          # (no copy of the bytes, unlike strip())
         return []
     decoded = decode_text(data)
     if decoded is None:
@@ -967,17 +982,15 @@ def read_file(
 
 def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
     ext = path.suffix.lower()
+    bad_lines: list[tuple[int, str]] = []
     try:
-        data = read_regular_file(path, MAX_FILE_BYTES)
+        grids = _grids_for(path, ext, bad_lines)
     except FileTooLarge as exc:
         return [], [problem(source, rel, "too_large", detail=str(exc))]
     except NotRegularFile as exc:
         return [], [problem(source, rel, "not_a_regular_file", detail=str(exc))]
     except OSError as exc:
         return [], [problem(source, rel, "unreadable_file", detail=_safe_reason(exc))]
-    bad_lines: list[tuple[int, str]] = []
-    try:
-        grids = _grids_for(data, ext, bad_lines)
     except _Undecodable:
         return [], [problem(source, rel, "encoding_undetected",
                             detail="neither UTF-8, UTF-16 (BOM) nor GB18030 but for a few lines")]
@@ -985,14 +998,6 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
         return [], [problem(source, rel, "unreadable_file", detail=str(exc))]
     except _TooLarge as exc:
         return [], [problem(source, rel, "too_large", sheet=exc.sheet, detail=str(exc))]
-    except BaseException as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
-        if not _reader_failure(exc):
-            raise
-        what = {"zip": "corrupt or truncated xlsx", "ole": "corrupt or truncated xls"}.get(
-            _sniff(data), "unreadable"
-        )
-        return [], [problem(source, rel, "unreadable_file", detail=_safe_reason(exc, what))]
-    del data
 
     tables: list[SheetTable] = []
     problems = [problem(source, rel, "bad_line", row=line, detail=why) for line, why in bad_lines]

@@ -37,7 +37,8 @@ MAX_XLSX_UNCOMPRESSED = 2 * 1024**3       # all entries together, inflated
 MAX_ZIP_RATIO = 200                       # inflated / compressed, for entries over ...
 ZIP_RATIO_MIN_BYTES = 8 * 1024**2         # ... this inflated size (small ones may compress well)
 MAX_FLAGGED_CELLS = 10_000                # error / formula cells reported per sheet at most
-GRID_CELL_BYTES = 32                      # one cell of calamine's dense grid (its Data enum)
+GRID_CELL_BYTES = 56                      # a grid cell: calamine's Data enum, then its polars copy
+                                          # (measured: benchmarks/reader_bounds.py, Z400000 case)
 MAX_EMPTY_GRID_BYTES = 1024**3            # grid cells the sheet doesn't hold, at most
 _CHUNK = 4 * 1024**2
 _OVERLAP = 8 * 1024                       # longer than any cell element the patterns accept

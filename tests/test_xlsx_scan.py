@@ -36,9 +36,9 @@ def _far(ref: str, row: int, cell: str = "<v>1</v>") -> str:
 
 # label, extra sheet XML, refused (None: read), GiB in the reason
 GRID_CASES = [
-    ("one value in XFD1048576 (calamine would ask for 512 GiB)", _far("XFD1048576", 1048576), "512.0"),
-    ("one value in XFD30000", _far("XFD30000", 30000), "14.6"),
-    ("one value in XFD8000", _far("XFD8000", 8000), "3.9"),
+    ("one value in XFD1048576 (calamine alone would ask for 512 GiB)", _far("XFD1048576", 1048576), "896.0"),
+    ("one value in XFD30000", _far("XFD30000", 30000), "25.6"),
+    ("one value in XFD8000", _far("XFD8000", 8000), "6.8"),
     ("a far cell without a value (styled only) is no grid", '<row r="1048576"><c r="XFD1048576" s="1"/></row>', None),
     ("a far empty row is no grid", '<row r="1048576" ht="20" customHeight="1"/>', None),
     ("a value in Z5000 is a small grid", _far("Z5000", 5000), None),
