@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
+import errno
 import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from reconcile import ingest, pipeline, report, store
 from reconcile.completeness import Previous
 from reconcile.config import Settings, load_settings
-from reconcile.errors import ReconError, redact
+from reconcile.errors import ReconError, redact, scrub
 
 __all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR"]
 
@@ -34,7 +34,6 @@ TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' wo
 NOTICE_DIR = "公示名单"  # <reports>/<night>/公示名单/<school>.xlsx
 QUIET = dict(cache_policy=NO_CACHE, persist_result=False)
 PARALLEL_REPORTS_FROM = 5000  # items; below this a second process costs more than it saves
-_QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|「[^」]{0,200}」")
 
 
 class StepError(ReconError):
@@ -52,28 +51,49 @@ def _no_data_in_errors(step: str):
     except ReconError:
         raise
     except Exception as exc:  # noqa: BLE001
-        text = redact(_QUOTED.sub("'…'", str(exc).strip().splitlines()[0] if str(exc).strip() else ""))
+        text = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
         raise StepError(f"{step}: {type(exc).__name__}: {text[:300]}") from None
 
 
-@task(retries=2, retry_delay_seconds=5, **QUIET)
+_NOT_TRANSIENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+_TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE,
+                     errno.ENOLCK, errno.ECONNRESET, errno.ECONNABORTED, errno.ENETDOWN, errno.ENETUNREACH,
+                     errno.EHOSTUNREACH, errno.EHOSTDOWN}
+
+
+def _transient_io(_task, _task_run, state) -> bool:
+    """Retry only what may pass by itself: a timed-out or interrupted read, a busy or stale
+    network share. A missing inbox, a permission or any other error fails at once."""
+    exc = state.data if isinstance(getattr(state, "data", None), BaseException) else None
+    if exc is None:
+        with contextlib.suppress(Exception):
+            exc = state.result(raise_on_failure=False)
+    if not isinstance(exc, OSError) or isinstance(exc, _NOT_TRANSIENT):
+        return False
+    return isinstance(exc, (TimeoutError, ConnectionError, BlockingIOError, InterruptedError)) or (
+        exc.errno in _TRANSIENT_ERRNOS)
+
+
+TRANSIENT_RETRIES = dict(retries=2, retry_delay_seconds=5, retry_condition_fn=_transient_io)
+
+
+@task(**TRANSIENT_RETRIES, **QUIET)
 def read_inbox(inbox: Path, settings: Settings) -> ingest.IngestResult:
     log = get_run_logger()
     if not inbox.is_dir():
-        raise FileNotFoundError(f"inbox folder {inbox} does not exist")
+        raise FileNotFoundError(f"inbox folder {redact(str(inbox))} does not exist")
 
     def on_file(rel: str, i: int, n: int) -> None:
-        log.info("reading %d/%d: %s", i, n, rel)
+        log.info("reading %d/%d: %s", i, n, redact(rel))   # a file named after a student holds the ID
 
     with _no_data_in_errors("reading the inbox"):
         result = ingest.read_inbox(inbox, settings.header_aliases, on_file=on_file)
     log.info("read %d files, %d sheets, %d file/row problems", result.files_read, len(result.tables), result.problems.height)
-    # Whole-file problems name the file and the reason (never a cell value); row problems
-    # are counted here and listed in the row_problems table.
+    # Whole-file problems name the file and the reason (their value is 「reason」 and a technical
+    # detail, never a cell value); row problems are counted here and listed in row_problems.
     for p in result.problems.filter(pl.col("row").is_null()).iter_rows(named=True):
-        reason = p["value"] if p["problem"] in _FILE_REASONS else ""
-        log.warning("%s%s: %s%s", p["file"], f" [{p['sheet']}]" if p["sheet"] else "", p["problem"],
-                    f" ({redact(reason)})" if reason else "")
+        log.warning("%s%s: %s %s", redact(p["file"]), f" [{redact(p['sheet'])}]" if p["sheet"] else "", p["problem"],
+                    redact(p["value"] or ""))
     by_problem = result.problems.filter(pl.col("row").is_not_null()).group_by("problem").len().sort("problem")
     for problem, n in by_problem.iter_rows():
         log.info("row problems %s: %d (see table row_problems)", problem, n)
@@ -144,10 +164,6 @@ def publish(db: Path, run_id: str, results: pipeline.Results) -> None:
     tables = pipeline.stored_tables(results)
     with _no_data_in_errors("publishing"):
         store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables)
-
-
-_FILE_REASONS = {"unreadable_file", "unreadable_sheet", "encoding_undetected", "no_data_rows",
-                 "unsupported_file"}
 
 
 def _remove_leftovers(reports: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ReconError", "InputError", "ConfigError", "RunLockedError", "redact"]
+import re
+
+__all__ = ["ReconError", "InputError", "ConfigError", "RunLockedError", "redact", "scrub"]
 
 
 class ReconError(Exception):
@@ -47,17 +49,33 @@ class RunLockedError(ReconError):
     """Another run holds the database for writing."""
 
 
-_ID_SHAPED = None
+_ID_SHAPED = re.compile(
+    r"(?<![0-9])[0-9０-９]{14,17}[0-9０-９XxＸｘ](?![0-9])|[0-9]\.[0-9]+[Ee]\+?1[4-7]")
+# Text a library quotes: 'x', "x", `x` (polars quotes a whole CSV row in backticks), 「x」.
+_QUOTED = re.compile(r"'([^'\n]{0,300})'|\"([^\"\n]{0,300})\"|`([^`]{0,2000})`|「([^」]{0,300})」")
+# Quoted text that is a column or check name (ours are snake_case ASCII), kept.
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}(?::[a-z0-9_]{1,40})?")
 
 
 def redact(text: str) -> str:
     """Replace anything shaped like an ID number (15–18 digits, maybe ending in X) with a mask.
 
-    For error texts from libraries that quote cell values (polars casts, for instance).
+    For error texts from libraries that quote cell values (polars casts, for instance), and
+    for paths before they are logged (a file named after a student holds the ID).
     """
-    import re
-
-    global _ID_SHAPED
-    if _ID_SHAPED is None:
-        _ID_SHAPED = re.compile(r"(?<![0-9])[0-9０-９]{14,17}[0-9０-９XxＸｘ](?![0-9])|[0-9]\.[0-9]+[Ee]\+?1[4-7]")
     return _ID_SHAPED.sub("[ID]", text)
+
+
+def scrub(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """Library error text without the cell values it quotes: every quoted piece becomes
+    ``…`` unless it is a column or check name (snake_case ASCII, or one of ``keep``, e.g.
+    header texts); ID-shaped numbers are masked everywhere."""
+
+    def repl(m: re.Match) -> str:
+        inner = next(g for g in m.groups() if g is not None)
+        if inner in keep or _NAME.fullmatch(inner):
+            return m.group(0)
+        q = m.group(0)[0]
+        return f"{q}…{ {'「': '」'}.get(q, q)}"
+
+    return redact(_QUOTED.sub(repl, text))

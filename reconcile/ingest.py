@@ -32,9 +32,8 @@ How things arrive (for the normalize/match steps):
 
 from __future__ import annotations
 
-import csv
-import io
 import re
+import time
 import tomllib
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -47,8 +46,14 @@ from pathlib import Path
 import fastexcel
 import polars as pl
 
-from reconcile.errors import ConfigError
+from reconcile.csv_reader import GridTooLarge, decode_text, parse_delimited
+from reconcile.errors import ConfigError, scrub
 from reconcile.fields import FIELDS, ID_FIELDS, REQUIRED, SOURCES
+from reconcile.idcard import normalize_ids
+from reconcile.inbox import (MAX_FILE_BYTES, SUPPORTED_EXTENSIONS, FileTooLarge, NotRegularFile,
+                             list_inbox, read_regular_file)
+from reconcile.problems import PROBLEM_SCHEMA, problem, problem_frame
+from reconcile.xlsx_scan import XlsxRefused, scan_xlsx
 
 __all__ = [
     "SheetTable",
@@ -64,21 +69,12 @@ Aliases = Mapping[str, Mapping[str, Sequence[str]]]
 #: The packaged header-alias file (config.py passes it first, then an optional user file).
 HEADER_ALIASES_FILE = Path(__file__).with_name("config") / "header_aliases.toml"
 
-PROBLEM_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String(),
-    "file": pl.String(),
-    "sheet": pl.String(),
-    "row": pl.Int64(),
-    "column": pl.String(),
-    "problem": pl.String(),
-    "value": pl.String(),
-}
-
-SUPPORTED_EXTENSIONS = (".xlsx", ".xls", ".csv")
 HEADER_SCAN_ROWS = 30          # the header must start within this many rows of the sheet's top
 TOTAL_MARKERS = ("合计", "总计", "小计", "共计")
 TOTAL_SCAN_COLUMNS = 3
-_IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
+TOTAL_LABEL = r"^(?:{markers})[:：]?(?:[0-9.,]+(?:人|户|名|元)?)?[:：]?$"
+MAX_GRID_CELLS = 16 * 1024**2   # HTML / XML 2003 grids (built cell by cell): rows x columns
+SECONDS_PER_MIB = 10            # a reader taking longer than this per MiB is stopped
 
 
 @dataclass(frozen=True)
@@ -201,30 +197,12 @@ class _AliasIndex:
 # Problems
 
 
-def _problem(
-    source: str | None,
-    file: str,
-    problem: str,
-    *,
-    sheet: str | None = None,
-    row: int | None = None,
-    column: str | None = None,
-    value: str | None = None,
-) -> dict:
-    return {"source": source, "file": file, "sheet": sheet, "row": row, "column": column,
-            "problem": problem, "value": value}
-
-
-_HEX_ESCAPES = re.compile(r"(\\x[0-9a-fA-F]{2})+")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-
-
 def _safe_reason(exc: BaseException, what: str = "") -> str:
-    """A short reason from an exception: its class and first line, without file bytes."""
+    """A short reason from an exception: its class and first line, without file bytes or
+    the cell values libraries quote."""
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    msg = _HEX_ESCAPES.sub("…", msg)
-    msg = _QUOTED.sub("…", msg)
-    msg = re.sub(r"signature \S+", "signature …", msg)[:160]
+    msg = re.sub(r"(\\x[0-9a-fA-F]{2})+", "…", msg)
+    msg = re.sub(r"signature \S+", "signature …", scrub(msg))[:160]
     head = f"{what}: " if what else ""
     return f"{head}{type(exc).__name__}: {msg}" if msg else f"{head}{type(exc).__name__}"
 
@@ -258,6 +236,8 @@ class _Grid:
 
 def _frame_from_rows(rows: list[list[str | None]]) -> pl.DataFrame:
     width = max((len(r) for r in rows), default=0)
+    if width * len(rows) > MAX_GRID_CELLS:
+        raise _TooLarge(f"{len(rows):,} rows x {width:,} columns (limit {MAX_GRID_CELLS:,} cells)")
     cols = {f"c{i}": [r[i] if i < len(r) else None for r in rows] for i in range(width)}
     return pl.DataFrame(cols, schema={k: pl.String for k in cols}) if cols else pl.DataFrame()
 
@@ -296,221 +276,6 @@ def _excel_grids(data: bytes, flags: dict[str, list] | None = None) -> list[_Gri
     return grids
 
 
-# ---- xlsx: the zip container, checked before calamine sees it -------------------------------
-#
-# An xlsx is a zip of XML files. A hostile (or broken) one can declare or hold far more XML
-# than the file's size suggests (a zip bomb), and calamine would inflate all of it in memory.
-# So before handing the bytes over, the zip directory is checked (entry count, declared
-# sizes, compression ratios), then every entry is inflated in bounded chunks, counting what
-# really comes out (directories can lie) against the same limits. The same pass finds the
-# cells calamine turns into null without a word: error values (#N/A ...) and formulas with no
-# stored value.
-
-MAX_FILE_BYTES = 512 * 1024**2            # any input file larger than this is refused
-MAX_ZIP_ENTRIES = 10_000
-MAX_XLSX_UNCOMPRESSED = 2 * 1024**3       # all entries together, inflated
-MAX_ZIP_RATIO = 200                       # inflated / compressed, for entries over ...
-ZIP_RATIO_MIN_BYTES = 8 * 1024**2         # ... this inflated size (small ones may compress well)
-MAX_FLAGGED_CELLS = 10_000                # error / formula cells reported per sheet at most
-_CHUNK = 4 * 1024**2
-_OVERLAP = 64 * 1024
-
-_ERROR_CELL = re.compile(
-    rb'<c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>]*?\bt="e"[^>]*>\s*'
-    rb'(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)?\s*<v>([^<]{0,40})</v>'
-)
-_FORMULA_NO_VALUE = re.compile(
-    rb'<c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>/]*>\s*'
-    rb'(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>'
-)
-_VALUE_CELL = re.compile(
-    rb'<c\b[^>]*?\br="([A-Z]{1,3})[0-9]{1,7}"[^>/]*>\s*'
-    rb'(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)?\s*<(?:v>[^<]|is>)'
-)
-
-
-class _ZipRefused(Exception):
-    pass
-
-
-def _col_index(letters: bytes) -> int:
-    n = 0
-    for ch in letters:
-        n = n * 26 + (ch - 64)
-    return n - 1
-
-
-def _inflate(zf, info, budget: list[int], want_scan: bool):
-    """Inflate one entry in chunks; yields (chunk with overlap, start offset) if want_scan."""
-    declared = info.file_size
-    got = 0
-    tail = b""
-    with zf.open(info) as fh:
-        while True:
-            chunk = fh.read(_CHUNK)
-            if not chunk:
-                break
-            got += len(chunk)
-            budget[0] -= len(chunk)
-            if got > declared or budget[0] < 0:
-                raise _ZipRefused(
-                    f"zip bomb refused: {info.filename} inflates beyond its declared or the allowed "
-                    f"size (limit {MAX_XLSX_UNCOMPRESSED // 1024**2} MiB in all)"
-                )
-            if want_scan:
-                yield tail + chunk
-                tail = chunk[-_OVERLAP:]
-
-
-def _sheet_parts(zf) -> dict[str, str]:
-    """zip path of each worksheet -> sheet name (from workbook.xml and its rels)."""
-    names = set(zf.namelist())
-    wb_path = "xl/workbook.xml"
-    rels_path = "xl/_rels/workbook.xml.rels"
-    if wb_path not in names or rels_path not in names:
-        return {}
-    try:
-        wb = ET.fromstring(zf.read(wb_path))
-        rels = ET.fromstring(zf.read(rels_path))
-    except ET.ParseError:
-        return {}
-    target = {}
-    for rel in rels:
-        t = rel.get("Target") or ""
-        t = t.lstrip("/") if t.startswith("/") else f"xl/{t}"
-        target[rel.get("Id")] = re.sub(r"[^/]+/\.\./", "", t)
-    out = {}
-    for el in wb.iter():
-        if el.tag.endswith("}sheet") or el.tag == "sheet":
-            rid = next((v for k, v in el.attrib.items() if k.endswith("}id")), None)
-            if rid in target:
-                out[target[rid]] = el.get("name") or ""
-    return out
-
-
-def _inspect_xlsx(data: bytes) -> dict[str, list[tuple[int, int, str, str]]]:
-    """Refuse zip bombs; return flagged cells per sheet name (row, grid column, problem, value).
-
-    Raises `_ZipRefused` for a bomb, `zipfile.BadZipFile` (etc.) for a broken zip.
-    """
-    import zipfile
-
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        infos = zf.infolist()
-        if len(infos) > MAX_ZIP_ENTRIES:
-            raise _ZipRefused(f"zip bomb refused: {len(infos)} entries (limit {MAX_ZIP_ENTRIES})")
-        total = sum(i.file_size for i in infos)
-        if total > MAX_XLSX_UNCOMPRESSED:
-            raise _ZipRefused(
-                f"zip bomb refused: declares {total // 1024**2} MiB of content "
-                f"(limit {MAX_XLSX_UNCOMPRESSED // 1024**2} MiB)"
-            )
-        for i in infos:
-            if i.file_size > ZIP_RATIO_MIN_BYTES and i.file_size > MAX_ZIP_RATIO * max(
-                i.compress_size, 1
-            ):
-                raise _ZipRefused(
-                    f"zip bomb refused: {i.filename} compresses {i.file_size // max(i.compress_size, 1)}:1 "
-                    f"(limit {MAX_ZIP_RATIO}:1)"
-                )
-        sheets = _sheet_parts(zf)
-        budget = [MAX_XLSX_UNCOMPRESSED]
-        flags: dict[str, list[tuple[int, int, str, str]]] = {}
-        for info in infos:
-            sheet = sheets.get(info.filename)
-            if sheet is None:
-                for _ in _inflate(zf, info, budget, False):
-                    pass
-                continue
-            found: dict[tuple[int, int], tuple[str, str]] = {}
-            for buf in _inflate(zf, info, budget, True):
-                if len(found) >= MAX_FLAGGED_CELLS or (b't="e"' not in buf and b"<f" not in buf):
-                    continue
-                for m in _ERROR_CELL.finditer(buf):
-                    found[(int(m.group(2)), _col_index(m.group(1)))] = (
-                        "error_value", m.group(3).decode("utf-8", "replace").strip())
-                for m in _FORMULA_NO_VALUE.finditer(buf):
-                    found.setdefault((int(m.group(2)), _col_index(m.group(1))),
-                                     ("formula_without_value", "formula with no stored result"))
-            if found:
-                # calamine's grid starts at the first column holding a value
-                first = min((_col_index(m.group(1))
-                             for buf in _inflate(zf, info, [MAX_XLSX_UNCOMPRESSED], True)
-                             for m in _VALUE_CELL.finditer(buf)), default=0)
-                flags[sheet] = sorted(
-                    (r, c - first, p, v) for (r, c), (p, v) in found.items() if c >= first
-                )[:MAX_FLAGGED_CELLS]
-        return flags
-
-
-# ---- Delimited text ------------------------------------------------------------------------
-
-
-def _decode(data: bytes) -> str | None:
-    """UTF-8 (BOM or not), UTF-16 with BOM, else GB18030; None if none of them decodes."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            return None
-    for enc in ("utf-8-sig", "gb18030"):
-        try:
-            text = data.decode(enc)
-        except UnicodeDecodeError:
-            continue
-        if "\x00" in text:   # UTF-16 without BOM, or binary: neither is text in this codec
-            return None
-        return text
-    return None
-
-
-def _sniff_delimiter(text: str) -> str:
-    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
-    best, best_score = ",", 0
-    for delim in (",", "\t", ";", "|"):
-        counts = sorted(ln.count(delim) for ln in lines)
-        if not counts:
-            continue
-        # the count most lines share, preferring more columns: robust to title lines
-        score = max(counts[len(counts) // 2], counts[-1] // 2)
-        if score > best_score:
-            best, best_score = delim, score
-    return best
-
-
-def _text_grid(text: str) -> _Grid:
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
-        return _Grid("", pl.DataFrame())
-    delim = _sniff_delimiter(text)
-    sample = "\n".join(text.splitlines()[:200])
-    width = max((len(r) for r in csv.reader(io.StringIO(sample), delimiter=delim)), default=1)
-    width = max(width, 1)
-    df = pl.read_csv(
-        io.BytesIO(text.encode("utf-8")),
-        has_header=False,
-        separator=delim,
-        quote_char='"',
-        schema={f"c{i}": pl.String for i in range(width)},
-        missing_columns="insert",
-        truncate_ragged_lines=True,
-        raise_if_empty=False,
-    )
-    rows = None
-    if '"' in text and df.height:
-        # a quoted field holding line breaks moves every later record down by that many lines
-        nl = df.select(
-            pl.sum_horizontal(pl.all().str.count_matches("\n").fill_null(0)).alias("n")
-        ).get_column("n")
-        if nl.sum():
-            extra = nl.cum_sum().shift(1, fill_value=0)
-            rows = (pl.int_range(1, df.height + 1, eager=True, dtype=pl.Int64) + extra).cast(
-                pl.Int64
-            )
-    return _Grid("", df, rows=rows)
-
-
 # ---- HTML tables ("xls" from web systems) --------------------------------------------------
 
 
@@ -526,6 +291,7 @@ class _HTMLTables(HTMLParser):
         self._span = (1, 1, False)
         self._skip = 0
         self._pending: dict[int, int] = {}   # column -> rows still covered by a rowspan
+        self._total = 0
 
     def handle_starttag(self, tag, attrs):
         if tag in ("script", "style"):
@@ -596,6 +362,9 @@ class _HTMLTables(HTMLParser):
         self.rows.append(row)
         self.nums.append(nums)
         self._cells = None
+        self._total += len(row)
+        if self._total > MAX_GRID_CELLS:
+            raise _TooLarge(f"HTML table of more than {MAX_GRID_CELLS:,} cells")
 
 
 def _int_attr(v: str | None) -> int:
@@ -606,8 +375,13 @@ def _int_attr(v: str | None) -> int:
 
 
 def _html_grid(text: str) -> _Grid:
+    """Fed in pieces against a deadline (``SECONDS_PER_MIB``): the parser is pure Python."""
     parser = _HTMLTables()
-    parser.feed(text)
+    deadline = time.monotonic() + SECONDS_PER_MIB * max(1.0, len(text) / 2**20)
+    for i in range(0, len(text), 1 << 16):
+        parser.feed(text[i:i + (1 << 16)])
+        if time.monotonic() > deadline:
+            raise _TooLarge(f"HTML table takes over {SECONDS_PER_MIB} s per MiB to read")
     parser.close()
     parser._end_row()
     return _grid_with_numbers("", parser.rows, parser.nums)
@@ -630,6 +404,8 @@ _SS = "{urn:schemas-microsoft-com:office:spreadsheet}"
 
 
 def _xml_grids(text: str) -> list[_Grid]:
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        raise _Unreadable("XML spreadsheet declares a DTD or entities (refused: XXE / entity expansion)")
     root = ET.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
     grids = []
     for ws in root.iter(f"{_SS}Worksheet"):
@@ -640,6 +416,8 @@ def _xml_grids(text: str) -> list[_Grid]:
         if table is not None:
             for xrow in table.iter(f"{_SS}Row"):
                 idx = xrow.get(f"{_SS}Index")
+                if idx and idx.isdigit() and int(idx) > 1_048_576:
+                    raise _TooLarge(f"ss:Index {idx} beyond Excel's last row")
                 if idx and idx.isdigit():
                     while len(rows) < int(idx) - 1:
                         rows.append([])
@@ -648,6 +426,8 @@ def _xml_grids(text: str) -> list[_Grid]:
                 num: list[bool] = []
                 for cell in xrow.iter(f"{_SS}Cell"):
                     cidx = cell.get(f"{_SS}Index")
+                    if cidx and cidx.isdigit() and int(cidx) > 16_384:
+                        raise _TooLarge(f"ss:Index {cidx} beyond Excel's last column")
                     if cidx and cidx.isdigit():
                         while len(row) < int(cidx) - 1:
                             row.append(None)
@@ -664,7 +444,7 @@ def _xml_grids(text: str) -> list[_Grid]:
                     row.append(text)
                     num.append(is_num)
                     across = cell.get(f"{_SS}MergeAcross")
-                    if across and across.isdigit():
+                    if across and across.isdigit() and int(across) < 16_384:
                         row.extend([None] * int(across))
                         num.extend([False] * int(across))
                 rows.append(row)
@@ -834,6 +614,38 @@ def _clean(expr: pl.Expr) -> pl.Expr:
     return pl.when(s.str.len_bytes() > 0).then(s)
 
 
+def _valid_ids(values: pl.Series) -> int:
+    ids = normalize_ids(pl.DataFrame({"v": values.cast(pl.String)}), "v")
+    return int(ids.get_column("id_status").is_in(["valid", "legacy15"]).sum())
+
+
+def _choose_id_columns(header: _Header, body: pl.DataFrame, source: str, rel: str, sheet: str,
+                       header_row: int) -> list[dict]:
+    """Two columns for one field: an ID field takes the column whose values validate more
+    often (the first on a tie), any other field the first. Each is reported, naming both."""
+    problems = []
+    kept = []
+    for fld, c, text in header.duplicates:
+        first_c, first_text = header.fields[fld]
+        chosen = (first_c, first_text)
+        detail = ""
+        if fld in ID_FIELDS and body.height:
+            n_first, n_dup = (_valid_ids(body.get_column(f"c{k}")) for k in (first_c, c))
+            if n_dup > n_first:
+                chosen = (c, text)
+                header.fields[fld] = chosen
+            detail = (f"; valid IDs: {n_first} of {body.height} in column {first_c + 1}, "
+                      f"{n_dup} in column {c + 1}")
+        other = (c, text) if chosen == (first_c, first_text) else (first_c, first_text)
+        kept.append((fld, *other))
+        problems.append(problem(
+            source, rel, "duplicate_column", sheet=sheet, row=header_row, column=other[1],
+            detail=f"{fld}: columns {first_c + 1} ('{first_text}') and {c + 1} ('{text}'); read "
+                   f"column {chosen[0] + 1}{detail}"))
+    header.duplicates = kept
+    return problems
+
+
 def _table_from_grid(
     grid: _Grid, source: str, rel: str, index: _AliasIndex, start: int = 0
 ) -> tuple[SheetTable | None, list[dict]]:
@@ -848,7 +660,7 @@ def _table_from_grid(
     if header is None:
         if grid.hidden:
             return None, []
-        return None, [_problem(source, rel, "no_header_found", sheet=sheet)]
+        return None, [problem(source, rel, "no_header_found", sheet=sheet)]
     rownums = (
         grid.rows if grid.rows is not None
         else pl.int_range(1, df.height + 1, eager=True, dtype=pl.Int64)
@@ -858,12 +670,11 @@ def _table_from_grid(
     if not header.has_required:
         for req in REQUIRED[source]:
             if req not in header.fields:
-                problems.append(_problem(source, rel, "missing_required_column", sheet=sheet,
+                problems.append(problem(source, rel, "missing_required_column", sheet=sheet,
                                          row=header_row, column=index.first[req]))
         return None, problems
-    for fld, _c, text in header.duplicates:
-        problems.append(_problem(source, rel, "duplicate_column", sheet=sheet, row=header_row,
-                                 column=text, value=fld))
+    problems.extend(_choose_id_columns(header, df.slice(header.last + 1), source, rel, sheet,
+                                       header_row))
 
     ordered = [f for f in FIELDS[source] if f in header.fields]
     col_of = {f: header.fields[f][0] for f in ordered}
@@ -886,11 +697,17 @@ def _table_from_grid(
                 v.str.replace(r" 00:00:00$", "")
             ).otherwise(v)
         exprs.append(v.alias(f))
+    # A total row is a total wherever it stands (a sheet sorted in reverse puts it first):
+    # one of the first columns starts with 合计/总计/…, or any mapped cell is only such a
+    # label (合计, 合计：66人, 总计 66000元).
     first_cols = [f"c{i}" for i in range(min(TOTAL_SCAN_COLUMNS, df.width))]
-    total_pat = "^(?:" + "|".join(TOTAL_MARKERS) + ")"
+    label_cols = sorted(set(first_cols) | {f"c{c}" for c in col_of.values()})
+    markers = "|".join(TOTAL_MARKERS)
+    squeezed = {c: pl.col(c).str.normalize("NFKC").str.replace_all(r"\s+", "") for c in label_cols}
     is_total = pl.any_horizontal(
-        [pl.col(c).str.replace_all(r"\s+", "").str.contains(total_pat).fill_null(False)
-         for c in first_cols]
+        [squeezed[c].str.contains(f"^(?:{markers})").fill_null(False) for c in first_cols]
+        + [squeezed[c].str.contains(TOTAL_LABEL.format(markers=markers)).fill_null(False)
+           for c in label_cols]
     )
     content = [f for f in ordered if f != "seq"]
     out = body.select(
@@ -913,8 +730,8 @@ def _table_from_grid(
     out = out.filter(~pl.col("__total") & ~pl.col("__blank") & ~pl.col("__rephead"))
     dropped = body.height - out.height
     if out.height == 0:
-        problems.append(_problem(source, rel, "no_data_rows", sheet=sheet, row=header_row,
-                                 value="header found but no data rows below it"))
+        problems.append(problem(source, rel, "no_data_rows", sheet=sheet, row=header_row,
+                                detail="header found but no data rows below it"))
     out, cell_probs = _cell_problems(out, grid, ordered, col_of,
                                      {f: header.fields[f][1] for f in ordered}, source, rel, sheet)
     problems.extend(cell_probs)
@@ -1004,9 +821,10 @@ def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: d
         for r, c, prob, val in grid.flagged:
             f = field_at.get(c)
             if f is not None and r in kept:
-                value = val if prob == "error_value" else _CELL_MESSAGES[prob]
-                found.append((r, order[f], _problem(source, rel, prob, sheet=sheet, row=r,
-                                                    column=headers[f], value=value)))
+                value = val if prob == "error_value" else None
+                found.append((r, order[f], problem(source, rel, prob, sheet=sheet, row=r,
+                                                   column=headers[f], value=value,
+                                                   detail=_CELL_MESSAGES.get(prob))))
     marks = out.select(
         pl.col("row"),
         *[
@@ -1029,8 +847,8 @@ def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: d
                 val = f"{len(val)} characters, cut to {MAX_CELL_CHARS}: {val[:40]}…"
             elif prob == "control_characters":
                 val = re.sub(_CONTROL, "\ufffd", val)[:200]
-            found.append((r, order[f], _problem(source, rel, prob, sheet=sheet, row=r,
-                                                column=headers[f], value=val)))
+            found.append((r, order[f], problem(source, rel, prob, sheet=sheet, row=r,
+                                               column=headers[f], value=val)))
         out = out.with_columns(
             _clean(
                 pl.when(pl.col(f).is_in(EXCEL_ERRORS)).then(None)
@@ -1070,32 +888,56 @@ def _text_kind(text: str) -> str:
     return "delimited"
 
 
-def _grids_for(path: Path, data: bytes, ext: str) -> list[_Grid]:
-    """Raises on unreadable content; returns [] for an empty file."""
-    kind = _sniff(data)
+def _grids_for(path: Path, ext: str, bad_lines: list[tuple[int, str]]) -> list[_Grid]:
+    """Raises on unreadable content; returns [] for an empty file. Lines of a text file left
+    out (undecodable, NUL, unclosed quote) are added to ``bad_lines``. The file's bytes live
+    only in here, and a text file's only until decoded."""
+    box = [read_regular_file(path, MAX_FILE_BYTES)]    # handed over, so it can be let go
+    kind = _sniff(box[0])
+    try:
+        return _grids_of(box, kind, ext, bad_lines)
+    except (_Undecodable, _Unreadable, _TooLarge):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
+        if not _reader_failure(exc):
+            raise
+        what = {"zip": "corrupt or truncated xlsx", "ole": "corrupt or truncated xls"}.get(kind, "unreadable")
+        raise _Unreadable(_safe_reason(exc, what)) from None
+
+
+def _grids_of(box: list[bytes], kind: str, ext: str, bad_lines: list[tuple[int, str]]) -> list[_Grid]:
+    data = box.pop()
     if kind == "encrypted":
         raise _Unreadable("password-protected (encrypted) workbook")
     if kind == "zip":
         try:
-            flags = _inspect_xlsx(data)
-        except _ZipRefused as exc:
-            raise _Unreadable(str(exc)) from None
+            flags = scan_xlsx(data).flagged()
+        except XlsxRefused as exc:
+            raise (_TooLarge(str(exc), exc.sheet) if exc.too_large else _Unreadable(str(exc))) from None
         return _excel_grids(data, flags)
     if kind == "ole":
         return _excel_grids(data)
-    if not data.strip():
+    if not data or data.isspace():          # (no copy of the bytes, unlike strip())
         return []
-    text = _decode(data)
-    if text is None:
+    decoded = decode_text(data)
+    if decoded is None:
         if ext == ".csv" or not _looks_binary(data):
             raise _Undecodable()
         raise _Unreadable(f"not a workbook or text file ({ext} with unknown content)")
-    tk = _text_kind(text)
+    del data
+    bad_lines.extend(decoded.bad_lines)
+    tk = _text_kind(decoded.text)
     if tk == "xml":
-        return _xml_grids(text)
+        return _xml_grids(decoded.text)
     if tk == "html" and ext != ".csv":
-        return [_html_grid(text)]
-    return [_text_grid(text)]
+        return [_html_grid(decoded.text)]
+    try:
+        grid = parse_delimited(decoded.text)
+    except GridTooLarge as exc:
+        raise _TooLarge(str(exc)) from None
+    bad_lines.extend(grid.bad_lines)
+    bad_lines.sort()
+    return [_Grid("", grid.frame, rows=grid.rows)]
 
 
 def _looks_binary(data: bytes) -> bool:
@@ -1117,13 +959,21 @@ class _Undecodable(Exception):
     pass
 
 
+class _TooLarge(Exception):
+    def __init__(self, message: str, sheet: str = "") -> None:
+        super().__init__(message)
+        self.sheet = sheet
+
+
 def read_file(
     path: Path, *, source: str, rel: str, aliases: Aliases
 ) -> tuple[list[SheetTable], list[dict]]:
     """Read one file of `source`; problems are dicts with PROBLEM_SCHEMA's keys.
 
     Never raises for bad content: an unreadable file gives an `unreadable_file` problem, an
-    undecodable CSV `encoding_undetected`, a file without any cell `empty_file`.
+    undecodable CSV `encoding_undetected`, a file or grid beyond the bounds `too_large`, a
+    text line that can't be read `bad_line` (its line number in `row`), a file without any
+    cell `empty_file`.
     """
     if source not in FIELDS:
         raise ValueError(f"unknown source {source!r} (expected one of {', '.join(SOURCES)})")
@@ -1132,32 +982,25 @@ def read_file(
 
 def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
     ext = path.suffix.lower()
+    bad_lines: list[tuple[int, str]] = []
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return [], [_problem(source, rel, "unreadable_file",
-                                 value=f"file too large: {size // 1024**2} MiB "
-                                       f"(limit {MAX_FILE_BYTES // 1024**2} MiB)")]
-        data = path.read_bytes()
+        grids = _grids_for(path, ext, bad_lines)
+    except FileTooLarge as exc:
+        return [], [problem(source, rel, "too_large", detail=str(exc))]
+    except NotRegularFile as exc:
+        return [], [problem(source, rel, "not_a_regular_file", detail=str(exc))]
     except OSError as exc:
-        return [], [_problem(source, rel, "unreadable_file", value=_safe_reason(exc))]
-    try:
-        grids = _grids_for(path, data, ext)
+        return [], [problem(source, rel, "unreadable_file", detail=_safe_reason(exc))]
     except _Undecodable:
-        return [], [_problem(source, rel, "encoding_undetected",
-                             value="neither UTF-8, UTF-16 (BOM) nor GB18030")]
+        return [], [problem(source, rel, "encoding_undetected",
+                            detail="neither UTF-8, UTF-16 (BOM) nor GB18030 but for a few lines")]
     except _Unreadable as exc:
-        return [], [_problem(source, rel, "unreadable_file", value=str(exc))]
-    except BaseException as exc:  # noqa: BLE001 - any reader failure is a problem row, not a crash
-        if not _reader_failure(exc):
-            raise
-        what = {"zip": "corrupt or truncated xlsx", "ole": "corrupt or truncated xls"}.get(
-            _sniff(data), "unreadable"
-        )
-        return [], [_problem(source, rel, "unreadable_file", value=_safe_reason(exc, what))]
+        return [], [problem(source, rel, "unreadable_file", detail=str(exc))]
+    except _TooLarge as exc:
+        return [], [problem(source, rel, "too_large", sheet=exc.sheet, detail=str(exc))]
 
     tables: list[SheetTable] = []
-    problems: list[dict] = []
+    problems = [problem(source, rel, "bad_line", row=line, detail=why) for line, why in bad_lines]
     any_cells = False
     for grid in grids:
         if grid.frame.width == 0 or grid.frame.height == 0:
@@ -1173,54 +1016,15 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
         except BaseException as exc:  # noqa: BLE001
             if not _reader_failure(exc):
                 raise
-            problems.append(_problem(source, rel, "unreadable_sheet", sheet=grid.sheet,
-                                     value=_safe_reason(exc)))
+            problems.append(problem(source, rel, "unreadable_sheet", sheet=grid.sheet,
+                                    detail=_safe_reason(exc)))
             continue
         problems.extend(probs)
         if table is not None:
             tables.append(table)
-    if not any_cells:
-        problems.append(_problem(source, rel, "empty_file"))
+    if not any_cells and not bad_lines:
+        problems.append(problem(source, rel, "empty_file"))
     return tables, problems
-
-
-def _is_ignored(rel_parts: tuple[str, ...]) -> bool:
-    name = rel_parts[-1]
-    return (
-        any(p.startswith(".") for p in rel_parts)
-        or name.startswith("~$")
-        or name.lower() in _IGNORED_NAMES
-    )
-
-
-def _inbox_files(inbox: Path) -> tuple[list[tuple[str, Path, str]], list[dict]]:
-    """(source, path, rel) for every supported file in a stable order, plus problems."""
-    found: list[tuple[str, Path, str]] = []
-    problems: list[dict] = []
-    for source in SOURCES:
-        folder = inbox / source
-        if not folder.is_dir():
-            problems.append(_problem(source, f"{source}/", "source_folder_missing"))
-            continue
-        entries = []
-        for p in folder.rglob("*"):
-            if not p.is_file():
-                continue
-            rel_parts = p.relative_to(inbox).parts
-            if _is_ignored(rel_parts):
-                continue
-            entries.append(("/".join(rel_parts), p))
-        for rel, p in sorted(entries):
-            if p.suffix.lower() in SUPPORTED_EXTENSIONS:
-                found.append((source, p, rel))
-            else:
-                problems.append(_problem(source, rel, "unsupported_file",
-                                         value=p.suffix.lower() or None))
-    if inbox.is_dir():
-        for p in sorted(inbox.iterdir()):
-            if p.is_file() and not _is_ignored((p.name,)):
-                problems.append(_problem(None, p.name, "file_outside_source_folder"))
-    return found, problems
 
 
 def read_inbox(
@@ -1229,26 +1033,22 @@ def read_inbox(
     *,
     on_file: Callable[[str, int, int], None] | None = None,
 ) -> IngestResult:
-    """Read every file under inbox/{roster,dibao,filing}/ (recursively, sorted).
+    """Read every regular file under inbox/{roster,dibao,filing}/ (recursively, sorted);
+    every entry left out gets a problem row (see ``reconcile.inbox``).
 
     `on_file(rel, done, total)` is called after each file (progress; `rel` as in lineage).
     """
-    inbox = Path(inbox)
-    files, problems = _inbox_files(inbox)
-    if not inbox.is_dir():
-        problems = [_problem(None, str(inbox), "inbox_missing")] + problems
+    files, problems = list_inbox(Path(inbox))
     indexes = {s: _AliasIndex(aliases, s) for s in SOURCES}
     tables: list[SheetTable] = []
     files_read = 0
-    for i, (source, path, rel) in enumerate(files, start=1):
-        t, p = _read_file(path, source, rel, indexes[source])
+    refused = ("unreadable_file", "encoding_undetected", "too_large", "not_a_regular_file")
+    for i, f in enumerate(files, start=1):
+        t, p = _read_file(f.path, f.source, f.rel, indexes[f.source])
         tables.extend(t)
         problems.extend(p)
-        if not any(x["problem"] in ("unreadable_file", "encoding_undetected") for x in p):
+        if not any(x["problem"] in refused and x["row"] is None for x in p):
             files_read += 1
         if on_file is not None:
-            on_file(rel, i, len(files))
-    frame = pl.DataFrame(problems, schema=PROBLEM_SCHEMA, orient="row") if problems else (
-        pl.DataFrame(schema=PROBLEM_SCHEMA)
-    )
-    return IngestResult(tables=tables, problems=frame, files_read=files_read)
+            on_file(f.rel, i, len(files))
+    return IngestResult(tables=tables, problems=problem_frame(problems), files_read=files_read)

@@ -272,7 +272,9 @@ def _safe_filename(school: str) -> str:
         name = NO_SCHOOL
     if name.split(".")[0].upper() in _RESERVED:
         name = "_" + name
-    return name[:100]
+    if len(name.encode("utf-8")) > 200:  # file systems count bytes (255 with suffix and "(n)"); a cut name keeps a hash of the whole
+        name = f"{name.encode('utf-8')[:190].decode('utf-8', 'ignore')}~{hashlib.sha1(school.encode('utf-8')).hexdigest()[:8]}"
+    return name
 
 
 def _label(mapping: dict[str, str], code: Any) -> str:

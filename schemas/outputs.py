@@ -10,10 +10,14 @@ SYSTEMS = ["dibao", "filing"]
 
 
 class RowProblemSchema(pa.DataFrameModel):
-    source: str = pa.Field(isin=["roster", "dibao", "filing"])
+    """A whole-file or sheet problem has ``sheet`` ``''`` (never null: a CSV's sheet is ``''``
+    too), ``row`` and ``column`` null; an entry outside the three source folders (or the
+    inbox itself) has ``source`` null. See ``reconcile.problems``."""
+
+    source: str = pa.Field(isin=["roster", "dibao", "filing"], nullable=True)
     file: str
     sheet: str
-    row: int = pa.Field(nullable=True)
+    row: int = pa.Field(nullable=True, ge=1)
     column: str = pa.Field(nullable=True)
     problem: str
     value: str = pa.Field(nullable=True)

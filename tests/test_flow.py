@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -114,7 +116,9 @@ def test_no_id_or_name_reaches_logs_errors_or_prefect(harness, county: Path, tmp
                                                       capfd: pytest.CaptureFixture, monkeypatch) -> None:
     """Run the flow (one good night, one failing with a library error that quotes an ID and a
     name), then scan every log record, stdout/stderr, the exception, the runs table and the
-    Prefect database (logs, states, events, parameters, artifacts) and result storage."""
+    Prefect database (logs, states, events, parameters, artifacts) and result storage. The
+    inbox also holds a file named after a student with the ID in its name, and a CSV whose
+    line with an unclosed quote holds a student's name (issue 11)."""
     import flows.nightly as nightly
     from reconcile import ingest
     from reconcile.config import load_settings
@@ -124,17 +128,26 @@ def test_no_id_or_name_reaches_logs_errors_or_prefect(harness, county: Path, tmp
     ids = {v for v in roster["id_number"].drop_nulls().to_list() if ID_SHAPED.fullmatch(v)}
     names = {v for v in roster["name"].drop_nulls().to_list() if len(v) >= 3}
     secret_id, secret_name = sorted(ids)[0], sorted(names)[0]
+    inbox = tmp_path / "inbox"
+    shutil.copytree(county / "inbox", inbox)
+    good = next((inbox / "roster").glob("*.xlsx"))
+    shutil.copy(good, inbox / "roster" / f"徐成_{secret_id}_补报.xlsx")
+    lines = ["学生姓名,身份证号"] + [f"{n},{i}" for n, i in zip(sorted(names)[1:30], sorted(ids)[1:30])]
+    lines.insert(10, f'"{secret_name},{secret_id}')
+    (inbox / "roster" / "未闭引号.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
     caplog.set_level(logging.DEBUG)
-    nightly.nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports))
+    nightly.nightly_reconciliation(inbox=str(inbox), db=str(db), reports=str(reports))
+    assert _query(db, "select row, problem from row_problems where file = 'roster/未闭引号.csv' and problem = 'bad_line'") == [(11, "bad_line")]
+    assert _query(db, "select count(*) from records where file = 'roster/未闭引号.csv'") == [(29,)]
 
     def leaky(*_a, **_k):
         raise ValueError(f"could not parse '{secret_name}' / {secret_id} as Date; value: {secret_id}")
 
     monkeypatch.setattr(nightly.pipeline, "reconcile", leaky)
     with pytest.raises(Exception) as failure:
-        nightly.nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports))
+        nightly.nightly_reconciliation(inbox=str(inbox), db=str(db), reports=str(reports))
     assert "ValueError" in f"{type(failure.value).__name__}: {failure.value}"
     from prefect.logging.handlers import APILogHandler
 
@@ -155,3 +168,40 @@ def test_no_id_or_name_reaches_logs_errors_or_prefect(harness, county: Path, tmp
     assert found_names == []
     [(error,)] = _query(db, "select error from runs where status = 'failed'")
     assert "ValueError" in error and secret_id not in error
+
+
+# exception leaving read_inbox -> retried?
+RETRY_CASES = [
+    (FileNotFoundError(errno.ENOENT, "inbox folder missing"), False),
+    (NotADirectoryError(errno.ENOTDIR, "not a folder"), False),
+    (PermissionError(errno.EACCES, "denied"), False),
+    (OSError(errno.ENOSPC, "no space"), False),
+    (ValueError("a bug"), False),
+    (TimeoutError("share timed out"), True),
+    (OSError(errno.EIO, "I/O error"), True),
+    (OSError(errno.ESTALE, "stale NFS handle"), True),
+    (ConnectionResetError(errno.ECONNRESET, "reset"), True),
+]
+
+
+@pytest.mark.parametrize("exc,retried", RETRY_CASES, ids=[type(e).__name__ + str(getattr(e, "errno", "")) for e, _ in RETRY_CASES])
+def test_only_transient_io_is_retried(exc, retried) -> None:
+    from prefect.states import Failed
+
+    from flows.nightly import TRANSIENT_RETRIES
+
+    condition = TRANSIENT_RETRIES["retry_condition_fn"]
+    assert condition(None, None, Failed(data=exc)) is retried
+
+
+def test_a_missing_inbox_fails_at_once(harness, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from flows.nightly import nightly_reconciliation
+
+    caplog.set_level(logging.INFO)
+    with pytest.raises(FileNotFoundError):
+        nightly_reconciliation(inbox=str(tmp_path / "missing"), db=str(tmp_path / "r.duckdb"),
+                               reports=str(tmp_path / "reports"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "Retry" in m], messages
+    [(status,)] = _query(tmp_path / "r.duckdb", "select status from runs")
+    assert status == "failed"

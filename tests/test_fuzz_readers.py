@@ -151,4 +151,4 @@ def test_calamine_panic_is_an_unreadable_file(tmp_path) -> None:
     path.write_bytes((Path(__file__).parent / "fixtures" / "calamine_panic.xls").read_bytes())
     _, probs = read_file(path, source="roster", rel="roster/p.xls", aliases=ALIASES)
     assert [p["problem"] for p in probs] == ["unreadable_file"]
-    assert probs[0]["value"].startswith("corrupt or truncated xls: PanicException")
+    assert probs[0]["value"].startswith("「文件无法读取」corrupt or truncated xls: PanicException")

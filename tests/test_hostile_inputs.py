@@ -19,7 +19,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from reconcile import ingest
+from reconcile import ingest, xlsx_scan
 from reconcile.ingest import HEADER_ALIASES_FILE, PROBLEM_SCHEMA, load_header_aliases, read_file, read_inbox
 from reconcile.normalize import normalize_source
 
@@ -162,15 +162,15 @@ def html_as_xls(p: Path) -> Path:
 # names read from the file (None: no table)
 FILE_CASES = [
     ("truncated xlsx", "bad.xlsx", truncated_xlsx,
-     [("unreadable_file", None, None)], "corrupt or truncated xlsx", None),
+     [("unreadable_file", "", None)], "corrupt or truncated xlsx", None),
     ("password-protected workbook", "bad.xlsx", encrypted_xlsx,
-     [("unreadable_file", None, None)], "password-protected", None),
+     [("unreadable_file", "", None)], "password-protected", None),
     ("empty file", "bad.xlsx", lambda p: p.write_bytes(b""),
-     [("empty_file", None, None)], None, None),
+     [("empty_file", "", None)], None, None),
     ("empty csv (blank lines only)", "bad.csv", lambda p: p.write_bytes(b"\r\n \r\n"),
-     [("empty_file", None, None)], None, None),
+     [("empty_file", "", None)], None, None),
     ("workbook with an empty sheet", "bad.xlsx", lambda p: write_xlsx(p, []),
-     [("empty_file", None, None)], None, None),
+     [("empty_file", "", None)], None, None),
     ("header-only xlsx", "bad.xlsx", lambda p: write_xlsx(p, GOOD[:1]),
      [("no_data_rows", "名单", 1)], "no data rows", []),
     ("header-only csv", "bad.csv", lambda p: write_csv(p, GOOD[:1]),
@@ -178,23 +178,23 @@ FILE_CASES = [
     ("xlsx named .csv", "wrong.csv", lambda p: write_xlsx(p, GOOD), [], None, ["张三", "李四"]),
     ("csv named .xlsx", "wrong.xlsx", lambda p: write_csv(p, GOOD), [], None, ["张三", "李四"]),
     ("word document named .xlsx", "bad.xlsx", docx_as_xlsx,
-     [("unreadable_file", None, None)], "corrupt or truncated xlsx", None),
+     [("unreadable_file", "", None)], "corrupt or truncated xlsx", None),
     ("pdf named .xls", "bad.xls", lambda p: p.write_bytes(b"%PDF-1.4\n\x00\x01\x02\x03" * 500),
-     [("unreadable_file", None, None)], "not a workbook or text file", None),
+     [("unreadable_file", "", None)], "not a workbook or text file", None),
     (".xls that is an HTML table", "web.xls", html_as_xls, [], None, ["张三", "李四"]),
     (".xls that is tab-separated GBK", "tsv.xls",
      lambda p: p.write_bytes("\n".join("\t".join(r) for r in GOOD).encode("gbk")), [], None,
      ["张三", "李四"]),
     ("csv in an undecodable encoding", "bad.csv",
      lambda p: p.write_bytes(b"\xff\xfe\x00\xd8" + b"abc,\x80\xff\n" * 50),
-     [("encoding_undetected", None, None)], "neither UTF-8", None),
+     [("encoding_undetected", "", None)], "neither UTF-8", None),
     ("csv in latin-1 bytes gb18030 rejects", "bad.csv",
      lambda p: p.write_bytes("姓名,身份证号\n".encode("utf-8") + b"M\xfcller,\x80\xff\n"),
-     [("encoding_undetected", None, None)], "neither UTF-8", None),
+     [("encoding_undetected", "", None)], "neither UTF-8", None),
     ("zip bomb: compression ratio", "bomb.xlsx", ratio_bomb,
-     [("unreadable_file", None, None)], "zip bomb refused", None),
+     [("unreadable_file", "", None)], "zip bomb refused", None),
     ("zip bomb: directory lies about sizes", "bomb.xlsx", lying_bomb,
-     [("unreadable_file", None, None)], "xlsx", None),
+     [("unreadable_file", "", None)], "xlsx", None),
 ]
 
 
@@ -223,17 +223,18 @@ def test_bad_file_is_a_problem_and_the_rest_is_read(tmp_path, label, name, make,
 
 def test_zip_bomb_limits_on_declared_size(tmp_path, monkeypatch) -> None:
     path = write_xlsx(tmp_path / "big.xlsx", GOOD * 2000)
-    monkeypatch.setattr(ingest, "MAX_XLSX_UNCOMPRESSED", 64 * 1024)
+    monkeypatch.setattr(xlsx_scan, "MAX_XLSX_UNCOMPRESSED", 64 * 1024)
     _, probs = read_file(path, source="roster", rel="roster/big.xlsx", aliases=ALIASES)
     assert [p["problem"] for p in probs] == ["unreadable_file"]
-    assert probs[0]["value"].startswith("zip bomb refused: declares")
+    assert probs[0]["value"].startswith("「文件无法读取」zip bomb refused: declares")
 
 
 def test_too_large_file_is_refused_before_reading(tmp_path, monkeypatch) -> None:
     path = write_csv(tmp_path / "big.csv", GOOD * 100)
     monkeypatch.setattr(ingest, "MAX_FILE_BYTES", 1000)
     _, probs = read_file(path, source="roster", rel="roster/big.csv", aliases=ALIASES)
-    assert [(p["problem"], p["value"][:14]) for p in probs] == [("unreadable_file", "file too large")]
+    assert [p["problem"] for p in probs] == ["too_large"]
+    assert probs[0]["value"].startswith("「文件或工作表超出读取上限，未读取」file too large")
 
 
 # ---- single cells ------------------------------------------------------------------------------
@@ -251,7 +252,8 @@ CELL_CASES = [
         ["学生姓名", "身份证号"],
         ['<f>CONCATENATE("张","三")</f><v/>', ID1],
         ["李四", ID2],
-    ], [("formula_without_value", 2, "学生姓名", "formula with no stored result, read as empty")],
+    ], [("formula_without_value", 2, "学生姓名",
+          "「公式没有保存的结果，按空值读取」formula with no stored result, read as empty")],
         [None, "李四"], [ID1, ID2]),
     ("error value #N/A", [
         ["学生姓名", "身份证号"],

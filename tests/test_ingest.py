@@ -277,10 +277,15 @@ BODY_CASES = [
      [2], ["甲"], 3, 1),
     ("a row with an ID but no name is kept",
      [["姓名", "证件号码"], ["甲", "1"], [None, "2"]], [2, 3], ["甲", None], 0, 1),
-    ("totals in any of the first three columns",
+    ("totals in any of the first three columns, or a total label in any mapped column",
      [["县", "乡镇", "姓名", "证件号码"], ["花垣县", "卫民镇", "甲", "1"],
-      [None, None, "合计：1人", None], [None, "小 计", None, None], [None, None, None, "共计1"]],
-     [2, 5], ["甲", None], 2, 1),
+      [None, None, "合计：1人", None], [None, "小 计", None, None], [None, None, None, "共计1"],
+      [None, None, None, "共计有误"]],
+     [2, 6], ["甲", None], 3, 1),
+    ("a total row first (a sheet sorted in reverse), its label in the amount's neighbour",
+     [["序号", "学校", "姓名", "证件号码", "备注"], [None, None, None, "合 计", "66000"],
+      ["2", "一中", "乙", "2", None], ["1", "一中", "甲", "1", None]],
+     [3, 4], ["乙", "甲"], 1, 1),
 ]
 
 
@@ -377,7 +382,7 @@ PROBLEM_CASES = [
     ("no header", "roster", [["甲", "乙"], ["丙", "丁"]], [("no_header_found", None, None)], 0),
     ("dibao needs the head", "dibao", [["成员姓名", "成员身份证号"], ["甲", "1"]],
      [("missing_required_column", "户主姓名", 1)], 0),
-    ("duplicate column keeps the first", "roster",
+    ("duplicate column keeps the first (not an ID field)", "roster",
      [["学生姓名", "身份证号", "姓名"], ["甲", "1", "乙"]],
      [("duplicate_column", "姓名", 1)], 1),
 ]
@@ -461,20 +466,26 @@ def test_inbox_layout(tmp_path: Path) -> None:
     write_xlsx(tmp_path / "roster" / "一中" / "b.xlsx", {"S": ROSTER})
     write_text(tmp_path / "roster" / "a.CSV", ROSTER)
     write_xlsx(tmp_path / "roster" / "~$a.xlsx", {"S": ROSTER})          # Excel lock file
-    (tmp_path / "roster" / ".hidden.csv").write_text("x")
+    write_text(tmp_path / "roster" / ".hidden.csv", ROSTER)      # a dot is no reason to skip
+    (tmp_path / "roster" / "Thumbs.db").write_bytes(b"\x00")
     (tmp_path / "roster" / "说明.pdf").write_bytes(b"%PDF")
     write_text(tmp_path / "filing" / "f.csv", [["姓名", "证件号码"], ["甲", "1"]],
                encoding="gb18030")
     calls = []
     res = read_inbox(tmp_path, ALIASES, on_file=lambda rel, i, n: calls.append((rel, i, n)))
-    assert calls == [("roster/a.CSV", 1, 3), ("roster/一中/b.xlsx", 2, 3), ("filing/f.csv", 3, 3)]
+    assert calls == [("roster/.hidden.csv", 1, 4), ("roster/a.CSV", 2, 4),
+                     ("roster/一中/b.xlsx", 3, 4), ("filing/f.csv", 4, 4)]
     assert [(t.source, t.file) for t in res.tables] == [
-        ("roster", "roster/a.CSV"), ("roster", "roster/一中/b.xlsx"), ("filing", "filing/f.csv")]
-    assert res.files_read == 3
-    assert sorted(res.problems.select("source", "file", "problem").rows()) == [
-        ("dibao", "dibao/", "source_folder_missing"),
-        ("roster", "roster/说明.pdf", "unsupported_file"),
+        ("roster", "roster/.hidden.csv"), ("roster", "roster/a.CSV"),
+        ("roster", "roster/一中/b.xlsx"), ("filing", "filing/f.csv")]
+    assert res.files_read == 4
+    assert sorted(res.problems.select("source", "file", "sheet", "problem").rows()) == [
+        ("dibao", "dibao/", "", "source_folder_missing"),
+        ("roster", "roster/Thumbs.db", "", "skipped_system_file"),
+        ("roster", "roster/~$a.xlsx", "", "skipped_system_file"),
+        ("roster", "roster/说明.pdf", "", "unsupported_file"),
     ]
+    assert res.problems["value"].str.starts_with("「").all()
 
 
 # ---- header spellings -----------------------------------------------------------------------
