@@ -18,6 +18,7 @@ from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
 from .names import normalize_names, pinyin_keys
+from .places import with_place_keys, with_place_names
 
 __all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
 
@@ -164,7 +165,8 @@ def _source_specific(df: pl.DataFrame, source: str, settings: Settings) -> pl.Da
 
 
 def _households(df: pl.DataFrame, source: str) -> pl.DataFrame:
-    place = pl.concat_str([pl.col("town").fill_null(""), pl.col("village").fill_null("")], separator="/")
+    # By place key: a head without an ID is one household however the export spells his village.
+    place = pl.concat_str([pl.col("town_key").fill_null(""), pl.col("village_key").fill_null("")], separator="/")
     by_head = pl.concat_str([place, pl.col("head_name_norm").fill_null("")], separator="/")
     if source == "filing":
         df = df.with_columns(
@@ -261,6 +263,9 @@ def normalize_source(
         df = df.with_columns(pl.lit(None, dtype=pl.String).alias("gender_norm"))
     if "birth" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Date).alias("birth"))
+    df = with_place_keys(df, settings.places)
     df = _households(df, source)
+    # Display names from this source alone; pipeline.normalize_all chooses them over all sources.
+    df = with_place_names({source: df}, settings.places)[source]
     problems = _problems(df, source, header_map([t for t in tables if t.source == source]))
     return df, problems

@@ -22,6 +22,7 @@ from . import review
 from .match import match_system
 from .memory import compact
 from .normalize import normalize_source
+from .places import with_place_names
 from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
@@ -90,6 +91,8 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
             # go, then copy the strings into buffers of their own, a column at a time.
             ingested.tables[:] = [t for t in ingested.tables if t.source != source]
             records[source] = recs = compact(recs)
+    # One display name per place key for the whole night, whichever source spelt it most.
+    records = with_place_names(records, settings.places)
     return records, pl.concat(problems, how="vertical_relaxed")
 
 
