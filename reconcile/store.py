@@ -243,7 +243,7 @@ TABLES: dict[str, dict[str, str]] = {
     # left a system since the previous run (see reconcile/completeness.py).
     "export_problems": {
         "run_id": "VARCHAR", "system": "VARCHAR", "file": "VARCHAR", "town": "VARCHAR", "village": "VARCHAR",
-        "problem": "VARCHAR", "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
+        "town_key": "VARCHAR", "village_key": "VARCHAR", "problem": "VARCHAR", "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
         "previous_households": "BIGINT", "found_households": "BIGINT", "other_system_households": "BIGINT",
         "roster_students": "BIGINT", "message": "VARCHAR",
     },
