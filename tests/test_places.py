@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -9,7 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.config import load_settings
+from conftest import respell_county
+from countygen import SynthConfig, generate_county
+from reconcile import ingest
+from reconcile.config import Settings, load_settings
+from reconcile.pipeline import reconcile
+from reconcile.report import write_clerk_workbooks
 from reconcile.errors import ConfigError
 from reconcile.places import (
     SUFFIXES,
@@ -179,3 +186,45 @@ def test_display_name_is_the_commonest_spelling_or_the_alias_target() -> None:
 def test_ties_prefer_the_longer_spelling() -> None:
     df = with_place_keys(pl.DataFrame({"town": [None, None], "village": ["坝北", "坝北村委会"]}))
     assert dict(place_names([df], "village").iter_rows()) == {"坝北": "坝北村委会"}
+
+
+# ------------------------------------------------------- a generated county, respelt
+AS_OF = dt.date(2025, 9, 15)
+LINK = ["roster_file", "roster_sheet", "roster_row", "system", "system_file", "system_sheet", "system_row", "status", "via"]
+ITEM = ["kind", "file", "sheet", "row", "system", "system_file", "system_row", "field", "value", "system_value", "town"]
+
+
+@pytest.fixture(scope="module")
+def two_counties(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One generated county, and a copy whose exports spell places otherwise (conftest.respell_county)."""
+    a = tmp_path_factory.mktemp("as_generated")
+    generate_county(a, SynthConfig(households=250, seed=5))
+    b = tmp_path_factory.mktemp("respelt")
+    shutil.copytree(a / "inbox", b / "inbox")
+    respell_county(b / "inbox")
+    return a / "inbox", b / "inbox"
+
+
+def _night(inbox: Path, settings: Settings):
+    return reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, as_of=AS_OF)
+
+
+def test_respelt_exports_reconcile_as_the_original(two_counties: tuple[Path, Path], settings: Settings,
+                                                   tmp_path: Path) -> None:
+    a, b = (_night(inbox, settings) for inbox in two_counties)
+    spellings = {v for f in b.records.values() for v in f["village"].drop_nulls()}
+    assert any(v.endswith("村委会") for v in spellings) and any(v.endswith("社区居委会") for v in spellings)
+    # the same places cut short (the generator cuts one village from one export), no more
+    key = ["system", "town_key", "village_key", "problem", "found_rows"]
+    assert b.export_problems.select(key).rows() == a.export_problems.select(key).rows()
+    assert "export_incomplete" not in {k for k in b.discrepancies["kind"]} - {k for k in a.discrepancies["kind"]}
+    # links as good as with the original spellings: the same ones, equally sure
+    la, lb = (r.matches.select(*LINK, pl.col("score").round(6)).sort(LINK) for r in (a, b))
+    assert la.equals(lb)
+    assert a.counts["matched"] == b.counts["matched"] and a.counts["not_found"] == b.counts["not_found"]
+    # the same items under the same towns, so the same town workbooks
+    da, db = (r.discrepancies.select(ITEM).sort(ITEM, nulls_last=True) for r in (a, b))
+    assert da.equals(db)
+    names = [sorted(p.name for p in write_clerk_workbooks(r.discrepancies, tmp_path / n, by="town"))
+             for n, r in (("a", a), ("b", b))]
+    assert names[0] == names[1] and "龙茶乡.xlsx" in names[1] and "卫民镇.xlsx" in names[1]
