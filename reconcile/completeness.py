@@ -13,10 +13,12 @@ then vs now) since the previous run, with the roster students linked to it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from .config import Settings
-from .places import with_place_keys
+from .places import carry_keys
 from .rules import SYSTEM_LABEL, qualifies_expr
 
 __all__ = [
@@ -60,12 +62,12 @@ def _clean(col: str) -> pl.Expr:
     return pl.col(col).str.replace_all(r"\s+", "")
 
 
-def _keyed(df: pl.DataFrame, settings: Settings | None) -> pl.DataFrame:
+def _keyed(df: pl.DataFrame, settings: Settings | None, like: Sequence[pl.DataFrame] = ()) -> pl.DataFrame:
     """`df` with place keys and names: tonight's records have them; a previous run's rows
-    (as stored: town and village as written) get tonight's keys, so a new alias or a
-    respelt export does not look like a place that vanished."""
+    (as stored: town and village as written) are keyed as tonight keys them (`like`: tonight's
+    records), so a new alias or a respelt export does not look like a place that vanished."""
     if not set(PLACE) <= set(df.columns):
-        df = with_place_keys(df, settings.places) if settings is not None else with_place_keys(df)
+        df = carry_keys(df, list(like), settings.places) if settings is not None else carry_keys(df, list(like))
     return df.with_columns(
         (pl.col(f"{lv}_name") if f"{lv}_name" in df.columns else _clean(lv)).alias(f"_{lv}_name") for lv in ("town", "village")
     )
@@ -108,7 +110,7 @@ def export_problems(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], sett
     )
     prev = None
     if previous_counts is not None and not previous_counts.is_empty():
-        prev = _keyed(previous_counts.cast(PREVIOUS_COUNT_SCHEMA), settings).group_by(["system", *PLACE]).agg(
+        prev = _keyed(previous_counts.cast(PREVIOUS_COUNT_SCHEMA), settings, [roster, *systems.values()]).group_by(["system", *PLACE]).agg(
             pl.col("rows").sum().alias("p_rows"), pl.col("households").sum().alias("p_hh"),
             pl.col("file").unique().sort().str.join("; ").alias("p_files"),
             pl.col("_town_name").drop_nulls().first().alias("p_town"), pl.col("_village_name").drop_nulls().first().alias("p_village"))
@@ -208,7 +210,7 @@ def _households(df: pl.DataFrame, system: str, settings: Settings, as_of) -> pl.
     )
 
 
-def _system_frame(df: pl.DataFrame, settings: Settings, *, raw: bool) -> pl.DataFrame:
+def _system_frame(df: pl.DataFrame, settings: Settings, *, raw: bool, like: Sequence[pl.DataFrame] = ()) -> pl.DataFrame:
     cols = df.columns
     if raw:  # previous records: statuses as exported, map them like normalize does
         def code(col: str, table: str) -> pl.Expr:
@@ -220,7 +222,7 @@ def _system_frame(df: pl.DataFrame, settings: Settings, *, raw: bool) -> pl.Data
         pov = pl.col("poverty_status_norm") if "poverty_status_norm" in cols else pl.lit(None, pl.String)
         dib = pl.col("status_norm") if "status_norm" in cols else pl.lit(None, pl.String)
     opt = lambda c: pl.col(c) if c in cols else pl.lit(None, pl.String)  # noqa: E731
-    return _keyed(df, settings).select(
+    return _keyed(df, settings, like).select(
         "household", *PLACE, "_town_name", "_village_name", "head_name", "id_norm",
         pov.alias("poverty_status"), dib.alias("dibao_status"), opt("exit_year").cast(pl.String).alias("exit_year"),
         opt("approved_date").cast(pl.String).alias("approved_date"),
@@ -239,7 +241,7 @@ def household_changes(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], ma
         prev_df = previous_records.filter(pl.col("system") == name)
         if prev_df.is_empty() and now.is_empty():
             continue
-        before = _households(_system_frame(prev_df, settings, raw=True), name, settings, as_of)
+        before = _households(_system_frame(prev_df, settings, raw=True, like=[roster, *systems.values()]), name, settings, as_of)
         j = now.join(before, on=["system", "household"], how="full", coalesce=True, suffix="_before")
         j = j.with_columns(pl.col("qualifies").fill_null(False), pl.col("qualifies_before").fill_null(False))
         changed = j.filter(pl.col("qualifies") != pl.col("qualifies_before")).with_columns(

@@ -18,7 +18,7 @@ from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
 from .names import normalize_names, pinyin_keys
-from .places import with_place_keys, with_place_names
+from .places import observed_places, resolve_places, with_place_names, with_resolved_keys
 
 __all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
 
@@ -243,9 +243,11 @@ def _problems(df: pl.DataFrame, source: str, headers: pl.DataFrame) -> pl.DataFr
 
 
 def normalize_source(
-    tables: Sequence[SheetTable], source: str, settings: Settings
+    tables: Sequence[SheetTable], source: str, settings: Settings, places: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Concatenate one source's sheets, normalise names/IDs/codes, and check the row rules."""
+    """Concatenate one source's sheets, normalise names/IDs/codes, and check the row rules.
+    ``places``: the night's place keys (``places.resolve_places`` over every source's
+    sheets); without it, this source's own spellings are resolved alone."""
     df = _concat(tables, source)
     for f in FIELDS[source] + ("name", "head_name", "id_number", "head_id", "town", "village", "relation", "gender"):
         if f not in df.columns:
@@ -263,7 +265,9 @@ def normalize_source(
         df = df.with_columns(pl.lit(None, dtype=pl.String).alias("gender_norm"))
     if "birth" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Date).alias("birth"))
-    df = with_place_keys(df, settings.places)
+    if places is None:
+        places = resolve_places(observed_places([t.frame for t in tables if t.source == source]), settings.places)
+    df = with_resolved_keys(df, places)
     df = _households(df, source)
     # Display names from this source alone; pipeline.normalize_all chooses them over all sources.
     df = with_place_names({source: df}, settings.places)[source]

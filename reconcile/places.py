@@ -14,8 +14,15 @@ A key (``place_key``), in this order:
   aliases (``place_aliases.toml``: a renamed or merged village, a spelling no rule covers),
   applied to normalised variants and targets alike.
 It is idempotent, never empty for text with a letter or digit in it, and stable night over
-night (nothing in it depends on the night's data). The display name of a key is the alias
-target as written, else the spelling the night's records use most (``place_names``).
+night (nothing in it depends on the night's data).
+
+Then the night's exports together (``resolve_places``): two keys of one level (villages:
+within one town) that differ in one character, look-alike (``names.is_lookalike``) or
+sounding the same (``names.pinyin_keys``), and that no file writes side by side, are one
+place (结卜镇 in one school's roster is the 结补镇 of every other file): the key more rows use
+is kept. A file that lists both is the evidence that they are two places. The display name
+of a key is the alias target as written, else the spelling the night's records use most
+(``place_names``).
 
 Pure: Python runs over the distinct place strings only (a county has a few hundred).
 """
@@ -32,7 +39,7 @@ from typing import Any, Mapping
 import polars as pl
 
 from .errors import ConfigError
-from .names import normalize_names
+from .names import is_lookalike, normalize_names, pinyin_keys
 
 __all__ = [
     "LEVELS",
@@ -45,6 +52,10 @@ __all__ = [
     "with_place_keys",
     "place_names",
     "with_place_names",
+    "observed_places",
+    "resolve_places",
+    "with_resolved_keys",
+    "carry_keys",
 ]
 
 LEVELS: tuple[str, ...] = ("town", "village")
@@ -249,3 +260,98 @@ def _resolve_chains(mapping: dict[str, str], where: str, level: str) -> dict[str
             cur = mapping[cur]
         out[start] = cur
     return out
+
+
+# ------------------------------------------------------- the night's spellings together
+_OBSERVED = {"file": pl.String, "town": pl.String, "village": pl.String, "rows": pl.UInt32}
+_TABLE = {"town": pl.String, "village": pl.String, "town_key": pl.String, "village_key": pl.String}
+
+
+def observed_places(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """file, town, village (as written), rows: every spelling each file uses (frames with a
+    ``file`` column, e.g. the ingested sheets of every source)."""
+    parts = [
+        f.select(pl.col("file").cast(pl.String),
+                 *((pl.col(c).cast(pl.String) if c in f.columns else pl.lit(None, pl.String)).alias(c) for c in LEVELS))
+        .group_by("file", *LEVELS).len("rows")
+        for f in frames if f.height and "file" in f.columns
+    ]
+    return pl.concat(parts).cast(_OBSERVED) if parts else pl.DataFrame(schema=_OBSERVED)
+
+
+def _one_apart(a: str, b: str, py: Mapping[str, str | None]) -> bool:
+    """Equal length, one position differs, by a look-alike or a same-sounding character."""
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if len(diff) != 1:
+        return False
+    i = diff[0]
+    return is_lookalike(a[i], b[i]) or (py.get(a) is not None and py.get(a) == py.get(b))
+
+
+def _merge_variants(counts: pl.DataFrame) -> dict[str, str]:
+    """key -> the key it is a variant of, for one scope (columns key, file, rows)."""
+    per_key = counts.group_by("key").agg(pl.col("rows").sum(), pl.col("file").unique().alias("files")).sort(
+        ["rows", "key"], descending=[True, False])
+    keys = per_key["key"].to_list()
+    py = dict(zip(keys, pinyin_keys(pl.Series(keys, dtype=pl.String)).to_list()))
+    kept: list[tuple[str, set[str]]] = []  # canonical key, files of it and its variants
+    out: dict[str, str] = {}
+    for key, files in zip(keys, per_key["files"].to_list()):
+        fs = set(files)
+        for canon, cfiles in kept:
+            if not (fs & cfiles) and _one_apart(key, canon, py):
+                out[key] = canon
+                cfiles |= fs
+                break
+        else:
+            kept.append((key, fs))
+    return out
+
+
+def resolve_places(observed: pl.DataFrame, aliases: PlaceAliases = NO_ALIASES) -> pl.DataFrame:
+    """town, village (as written) -> town_key, village_key for one night's spellings
+    (``observed_places``): the keys of ``place_key``, with one-character variants that no
+    file writes beside the other merged into the commoner (villages within their town)."""
+    if observed.is_empty():
+        return pl.DataFrame(schema=_TABLE)
+    obs = with_place_keys(observed, aliases)
+    towns = _merge_variants(obs.filter(pl.col("town_key").is_not_null()).select(pl.col("town_key").alias("key"), "file", "rows"))
+    obs = obs.with_columns(pl.col("town_key").replace(towns))
+    village_map: list[dict[str, str | None]] = []
+    with_v = obs.filter(pl.col("village_key").is_not_null())
+    for (town,), part in with_v.group_by("town_key", maintain_order=True):
+        for variant, canon in _merge_variants(part.select(pl.col("village_key").alias("key"), "file", "rows")).items():
+            village_map.append({"town_key": town, "village_key": variant, "_canon": canon})
+    vm = pl.DataFrame(village_map, schema={"town_key": pl.String, "village_key": pl.String, "_canon": pl.String})
+    obs = obs.join(vm, on=["town_key", "village_key"], how="left", nulls_equal=True).with_columns(
+        pl.coalesce("_canon", "village_key").alias("village_key"))
+    return obs.select(list(_TABLE)).unique(["town", "village"], keep="first", maintain_order=True).cast(_TABLE)
+
+
+def with_resolved_keys(df: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """`df` with ``town_key`` and ``village_key`` from a ``resolve_places`` table (joined on
+    the town and village as written)."""
+    cols = {lv: (pl.col(lv).cast(pl.String) if lv in df.columns else pl.lit(None, pl.String)).alias(f"_{lv}") for lv in LEVELS}
+    keyed = df.select(*cols.values()).join(
+        table.rename({"town": "_town", "village": "_village"}), on=["_town", "_village"], how="left",
+        nulls_equal=True, maintain_order="left")
+    return df.with_columns(keyed["town_key"], keyed["village_key"])
+
+
+def carry_keys(df: pl.DataFrame, like: list[pl.DataFrame], aliases: PlaceAliases = NO_ALIASES) -> pl.DataFrame:
+    """`df` (rows of another night: town and village as written) keyed as tonight keys the
+    same places: ``place_key``, then tonight's merges, read off `like` (tonight's records)."""
+    df = with_place_keys(df, aliases)
+    parts = [f.select(*LEVELS, "town_key", "village_key") for f in like if {"town_key", "village_key", *LEVELS} <= set(f.columns)]
+    if not parts:
+        return df
+    tonight = with_place_keys(
+        pl.concat(parts).unique().rename({"town_key": "_tk", "village_key": "_vk"}), aliases)
+    towns = dict(tonight.select("town_key", "_tk").drop_nulls().unique("town_key").iter_rows())
+    df = df.with_columns(pl.col("town_key").replace(towns))
+    villages = tonight.select(pl.col("_tk").alias("town_key"), "village_key", "_vk").drop_nulls(["village_key", "_vk"]).unique(
+        ["town_key", "village_key"])
+    out = df.join(villages, on=["town_key", "village_key"], how="left", nulls_equal=True, maintain_order="left")
+    return out.with_columns(pl.coalesce("_vk", "village_key").alias("village_key")).drop("_vk")

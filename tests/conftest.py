@@ -89,12 +89,13 @@ def _respell_csv(path: Path, town: Callable[[int, str], str], village: Callable[
 
 def respell_county(inbox: Path) -> dict[str, str]:
     """One generated county's exports spelt as other clerks spell places: in the filing CSV of
-    卫民镇 the town loses 镇 and villages alternately lose 村 or get 村委会; in the dibao CSV
+    卫民镇 the town is a homophone without its suffix (为民) and villages alternately lose 村
+    or get 村委会; in the dibao CSV
     the town is traditional (龍茶鄉), villages use variant characters (坳 -> 凹, 垭 -> 丫 ...)
     and 社区 becomes 社区居委会. Returns what was changed, file -> description."""
     filing = inbox / "filing" / "卫民镇_建档立卡人口.csv"
     dibao = next((inbox / "dibao").glob("*.csv"))
-    n_f = _respell_csv(filing, lambda n, t: t.removesuffix("镇"),
+    n_f = _respell_csv(filing, lambda n, t: t.replace("卫民镇", "为民"),
                        lambda n, v: v.removesuffix("村") if n % 2 else (v + "委会" if v.endswith("村") else v))
     n_d = _respell_csv(dibao, lambda n, t: t.translate(str.maketrans({"龙": "龍", "乡": "鄉"})),
                        lambda n, v: v.translate(RESPELL_CHARS).replace("社区", "社区居委会"))

@@ -20,6 +20,10 @@ from reconcile.report import write_clerk_workbooks
 from reconcile.errors import ConfigError
 from reconcile.places import (
     SUFFIXES,
+    carry_keys,
+    observed_places,
+    resolve_places,
+    with_resolved_keys,
     parse_place_aliases,
     place_key,
     place_keys,
@@ -186,6 +190,60 @@ def test_display_name_is_the_commonest_spelling_or_the_alias_target() -> None:
 def test_ties_prefer_the_longer_spelling() -> None:
     df = with_place_keys(pl.DataFrame({"town": [None, None], "village": ["坝北", "坝北村委会"]}))
     assert dict(place_names([df], "village").iter_rows()) == {"坝北": "坝北村委会"}
+
+
+# ----------------------------------------------------- the night's spellings together
+def _sheet(file: str, rows: list[tuple[str | None, str | None]]) -> pl.DataFrame:
+    return pl.DataFrame({"file": [file] * len(rows), "town": [t for t, _ in rows], "village": [v for _, v in rows]},
+                        schema={"file": pl.String, "town": pl.String, "village": pl.String})
+
+
+def _keys(frames: list[pl.DataFrame]) -> dict[tuple[str | None, str | None], tuple[str | None, str | None]]:
+    table = resolve_places(observed_places(frames))
+    return {(t, v): (tk, vk) for t, v, tk, vk in table.iter_rows()}
+
+
+@pytest.mark.parametrize(("variant", "why"), [
+    ("结卜镇", "homophone 卜/补"), ("结补", "suffix"), ("洁补镇", "look-alike 洁/结"), ("結補鎮", "traditional"),
+])
+def test_a_town_one_file_spells_its_own_way_is_the_others_town(variant: str, why: str) -> None:
+    frames = [_sheet("roster/a.xlsx", [(variant, "大湖村")] * 3),
+              _sheet("filing/f.csv", [("结补镇", "大湖村")] * 5 + [("花垣镇", "中口村")] * 4),
+              _sheet("dibao/d.xls", [("结补镇", "大湖")] * 4)]
+    keys = _keys(frames)
+    assert keys[(variant, "大湖村")] == keys[("结补镇", "大湖村")] == keys[("结补镇", "大湖")] == ("结补", "大湖"), why
+
+
+def test_one_file_listing_both_spellings_keeps_two_places() -> None:
+    frames = [_sheet("dibao/d.xls", [("结补镇", "新村")] * 5 + [("结补镇", "辛村")] * 2),  # 新/辛: both xin
+              _sheet("roster/a.xlsx", [("结补镇", "辛村")])]
+    keys = _keys(frames)
+    assert keys[("结补镇", "新村")] != keys[("结补镇", "辛村")]
+
+
+def test_villages_merge_only_within_their_town() -> None:
+    frames = [_sheet("filing/f.csv", [("结补镇", "新村")] * 5 + [("花垣镇", "花坝村")] * 5),
+              _sheet("roster/a.xlsx", [("花垣镇", "辛村")] * 2)]
+    keys = _keys(frames)
+    assert keys[("花垣镇", "辛村")] == ("花垣", "辛村")  # 结补镇's 新村 is not 花垣镇's
+    frames.append(_sheet("roster/b.xlsx", [("结补镇", "辛村")] * 2))
+    assert _keys(frames)[("结补镇", "辛村")] == ("结补", "新村")
+
+
+def test_the_commoner_spelling_keeps_its_key() -> None:
+    keys = _keys([_sheet("a.csv", [("结卜镇", None)] * 9), _sheet("b.csv", [("结补镇", None)] * 2)])
+    assert keys[("结补镇", None)] == keys[("结卜镇", None)] == ("结卜", None)
+
+
+def test_resolved_keys_join_back_and_carry_to_another_night() -> None:
+    frames = [_sheet("roster/a.xlsx", [("结卜镇", "大湖村"), (None, "大湖村")]),
+              _sheet("filing/f.csv", [("结补镇", "大湖村")] * 5)]
+    table = resolve_places(observed_places(frames))
+    tonight = with_resolved_keys(frames[0], table)
+    assert tonight.select("town_key", "village_key").rows() == [("结补", "大湖"), (None, "大湖")]
+    last_night = pl.DataFrame({"town": ["结卜镇", "结卜", "花垣镇"], "village": ["大湖", "大湖村委会", "中口村"]})
+    carried = carry_keys(last_night, [with_resolved_keys(f, table) for f in frames])
+    assert carried.select("town_key", "village_key").rows() == [("结补", "大湖"), ("结补", "大湖"), ("花垣", "中口")]
 
 
 # ------------------------------------------------------- a generated county, respelt
