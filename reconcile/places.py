@@ -279,34 +279,37 @@ def observed_places(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(parts).cast(_OBSERVED) if parts else pl.DataFrame(schema=_OBSERVED)
 
 
-def _one_apart(a: str, b: str, py: Mapping[str, str | None]) -> bool:
-    """Equal length, one position differs, by a look-alike or a same-sounding character."""
-    if len(a) != len(b):
-        return False
-    diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-    if len(diff) != 1:
-        return False
-    i = diff[0]
-    return is_lookalike(a[i], b[i]) or (py.get(a) is not None and py.get(a) == py.get(b))
+def _merge_variants(counts: pl.DataFrame) -> dict[tuple[str | None, str], str]:
+    """(scope, key) -> the key it is a variant of (columns scope, key, file, rows).
 
-
-def _merge_variants(counts: pl.DataFrame) -> dict[str, str]:
-    """key -> the key it is a variant of, for one scope (columns key, file, rows)."""
-    per_key = counts.group_by("key").agg(pl.col("rows").sum(), pl.col("file").unique().alias("files")).sort(
-        ["rows", "key"], descending=[True, False])
-    keys = per_key["key"].to_list()
-    py = dict(zip(keys, pinyin_keys(pl.Series(keys, dtype=pl.String)).to_list()))
+    Keys are taken commonest first; each either joins a kept key of its scope that it differs
+    from in one character (a look-alike, or the whole keys sound alike) and shares no file
+    with, or is kept itself. Candidates come from one-character-deleted signatures, so a
+    county-wide night (thousands of places) is not compared pair by pair."""
+    per = counts.group_by("scope", "key").agg(pl.col("rows").sum(), pl.col("file").unique().alias("files")).sort(
+        ["rows", "scope", "key"], descending=[True, False, False], nulls_last=True)
+    distinct = per["key"].unique().to_list()
+    py = dict(zip(distinct, pinyin_keys(pl.Series(distinct, dtype=pl.String)).to_list()))
     kept: list[tuple[str, set[str]]] = []  # canonical key, files of it and its variants
-    out: dict[str, str] = {}
-    for key, files in zip(keys, per_key["files"].to_list()):
+    by_sig: dict[tuple[str | None, int, str], list[int]] = {}
+    out: dict[tuple[str | None, str], str] = {}
+    for scope, key, files in per.select("scope", "key", "files").iter_rows():
         fs = set(files)
-        for canon, cfiles in kept:
-            if not (fs & cfiles) and _one_apart(key, canon, py):
-                out[key] = canon
-                cfiles |= fs
-                break
-        else:
-            kept.append((key, fs))
+        sigs = [(scope, i, key[:i] + "\0" + key[i + 1:]) for i in range(len(key))]
+        best = None
+        for scope_, i, sig in sigs:
+            for k in by_sig.get((scope_, i, sig), ()):
+                canon, cfiles = kept[k]
+                if (best is None or k < best) and not (fs & cfiles) and (
+                        is_lookalike(key[i], canon[i]) or (py.get(key) is not None and py.get(key) == py.get(canon))):
+                    best = k
+        if best is not None:
+            out[(scope, key)] = kept[best][0]
+            kept[best][1].update(fs)
+            continue
+        kept.append((key, fs))
+        for sig in sigs:
+            by_sig.setdefault(sig, []).append(len(kept) - 1)
     return out
 
 
@@ -317,14 +320,13 @@ def resolve_places(observed: pl.DataFrame, aliases: PlaceAliases = NO_ALIASES) -
     if observed.is_empty():
         return pl.DataFrame(schema=_TABLE)
     obs = with_place_keys(observed, aliases)
-    towns = _merge_variants(obs.filter(pl.col("town_key").is_not_null()).select(pl.col("town_key").alias("key"), "file", "rows"))
-    obs = obs.with_columns(pl.col("town_key").replace(towns))
-    village_map: list[dict[str, str | None]] = []
-    with_v = obs.filter(pl.col("village_key").is_not_null())
-    for (town,), part in with_v.group_by("town_key", maintain_order=True):
-        for variant, canon in _merge_variants(part.select(pl.col("village_key").alias("key"), "file", "rows")).items():
-            village_map.append({"town_key": town, "village_key": variant, "_canon": canon})
-    vm = pl.DataFrame(village_map, schema={"town_key": pl.String, "village_key": pl.String, "_canon": pl.String})
+    towns = _merge_variants(obs.filter(pl.col("town_key").is_not_null()).select(
+        pl.lit(None, pl.String).alias("scope"), pl.col("town_key").alias("key"), "file", "rows"))
+    obs = obs.with_columns(pl.col("town_key").replace({k: v for (_, k), v in towns.items()}))
+    villages = _merge_variants(obs.filter(pl.col("village_key").is_not_null()).select(
+        pl.col("town_key").alias("scope"), pl.col("village_key").alias("key"), "file", "rows"))
+    vm = pl.DataFrame([{"town_key": t, "village_key": v, "_canon": c} for (t, v), c in villages.items()],
+                      schema={"town_key": pl.String, "village_key": pl.String, "_canon": pl.String})
     obs = obs.join(vm, on=["town_key", "village_key"], how="left", nulls_equal=True).with_columns(
         pl.coalesce("_canon", "village_key").alias("village_key"))
     return obs.select(list(_TABLE)).unique(["town", "village"], keep="first", maintain_order=True).cast(_TABLE)
