@@ -13,9 +13,12 @@ then vs now) since the previous run, with the roster students linked to it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from .config import Settings
+from .places import carry_keys
 from .rules import SYSTEM_LABEL, qualifies_expr
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
 
 EXPORT_PROBLEM_SCHEMA: dict[str, pl.DataType] = {
     "system": pl.String(), "file": pl.String(), "town": pl.String(), "village": pl.String(),
+    "town_key": pl.String(), "village_key": pl.String(),
     "problem": pl.String(), "expected_rows": pl.Int64(), "expected_from": pl.String(), "found_rows": pl.Int64(),
     "previous_households": pl.Int64(), "found_households": pl.Int64(), "other_system_households": pl.Int64(),
     "roster_students": pl.Int64(), "message": pl.String(),
@@ -51,41 +55,72 @@ PREVIOUS_RECORD_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+PLACE = ["town_key", "village_key"]
+
+
 def _clean(col: str) -> pl.Expr:
     return pl.col(col).str.replace_all(r"\s+", "")
 
 
-def place_counts(systems: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """Rows and households per system, file, town and village (what the next run compares with)."""
+def _keyed(df: pl.DataFrame, settings: Settings | None, like: Sequence[pl.DataFrame] = ()) -> pl.DataFrame:
+    """`df` with place keys and names: tonight's records have them; a previous run's rows
+    (as stored: town and village as written) are keyed as tonight keys them (`like`: tonight's
+    records), so a new alias or a respelt export does not look like a place that vanished."""
+    if not set(PLACE) <= set(df.columns):
+        df = carry_keys(df, list(like), settings.places) if settings is not None else carry_keys(df, list(like))
+    return df.with_columns(
+        (pl.col(f"{lv}_name") if f"{lv}_name" in df.columns else _clean(lv)).alias(f"_{lv}_name") for lv in ("town", "village")
+    )
+
+
+def _counts(systems: dict[str, pl.DataFrame], settings: Settings | None) -> pl.DataFrame:
+    """Rows and households per system, file and place key, with the place's names."""
     parts = []
     for name, df in systems.items():
         if df.is_empty():
             continue
         parts.append(
-            df.select(pl.lit(name).alias("system"), "file", _clean("town").alias("town"), _clean("village").alias("village"), "household")
-            .group_by(["system", "file", "town", "village"], maintain_order=True)
-            .agg(pl.len().cast(pl.Int64).alias("rows"), pl.col("household").n_unique().cast(pl.Int64).alias("households"))
+            _keyed(df, settings).select(pl.lit(name).alias("system"), "file", *PLACE, "_town_name", "_village_name", "household")
+            .group_by(["system", "file", *PLACE], maintain_order=True)
+            .agg(pl.col("_town_name").drop_nulls().first().alias("town"), pl.col("_village_name").drop_nulls().first().alias("village"),
+                 pl.len().cast(pl.Int64).alias("rows"), pl.col("household").n_unique().cast(pl.Int64).alias("households"))
         )
+    schema = {**PREVIOUS_COUNT_SCHEMA, "town_key": pl.String(), "village_key": pl.String()}
     if not parts:
-        return pl.DataFrame(schema=PREVIOUS_COUNT_SCHEMA)
-    return pl.concat(parts).cast(PREVIOUS_COUNT_SCHEMA).sort(["system", "town", "village", "file"])
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts).cast(schema).sort(["system", *PLACE, "file"], nulls_last=True)
+
+
+def place_counts(systems: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Rows and households per system, file and place (what the next run compares with; the
+    place by its name, which the next run keys again)."""
+    return _counts(systems, None).select(list(PREVIOUS_COUNT_SCHEMA)).sort(["system", "town", "village", "file"])
 
 
 def export_problems(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], settings: Settings,
                     previous_counts: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Places (by key: 坝北 in one export is 坝北村 in the other) whose export looks cut short."""
     c = settings.checks
-    now = place_counts(systems)
-    per_place = now.group_by(["system", "town", "village"]).agg(pl.col("rows").sum(), pl.col("households").sum())
+    now = _counts(systems, settings)
+    per_place = now.group_by(["system", *PLACE]).agg(
+        pl.col("rows").sum(), pl.col("households").sum(), pl.col("town").first(), pl.col("village").first())
     roster_places = (
-        roster.select(_clean("town").alias("r_town"), _clean("village").alias("village"))
-        .filter(pl.col("village").is_not_null())
+        _keyed(roster, settings).select(pl.col("town_key").alias("r_town"), "village_key")
+        .filter(pl.col("village_key").is_not_null())
     )
-    places = per_place.select("town", "village").unique()
+    prev = None
+    if previous_counts is not None and not previous_counts.is_empty():
+        prev = _keyed(previous_counts.cast(PREVIOUS_COUNT_SCHEMA), settings, [roster, *systems.values()]).group_by(["system", *PLACE]).agg(
+            pl.col("rows").sum().alias("p_rows"), pl.col("households").sum().alias("p_hh"),
+            pl.col("file").unique().sort().str.join("; ").alias("p_files"),
+            pl.col("_town_name").drop_nulls().first().alias("p_town"), pl.col("_village_name").drop_nulls().first().alias("p_village"))
+    # tonight's places and last night's: a place gone from both exports still has its students
+    places = pl.concat([per_place.select(PLACE)] + ([prev.select(PLACE)] if prev is not None else [])).unique()
     # roster students per place: village equal, town equal where the roster gives one
     students = (
-        roster_places.join(places, on="village", how="inner")
-        .filter(pl.col("r_town").is_null() | (pl.col("r_town") == pl.col("town")))
-        .group_by(["town", "village"]).agg(pl.len().cast(pl.Int64).alias("roster_students"))
+        roster_places.join(places, on="village_key", how="inner")
+        .filter(pl.col("r_town").is_null() | (pl.col("r_town") == pl.col("town_key")))
+        .group_by(PLACE).agg(pl.len().cast(pl.Int64).alias("roster_students"))
     )
     found: list[dict] = []
     names = list(systems)
@@ -94,47 +129,51 @@ def export_problems(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], sett
         for x in names:
             if x == y:
                 continue
-            px = per_place.filter(pl.col("system") == x).select("town", "village", pl.col("households").alias("x_hh"))
-            py = per_place.filter(pl.col("system") == y).select("town", "village", pl.col("rows").alias("y_rows"), pl.col("households").alias("y_hh"))
-            both = px.join(py, on=["town", "village"], how="inner")
+            px = per_place.filter(pl.col("system") == x).select(*PLACE, "town", "village", pl.col("households").alias("x_hh"))
+            py = per_place.filter(pl.col("system") == y).select(*PLACE, pl.col("rows").alias("y_rows"), pl.col("households").alias("y_hh"))
+            both = px.join(py, on=PLACE, how="inner", nulls_equal=True)
             scale = (both["y_rows"].sum() / both["x_hh"].sum()) if both.height and both["x_hh"].sum() else None
             cand = (
-                px.join(py, on=["town", "village"], how="left").join(students, on=["town", "village"], how="left")
+                px.join(py, on=PLACE, how="left", nulls_equal=True).join(students, on=PLACE, how="left", nulls_equal=True)
                 .filter((pl.col("x_hh") >= c.export_min_households) & pl.col("y_hh").is_null()
                         & (pl.col("roster_students").fill_null(0) >= c.export_min_students))
             )
-            yfiles = now.filter(pl.col("system") == y).group_by("town").agg(pl.col("file").unique().sort().str.join("; ").alias("files"))
-            for row in cand.join(yfiles, on="town", how="left").iter_rows(named=True):
+            yfiles = now.filter(pl.col("system") == y).group_by("town_key").agg(pl.col("file").unique().sort().str.join("; ").alias("files"))
+            for row in cand.join(yfiles, on="town_key", how="left", nulls_equal=True).iter_rows(named=True):
                 found.append({"system": y, "file": row["files"], "town": row["town"], "village": row["village"],
+                              "town_key": row["town_key"], "village_key": row["village_key"],
                               "problem": "missing", "expected_rows": round(row["x_hh"] * scale) if scale else None,
                               "expected_from": "estimate", "found_rows": 0, "previous_households": None,
                               "found_households": 0, "other_system_households": row["x_hh"],
                               "roster_students": row["roster_students"]})
     out = pl.DataFrame(found, schema=EXPORT_PROBLEM_SCHEMA)
-    if previous_counts is not None and not previous_counts.is_empty():
-        prev = previous_counts.cast(PREVIOUS_COUNT_SCHEMA).group_by(["system", "town", "village"]).agg(
-            pl.col("rows").sum().alias("p_rows"), pl.col("households").sum().alias("p_hh"),
-            pl.col("file").unique().sort().str.join("; ").alias("p_files"))
+    if prev is not None:
         # a missing place with a previous count: say how many rows it had
-        out = out.join(prev, on=["system", "town", "village"], how="left").with_columns(
+        out = out.join(prev, on=["system", *PLACE], how="left", nulls_equal=True).with_columns(
             pl.when(pl.col("p_rows").is_not_null()).then(pl.col("p_rows")).otherwise(pl.col("expected_rows")).alias("expected_rows"),
             pl.when(pl.col("p_rows").is_not_null()).then(pl.lit("previous_run")).otherwise(pl.col("expected_from")).alias("expected_from"),
             pl.coalesce("p_hh", "previous_households").alias("previous_households"),
             pl.coalesce("file", "p_files").alias("file"),
         ).select(list(EXPORT_PROBLEM_SCHEMA))
+        named = now.group_by(PLACE).agg(pl.col("town").first().alias("n_town"), pl.col("village").first().alias("n_village"))
         drops = (
-            prev.join(per_place.rename({"rows": "n_rows", "households": "n_hh"}), on=["system", "town", "village"], how="left")
-            .join(students, on=["town", "village"], how="left")
+            prev.join(per_place.rename({"rows": "n_rows", "households": "n_hh"}).drop("town", "village"),
+                      on=["system", *PLACE], how="left", nulls_equal=True)
+            .join(students, on=PLACE, how="left", nulls_equal=True)
+            .join(named, on=PLACE, how="left", nulls_equal=True)
             .filter((pl.col("p_hh") >= c.export_min_households)
                     & (pl.col("n_hh").fill_null(0) < c.export_drop_ratio * pl.col("p_hh"))
                     & (pl.col("roster_students").fill_null(0) >= c.export_min_students))
-            .join(out.select("system", "town", "village"), on=["system", "town", "village"], how="anti")
+            .join(out.select("system", *PLACE), on=["system", *PLACE], how="anti", nulls_equal=True)
         )
-        other = per_place.select(pl.col("system").alias("_o"), "town", "village", pl.col("households").alias("_ohh"))
+        other = per_place.select(pl.col("system").alias("_o"), *PLACE, pl.col("households").alias("_ohh"))
         rows = []
         for row in drops.iter_rows(named=True):
-            o = other.filter((pl.col("_o") != row["system"]) & (pl.col("town") == row["town"]) & (pl.col("village") == row["village"]))
-            rows.append({"system": row["system"], "file": row["p_files"], "town": row["town"], "village": row["village"],
+            o = other.filter((pl.col("_o") != row["system"]) & pl.col("town_key").eq_missing(row["town_key"])
+                             & pl.col("village_key").eq_missing(row["village_key"]))
+            rows.append({"system": row["system"], "file": row["p_files"],
+                         "town": row["n_town"] or row["p_town"], "village": row["n_village"] or row["p_village"],
+                         "town_key": row["town_key"], "village_key": row["village_key"],
                          "problem": "missing" if not row["n_hh"] else "fewer_than_last_run",
                          "expected_rows": row["p_rows"], "expected_from": "previous_run", "found_rows": row["n_rows"] or 0,
                          "previous_households": row["p_hh"], "found_households": row["n_hh"] or 0,
@@ -163,14 +202,15 @@ def _households(df: pl.DataFrame, system: str, settings: Settings, as_of) -> pl.
         .agg(
             pl.col("_q").any().alias("qualifies"),
             pl.coalesce("poverty_status", "dibao_status").drop_nulls().first().alias("status"),
-            _clean("town").first().alias("town"), _clean("village").first().alias("village"),
+            pl.col("town_key").first(), pl.col("village_key").first(),
+            pl.col("_town_name").first().alias("town"), pl.col("_village_name").first().alias("village"),
             pl.col("head_name").drop_nulls().first().alias("head_name"),
             pl.col("id_norm").drop_nulls().unique().alias("ids"),
         )
     )
 
 
-def _system_frame(df: pl.DataFrame, settings: Settings, *, raw: bool) -> pl.DataFrame:
+def _system_frame(df: pl.DataFrame, settings: Settings, *, raw: bool, like: Sequence[pl.DataFrame] = ()) -> pl.DataFrame:
     cols = df.columns
     if raw:  # previous records: statuses as exported, map them like normalize does
         def code(col: str, table: str) -> pl.Expr:
@@ -182,8 +222,8 @@ def _system_frame(df: pl.DataFrame, settings: Settings, *, raw: bool) -> pl.Data
         pov = pl.col("poverty_status_norm") if "poverty_status_norm" in cols else pl.lit(None, pl.String)
         dib = pl.col("status_norm") if "status_norm" in cols else pl.lit(None, pl.String)
     opt = lambda c: pl.col(c) if c in cols else pl.lit(None, pl.String)  # noqa: E731
-    return df.select(
-        "household", "town", "village", "head_name", "id_norm",
+    return _keyed(df, settings, like).select(
+        "household", *PLACE, "_town_name", "_village_name", "head_name", "id_norm",
         pov.alias("poverty_status"), dib.alias("dibao_status"), opt("exit_year").cast(pl.String).alias("exit_year"),
         opt("approved_date").cast(pl.String).alias("approved_date"),
     ).filter(pl.col("household").is_not_null())
@@ -201,12 +241,14 @@ def household_changes(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], ma
         prev_df = previous_records.filter(pl.col("system") == name)
         if prev_df.is_empty() and now.is_empty():
             continue
-        before = _households(_system_frame(prev_df, settings, raw=True), name, settings, as_of)
+        before = _households(_system_frame(prev_df, settings, raw=True, like=[roster, *systems.values()]), name, settings, as_of)
         j = now.join(before, on=["system", "household"], how="full", coalesce=True, suffix="_before")
         j = j.with_columns(pl.col("qualifies").fill_null(False), pl.col("qualifies_before").fill_null(False))
         changed = j.filter(pl.col("qualifies") != pl.col("qualifies_before")).with_columns(
             pl.when(pl.col("qualifies")).then(pl.lit("entered")).otherwise(pl.lit("left")).alias("change"),
             pl.coalesce("town", "town_before").alias("town"), pl.coalesce("village", "village_before").alias("village"),
+            pl.coalesce("town_key", "town_key_before").alias("town_key"),
+            pl.coalesce("village_key", "village_key_before").alias("village_key"),
             pl.coalesce("head_name", "head_name_before").alias("head_name"),
             pl.col("status_before"), pl.col("status").alias("status_now"),
             pl.concat_list([pl.col("ids").fill_null(pl.lit([], dtype=pl.List(pl.String))),
@@ -232,14 +274,14 @@ def household_changes(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], ma
                  pl.format("{}!{}第{}行 {}", "file", "sheet", "row", pl.col("name").fill_null("")).str.join("；").alias("student_rows"))
         )
         rows.append(changed.join(studs, on="household", how="left").select(
-            "system", "household", "change", "town", "village", "head_name", "status_before", "status_now",
+            "system", "household", "change", "town", "village", *PLACE, "head_name", "status_before", "status_now",
             pl.col("students").fill_null(0), "student_rows"))
     if not rows:
         return pl.DataFrame(schema=HOUSEHOLD_CHANGE_SCHEMA)
     out = pl.concat(rows, how="vertical_relaxed")
-    cut = (problems.select("system", "town", "village").unique().with_columns(pl.lit(True).alias("export_incomplete"))
-           if problems is not None and problems.height else pl.DataFrame(schema={"system": pl.String, "town": pl.String, "village": pl.String, "export_incomplete": pl.Boolean}))
-    out = out.join(cut, on=["system", "town", "village"], how="left").with_columns(pl.col("export_incomplete").fill_null(False))
+    cut = (problems.select("system", *PLACE).unique().with_columns(pl.lit(True).alias("export_incomplete"))
+           if problems is not None and problems.height else pl.DataFrame(schema={"system": pl.String, "town_key": pl.String, "village_key": pl.String, "export_incomplete": pl.Boolean}))
+    out = out.join(cut, on=["system", *PLACE], how="left", nulls_equal=True).with_columns(pl.col("export_incomplete").fill_null(False))
     label = pl.col("system").replace_strict(SYSTEM_LABEL, default=pl.col("system"))
     msg = pl.when(pl.col("change") == "entered").then(
         pl.format("{}{}户主{}的家庭自上次运行后进入{}资助范围（{} → {}），名单中关联学生 {} 名。", pl.col("town").fill_null(""),
@@ -252,7 +294,8 @@ def household_changes(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], ma
                   pl.when(pl.col("export_incomplete")).then(pl.lit("，但该地本次导出不完整，可能只是漏导")).otherwise(pl.lit("")),
                   pl.col("students"))
     )
-    return out.with_columns(msg.alias("message")).cast(HOUSEHOLD_CHANGE_SCHEMA).sort(["system", "change", "town", "village", "household"])
+    return (out.with_columns(msg.alias("message")).select(list(HOUSEHOLD_CHANGE_SCHEMA)).cast(HOUSEHOLD_CHANGE_SCHEMA)
+            .sort(["system", "change", "town", "village", "household"]))
 
 
 class Previous:

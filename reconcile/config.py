@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .places import NO_ALIASES, PlaceAliases, parse_place_aliases
 
 __all__ = [
     "PACKAGE_CONFIG",
@@ -113,6 +114,7 @@ class Settings:
     sources: tuple[Path, ...] = field(default=())
     policies: tuple[Any, ...] = field(default=())  # reconcile.policy.Policy, one per county and school year
     checks: CheckSettings = field(default_factory=CheckSettings)
+    places: PlaceAliases = NO_ALIASES  # place_aliases.toml: spellings of one town or village
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -246,6 +248,12 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         if not isinstance(mapping, Mapping) or not all(isinstance(v, str) for v in mapping.values()):
             raise ConfigError(f"codes.toml: [{table}] must map strings to strings")
         codes[table] = MappingProxyType({str(k).strip(): v for k, v in mapping.items()})
+    places = NO_ALIASES
+    for d in dirs:
+        path = d / "place_aliases.toml"
+        if path.exists():
+            places = parse_place_aliases(_read_toml(path), str(path.name if d == PACKAGE_CONFIG else path), places)
+            used.append(path)
     where = ", ".join(p.name for p in used)
     policies, policy_files = load_policies(dirs)
     return Settings(
@@ -257,4 +265,5 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         sources=tuple(used + policy_files),
         policies=policies,
         checks=_check_settings(raw_checks),
+        places=places,
     )

@@ -5,7 +5,7 @@ Every column a spreadsheet may carry maps to one of these (see config/header_ali
 
 from __future__ import annotations
 
-__all__ = ["SOURCES", "SYSTEMS", "FIELDS", "REQUIRED", "ID_FIELDS", "LINEAGE"]
+__all__ = ["SOURCES", "SYSTEMS", "FIELDS", "REQUIRED", "ID_FIELDS", "LINEAGE", "PLACE_FIELDS"]
 
 SOURCES: tuple[str, ...] = ("roster", "dibao", "filing")
 SYSTEMS: tuple[str, ...] = ("dibao", "filing")
@@ -38,3 +38,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 # Columns holding ID numbers: read as text, never as numbers, and their cell kind recorded.
 ID_FIELDS: tuple[str, ...] = ("id_number", "head_id")
+
+# Added to every source's records (reconcile/places.py): the place key anything compares or
+# groups on, and the name a report shows for it.
+PLACE_FIELDS: tuple[str, ...] = ("town_key", "village_key", "town_name", "village_name")

@@ -2,7 +2,7 @@
 
 Candidates come from blocking joins (exact ID, ID one digit off or two digits swapped, the
 known prefix of a damaged ID, birth date with the name's pinyin or its first/last
-character, the household, name within the village). Each candidate pair is compared field by
+character, the household, name within the village by place key). Each candidate pair is compared field by
 field; each field falls into the first comparison level whose condition holds and
 contributes log2(m/u) bits (Fellegi–Sunter). The sum plus the prior gives the match weight
 and probability; every link keeps each field's level and contribution in `why`.
@@ -39,12 +39,12 @@ BLOCKS = (
 
 ROSTER_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "birth", "gender_norm",
-    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "town", "village",
+    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "town_key", "village_key",
 ]
 SYSTEM_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "gender_norm",
-    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "household", "town",
-    "village", "is_head_row",
+    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "household", "town_key",
+    "village_key", "is_head_row",
 ]
 
 # Scoring works through the candidate pairs this many at a time: a county-wide run has tens
@@ -196,7 +196,7 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         lambda: _pairs(r, s, "head_id_norm", "household"),
         via_member,
         birth_char,
-        lambda: _pairs(r, s, ["name_py", "village"], "name_place"),
+        lambda: _pairs(r, s, ["name_py", "village_key"], "name_place"),
         lambda: _pairs(r, s, ["name_py", "head_py"], "name_place"),
     ]
     return _first_block_per_pair(blocks)
@@ -306,10 +306,12 @@ def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
         .when(pl.col("r_head_py") == pl.col("s_head_py")).then(pl.lit("pinyin"))
         .otherwise(pl.lit("else"))
     )
+    # place keys (reconcile.places): 坝北村 and 坝北村委会 are one village
+    rv, sv, rt, st = pl.col("r_village_key"), pl.col("s_village_key"), pl.col("r_town_key"), pl.col("s_town_key")
     place_level = (
-        pl.when(pl.col("r_village").is_null() | pl.col("s_village").is_null()).then(None)
-        .when((pl.col("r_village") == pl.col("s_village")) & (pl.col("r_town").is_null() | pl.col("s_town").is_null() | (pl.col("r_town") == pl.col("s_town")))).then(pl.lit("village"))
-        .when(pl.col("r_town") == pl.col("s_town")).then(pl.lit("town"))
+        pl.when(rv.is_null() | sv.is_null()).then(None)
+        .when((rv == sv) & (rt.is_null() | st.is_null() | (rt == st))).then(pl.lit("village"))
+        .when(rt == st).then(pl.lit("town"))
         .otherwise(pl.lit("else"))
     )
     return {"id": id_level, "name": name_level, "birth": birth_level, "gender": gender_level, "head": head_level, "place": place_level}

@@ -18,6 +18,7 @@ from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
 from .names import normalize_names, pinyin_keys
+from .places import observed_places, resolve_places, with_place_names, with_resolved_keys
 
 __all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
 
@@ -164,7 +165,8 @@ def _source_specific(df: pl.DataFrame, source: str, settings: Settings) -> pl.Da
 
 
 def _households(df: pl.DataFrame, source: str) -> pl.DataFrame:
-    place = pl.concat_str([pl.col("town").fill_null(""), pl.col("village").fill_null("")], separator="/")
+    # By place key: a head without an ID is one household however the export spells his village.
+    place = pl.concat_str([pl.col("town_key").fill_null(""), pl.col("village_key").fill_null("")], separator="/")
     by_head = pl.concat_str([place, pl.col("head_name_norm").fill_null("")], separator="/")
     if source == "filing":
         df = df.with_columns(
@@ -241,9 +243,11 @@ def _problems(df: pl.DataFrame, source: str, headers: pl.DataFrame) -> pl.DataFr
 
 
 def normalize_source(
-    tables: Sequence[SheetTable], source: str, settings: Settings
+    tables: Sequence[SheetTable], source: str, settings: Settings, places: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Concatenate one source's sheets, normalise names/IDs/codes, and check the row rules."""
+    """Concatenate one source's sheets, normalise names/IDs/codes, and check the row rules.
+    ``places``: the night's place keys (``places.resolve_places`` over every source's
+    sheets); without it, this source's own spellings are resolved alone."""
     df = _concat(tables, source)
     for f in FIELDS[source] + ("name", "head_name", "id_number", "head_id", "town", "village", "relation", "gender"):
         if f not in df.columns:
@@ -261,6 +265,11 @@ def normalize_source(
         df = df.with_columns(pl.lit(None, dtype=pl.String).alias("gender_norm"))
     if "birth" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Date).alias("birth"))
+    if places is None:
+        places = resolve_places(observed_places([t.frame for t in tables if t.source == source]), settings.places)
+    df = with_resolved_keys(df, places)
     df = _households(df, source)
+    # Display names from this source alone; pipeline.normalize_all chooses them over all sources.
+    df = with_place_names({source: df}, settings.places)[source]
     problems = _problems(df, source, header_map([t for t in tables if t.source == source]))
     return df, problems

@@ -22,6 +22,7 @@ from . import review
 from .match import match_system
 from .memory import compact
 from .normalize import normalize_source
+from .places import observed_places, resolve_places, with_place_names
 from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
@@ -81,8 +82,10 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
     out of ``ingested.tables`` as soon as its records are built (see ``reconcile``)."""
     records: dict[str, pl.DataFrame] = {}
     problems = [ingested.problems.cast(PROBLEM_SCHEMA)]
+    # Place keys from every source's spellings together: 结卜镇 in one file, 结补镇 in the rest.
+    places = resolve_places(observed_places([t.frame for t in ingested.tables]), settings.places)
     for source in SOURCES:
-        recs, probs = normalize_source(ingested.tables, source, settings)
+        recs, probs = normalize_source(ingested.tables, source, settings, places)
         records[source] = recs
         problems.append(probs)
         if release:
@@ -90,6 +93,8 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
             # go, then copy the strings into buffers of their own, a column at a time.
             ingested.tables[:] = [t for t in ingested.tables if t.source != source]
             records[source] = recs = compact(recs)
+    # One display name per place key for the whole night, whichever source spelt it most.
+    records = with_place_names(records, settings.places)
     return records, pl.concat(problems, how="vertical_relaxed")
 
 

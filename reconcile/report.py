@@ -740,6 +740,9 @@ def write_clerk_workbooks(
 ) -> list[Path]:
     """One clerk workbook per school (``by='school'``) or per town (``by='town'``).
 
+    The pipeline's ``town`` is the night's display name of the town's place key
+    (``reconcile.places``), one name per key: every spelling of a town lands in one workbook.
+
     Sheets: ``待核实问题`` (items, most important first, review columns unlocked),
     ``说明`` and a hidden ``_recon`` (run id, scope) the import checks. ``stamp`` (naive
     UTC; default 1970-01-01) becomes the created/modified time: equal input, equal bytes.

@@ -88,9 +88,15 @@ NAME_LEVEL_TEXT = {
 def _roster_base(r: pl.DataFrame) -> pl.DataFrame:
     return r.select(
         pl.col("rec").alias("roster_rec"), "source", "file", "sheet", "row",
-        pl.col("school"), pl.col("town"), pl.col("name"),
+        pl.col("school"), _town_name(r), pl.col("name"),
         pl.coalesce("id_norm", "id_number").alias("id_number"),
     )
+
+
+def _town_name(df: pl.DataFrame) -> pl.Expr:
+    """``town``: the night's name for the row's town key (reconcile.places), so every
+    spelling of one town lands in one town workbook; the text as written without one."""
+    return (pl.col("town_name") if "town_name" in df.columns else pl.col("town")).alias("town")
 
 
 def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
@@ -112,8 +118,10 @@ def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.Dat
             (pl.col("approved_date") if "approved_date" in s.columns else pl.lit(None, pl.String)).alias("approved_date"),
             (pl.col("household_type") if "household_type" in s.columns else pl.lit(None, pl.String)).alias("household_type"),
             (pl.col("dibao_category") if "dibao_category" in s.columns else pl.lit(None, pl.String)).alias("dibao_category"),
-            pl.col("town").alias("system_town"),
-            pl.col("village").alias("system_village"),
+            pl.col("town_key").alias("system_town_key"),
+            pl.col("village_key").alias("system_village_key"),
+            pl.col("town_name").alias("system_town"),
+            pl.col("village_name").alias("system_village"),
             pl.col("household").alias("system_household"),
             pl.when(pl.col("id_status").is_in(USABLE)).then(pl.col("id_birth")).alias("system_birth"),
         )
@@ -402,38 +410,35 @@ class RuleContext:
     incomplete: pl.DataFrame | None = None
 
 
-def _strip(col: str) -> pl.Expr:
-    return pl.col(col).str.replace_all(r"\s+", "")
-
-
 def roster_places(r: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
-    """roster_rec → town, village: the roster's own columns, else the first linked record's."""
+    """roster_rec → place keys and names: the roster's own village, else the first linked record's."""
+    cols = ["system_town_key", "system_village_key", "system_town", "system_village"]
     linked = (
-        links.select("roster_rec", "system", "system_rec", "system_town", "system_village")
-        .filter(pl.col("system_village").is_not_null())
+        links.select("roster_rec", "system", "system_rec", *cols)
+        .filter(pl.col("system_village_key").is_not_null())
         .sort(["roster_rec", "system", "system_rec"])
         .group_by("roster_rec", maintain_order=True)
-        .agg(pl.col("system_town").first().alias("_lt"), pl.col("system_village").first().alias("_lv"))
-        if links.height and "system_village" in links.columns
-        else pl.DataFrame(schema={"roster_rec": pl.UInt32, "_lt": pl.String, "_lv": pl.String})
+        .agg(pl.col(c).first() for c in cols)
+        if links.height and "system_village_key" in links.columns
+        else pl.DataFrame(schema={"roster_rec": pl.UInt32, **{c: pl.String for c in cols}})
     )
-    base = r.select(pl.col("rec").alias("roster_rec"), _strip("town").alias("_rt"), _strip("village").alias("_rv"))
+    base = r.select(pl.col("rec").alias("roster_rec"), "town_key", "village_key", "town_name", "village_name")
     out = base.join(linked, on="roster_rec", how="left")
-    own = pl.col("_rv").is_not_null()
+    own = pl.col("village_key").is_not_null()
     return out.select(
         "roster_rec",
-        pl.when(own).then(pl.col("_rt")).otherwise(pl.col("_lt").str.replace_all(r"\s+", "")).alias("place_town"),
-        pl.when(own).then(pl.col("_rv")).otherwise(pl.col("_lv").str.replace_all(r"\s+", "")).alias("place_village"),
+        *(pl.when(own).then(pl.col(mine)).otherwise(pl.col(theirs)).alias(f"place_{mine}")
+          for mine, theirs in zip(("town_key", "village_key", "town_name", "village_name"), cols)),
     )
 
 
 def _in_places(places: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
-    """roster_rec, problem_system for roster records in a place named by `problems`."""
+    """roster_rec, problem_system for roster records in a place named by `problems` (by key)."""
     if problems is None or problems.is_empty():
         return pl.DataFrame(schema={"roster_rec": pl.UInt32, "problem_system": pl.String})
-    p = problems.select(pl.col("system").alias("problem_system"), pl.col("town").alias("_pt"), pl.col("village").alias("_pv"))
-    hit = places.join(p, left_on="place_village", right_on="_pv", how="inner").filter(
-        pl.col("place_town").is_null() | (pl.col("place_town") == pl.col("_pt"))
+    p = problems.select(pl.col("system").alias("problem_system"), pl.col("town_key").alias("_pt"), pl.col("village_key").alias("_pv"))
+    hit = places.join(p, left_on="place_village_key", right_on="_pv", how="inner").filter(
+        pl.col("place_town_key").is_null() | (pl.col("place_town_key") == pl.col("_pt"))
     )
     return hit.select("roster_rec", "problem_system").unique(maintain_order=True)
 
@@ -596,7 +601,7 @@ def export_incomplete(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Ru
             pl.col("problem_system").alias("system"),
             pl.format(
                 "{}{}的{}导出数据明显不完整（见 export_problems 表），该学生可能因此未找到。请先重新导出{}数据再核对，不必逐户查找。",
-                pl.col("place_town").fill_null(""), pl.col("place_village").fill_null(""),
+                pl.col("place_town_name").fill_null(""), pl.col("place_village_name").fill_null(""),
                 _sys_label_of("problem_system"), _sys_label_of("problem_system"),
             ).alias("message"),
         ),
@@ -623,7 +628,7 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         cols = sysrec.columns
         parts.append(sysrec.filter(pl.col("id_status").is_in(USABLE) & pl.col("id_birth").is_not_null()).select(
             pl.lit(name).alias("system"), "rec", "file", "sheet", "row", "name", "name_norm", "id_norm", "id_birth",
-            "town", "village",
+            _town_name(sysrec), (pl.col("village_name") if "village_name" in cols else pl.col("village")).alias("village"),
             (pl.col("poverty_status_norm") if "poverty_status_norm" in cols else pl.lit(None, pl.String)).alias("poverty_status"),
             (pl.col("exit_year") if "exit_year" in cols else pl.lit(None, pl.String)).alias("exit_year"),
             (pl.col("status_norm") if "status_norm" in cols else pl.lit(None, pl.String)).alias("dibao_status"),

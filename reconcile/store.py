@@ -23,7 +23,9 @@ Tables (all keyed by ``run_id``; a night's rerun replaces that night's data)
     ``id_number_kind`` / ``head_id_kind`` (text/number/sci: how the ID cell was typed);
     normalised columns ``name_norm``, ``name_py``, ``id_norm``, ``id_status``,
     ``id_known`` SMALLINT, ``id_birth`` DATE, ``id_gender``, ``id_region``,
-    ``head_name_norm``, ``head_id_norm``, ``household``, ``birth`` DATE, ``gender_norm``.
+    ``head_name_norm``, ``head_id_norm``, ``household``, ``birth`` DATE, ``gender_norm``;
+    place keys ``town_key``, ``village_key`` and the night's names for them ``town_name``,
+    ``village_name`` (``reconcile.places``).
 
 ``row_problems`` — rows, sheets or files that could not be used as they stand.
     ``run_id``, ``source``, ``file``, ``sheet``, ``row`` BIGINT (null: whole sheet/file),
@@ -82,7 +84,7 @@ import duckdb
 import polars as pl
 
 from reconcile.errors import ReconError, RunLockedError
-from reconcile.fields import FIELDS, ID_FIELDS, LINEAGE, SOURCES
+from reconcile.fields import FIELDS, ID_FIELDS, LINEAGE, PLACE_FIELDS, SOURCES
 
 __all__ = [
     "RunLock",
@@ -157,6 +159,7 @@ TABLES: dict[str, dict[str, str]] = {
         "household": "VARCHAR",
         "birth": "DATE",
         "gender_norm": "VARCHAR",
+        **{f: "VARCHAR" for f in PLACE_FIELDS},
     },
     "row_problems": {
         "run_id": "VARCHAR",
@@ -240,7 +243,7 @@ TABLES: dict[str, dict[str, str]] = {
     # left a system since the previous run (see reconcile/completeness.py).
     "export_problems": {
         "run_id": "VARCHAR", "system": "VARCHAR", "file": "VARCHAR", "town": "VARCHAR", "village": "VARCHAR",
-        "problem": "VARCHAR", "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
+        "town_key": "VARCHAR", "village_key": "VARCHAR", "problem": "VARCHAR", "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
         "previous_households": "BIGINT", "found_households": "BIGINT", "other_system_households": "BIGINT",
         "roster_students": "BIGINT", "message": "VARCHAR",
     },

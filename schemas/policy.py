@@ -14,6 +14,8 @@ class ExportProblemSchema(pa.DataFrameModel):
     file: str = pa.Field(nullable=True)
     town: str = pa.Field(nullable=True)
     village: str = pa.Field(nullable=True)
+    town_key: str = pa.Field(nullable=True)  # reconcile.places: what the place is matched on
+    village_key: str = pa.Field(nullable=True)
     problem: str = pa.Field(isin=["missing", "fewer_than_last_run"])
     expected_rows: int = pa.Field(nullable=True, ge=0)
     expected_from: str = pa.Field(isin=["estimate", "previous_run"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -48,3 +52,52 @@ def ingested(*tables: SheetTable) -> IngestResult:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()
+
+
+# Place spellings as other exports write them (reconcile/places.py must see one place).
+RESPELL_CHARS = str.maketrans({"坳": "凹", "垭": "丫", "湾": "塆", "寨": "砦"})
+
+
+def _read_csv_text(path: Path) -> tuple[str, str]:
+    raw = path.read_bytes()
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(enc), enc
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(f"{path.name}: neither UTF-8 nor GB18030")
+
+
+def _respell_csv(path: Path, town: Callable[[int, str], str], village: Callable[[int, str], str]) -> int:
+    """Rewrite the town and village cells of a generated export CSV; returns rows changed."""
+    text, enc = _read_csv_text(path)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    head = next(i for i, r in enumerate(rows) if any(c.startswith("乡镇") for c in r))
+    ti = next(i for i, c in enumerate(rows[head]) if c.startswith("乡镇"))
+    vi = next(i for i, c in enumerate(rows[head]) if c.startswith("村") or c == "行政村")
+    changed = 0
+    for n, r in enumerate(rows[head + 1:]):
+        if len(r) > max(ti, vi) and r[vi]:
+            r[ti], r[vi] = town(n, r[ti]), village(n, r[vi])
+            changed += 1
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=newline).writerows(rows)
+    path.write_bytes(buf.getvalue().encode(enc))
+    return changed
+
+
+def respell_county(inbox: Path) -> dict[str, str]:
+    """One generated county's exports spelt as other clerks spell places: in the filing CSV of
+    卫民镇 the town is a homophone without its suffix (为民) and villages alternately lose 村
+    or get 村委会; in the dibao CSV
+    the town is traditional (龍茶鄉), villages use variant characters (坳 -> 凹, 垭 -> 丫 ...)
+    and 社区 becomes 社区居委会. Returns what was changed, file -> description."""
+    filing = inbox / "filing" / "卫民镇_建档立卡人口.csv"
+    dibao = next((inbox / "dibao").glob("*.csv"))
+    n_f = _respell_csv(filing, lambda n, t: t.replace("卫民镇", "为民"),
+                       lambda n, v: v.removesuffix("村") if n % 2 else (v + "委会" if v.endswith("村") else v))
+    n_d = _respell_csv(dibao, lambda n, t: t.translate(str.maketrans({"龙": "龍", "乡": "鄉"})),
+                       lambda n, v: v.translate(RESPELL_CHARS).replace("社区", "社区居委会"))
+    assert n_f and n_d
+    return {filing.name: f"{n_f} rows", dibao.name: f"{n_d} rows"}

@@ -205,3 +205,31 @@ def test_a_missing_inbox_fails_at_once(harness, tmp_path: Path, caplog: pytest.L
     assert not [m for m in messages if "Retry" in m], messages
     [(status,)] = _query(tmp_path / "r.duckdb", "select status from runs")
     assert status == "failed"
+
+def test_exports_respelt_overnight_change_nothing(harness, county: Path, tmp_path: Path) -> None:
+    """Night 1 as generated; night 2 the same exports with places spelt otherwise
+    (conftest.respell_county): the same places cut short, no household entered or left, the
+    same town workbooks, and the records carry one key per place."""
+    import shutil
+
+    from conftest import respell_county
+    from flows.nightly import TOWN_DIR, nightly_reconciliation
+
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    first = nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports), as_of="2025-09-15")
+    towns_first = sorted(p.name for p in (Path(first["reports"]) / TOWN_DIR).glob("*.xlsx"))
+    cut = "select system, town, village, town_key, village_key, problem, found_rows from export_problems order by all"
+    cut_first = _query(db, cut)  # a rerun on the same night replaces these
+    respelt = tmp_path / "respelt"
+    shutil.copytree(county / "inbox", respelt)
+    respell_county(respelt)
+    second = nightly_reconciliation(inbox=str(respelt), db=str(db), reports=str(reports), as_of="2025-09-15")
+    assert sorted(p.name for p in (Path(second["reports"]) / TOWN_DIR).glob("*.xlsx")) == towns_first
+    assert (second["matched"], second["not_found"]) == (first["matched"], first["not_found"])
+    assert len(cut_first) == first["export_problems"] and _query(db, cut) == cut_first
+    assert second["household_changes"] == 0
+    # one key per place however it is written: 卫民 / 卫民镇, 龍茶鄉 / 龙茶乡, 沙坳 / 沙坳村委会
+    spellings = _query(db, """select count(distinct town), count(distinct town_key), count(distinct town_name),
+                                     count(distinct village_key) < count(distinct village)
+                              from records where run_id = (select run_id from runs where status = 'succeeded')""")
+    assert spellings[0][1] == spellings[0][2] < spellings[0][0] and spellings[0][3]

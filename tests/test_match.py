@@ -182,3 +182,19 @@ def test_chunked_scoring_gives_the_same_links(settings: Settings, tmp_path, monk
     sliced = match.score_pairs(pairs, r, s, settings.match)
     assert pairs.height > 10 * 37 and whole["_second"].is_not_null().sum() > 20
     assert sliced.equals(whole)
+
+
+@pytest.mark.parametrize(("town", "village", "found", "lv_place"), [
+    ("卫民镇", "田上村", True, "village"),
+    ("卫民", "田上村委会", True, "village"),
+    ("卫民镇人民政府", "田上", True, "village"),
+    (None, "田上社区", True, "village"),
+    ("卫民镇", "远村", False, None),  # no other block holds this pair
+])
+def test_name_within_the_village_by_place_key(settings: Settings, town: str | None, village: str, found: bool,
+                                              lv_place: str | None) -> None:
+    roster = [{"name": "王丽", "town": town, "village": village, "school": "卫民镇中学"}]  # no ID, date or guardian
+    links = _link(settings, roster).filter(pl.col("system") == "filing")
+    assert (links.height == 1) is found
+    if found:
+        assert (links["system_row"][0], links["lv_place"][0]) == (3, lv_place)

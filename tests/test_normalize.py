@@ -82,3 +82,24 @@ def test_empty_source_gives_empty_records(settings: Settings) -> None:
     recs, problems = normalize_source([], "filing", settings)
     assert recs.height == 0 and problems.height == 0
     assert {"name_norm", "id_norm", "household"} <= set(recs.columns)
+
+
+@pytest.mark.parametrize("source", ["roster", "dibao", "filing"])
+def test_every_source_gets_place_keys_and_names(settings: Settings, source: str) -> None:
+    rows = [{"name": "王丽", "head_name": "王建国", "town": t, "village": v}
+            for t, v in (("茶峒镇", "坝北村"), ("茶洞镇", "坝北村委会"), ("茶峒镇", "坝北"), (None, None))]
+    recs, _ = normalize_source([sheet(source, rows)], source, settings)
+    assert recs["town_key"].to_list() == ["茶洞"] * 3 + [None]
+    assert recs["village_key"].to_list() == ["坝北"] * 3 + [None]
+    assert recs["town_name"].to_list() == ["茶峒镇"] * 3 + [None]  # the commonest spelling
+    assert recs["village_name"].n_unique() == 2  # one name, and null
+
+
+@pytest.mark.parametrize("source", ["dibao", "filing"])
+def test_a_head_without_id_is_one_household_however_the_village_is_spelt(settings: Settings, source: str) -> None:
+    rows = [{"name": n, "head_name": "王建国", "town": "茶峒镇", "village": v, "relation": r}
+            for n, v, r in (("王建国", "坝北村", "户主"), ("王丽", "坝北村委会", "之女"), ("王强", "坝北", "之子"))]
+    rows.append({"name": "王建国", "head_name": "王建国", "town": "茶峒镇", "village": "坝南村", "relation": "户主"})
+    recs, _ = normalize_source([sheet(source, rows)], source, settings)
+    hh = recs["household"].to_list()
+    assert hh[0] == hh[1] == hh[2] != hh[3]

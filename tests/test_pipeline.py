@@ -9,8 +9,9 @@ import pytest
 
 from reconcile import ingest
 from reconcile.config import Settings
-from reconcile.pipeline import reconcile, stored_tables
+from reconcile.pipeline import normalize_all, reconcile, stored_tables
 from countygen import SynthConfig, generate_county
+from conftest import ingested, sheet
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +35,12 @@ def test_release_input_gives_the_same_results(inbox: Path, settings: Settings) -
             assert len(frame) == len(other) and all(x.equals(y) for x, y in zip(frame, other)), name
         else:
             assert frame is not None and other is not None and frame.equals(other), name
+
+
+def test_one_name_per_place_for_the_whole_night(settings: Settings) -> None:
+    roster = sheet("roster", [{"name": "王丽", "town": "茶峒镇", "village": "坝北"}] * 2)
+    dibao = sheet("dibao", [{"name": "王丽", "head_name": "王建国", "town": "茶洞镇", "village": "坝北村"}])
+    filing = sheet("filing", [{"name": "王丽", "town": "茶峒 镇", "village": "坝北村委会"}])
+    records, _ = normalize_all(ingested(roster, dibao, filing), settings)
+    assert {n for f in records.values() for n in f["town_name"]} == {"茶峒镇"}  # 3 of 4 rows
+    assert {n for f in records.values() for n in f["village_name"]} == {"坝北"}

@@ -270,3 +270,56 @@ def test_previous_run_counts_and_household_changes(settings: Settings) -> None:
     assert (left["system"], left["change"], left["students"]) == ("filing", "left", 1)
     assert "roster/r.xlsx" in left["student_rows"]
     assert set(ch["change"]) == {"left"} and ch.height == 5  # H1 exited, 4 households not in tonight's file
+
+
+@pytest.mark.parametrize(("filing_village", "filing_town", "dibao_village", "roster_village"), [
+    ("岩山", "卫民镇", "岩山村", "岩山村委会"),
+    ("岩山村民委员会", "卫民", "岩山社区", "岩山"),
+    ("岩山村", "卫民镇人民政府", "岩山村", "岩 山 村"),
+])
+def test_a_village_spelt_differently_is_not_missing(settings: Settings, filing_village: str, filing_town: str,
+                                                    dibao_village: str, roster_village: str) -> None:
+    f1, d1 = _village(6, "田上村")
+    f2, d2 = _village(6, filing_village, town=filing_town, start=10)
+    d2 = [{**d, "village": dibao_village} for d in d2]
+    ghost = {**ROSTER, "name": "赵六", "id_number": make_id("433124", "20150101", "555"), "village": roster_village,
+             "head_name": "赵五", "head_id": None, "amount": None}
+    res = _run(settings, [ghost], f1 + f2, d1 + d2)
+    assert res.export_problems.is_empty()
+    assert "export_incomplete" not in set(res.discrepancies["kind"])
+    # and a village really missing is still found, named as the night spells it most
+    res = _run(settings, [ghost], f1, d1 + d2)
+    ep = res.export_problems.select("system", "town", "village", "village_key").rows()
+    assert ep == [("filing", "卫民镇", dibao_village.replace(" ", ""), "岩山")]
+    assert "export_incomplete" in set(res.discrepancies["kind"])
+
+
+def test_previous_run_spelt_otherwise_is_the_same_place(settings: Settings, tmp_path: Path) -> None:
+    """Last night's export called the village 新坝村; tonight's calls it 坝北 (renamed; an alias says so)."""
+    f1, d1 = _village(6, "新坝村", start=10)
+    res1 = _run(settings, [ROSTER], f1, d1)
+    previous = Previous("r1", place_counts({s: res1.records[s] for s in ("dibao", "filing")}), pl.DataFrame())
+    f2 = [{**f, "village": "坝北"} for f in f1]
+    d2 = [{**d, "village": "坝北村委会"} for d in d1]
+    roster = [{**ROSTER, "village": "新坝村"}]  # the school still writes the old name
+    without = _run(settings, roster, f2, d2, previous=previous)
+    assert without.export_problems.select("system", "village").sort("system").rows() == [
+        ("dibao", "新坝村"), ("filing", "新坝村")]  # without the alias: gone from both exports
+    (tmp_path / "place_aliases.toml").write_text('[village]\n"新坝村" = "坝北村"\n', encoding="utf-8")
+    aliased = _run(load_settings(tmp_path), roster, f2, d2, previous=previous)
+    assert aliased.export_problems.is_empty()
+
+
+def test_household_changes_see_one_household_under_two_spellings(settings: Settings) -> None:
+    f1, d1 = _village(6, "田上村")
+    d1 = [{**d, "head_id": None} for d in d1]  # dibao households by head name and place
+    res1 = _run(settings, [ROSTER], f1, d1)
+    prev_records = res1.records["dibao"].select(
+        pl.lit("dibao").alias("system"), "household", "town", "village", "head_name", "id_norm", "status",
+        pl.lit(None, pl.String).alias("poverty_status"), pl.lit(None, pl.String).alias("exit_year"),
+        pl.lit(None, pl.String).alias("approved_date"))
+    previous = Previous("r1", place_counts({s: res1.records[s] for s in ("dibao", "filing")}), prev_records)
+    d2 = [{**d, "village": "田上村委会", "town": "卫民"} for d in d1]
+    res2 = _run(settings, [ROSTER], f1, d2, previous=previous)
+    assert res2.household_changes.filter(pl.col("system") == "dibao").is_empty()
+    assert res2.export_problems.is_empty()

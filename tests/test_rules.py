@@ -82,3 +82,11 @@ def test_messages_never_hold_an_id(settings: Settings) -> None:
     found = _kinds(settings, [{**ROSTER, "id_number": _wrong_digit(KID, 8)}, {**ROSTER, "name": "王莉"}],
                    [F_HEAD, F_KID], [{**D_KID, "status": "停保"}])
     assert not found.filter(pl.col("message").str.contains(r"\d{15}")).height
+
+
+def test_every_spelling_of_a_town_gives_one_town_on_the_items(settings: Settings) -> None:
+    ghosts = [{**ROSTER, "name": f"赵{c}", "id_number": make_id("433124", "20120305", f"{n:03d}"), "head_name": None,
+               "head_id": None, "town": town} for n, (c, town) in enumerate(
+                   [("一", "茶峒镇"), ("二", "茶洞镇"), ("三", "茶峒"), ("四", "茶峒镇")], start=301)]
+    d = _kinds(settings, ghosts, [F_HEAD, F_KID], [D_KID])
+    assert set(d.filter(pl.col("kind") == "not_found")["town"]) == {"茶峒镇"}
