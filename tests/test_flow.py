@@ -206,6 +206,7 @@ def test_a_missing_inbox_fails_at_once(harness, tmp_path: Path, caplog: pytest.L
     [(status,)] = _query(tmp_path / "r.duckdb", "select status from runs")
     assert status == "failed"
 
+
 def test_exports_respelt_overnight_change_nothing(harness, county: Path, tmp_path: Path) -> None:
     """Night 1 as generated; night 2 the same exports with places spelt otherwise
     (conftest.respell_county): the same places cut short, no household entered or left, the
