@@ -187,6 +187,16 @@ def test_display_name_is_the_commonest_spelling_or_the_alias_target() -> None:
     assert out["dibao"]["village_name"].to_list() == ["坝北村", "坝北村", "新村"]
 
 
+@pytest.mark.parametrize(("spellings", "name"), [
+    (["龙茶"] * 3 + ["龍茶鄉"] * 5 + ["龙茶乡"], "龙茶乡"),  # a full simplified spelling, however rare
+    (["龙茶"] * 3 + ["龍茶鄉"] * 5, "龍茶鄉"),             # else the commonest
+    (["龙茶乡"] * 2 + ["龙茶乡人民政府"] * 3, "龙茶乡人民政府"),
+])
+def test_display_name_prefers_a_full_spelling(spellings: list[str], name: str) -> None:
+    df = with_place_keys(pl.DataFrame({"town": spellings, "village": [None] * len(spellings)}, schema={"town": pl.String, "village": pl.String}))
+    assert dict(place_names([df], "town").iter_rows()) == {"龙茶": name}
+
+
 def test_ties_prefer_the_longer_spelling() -> None:
     df = with_place_keys(pl.DataFrame({"town": [None, None], "village": ["坝北", "坝北村委会"]}))
     assert dict(place_names([df], "village").iter_rows()) == {"坝北": "坝北村委会"}
@@ -259,6 +269,8 @@ def two_counties(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     generate_county(a, SynthConfig(households=250, seed=5))
     b = tmp_path_factory.mktemp("respelt")
     shutil.copytree(a / "inbox", b / "inbox")
+    if (a / "config").is_dir():
+        shutil.copytree(a / "config", b / "config")
     respell_county(b / "inbox")
     return a / "inbox", b / "inbox"
 
@@ -267,8 +279,9 @@ def _night(inbox: Path, settings: Settings):
     return reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, as_of=AS_OF)
 
 
-def test_respelt_exports_reconcile_as_the_original(two_counties: tuple[Path, Path], settings: Settings,
-                                                   tmp_path: Path) -> None:
+def test_respelt_exports_reconcile_as_the_original(two_counties: tuple[Path, Path], tmp_path: Path) -> None:
+    config = two_counties[0].parent / "config"  # the generator's aliases (renamed villages) and policy, if any
+    settings = load_settings(config if config.is_dir() else None)
     a, b = (_night(inbox, settings) for inbox in two_counties)
     spellings = {v for f in b.records.values() for v in f["village"].drop_nulls()}
     assert any(v.endswith("村委会") for v in spellings) and any(v.endswith("社区居委会") for v in spellings)
