@@ -299,3 +299,13 @@ def test_respelt_exports_reconcile_as_the_original(two_counties: tuple[Path, Pat
     names = [sorted(p.name for p in write_clerk_workbooks(r.discrepancies, tmp_path / n, by="town"))
              for n, r in (("a", a), ("b", b))]
     assert names[0] == names[1] and "龙茶乡.xlsx" in names[1] and "卫民镇.xlsx" in names[1]
+
+
+def test_display_name_counts_files_before_rows() -> None:
+    """One big register (the county's dibao) spelling a town its own way does not outvote the schools."""
+    register = pl.DataFrame({"file": ["dibao/县.xls"] * 50, "town": ["花桓镇"] * 50, "village": [None] * 50})
+    schools = pl.DataFrame({"file": ["roster/a.xlsx", "roster/b.xlsx", "roster/c.xlsx"], "town": ["花垣镇"] * 3,
+                            "village": [None] * 3})
+    frames = [with_place_keys(register.cast(pl.String)), with_place_keys(schools.cast(pl.String))]
+    frames = [f.with_columns(pl.lit("花垣").alias("town_key")) for f in frames]  # as resolve_places merges them
+    assert dict(place_names(frames, "town").iter_rows()) == {"花垣": "花垣镇"}
