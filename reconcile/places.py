@@ -21,8 +21,8 @@ within one town) that differ in one character, look-alike (``names.is_lookalike`
 sounding the same (``names.pinyin_keys``), and that no file writes side by side, are one
 place (结卜镇 in one school's roster is the 结补镇 of every other file): the key more rows use
 is kept. A file that lists both is the evidence that they are two places. The display name
-of a key is the alias target as written, else the spelling the night's records use most
-(``place_names``).
+of a key is the alias target as written, else the full spelling (simplified, with its
+suffix) the night's records use most (``place_names``).
 
 Pure: Python runs over the distinct place strings only (a county has a few hundred).
 """
@@ -172,18 +172,28 @@ def _written(col: pl.Expr) -> pl.Expr:
 
 def place_names(frames: list[pl.DataFrame], level: str, aliases: PlaceAliases = NO_ALIASES) -> pl.DataFrame:
     """key -> display name for one level, over frames holding ``{level}`` and ``{level}_key``:
-    the alias target as written, else the commonest spelling (ties: the longest, then the
-    first in code-point order), so one key has one name and one name one key."""
+    the alias target as written, else the commonest full spelling (simplified, with its
+    suffix: 龙茶乡 rather than 龙茶 or 龍茶鄉, so the name, and a town workbook's file name,
+    does not flip when one export's spelling changes), else the commonest spelling; commonest
+    by files (when the frames have a ``file`` column), then rows; ties: the longest, then the
+    first in code-point order. One key has one name."""
     _check_level(level)
     kc = f"{level}_key"
-    parts = [f.select(pl.col(kc).alias("key"), _written(pl.col(level)).alias("name")).drop_nulls()
+    parts = [f.select(pl.col(kc).alias("key"), _written(pl.col(level)).alias("name"),
+                      (pl.col("file").cast(pl.String) if "file" in f.columns else pl.lit(None, pl.String)).alias("file"))
+             .drop_nulls(["key", "name"])
              for f in frames if kc in f.columns and level in f.columns]
     schema = {"key": pl.String, "name": pl.String}
     if not parts:
         return pl.DataFrame(schema=schema)
-    counted = pl.concat(parts).group_by("key", "name").len()
+    # files first: one big register spelling a town its own way does not outvote every school
+    counted = pl.concat(parts).group_by("key", "name").agg(pl.col("file").n_unique().alias("files"), pl.len())
+    spelt = counted["name"].unique()
+    simplified = dict(zip(spelt.to_list(), normalize_names(spelt).to_list()))
+    full = {n for n, simple in simplified.items() if n == simple and n.endswith(SUFFIXES[level]) and _strip(n, level) != n}
     best = (
-        counted.sort(["len", pl.col("name").str.len_chars(), "name"], descending=[True, True, False])
+        counted.with_columns(pl.col("name").is_in(list(full)).alias("_full"))
+        .sort(["_full", "files", "len", pl.col("name").str.len_chars(), "name"], descending=[True, True, True, True, False])
         .unique("key", keep="first", maintain_order=True)
         .select("key", "name")
     )

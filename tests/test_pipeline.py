@@ -43,4 +43,5 @@ def test_one_name_per_place_for_the_whole_night(settings: Settings) -> None:
     filing = sheet("filing", [{"name": "王丽", "town": "茶峒 镇", "village": "坝北村委会"}])
     records, _ = normalize_all(ingested(roster, dibao, filing), settings)
     assert {n for f in records.values() for n in f["town_name"]} == {"茶峒镇"}  # 3 of 4 rows
-    assert {n for f in records.values() for n in f["village_name"]} == {"坝北"}
+    # the full spellings (with a suffix) before the commoner short one; then the longer
+    assert {n for f in records.values() for n in f["village_name"]} == {"坝北村委会"}

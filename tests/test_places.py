@@ -187,6 +187,16 @@ def test_display_name_is_the_commonest_spelling_or_the_alias_target() -> None:
     assert out["dibao"]["village_name"].to_list() == ["坝北村", "坝北村", "新村"]
 
 
+@pytest.mark.parametrize(("spellings", "name"), [
+    (["龙茶"] * 3 + ["龍茶鄉"] * 5 + ["龙茶乡"], "龙茶乡"),  # a full simplified spelling, however rare
+    (["龙茶"] * 3 + ["龍茶鄉"] * 5, "龍茶鄉"),             # else the commonest
+    (["龙茶乡"] * 2 + ["龙茶乡人民政府"] * 3, "龙茶乡人民政府"),
+])
+def test_display_name_prefers_a_full_spelling(spellings: list[str], name: str) -> None:
+    df = with_place_keys(pl.DataFrame({"town": spellings, "village": [None] * len(spellings)}, schema={"town": pl.String, "village": pl.String}))
+    assert dict(place_names([df], "town").iter_rows()) == {"龙茶": name}
+
+
 def test_ties_prefer_the_longer_spelling() -> None:
     df = with_place_keys(pl.DataFrame({"town": [None, None], "village": ["坝北", "坝北村委会"]}))
     assert dict(place_names([df], "village").iter_rows()) == {"坝北": "坝北村委会"}
@@ -259,6 +269,8 @@ def two_counties(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     generate_county(a, SynthConfig(households=250, seed=5))
     b = tmp_path_factory.mktemp("respelt")
     shutil.copytree(a / "inbox", b / "inbox")
+    if (a / "config").is_dir():
+        shutil.copytree(a / "config", b / "config")
     respell_county(b / "inbox")
     return a / "inbox", b / "inbox"
 
@@ -267,8 +279,9 @@ def _night(inbox: Path, settings: Settings):
     return reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, as_of=AS_OF)
 
 
-def test_respelt_exports_reconcile_as_the_original(two_counties: tuple[Path, Path], settings: Settings,
-                                                   tmp_path: Path) -> None:
+def test_respelt_exports_reconcile_as_the_original(two_counties: tuple[Path, Path], tmp_path: Path) -> None:
+    config = two_counties[0].parent / "config"  # the generator's aliases (renamed villages) and policy, if any
+    settings = load_settings(config if config.is_dir() else None)
     a, b = (_night(inbox, settings) for inbox in two_counties)
     spellings = {v for f in b.records.values() for v in f["village"].drop_nulls()}
     assert any(v.endswith("村委会") for v in spellings) and any(v.endswith("社区居委会") for v in spellings)
@@ -286,3 +299,13 @@ def test_respelt_exports_reconcile_as_the_original(two_counties: tuple[Path, Pat
     names = [sorted(p.name for p in write_clerk_workbooks(r.discrepancies, tmp_path / n, by="town"))
              for n, r in (("a", a), ("b", b))]
     assert names[0] == names[1] and "龙茶乡.xlsx" in names[1] and "卫民镇.xlsx" in names[1]
+
+
+def test_display_name_counts_files_before_rows() -> None:
+    """One big register (the county's dibao) spelling a town its own way does not outvote the schools."""
+    register = pl.DataFrame({"file": ["dibao/县.xls"] * 50, "town": ["花桓镇"] * 50, "village": [None] * 50})
+    schools = pl.DataFrame({"file": ["roster/a.xlsx", "roster/b.xlsx", "roster/c.xlsx"], "town": ["花垣镇"] * 3,
+                            "village": [None] * 3})
+    frames = [with_place_keys(register.cast(pl.String)), with_place_keys(schools.cast(pl.String))]
+    frames = [f.with_columns(pl.lit("花垣").alias("town_key")) for f in frames]  # as resolve_places merges them
+    assert dict(place_names(frames, "town").iter_rows()) == {"花垣": "花垣镇"}
