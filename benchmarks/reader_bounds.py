@@ -13,7 +13,8 @@ rows themselves). The figures to compare, printed in the same run:
 
 Cases: an honest CSV of `--csv-mib` MiB (a roster, 20 columns), the same with mixed line
 ends, one NUL line and one unclosed quote; a 2.5 KB xlsx with one value in XFD1048576
-(refused), one with a value in Z400000 (a 10M-cell grid, read); a 1 MiB `<c ` sheet.
+(refused), one with a value in Z400000 (a 10M-cell grid, read); a 1 MiB `<c ` sheet; a
+457 MiB CSV (sparse, refused before it is read).
 Peak stays under 4 GB at the default size.
 """
 
@@ -135,11 +136,15 @@ def main() -> None:
     _xlsx(tmp / "far_xfd1048576.xlsx", far)
     _xlsx(tmp / "far_z400000.xlsx", b'<row r="400000"><c r="Z400000"><v>1</v></c></row>')
     _xlsx(tmp / "c_repeated.xlsx", sheet_xml=b"<worksheet><sheetData>" + b"<c " * (2**20 // 3))
+    with (tmp / "huge.csv").open("wb") as fh:        # 457 MiB on paper (sparse)
+        fh.write(honest.read_bytes()[:65536])
+        fh.truncate(457 * 2**20)
     cases = [("honest CSV", honest, "recon"), ("  floor: polars read_csv", honest, "polars"),
              ("CSV: mixed ends, NUL, unclosed quote", tmp / "hostile.csv", "recon"),
              ("xlsx, one value in XFD1048576", tmp / "far_xfd1048576.xlsx", "recon"),
              ("xlsx, one value in Z400000", tmp / "far_z400000.xlsx", "recon"),
-             ("xlsx, 1 MiB of '<c '", tmp / "c_repeated.xlsx", "recon")]
+             ("xlsx, 1 MiB of '<c '", tmp / "c_repeated.xlsx", "recon"),
+             ("CSV of 457 MiB (sparse)", tmp / "huge.csv", "recon")]
     print(f"{'case':38} {'file':>10} {'rows':>9} {'wall s':>7} {'cpu s':>6} {'s/MiB':>6} {'peak MiB':>9} "
           f"{'rows MiB':>9} {'beyond rows':>11}  problems")
     for label, path, reader in cases:
