@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-__all__ = ["DecodedText", "CsvGrid", "decode_text", "parse_delimited", "sniff_delimiter",
+__all__ = ["DecodedText", "CsvGrid", "decode_text", "parse_delimited", "sniff_delimiter", "check_size",
            "MAX_RECORD_LINES", "BATCH_ROWS", "MAX_EMPTY_GRID_BYTES", "MAX_COLUMNS", "GridTooLarge"]
 
 MAX_RECORD_LINES = 50          # a quoted field running on longer is taken for an unclosed quote
@@ -36,9 +36,22 @@ MAX_EMPTY_GRID_BYTES = 1024**3
 
 @dataclass
 class DecodedText:
-    text: str                                   # line ends normalised to '\n'
+    parts: list[str]                            # pieces cut after a '\n'; line ends normalised
     encoding: str
     bad_lines: list[tuple[int, str]] = field(default_factory=list)   # (line, technical reason)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def head(self, chars: int) -> str:
+        out, n = [], 0
+        for part in self.parts:
+            out.append(part[:chars - n])
+            n += len(out[-1])
+            if n >= chars:
+                break
+        return "".join(out)
 
 
 @dataclass
@@ -50,6 +63,23 @@ class CsvGrid:
 
 class GridTooLarge(Exception):
     pass
+
+
+#: What reading costs beyond the rows it returns, per byte of text (measured by
+#: benchmarks/reader_bounds.py on a 120 MiB roster: 306 MB beyond 111 MB of rows; the raw
+#: cells and the table overlap while the table is built a slice at a time).
+COST_PER_BYTE = 2.6
+
+
+def check_size(n_bytes: int) -> None:
+    """Refuse, before decoding, a text file whose reading would cost more than the bound
+    beyond its rows (a 457 MiB CSV would need about 1.2 GiB)."""
+    cost = n_bytes * COST_PER_BYTE
+    if cost > MAX_EMPTY_GRID_BYTES:
+        raise GridTooLarge(
+            f"{n_bytes / 2**20:.0f} MiB of text: reading it would need about {cost / 2**30:.1f} GiB "
+            f"beyond its rows (limit {MAX_EMPTY_GRID_BYTES / 2**30:.0f} GiB, i.e. "
+            f"{MAX_EMPTY_GRID_BYTES / COST_PER_BYTE / 2**20:.0f} MiB of text); split the file")
 
 
 def _normalise_line_ends(data: bytes) -> bytes:
@@ -71,11 +101,12 @@ def _decode_lines(data: bytes, encoding: str, cap: int) -> tuple[list[str], list
         nul = data.find(b"\x00", pos)
         seg_end = len(data) if nul == -1 else max(pos, data.rfind(b"\n", pos, nul) + 1)
         try:
-            parts.append(str(view[pos:seg_end], encoding))
+            for a, b in _pieces(data, pos, seg_end):
+                parts.append(str(view[a:b], encoding))
             good_end, reason, failed = seg_end, "NUL byte", nul != -1
         except UnicodeDecodeError as exc:
-            good_end = max(pos, data.rfind(b"\n", pos, pos + exc.start) + 1)
-            parts.append(str(view[pos:good_end], encoding))
+            good_end = max(a, data.rfind(b"\n", a, a + exc.start) + 1)
+            parts.append(str(view[a:good_end], encoding))
             reason, failed = f"not {encoding}: {exc.reason}", True
         if not failed:
             return parts, bad
@@ -90,6 +121,21 @@ def _decode_lines(data: bytes, encoding: str, cap: int) -> tuple[list[str], list
         pos, line = end + 1, line + 1
 
 
+PIECE_BYTES = 8 * 1024**2
+
+
+def _pieces(data: bytes, start: int, end: int):
+    """(a, b) slices of data[start:end] of about PIECE_BYTES, each ending after a '\n' (never
+    inside a character: no UTF-8 or GB18030 multi-byte sequence holds the byte 0x0A)."""
+    while start < end:
+        cut = min(end, start + PIECE_BYTES)
+        if cut < end:
+            nl = data.rfind(b"\n", start, cut)
+            cut = nl + 1 if nl != -1 else (data.find(b"\n", cut, end) + 1 or end)
+        yield start, cut
+        start = cut
+
+
 def decode_text(data: bytes) -> DecodedText | None:
     """The text of a file, or None when no encoding decodes it but for a few lines."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -97,7 +143,7 @@ def decode_text(data: bytes) -> DecodedText | None:
             text = data.decode("utf-16")
         except UnicodeDecodeError:
             return None
-        return DecodedText(text.replace("\r\n", "\n").replace("\r", "\n"), "utf-16")
+        return DecodedText([text.replace("\r\n", "\n").replace("\r", "\n")], "utf-16")
     data = _normalise_line_ends(data)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -109,12 +155,12 @@ def decode_text(data: bytes) -> DecodedText | None:
         # UTF-8 is the stronger signal: GBK text almost never passes as UTF-8, while UTF-8
         # text nearly always "decodes" as GB18030 (into nonsense). A few bad lines among many
         # good non-ASCII ones are bad lines of a UTF-8 file.
-        return DecodedText("".join(utf8[0]), "utf-8", utf8[1])
+        return DecodedText(utf8[0], "utf-8", utf8[1])
     gb = _decode_lines(data, "gb18030", cap)
     if gb is not None and (utf8 is None or len(gb[1]) <= len(utf8[1])):
-        return DecodedText("".join(gb[0]), "gb18030", gb[1])
+        return DecodedText(gb[0], "gb18030", gb[1])
     if utf8 is not None:
-        return DecodedText("".join(utf8[0]), "utf-8", utf8[1])
+        return DecodedText(utf8[0], "utf-8", utf8[1])
     return None
 
 
@@ -149,11 +195,11 @@ def _sample_width(text: str, delim: str) -> int:
     return min(max(width, 1), MAX_COLUMNS)
 
 
-def check_grid(text: str, delim: str, width: int) -> None:
+def check_grid(parts: list[str], delim: str, width: int) -> None:
     """Refuse before parsing when lines × columns would need more than the bound for cells
     the file doesn't hold (a cell the file holds costs at least its delimiter)."""
-    lines = text.count("\n") + 1
-    held = text.count(delim) + lines
+    lines = sum(p.count("\n") for p in parts) + 1
+    held = sum(p.count(delim) for p in parts) + lines
     empty = lines * width - held
     if empty * CELL_BYTES > MAX_EMPTY_GRID_BYTES:
         raise GridTooLarge(
@@ -173,11 +219,54 @@ def _columns(rows: list[list[str]], width: int) -> pl.DataFrame:
     ).with_columns(pl.all().replace("", None))
 
 
+class _Lines:
+    """The lines of a text held as pieces (each ending after a '\\n'), one at a time, with
+    tell/seek like io.StringIO but without its copy of the text (4 bytes a character);
+    ``release`` lets go of the pieces before the current one."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        self.i = 0
+        self.pos = 0
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        while self.i < len(self.parts) and self.pos >= len(self.parts[self.i]):
+            self.i, self.pos = self.i + 1, 0
+        if self.i >= len(self.parts):
+            raise StopIteration
+        part = self.parts[self.i]
+        nl = part.find("\n", self.pos)
+        end = len(part) if nl == -1 else nl + 1
+        line = part[self.pos:end]
+        self.pos = end
+        return line
+
+    def tell(self) -> tuple[int, int]:
+        return self.i, self.pos
+
+    def seek(self, where: tuple[int, int]) -> None:
+        self.i, self.pos = where
+
+    def at_end(self) -> bool:
+        return all(self.pos >= len(p) if k == self.i else not p
+                   for k, p in enumerate(self.parts[self.i:], start=self.i))
+
+    def readline(self) -> str:
+        return next(self, "")
+
+    def release(self) -> None:
+        for k in range(self.i):
+            self.parts[k] = ""
+
+
 class _Records:
     """csv records with the line each starts on; unclosed quotes become bad lines."""
 
-    def __init__(self, text: str, delim: str) -> None:
-        self.f = io.StringIO(text)
+    def __init__(self, parts: list[str], delim: str) -> None:
+        self.f = _Lines(parts)
         self.delim = delim
         self.line = 1                          # line at the reader's position
         self.bad: list[tuple[int, str]] = []
@@ -189,6 +278,7 @@ class _Records:
 
     def batch(self) -> tuple[list[list[str]], list[int]] | None:
         """Up to BATCH_ROWS records; fast when no record spans lines (the common case)."""
+        self.f.release()                       # nothing before this batch is read again
         start_off, start_line = self.f.tell(), self.line
         try:
             rows = list(itertools.islice(self.reader, BATCH_ROWS))
@@ -206,8 +296,7 @@ class _Records:
     def _quote_open_at_end(self, off: int) -> bool:
         """A record that spans lines up to the end of the text: is its quote still open?"""
         here = self.f.tell()
-        if self.f.read(1):
-            self.f.seek(here)
+        if not self.f.at_end():
             return False
         self.f.seek(off)
         try:
@@ -248,20 +337,24 @@ class _Records:
         return (rows, lines) if rows else None
 
 
-def parse_delimited(text: str) -> CsvGrid:
-    """The records of a delimited text as a grid, with line numbers and bad lines."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    delim = sniff_delimiter(text)
-    width = _sample_width(text, delim)
-    check_grid(text, delim, width)
-    recs = _Records(text, delim)
+def parse_delimited(text: str | list[str]) -> CsvGrid:
+    """The records of a delimited text (a str, or pieces each ending after a line end, which
+    are let go as they are read) as a grid, with line numbers and bad lines."""
+    parts = [text] if isinstance(text, str) else text
+    if parts and parts[0].startswith("\ufeff"):
+        parts[0] = parts[0][1:]
+    head = DecodedText(parts, "").head(1 << 20)
+    delim = sniff_delimiter(head)
+    width = _sample_width(head, delim)
+    check_grid(parts, delim, width)
+    del text
+    recs = _Records(parts, delim)
     frames: list[pl.DataFrame] = []
     numbers: list[pl.Series] = []
     while (got := recs.batch()) is not None:
         rows, lines = got
         frames.append(_columns(rows, width))
         numbers.append(pl.Series("row", lines, dtype=pl.Int64))
-    frame = pl.concat(frames) if frames else pl.DataFrame()
+    frame = pl.concat(frames, rechunk=False) if frames else pl.DataFrame()   # no second copy
     rows = pl.concat(numbers) if numbers else pl.Series("row", [], dtype=pl.Int64)
     return CsvGrid(frame, rows, sorted(recs.bad))

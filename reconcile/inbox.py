@@ -163,9 +163,10 @@ def list_inbox(inbox: Path) -> tuple[list[InboxFile], list[dict]]:
     return found, problems
 
 
-def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of a regular file, never through a symlink; raises ``NotRegularFile`` for
-    anything else and ``OSError`` (``EFBIG``) beyond ``limit`` bytes."""
+def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES, *, head: int | None = None) -> bytes:
+    """The bytes of a regular file (its first ``head`` bytes if given), never through a
+    symlink; raises ``NotRegularFile`` for anything else and ``FileTooLarge`` beyond
+    ``limit`` bytes."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -174,6 +175,8 @@ def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
             raise NotRegularFile(f"not a regular file: {_kind(st.st_mode)}")
         if st.st_size > limit:
             raise FileTooLarge(st.st_size, limit)
+        if head is not None:
+            return os.read(fd, head)
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(limit + 1)
         if len(data) > limit:

@@ -1,4 +1,4 @@
-"""Read the inbox: find files, read xlsx/xls/csv, find the header, map columns, keep lineage.
+"""Read the inbox: read xlsx/xls/csv into grids, find the header, map columns, keep lineage.
 
 Contract (docs/design.md): `read_inbox` returns an `IngestResult` holding one `SheetTable`
 per usable sheet and a frame of file/sheet-level problems (`PROBLEM_SCHEMA`). Each table's
@@ -20,11 +20,16 @@ How things arrive (for the normalize/match steps):
   found through a two-row merged header it is `"<upper cell>/<lower cell>"`, e.g.
   `"户主信息/姓名"`.
 * Blank rows (no mapped field other than `seq` holds a value), total rows (合计/总计/小计/共计
-  in one of the first three columns) and repeated header rows below the header are dropped and
+  starting one of the first three columns, or alone in a mapped cell, wherever the row
+  stands) and repeated header rows below the header are dropped and
   counted in `SheetTable.dropped_rows` (totals also in `dropped_totals`); they are not problems.
-* CSV: encoding is UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030 (never gb2312).
-  A quoted field holding a line break spans several editor lines; `row` is the line on which
-  its record starts.
+* CSV (``reconcile.csv_reader``): encoding is UTF-8 (with or without BOM), UTF-16 with BOM,
+  else GB18030 (never gb2312); CRLF, LF and CR all end a line. A quoted field holding a line
+  break spans several editor lines; `row` is the line on which its record starts. A line that
+  can't be read (NUL, undecodable, unclosed quote) is a `bad_line` problem, the rest is read.
+* Which entries of the inbox are read: ``reconcile.inbox``; an xlsx is checked (bombs, DTDs,
+  grid bounds) by ``reconcile.xlsx_scan`` before calamine sees it. Problem rows are made by
+  ``reconcile.problems.problem`` (codes and Chinese reasons defined there).
 * `.xls` files that are really HTML tables, Excel 2003 XML or tab/comma separated text (as
   government systems often export) are read as such. HTML/XML have no Excel row numbers of
   their own: `row` counts table rows (`<tr>`, `<Row>`) from 1, as Excel shows them on opening.
@@ -46,11 +51,12 @@ from pathlib import Path
 import fastexcel
 import polars as pl
 
-from reconcile.csv_reader import GridTooLarge, decode_text, parse_delimited
+from reconcile.csv_reader import GridTooLarge, check_size, decode_text, parse_delimited
 from reconcile.errors import ConfigError, scrub
 from reconcile.fields import FIELDS, ID_FIELDS, REQUIRED, SOURCES
 from reconcile.idcard import normalize_ids
-from reconcile.inbox import (MAX_FILE_BYTES, SUPPORTED_EXTENSIONS, FileTooLarge, NotRegularFile,
+from reconcile.memory import compact
+from reconcile.inbox import (MAX_FILE_BYTES, FileTooLarge, NotRegularFile,
                              list_inbox, read_regular_file)
 from reconcile.problems import PROBLEM_SCHEMA, problem, problem_frame
 from reconcile.xlsx_scan import XlsxRefused, scan_xlsx
@@ -73,6 +79,7 @@ HEADER_SCAN_ROWS = 30          # the header must start within this many rows of 
 TOTAL_MARKERS = ("合计", "总计", "小计", "共计")
 TOTAL_SCAN_COLUMNS = 3
 TOTAL_LABEL = r"^(?:{markers})[:：]?(?:[0-9.,]+(?:人|户|名|元)?)?[:：]?$"
+BODY_SLICE_ROWS = 100_000      # a sheet's rows are mapped and cleaned this many at a time
 MAX_GRID_CELLS = 16 * 1024**2   # HTML / XML 2003 grids (built cell by cell): rows x columns
 SECONDS_PER_MIB = 10            # a reader taking longer than this per MiB is stopped
 
@@ -646,46 +653,41 @@ def _choose_id_columns(header: _Header, body: pl.DataFrame, source: str, rel: st
     return problems
 
 
-def _table_from_grid(
-    grid: _Grid, source: str, rel: str, index: _AliasIndex, start: int = 0
-) -> tuple[SheetTable | None, list[dict]]:
-    """`start`: grid index of the first row holding anything (the header scan begins there)."""
-    df = grid.frame
-    sheet = grid.sheet
-    head = df.slice(start, HEADER_SCAN_ROWS).rows()
-    header = _detect_header(head, source, index)
-    if header is not None:
-        header.top += start
-        header.last += start
-    if header is None:
-        if grid.hidden:
-            return None, []
-        return None, [problem(source, rel, "no_header_found", sheet=sheet)]
-    rownums = (
-        grid.rows if grid.rows is not None
-        else pl.int_range(1, df.height + 1, eager=True, dtype=pl.Int64)
-    )
-    header_row = int(rownums[header.last])
-    problems = []
-    if not header.has_required:
-        for req in REQUIRED[source]:
-            if req not in header.fields:
-                problems.append(problem(source, rel, "missing_required_column", sheet=sheet,
-                                         row=header_row, column=index.first[req]))
-        return None, problems
-    problems.extend(_choose_id_columns(header, df.slice(header.last + 1), source, rel, sheet,
-                                       header_row))
+def _first_filled_row(frame: pl.DataFrame, step: int = 1000) -> int | None:
+    """Index of the first row holding anything, looked for a slice at a time (stripping every
+    cell of a large sheet at once would copy all its text)."""
+    for at in range(0, frame.height, step):
+        found = frame.slice(at, step).select(
+            (~pl.all_horizontal(_clean(pl.all()).is_null())).arg_true().first()).item()
+        if found is not None:
+            return at + int(found)
+    return None
 
-    ordered = [f for f in FIELDS[source] if f in header.fields]
-    col_of = {f: header.fields[f][0] for f in ordered}
-    body = df.with_columns(rownums.alias("__row")).slice(header.last + 1)
-    numeric_cols = sorted(set(col_of.values()))
-    masks = grid.number_masks(numeric_cols) if body.height else {}
-    if masks:
-        body = body.with_columns(
-            [m.slice(header.last + 1).alias(f"__num{c}") for c, m in masks.items()]
-        )
 
+def _total_rows(body: pl.DataFrame, width: int, col_of: dict[str, int]) -> pl.Expr:
+    """Total rows (see the module docstring), as an expression on ``__row``. Every marker has
+    计 in it: only the few rows holding one are normalised and matched (a full copy of every
+    cell's text would cost more than the sheet)."""
+    first_cols = [f"c{i}" for i in range(min(TOTAL_SCAN_COLUMNS, width))]
+    label_cols = sorted(set(first_cols) | {f"c{c}" for c in col_of.values()})
+    candidates = body.filter(pl.any_horizontal(
+        [pl.col(c).str.contains("计", literal=True).fill_null(False) for c in label_cols]))
+    if candidates.height == 0:
+        return pl.lit(False)
+    markers = "|".join(TOTAL_MARKERS)
+    squeezed = {c: pl.col(c).str.normalize("NFKC").str.replace_all(r"\s+", "") for c in label_cols}
+    totals = candidates.filter(pl.any_horizontal(
+        [squeezed[c].str.contains(f"^(?:{markers})").fill_null(False) for c in first_cols]
+        + [squeezed[c].str.contains(TOTAL_LABEL.format(markers=markers)).fill_null(False)
+           for c in label_cols]
+    )).get_column("__row")
+    return pl.col("__row").is_in(totals.implode())
+
+
+def _rows_of(body: pl.DataFrame, grid: _Grid, width: int, header: _Header, ordered: list[str],
+             col_of: dict[str, int], masks: dict, source: str, rel: str, sheet: str):
+    """One slice of a sheet's body -> (its table rows, compacted; cell problems; totals;
+    rows dropped). A slice at a time, so the copies each step makes stay small."""
     exprs: list[pl.Expr] = []
     for f in ordered:
         c = col_of[f]
@@ -700,15 +702,7 @@ def _table_from_grid(
     # A total row is a total wherever it stands (a sheet sorted in reverse puts it first):
     # one of the first columns starts with 合计/总计/…, or any mapped cell is only such a
     # label (合计, 合计：66人, 总计 66000元).
-    first_cols = [f"c{i}" for i in range(min(TOTAL_SCAN_COLUMNS, df.width))]
-    label_cols = sorted(set(first_cols) | {f"c{c}" for c in col_of.values()})
-    markers = "|".join(TOTAL_MARKERS)
-    squeezed = {c: pl.col(c).str.normalize("NFKC").str.replace_all(r"\s+", "") for c in label_cols}
-    is_total = pl.any_horizontal(
-        [squeezed[c].str.contains(f"^(?:{markers})").fill_null(False) for c in first_cols]
-        + [squeezed[c].str.contains(TOTAL_LABEL.format(markers=markers)).fill_null(False)
-           for c in label_cols]
-    )
+    is_total = _total_rows(body, width, col_of)
     content = [f for f in ordered if f != "seq"]
     out = body.select(
         pl.col("__row").alias("row"),
@@ -729,12 +723,8 @@ def _table_from_grid(
     n_total = int(out.get_column("__total").sum())
     out = out.filter(~pl.col("__total") & ~pl.col("__blank") & ~pl.col("__rephead"))
     dropped = body.height - out.height
-    if out.height == 0:
-        problems.append(problem(source, rel, "no_data_rows", sheet=sheet, row=header_row,
-                                detail="header found but no data rows below it"))
     out, cell_probs = _cell_problems(out, grid, ordered, col_of,
                                      {f: header.fields[f][1] for f in ordered}, source, rel, sheet)
-    problems.extend(cell_probs)
 
     # numbers of 16+ digits as Excel shows them (15 significant digits), kinds of ID cells
     fix: list[pl.Expr] = []
@@ -781,11 +771,77 @@ def _table_from_grid(
         *[pl.col(f).cast(pl.String) for f in ordered],
         *[pl.col(f"{f}_kind") for f in ID_FIELDS if f in col_of],
     )
+    del out, body                       # so that compacting never holds two copies
+    return compact(frame), cell_probs, n_total, dropped
+
+
+def _table_from_grid(
+    grid: _Grid, source: str, rel: str, index: _AliasIndex, start: int = 0
+) -> tuple[SheetTable | None, list[dict]]:
+    """`start`: grid index of the first row holding anything (the header scan begins there).
+    The grid's frame is taken (``grid.frame`` is emptied) once the header is found."""
+    df = grid.frame
+    sheet = grid.sheet
+    head = df.slice(start, HEADER_SCAN_ROWS).rows()
+    header = _detect_header(head, source, index)
+    if header is not None:
+        header.top += start
+        header.last += start
+    if header is None:
+        if grid.hidden:
+            return None, []
+        return None, [problem(source, rel, "no_header_found", sheet=sheet)]
+    rownums = (
+        grid.rows if grid.rows is not None
+        else pl.int_range(1, df.height + 1, eager=True, dtype=pl.Int64)
+    )
+    header_row = int(rownums[header.last])
+    problems = []
+    if not header.has_required:
+        for req in REQUIRED[source]:
+            if req not in header.fields:
+                problems.append(problem(source, rel, "missing_required_column", sheet=sheet,
+                                         row=header_row, column=index.first[req]))
+        return None, problems
+    problems.extend(_choose_id_columns(header, df.slice(header.last + 1), source, rel, sheet,
+                                       header_row))
+
+    ordered = [f for f in FIELDS[source] if f in header.fields]
+    col_of = {f: header.fields[f][0] for f in ordered}
+    width = df.width
+    kept = sorted({*col_of.values(), *range(min(TOTAL_SCAN_COLUMNS, width))})
+    body = df.select(*[f"c{c}" for c in kept], rownums.alias("__row")).slice(header.last + 1)
+    # The grid is spent: only the body's columns live on, and they are let go a slice at a
+    # time below (the raw cells and the table never both exist whole).
+    del df
+    grid.frame = pl.DataFrame()
+    numeric_cols = sorted(set(col_of.values()))
+    masks = grid.number_masks(numeric_cols) if body.height else {}
+    if masks:
+        body = body.with_columns(
+            [m.slice(header.last + 1).alias(f"__num{c}") for c, m in masks.items()]
+        )
+
+    parts: list[pl.DataFrame] = []
+    n_total = dropped = 0
+    while not parts or body.height:
+        piece, body = body.slice(0, BODY_SLICE_ROWS), body.slice(BODY_SLICE_ROWS)
+        frame, cell_probs, n_tot, n_drop = _rows_of(piece, grid, width, header, ordered, col_of,
+                                                    masks, source, rel, sheet)
+        del piece
+        parts.append(frame)
+        problems.extend(cell_probs)
+        n_total, dropped = n_total + n_tot, dropped + n_drop
+    del body
+    frame = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
+    if frame.height == 0:
+        problems.append(problem(source, rel, "no_data_rows", sheet=sheet, row=header_row,
+                                detail="header found but no data rows below it"))
     table = SheetTable(
         source=source,
         file=rel,
         sheet=sheet,
-        frame=frame,
+        frame=frame,                    # compacted: the raw grid's buffers can be freed
         columns={f: header.fields[f][1] for f in ordered},
         header_row=header_row,
         dropped_rows=dropped,
@@ -892,6 +948,11 @@ def _grids_for(path: Path, ext: str, bad_lines: list[tuple[int, str]]) -> list[_
     """Raises on unreadable content; returns [] for an empty file. Lines of a text file left
     out (undecodable, NUL, unclosed quote) are added to ``bad_lines``. The file's bytes live
     only in here, and a text file's only until decoded."""
+    if _sniff(read_regular_file(path, MAX_FILE_BYTES, head=65536)) == "text":
+        try:
+            check_size(path.stat().st_size)             # before the bytes are read at all
+        except GridTooLarge as exc:
+            raise _TooLarge(str(exc)) from None
     box = [read_regular_file(path, MAX_FILE_BYTES)]    # handed over, so it can be let go
     kind = _sniff(box[0])
     try:
@@ -926,13 +987,13 @@ def _grids_of(box: list[bytes], kind: str, ext: str, bad_lines: list[tuple[int, 
         raise _Unreadable(f"not a workbook or text file ({ext} with unknown content)")
     del data
     bad_lines.extend(decoded.bad_lines)
-    tk = _text_kind(decoded.text)
+    tk = _text_kind(decoded.head(8192))
     if tk == "xml":
         return _xml_grids(decoded.text)
     if tk == "html" and ext != ".csv":
         return [_html_grid(decoded.text)]
     try:
-        grid = parse_delimited(decoded.text)
+        grid = parse_delimited(decoded.parts)     # its pieces are let go as they are parsed
     except GridTooLarge as exc:
         raise _TooLarge(str(exc)) from None
     bad_lines.extend(grid.bad_lines)
@@ -1002,12 +1063,12 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
     tables: list[SheetTable] = []
     problems = [problem(source, rel, "bad_line", row=line, detail=why) for line, why in bad_lines]
     any_cells = False
-    for grid in grids:
+    grids.reverse()
+    while grids:
+        grid = grids.pop()              # let each raw grid go once its table is built
         if grid.frame.width == 0 or grid.frame.height == 0:
             continue
-        start = grid.frame.select(
-            (~pl.all_horizontal(_clean(pl.all()).is_null())).arg_true().first()
-        ).item()
+        start = _first_filled_row(grid.frame)
         if start is None:          # no cell holds anything
             continue
         any_cells = True

@@ -89,3 +89,12 @@ def test_long_rows_are_read_in_batches(monkeypatch) -> None:
     data = _insert(50, '"学生\n甲",1'.encode())
     grid = parse_delimited(decode_text(data).text)
     assert grid.frame.height == 102 and grid.rows.is_sorted() and grid.rows[-1] == 103
+
+
+@pytest.mark.parametrize("mib,refused", [(100, False), (390, False), (457, True)])
+def test_text_beyond_the_reading_bound_is_refused_before_decoding(mib, refused) -> None:
+    if refused:
+        with pytest.raises(GridTooLarge, match="split the file"):
+            csv_reader.check_size(mib * 2**20)
+    else:
+        csv_reader.check_size(mib * 2**20)

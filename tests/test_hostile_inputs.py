@@ -237,6 +237,18 @@ def test_too_large_file_is_refused_before_reading(tmp_path, monkeypatch) -> None
     assert probs[0]["value"].startswith("「文件或工作表超出读取上限，未读取」file too large")
 
 
+def test_a_text_file_beyond_the_reading_bound_is_refused_unread(tmp_path) -> None:
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as fh:                  # sparse: 457 MiB on paper, nothing on disk
+        fh.write("学生姓名,身份证号\n张三,1\n".encode())
+        fh.truncate(457 * 2**20)
+    t0 = time.perf_counter()
+    _, probs = read_file(path, source="roster", rel="roster/huge.csv", aliases=ALIASES)
+    assert time.perf_counter() - t0 < 5
+    assert [(p["problem"], p["sheet"], p["row"]) for p in probs] == [("too_large", "", None)]
+    assert "457 MiB of text" in probs[0]["value"] and "split the file" in probs[0]["value"]
+
+
 # ---- single cells ------------------------------------------------------------------------------
 
 LONG = "长" * 5000

@@ -105,6 +105,9 @@ def build_inbox(base: Path) -> tuple[Path, Path, dict[str, int]]:
     # the night fails or hangs
     truncated_xlsx(r / "截断.xlsx")
     (r / "空.csv").write_bytes(b"")
+    with (r / "巨大.csv").open("wb") as fh:          # 457 MiB, sparse: refused unread
+        fh.write(_csv(_rows("巨大", 3)))
+        fh.truncate(457 * 2**20)
     (r / "说明.txt").write_text("请查收", encoding="utf-8")
     (inbox / "放错位置.csv").write_bytes(_csv(_rows("顶层", 3)))
     _patched_sheet(r / "远单元格.xlsx", FAR.format(r=1048576))
@@ -178,6 +181,7 @@ def test_the_night_succeeds_and_reads_every_good_file_whole(night) -> None:
 FILE_CASES = [
     ("roster/截断.xlsx", [("unreadable_file", "", None, None)], "corrupt or truncated xlsx", 0),
     ("roster/空.csv", [("empty_file", "", None, None)], "", 0),
+    ("roster/巨大.csv", [("too_large", "", None, None)], "457 MiB of text", 0),
     ("roster/说明.txt", [("unsupported_file", "", None, None)], ".txt", 0),
     ("放错位置.csv", [("file_outside_source_folder", "", None, None)], "", 0),
     ("roster/远单元格.xlsx", [("too_large", "名单", None, None)], "896.0 GiB", 0),
