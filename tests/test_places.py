@@ -309,3 +309,25 @@ def test_display_name_counts_files_before_rows() -> None:
     frames = [with_place_keys(register.cast(pl.String)), with_place_keys(schools.cast(pl.String))]
     frames = [f.with_columns(pl.lit("花垣").alias("town_key")) for f in frames]  # as resolve_places merges them
     assert dict(place_names(frames, "town").iter_rows()) == {"花垣": "花垣镇"}
+
+
+_TOWNS = st.sampled_from(["结补镇", "结卜镇", "结补", "花垣镇", "花桓镇", "龙茶乡", "龍茶鄉", "卫民镇", "为民镇", None])
+_VILLAGES = st.sampled_from(["新村", "辛村", "大湖村", "大胡村", "大湖", "岩山村委会", "岩山", "沙坳村", "沙凹", None])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(st.sampled_from(["a.xlsx", "b.csv", "c.xls"]), _TOWNS, _VILLAGES), min_size=1, max_size=30))
+def test_resolving_only_merges_spellings_into_keys_the_night_has(rows: list[tuple[str, str | None, str | None]]) -> None:
+    frame = pl.DataFrame(rows, schema={"file": pl.String, "town": pl.String, "village": pl.String}, orient="row")
+    table = resolve_places(observed_places([frame]))
+    base = with_place_keys(frame)
+    for lv in ("town", "village"):
+        assert set(table[f"{lv}_key"].drop_nulls()) <= set(base[f"{lv}_key"].drop_nulls())
+        assert table[f"{lv}_key"].null_count() == table.filter(pl.col(lv).is_null() | pl.col(lv).str.strip_chars().eq(""))[lv].len()
+    # two spellings one file writes side by side keep their own keys
+    for _, part in frame.group_by("file"):
+        keyed = with_resolved_keys(part, table).with_columns(with_place_keys(part).select(pl.col("town_key").alias("_b"))["_b"])
+        pairs = keyed.select("_b", "town_key").drop_nulls().unique()
+        assert pairs["_b"].n_unique() == pairs["town_key"].n_unique()
+    # and the table joins back onto every row
+    assert with_resolved_keys(frame, table)["town_key"].null_count() == frame["town"].null_count()
