@@ -249,6 +249,15 @@ TABLES: dict[str, dict[str, str]] = {
         "village": "VARCHAR", "head_name": "VARCHAR", "status_before": "VARCHAR", "status_now": "VARCHAR",
         "export_incomplete": "BOOLEAN", "students": "BIGINT", "student_rows": "VARCHAR", "message": "VARCHAR",
     },
+    # The matching model fitted tonight, per system, field and level (reconcile/model.py):
+    # m, u, the level's weight in bits, and where m and u came from (`data`, `configuration`,
+    # or `bound`: the configured value capped at what the data allows).
+    "model_parameters": {
+        "run_id": "VARCHAR", "system": "VARCHAR", "field": "VARCHAR", "level": "VARCHAR", "label": "VARCHAR",
+        "m": "DOUBLE", "u": "DOUBLE", "bits": "DOUBLE", "m_from": "VARCHAR", "u_from": "VARCHAR",
+        "u_seen": "BIGINT", "random_pairs": "BIGINT", "prior": "DOUBLE", "prior_bits": "DOUBLE",
+        "em_iterations": "BIGINT", "converged": "BOOLEAN", "fitted": "BOOLEAN",
+    },
 }
 
 # The tables finish_run fills from frames (everything but `runs` and `reviews`).

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ingested, make_id, sheet
 from reconcile.config import Settings
+from reconcile.model import parameters_frame
 from reconcile.pipeline import match_all, normalize_all
 
 STUDENT = make_id("433124", "20120305", "123")      # 男
@@ -177,8 +178,9 @@ def test_chunked_scoring_gives_the_same_links(settings: Settings, tmp_path, monk
     r = match._prep(records["roster"], match.ROSTER_COLS)
     s = match._prep(records["filing"], match.SYSTEM_COLS)
     pairs = match.candidate_pairs(r, s, settings.match)
-    whole = match.score_pairs(pairs, r, s, settings.match)
+    whole, model = match.score_pairs(pairs, r, s, settings.match)
     monkeypatch.setattr(match, "CHUNK_PAIRS", 37)  # a prime: slices cut through roster rows
-    sliced = match.score_pairs(pairs, r, s, settings.match)
+    sliced, model2 = match.score_pairs(pairs, r, s, settings.match)
+    assert model.fitted and parameters_frame(model, "filing").equals(parameters_frame(model2, "filing"))
     assert pairs.height > 10 * 37 and whole["_second"].is_not_null().sum() > 20
     assert sliced.equals(whole)
