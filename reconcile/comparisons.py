@@ -98,7 +98,8 @@ def _c(name: str) -> pl.Expr:
 # ------------------------------------------------------------------------------ ID
 _rid, _sid = _c("r_id_norm"), _c("s_id_norm")
 _both18 = (_rid.str.len_chars() == 18) & (_sid.str.len_chars() == 18)
-_len_off_one = (_rid.str.len_chars() - _sid.str.len_chars()).abs() == 1
+# (lengths are unsigned: subtract as signed)
+_len_off_one = (_rid.str.len_chars().cast(pl.Int32) - _sid.str.len_chars().cast(pl.Int32)).abs() == 1
 _usable_both = _c("r_id_status").is_in(USABLE) & _c("s_id_status").is_in(USABLE)
 
 
