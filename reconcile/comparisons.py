@@ -8,8 +8,9 @@ so adding a level is one entry here (and its starting m/u in `settings.toml`).
 
 Conditions are expression builders over the comparison frame of `match.compare_pairs`:
 the roster's columns as `r_<col>`, the system's as `s_<col>`, the helper columns `_dist`
-(name edit distance), `_id_dist` (ID edit distance), `_wild`, `_look`, and the levels of
-fields compared before (`lv_id`, ...).
+(name edit distance), `_id_dist` (ID edit distance), `_id_ham` (positions that differ),
+`_id_swap` (two adjacent characters swapped), `_wild`, `_look`, and the levels of fields
+compared before (`lv_id`, ...).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from types import MappingProxyType
 
 import polars as pl
 
-from .idcard import digit_diff_positions, is_adjacent_swap
 from .names import DOT
 
 __all__ = ["Context", "Level", "Comparison", "COMPARISONS", "USABLE", "DAMAGED", "level_labels"]
@@ -103,10 +103,6 @@ _len_off_one = (_rid.str.len_chars().cast(pl.Int32) - _sid.str.len_chars().cast(
 _usable_both = _c("r_id_status").is_in(USABLE) & _c("s_id_status").is_in(USABLE)
 
 
-def _ndiff() -> pl.Expr:
-    return digit_diff_positions(_rid, _sid).list.len()
-
-
 def _prefix(ctx: Context) -> pl.Expr:
     k = ctx.min_known_prefix
 
@@ -122,10 +118,10 @@ _ID = Comparison("id", "身份证号", (
     Level("null", "缺少身份证号", lambda c: _rid.is_null() | _sid.is_null(), evidence=False),
     Level("exact", "身份证号相同", lambda c: _both18 & (_rid == _sid)),
     Level("one_digit", "身份证号有一位不同（或多、少一位）",
-          lambda c: (_both18 & (_ndiff() == 1)) | (_len_off_one & (_c("_id_dist") == 1))),
-    Level("swap", "身份证号有相邻两位顺序颠倒", lambda c: _both18 & is_adjacent_swap(_rid, _sid)),
+          lambda c: (_both18 & (_c("_id_ham") == 1)) | (_len_off_one & (_c("_id_dist") == 1))),
+    Level("swap", "身份证号有相邻两位顺序颠倒", lambda c: _both18 & _c("_id_swap")),
     Level("two_digit", "身份证号有两位不同（其中一个校验不通过）",
-          lambda c: _both18 & (_ndiff() == 2) & ~_usable_both),
+          lambda c: _both18 & (_c("_id_ham") == 2) & ~_usable_both),
     Level("prefix", "身份证号被 Excel 损坏，保留下来的前几位相同", _prefix),
     # a damaged, cut or missing number differing from the other says nothing more
     Level("unusable", "身份证号无法比较", lambda c: ~_len_off_one & (

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import polars as pl
 from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import Hamming, Levenshtein
 
 from .comparisons import COMPARISONS, DAMAGED, USABLE, Context
 from .config import MatchSettings
+from .idcard import is_adjacent_swap
 from .model import Model, Session, encode, fit_model, level_counts
 from .names import in_charset, lookalike_chars
 
@@ -292,10 +293,14 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
         .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")
     )
     df = _as_head_pair(df)
-    a = df["r_name_norm"].fill_null("").to_list()
-    b = df["s_name_norm"].fill_null("").to_list()
-    dist = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1) if df.height else []
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
+    # Name edit distance, worked out only where it can be at most 1 (a length difference of
+    # at most 1 and the same first or last character, or a one-character name): elsewhere
+    # `_dist` is 2, meaning two or more. Most random pairs are cut here.
+    maybe = ((rn.str.len_chars().cast(pl.Int32) - sn.str.len_chars().cast(pl.Int32)).abs() <= 1) & (
+        (rn.str.slice(0, 1) == sn.str.slice(0, 1)) | (rn.str.slice(-1, 1) == sn.str.slice(-1, 1))
+        | (rn.str.len_chars() <= 1) | (sn.str.len_chars() <= 1))
+    dist = _on_rows(df, maybe.fill_null(False), "r_name_norm", "s_name_norm", Levenshtein.distance, 2, "_dist")
     has_q = df.select(
         (rn.str.contains(r"[?口]") | sn.str.contains(r"[?口]")).fill_null(False)
     ).to_series()
@@ -305,12 +310,22 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
         sub = df[idx]
         vals = _wildcard_equal(sub["r_name_norm"].to_list(), sub["s_name_norm"].to_list())
         wild = wild.scatter(idx, vals)
-    # A digit dropped or added: one edit between the two ID strings.
-    id_dist = process.cpdist(
-        df["r_id_norm"].fill_null("").to_list(), df["s_id_norm"].fill_null("").to_list(),
-        scorer=Levenshtein.distance, workers=-1,
-    ) if df.height else []
-    df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), pl.Series("_id_dist", id_dist, dtype=pl.Int32), wild)
+    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
+    rl, sl = rid.str.len_chars(), sid.str.len_chars()
+    # A digit dropped or added: one edit between the two ID strings (only lengths one apart).
+    off_one = ((rl.cast(pl.Int32) - sl.cast(pl.Int32)).abs() == 1).fill_null(False)
+    id_dist = _on_rows(df, off_one, "r_id_norm", "s_id_norm", Levenshtein.distance, 99, "_id_dist")
+    # 18-character IDs: how many positions differ, and (only where two do) whether they are
+    # two adjacent characters swapped.
+    id_ham = _id_hamming(df)
+    df = df.with_columns(dist, id_dist, id_ham, wild)
+    two = df.select((pl.col("_id_ham") == 2) & (rl == sl)).to_series().fill_null(False)
+    swap = pl.Series("_id_swap", [False] * df.height, dtype=pl.Boolean)
+    if two.any():
+        idx = two.arg_true()
+        sub = df.select("r_id_norm", "s_id_norm")[idx]
+        swap = swap.scatter(idx, sub.select(is_adjacent_swap("r_id_norm", "s_id_norm")).to_series().fill_null(False))
+    df = df.with_columns(swap)
     df = df.with_columns(_look_expr(df))
     ctx = Context(min_known_prefix=ms.min_known_prefix)
     for f, c in COMPARISONS.items():  # in order: a level may read the fields compared before
@@ -518,17 +533,42 @@ def _with_roster_identity(df: pl.DataFrame, r: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _on_rows(df: pl.DataFrame, rows: pl.Expr, a: str, b: str, scorer: Callable, default: int, name: str) -> pl.Series:
+    """A rapidfuzz distance between columns a and b on the rows where `rows` holds (`default`
+    elsewhere): Python strings are made only for those rows."""
+    mask = df.select(rows).to_series()
+    out = pl.Series(name, [default] * df.height, dtype=pl.Int32)
+    if not mask.any():
+        return out
+    idx = mask.arg_true()
+    sub = df.select(a, b)[idx]
+    got = process.cpdist(sub[a].fill_null("").to_list(), sub[b].fill_null("").to_list(), scorer=scorer, workers=-1)
+    return out.scatter(idx, pl.Series(got, dtype=pl.Int32))
+
+
+def _id_hamming(df: pl.DataFrame) -> pl.Series:
+    """Positions at which two 18-character IDs differ (null for other lengths)."""
+    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
+    both = (rid.str.len_chars() == 18) & (sid.str.len_chars() == 18)
+    ham = pl.sum_horizontal([(rid.str.slice(i, 1) != sid.str.slice(i, 1)).cast(pl.Int32) for i in range(18)])
+    return df.select(pl.when(both).then(ham).alias("_id_ham")).to_series()
+
+
 def _look_expr(df: pl.DataFrame) -> pl.Series:
-    """Names of equal length differing in one character, the two characters of similar shape."""
+    """Names of equal length differing in one character, the two characters of similar shape
+    (worked out only for the rows one character apart: few, among random pairs)."""
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
-    one = (pl.col("_dist") == 1) & (rn.str.len_chars() == sn.str.len_chars())
-    width = int(df.select(rn.str.len_chars().max()).item() or 0) if df.height else 0
-    if not width:
-        return pl.Series("_look", [False] * df.height, dtype=pl.Boolean)
+    one = df.select(((pl.col("_dist") == 1) & (rn.str.len_chars() == sn.str.len_chars())).fill_null(False)).to_series()
+    out = pl.Series("_look", [False] * df.height, dtype=pl.Boolean)
+    if not one.any():
+        return out
+    idx = one.arg_true()
+    sub = df.select("r_name_norm", "s_name_norm")[idx]
+    width = int(sub.select(rn.str.len_chars().max()).item() or 0)
     ca = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(rn.str.slice(i, 1)) for i in range(width)])
     cb = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(sn.str.slice(i, 1)) for i in range(width)])
-    chars = df.select(pl.when(one).then(ca).alias("a"), pl.when(one).then(cb).alias("b"))
-    return lookalike_chars(chars["a"], chars["b"]).alias("_look")
+    chars = sub.select(ca.alias("a"), cb.alias("b"))
+    return out.scatter(idx, lookalike_chars(chars["a"], chars["b"]).fill_null(False))
 
 
 def _identity() -> list[pl.Expr]:

@@ -133,6 +133,20 @@ def _sources(enough: np.ndarray, kept: np.ndarray, configured: np.ndarray) -> tu
     return tuple("data" if e else ("configuration" if k == c else "bound") for e, k, c in zip(enough, kept, configured))
 
 
+def _blend(estimate: np.ndarray, seen: np.ndarray, min_seen: float, total: float,
+           configured: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The data's estimate for the levels seen at least `min_seen` times; the configured
+    value for the others, capped at what the data allows ((seen + 3) / total); the data's
+    levels share what the kept ones leave. Returns the probabilities and their sources."""
+    enough = seen >= min_seen
+    kept = np.minimum(configured, (seen + 3.0) / total)
+    out = np.where(enough, estimate, kept)
+    rest = 1.0 - out[~enough].sum()
+    if enough.any() and rest > 0:
+        out[enough] = estimate[enough] / estimate[enough].sum() * rest
+    return np.clip(out, 1e-12, 1.0), _sources(enough, kept, configured)
+
+
 def u_from_sample(counts: Params, prior: float, m: Params, u0: Params, min_seen: int) -> tuple[Params, dict[str, tuple[str, ...]], Params]:
     """u from the level counts of random pairs. The true links the sample holds (prior x m of
     each field's compared pairs) are taken out first. A level seen fewer than `min_seen`
@@ -147,17 +161,7 @@ def u_from_sample(counts: Params, prior: float, m: Params, u0: Params, min_seen:
         if not tot:
             u[f], src[f] = u0[f].copy(), ("configuration",) * len(raw)
             continue
-        share = clean / max(clean.sum(), 1e-300)
-        enough = clean >= min_seen
-        bound = (clean + 3.0) / tot
-        kept = np.minimum(u0[f], bound)
-        out = np.where(enough, share, kept)
-        # the data's levels share what the kept ones leave
-        rest = 1.0 - out[~enough].sum()
-        if enough.any() and rest > 0:
-            out[enough] = share[enough] / share[enough].sum() * rest
-        u[f] = np.clip(out, 1e-12, 1.0)
-        src[f] = _sources(enough, kept, u0[f])
+        u[f], src[f] = _blend(clean / max(clean.sum(), 1e-300), clean, min_seen, tot, u0[f])
     return u, src, seen
 
 
@@ -258,15 +262,8 @@ def fit_model(candidates: pl.DataFrame, sample_counts: Params, sample_pairs: int
             if not estimates[f]:
                 new_m[f], m_src[f] = m0[f].copy(), ("configuration",) * len(m0[f])
                 continue
-            est = np.mean(estimates[f], axis=0)
-            enough = expected[f] >= M_MIN_LINKS
-            kept = np.minimum(m0[f], (expected[f] + 3.0) / max(expected[f].sum(), 1.0))
-            out = np.where(enough, est, kept)
-            rest = 1.0 - out[~enough].sum()
-            if enough.any() and rest > 0:
-                out[enough] = est[enough] / est[enough].sum() * rest
-            new_m[f] = np.clip(out, 1e-12, 1.0)
-            m_src[f] = _sources(enough, kept, m0[f])
+            new_m[f], m_src[f] = _blend(np.mean(estimates[f], axis=0), expected[f], M_MIN_LINKS,
+                                        max(expected[f].sum(), 1.0), m0[f])
         m = new_m
         prior = fit_prior(cnt, idx, m, u, all_pairs, last or 1e-4, ms.em_iterations, ms.em_tolerance)
         if round_ and abs(prior - last) <= 1e-3 * prior:

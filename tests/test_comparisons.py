@@ -20,7 +20,7 @@ D1, D2 = dt.date(2012, 3, 5), dt.date(2012, 3, 6)
 # Every column a condition may read, with a neutral value; each case changes a few.
 BASE: dict[str, Any] = {
     "r_id_norm": A, "s_id_norm": A, "r_id_status": "valid", "s_id_status": "valid", "r_id_known": 18, "s_id_known": 18,
-    "_id_dist": 0, "r_name_norm": "王丽", "s_name_norm": "王丽", "r_name_py": "wang li", "s_name_py": "wang li",
+    "_id_dist": 0, "_id_ham": 0, "_id_swap": False, "r_name_norm": "王丽", "s_name_norm": "王丽", "r_name_py": "wang li", "s_name_py": "wang li",
     "_wild": False, "_look": False, "_dist": 0, "r_birth": D1, "r_id_birth": D1, "s_id_birth": D1,
     "r_gender_norm": "女", "r_id_gender": "女", "s_gender_norm": "女", "s_id_gender": "女",
     "r_head_name_norm": "王建国", "s_head_name_norm": "王建国", "r_head_id_norm": None, "s_head_id_norm": None,
@@ -35,15 +35,16 @@ TWO_OFF = A[:8] + str((int(A[8]) + 1) % 10) + A[9:14] + str((int(A[14]) + 1) % 1
 CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
     # (case, field, changes, expected level; None: no evidence)
     ("same ID", "id", {}, "exact"),
-    ("ID one digit off", "id", {"r_id_norm": ONE_OFF, "r_id_status": "checksum"}, "one_digit"),
-    ("ID swapped digits", "id", {"r_id_norm": SWAPPED, "r_id_status": "checksum"}, "swap"),
-    ("ID two digits off, one failing", "id", {"r_id_norm": TWO_OFF, "r_id_status": "checksum"}, "two_digit"),
+    ("ID one digit off", "id", {"r_id_norm": ONE_OFF, "r_id_status": "checksum", "_id_ham": 1}, "one_digit"),
+    ("ID swapped digits", "id", {"r_id_norm": SWAPPED, "r_id_status": "checksum", "_id_ham": 2, "_id_swap": True},
+     "swap"),
+    ("ID two digits off, one failing", "id", {"r_id_norm": TWO_OFF, "r_id_status": "checksum", "_id_ham": 2}, "two_digit"),
     ("ID one digit lost", "id", {"r_id_norm": A[:17], "r_id_status": "bad_length", "_id_dist": 1}, "one_digit"),
     ("ID cut by Excel", "id", {"r_id_norm": A[:15] + "000", "r_id_status": "number_damaged", "r_id_known": 15}, "prefix"),
     ("ID missing", "id", {"r_id_norm": None, "r_id_status": "missing"}, None),
     ("damaged ID, other prefix", "id", {"r_id_norm": B[:15] + "000", "r_id_status": "number_damaged", "r_id_known": 15}, None),
-    ("other ID, one failing", "id", {"r_id_norm": B[:17] + "0", "r_id_status": "checksum"}, "bad_else"),
-    ("other valid ID", "id", {"r_id_norm": B}, "else"),
+    ("other ID, one failing", "id", {"r_id_norm": B[:17] + "0", "r_id_status": "checksum", "_id_ham": 6}, "bad_else"),
+    ("other valid ID", "id", {"r_id_norm": B, "_id_ham": 6}, "else"),
     ("same name", "name", {}, "exact"),
     ("name dot ignored", "name", {"r_name_norm": "王·丽"}, "exact"),
     ("homophone", "name", {"s_name_norm": "王莉", "_dist": 1}, "pinyin"),
