@@ -1,0 +1,37 @@
+"""What to generate (``SynthConfig``), the generator's errors, and its seeded random streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .draws import Rng
+
+__all__ = ["SynthError", "SynthOutputExists", "SynthConfig", "stream", "error_rate"]
+
+
+class SynthError(Exception):
+    """Base of the generator's own errors (it shares nothing with the product)."""
+
+
+class SynthOutputExists(SynthError, FileExistsError):
+    """The output folder already holds an inbox or truth (pass overwrite=True to replace them)."""
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate. ``errors`` multiplies every error rate (0 = a clean county)."""
+
+    households: int = 3000
+    seed: int = 0
+    errors: float = 1.0
+    county: str = "花垣县"
+    region: str = "433124"
+    school_year: int = 2025  # the autumn term of this year; ages are taken on Sept 1
+
+
+def stream(cfg: SynthConfig, name: str) -> Rng:
+    return Rng(f"recon-synth:{cfg.seed}:{name}")
+
+
+def error_rate(cfg: SynthConfig, base: float) -> float:
+    return min(1.0, max(0.0, base * cfg.errors))
