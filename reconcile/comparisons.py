@@ -137,6 +137,9 @@ _NAME = Comparison("name", "姓名", (
     Level("exact", "姓名相同", lambda c: (_rn == _sn) | (
         _rn.str.replace_all(DOT, "", literal=True) == _sn.str.replace_all(DOT, "", literal=True)), tf=True),
     Level("pinyin", "读音相同，可能是同音字录入错误", lambda c: _c("r_name_py") == _c("s_name_py")),
+    Level("transposed", "名字中两个字顺序颠倒", lambda c: (_rn.str.len_chars() == 3) & (_sn.str.len_chars() == 3)
+          & (_rn.str.slice(0, 1) == _sn.str.slice(0, 1)) & (_rn.str.slice(1).str.reverse() == _sn.str.slice(1))
+          & (_rn.str.slice(1, 1) != _rn.str.slice(2, 1))),
     Level("wildcard", "系统中含有无法显示的生僻字（显示为?）", lambda c: _c("_wild")),
     Level("lookalike", "有一个字字形相近，可能是形近字录入错误", lambda c: _c("_look")),
     Level("close", "只差一个字，可能是录入错误", lambda c: _c("_dist") <= 1),
@@ -144,10 +147,12 @@ _NAME = Comparison("name", "姓名", (
 ), tf_column="name_norm")
 
 # ------------------------------------------------------------------------------ birth, gender
-# No field counted twice on the same evidence: the system's birth date and (when it has no
-# gender column) gender are read from its ID. When the roster's value is read from its ID too
-# and the two IDs were compared (`lv_id` not null), the ID level already scored those digits:
-# the field gives no evidence. The roster's own birth/gender columns are evidence of their own.
+# No field counted twice on the same evidence: the systems' birth dates (and dibao's gender)
+# are read from their IDs. When the roster's value is read from its ID too and the two IDs
+# were compared (`lv_id` not null), the ID level already scored those digits: the field
+# gives no evidence. The roster's own birth/gender columns (typed apart from its ID: they
+# tell an ID typed into a sibling's row) and a system's own gender column are evidence of
+# their own.
 _ids_compared = _c("lv_id").is_not_null()
 _sb = _c("s_id_birth")
 _rb = pl.when(_c("r_birth").is_not_null()).then(_c("r_birth")).when(~_ids_compared).then(_c("r_id_birth"))
