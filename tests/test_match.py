@@ -228,3 +228,18 @@ def test_generated_county_precision_and_recall_floors(settings: Settings, tmp_pa
     assert set(params["system"]) == {"dibao", "filing"}
     assert params.filter((pl.col("field") == "id") & (pl.col("level") == "exact"))["m_from"].to_list() == ["data", "data"]
     assert set(params["m_from"]) | set(params["u_from"]) <= {"data", "configuration", "bound"}
+
+
+@pytest.mark.parametrize(("max_block", "found"), [(2, False), (3, True)])
+def test_max_block_bounds_candidates_per_roster_row_and_block(settings: Settings, max_block: int, found: bool) -> None:
+    """Three system children share the student's name and birth date (and so its birth date
+    and first character): with max_block 2 those blocks give this roster row nothing."""
+    import dataclasses
+
+    roster = [{"name": "王丽", "birth_date": "2012-03-05", "gender": "女", "school": "卫民镇中学"}]
+    filing = [{"name": "王丽", "id_number": make_id("433124", "20120305", q), "head_name": f"王{h}",
+               "household_no": f"H{h}", "relation": "之女", "town": "卫民镇", "village": f"{h}村", "poverty_status": "未脱贫"}
+              for q, h in (("244", "一"), ("246", "二"), ("248", "三"))]
+    ms = dataclasses.replace(settings.match, max_block=max_block)
+    links = _link(dataclasses.replace(settings, match=ms), roster, filing).filter(pl.col("system") == "filing")
+    assert (links.height == 1) is found
