@@ -163,6 +163,7 @@ def test_doubtful_links_reach_review_and_the_clerks_workbook(harness, county: Pa
     `needs_review` items, and those reach the school workbooks with the system's name and
     the model's probability; the fitted model is stored beside them."""
     from flows.nightly import nightly_reconciliation
+    from reconcile.comparisons import COMPARISONS
     from reconcile.report import KIND_LABELS, SHEET_PROBLEMS
 
     config = tmp_path / "config"
@@ -191,5 +192,6 @@ def test_doubtful_links_reach_review_and_the_clerks_workbook(harness, county: Pa
     assert all(r["系统中姓名"] and "匹配可能性" in r["说明"] for r in rows)
 
     params = _query(db, "select system, count(*), bool_and(fitted), bool_and(converged), min(prior) from model_parameters group by system order by system")
-    assert [p[:4] for p in params] == [("dibao", 23, True, True), ("filing", 23, True, True)]
+    levels = sum(len(c.names) for c in COMPARISONS.values())
+    assert [p[:4] for p in params] == [("dibao", levels, True, True), ("filing", levels, True, True)]
     assert all(0 < p[4] < 0.01 for p in params)
