@@ -27,6 +27,9 @@ class SynthConfig:
     county: str = "花垣县"
     region: str = "433124"
     school_year: int = 2025  # the autumn term of this year; ages are taken on Sept 1
+    # The county's aid centre's list of higher-education students (雨露计划, 本科/大专). Off: the
+    # rosters cover 学前..中职, as a county's school rosters do, and no 本科/大专 child is missed.
+    university_list: bool = False
 
 
 def stream(cfg: SynthConfig, name: str) -> Rng:

@@ -98,6 +98,8 @@ def build_claims(cfg: SynthConfig, geo: Geo, pb: PopBuilder) -> dict[str, School
             c = Claim(student=k, school=school, stage=st, grade_idx=p.grade_idx,
                        guardian=_choose_guardian(p, hh, pb, rng), boarding=boarding,
                        class_no=1 + rng.randrange(3), university=school.endswith("学生资助管理中心"))
+            if c.university and not cfg.university_list:
+                continue  # drawn all the same, so the rest of the county does not change
             schools[school].claims.append(c)
     # duplicate claims: same school (a second application) or another school of the same stage
     dup_rate = error_rate(cfg, 0.006)

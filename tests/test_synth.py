@@ -359,6 +359,8 @@ def test_same_seed_same_output(counties: dict[str, County], tmp_path: Path) -> N
         if name == "notes.json":
             continue
         assert (a.truth / name).read_bytes() == (b.truth / name).read_bytes(), name
+    for name in ("place_aliases.toml", f"policy/{a.config.county}_{a.config.school_year}.toml"):
+        assert (a.root / "config" / name).read_bytes() == (b.root / "config" / name).read_bytes(), name
     for f in a.inbox_files():
         if f.endswith((".csv", ".xls")):
             assert (a.inbox / f).read_bytes() == (b.inbox / f).read_bytes(), f
