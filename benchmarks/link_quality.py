@@ -61,6 +61,12 @@ def main() -> None:
         print(f"students linked only through a heads-only dibao export: {hh['links']}, "
               f"right household {hh['correct']} (precision {hh['precision']:.4f}); not counted above")
         print(f"recall gain over exact-ID lookup: {100 * (ours['recall'] - base['recall']):+.2f} points")
+        mp = results.model_parameters
+        if mp is not None and mp.height:
+            for system, part in mp.group_by("system", maintain_order=True):
+                print(f"model {system[0]}: prior {part['prior'][0]:.3g} ({part['prior_bits'][0]:.1f} bits), "
+                      f"EM {part['em_iterations'][0]} iterations, converged {part['converged'][0]}; levels with m from data "
+                      f"{(part['m_from'] == 'data').sum()}/{part.height}, u from data {(part['u_from'] == 'data').sum()}/{part.height}")
         print("\nrecall of `matched` by error injected into the roster row:")
         with pl.Config(tbl_rows=60, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
             print(recall_by_error(links, truth, ["matched"]))

@@ -225,17 +225,18 @@ def main() -> None:
             def run(*a, **k):
                 meter.set(f"  match {current['system']}: {name}")
                 out = fn(*a, **k)
-                if isinstance(out, pl.DataFrame):
-                    print(f"    {name} -> {out.height:,} rows x {out.width} cols, "
-                          f"{out.estimated_size() / GB:.2f} GB", flush=True)
+                frame = out[0] if isinstance(out, tuple) else out  # score_pairs: (pairs, model)
+                if isinstance(frame, pl.DataFrame):
+                    print(f"    {name} -> {frame.height:,} rows x {frame.width} cols, "
+                          f"{frame.estimated_size() / GB:.2f} GB", flush=True)
                 return out
             return run
 
         orig_match_system = match.match_system
 
-        def match_system(roster, system, name, ms):
+        def match_system(roster, system, name, ms, *rest):
             current["system"] = name
-            return orig_match_system(roster, system, name, ms)
+            return orig_match_system(roster, system, name, ms, *rest)
 
         for name in ("candidate_pairs", "score_pairs", "assign"):
             setattr(match, name, labelled(name, getattr(match, name)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .comparisons import COMPARISONS, Level
 from .errors import ConfigError
 from .places import NO_ALIASES, PlaceAliases, parse_place_aliases
 
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_DB",
     "DEFAULT_REPORTS",
     "SAMPLE_DIR",
+    "COMPARISONS",
     "Level",
     "MatchSettings",
     "Settings",
@@ -38,29 +40,6 @@ DEFAULT_DB = DATA_DIR / "recon.duckdb"
 DEFAULT_REPORTS = DATA_DIR / "reports"
 SAMPLE_DIR = DATA_DIR / "sample"
 
-# Each compared field and its levels, in the order they are tried.
-COMPARISONS: dict[str, tuple[str, ...]] = {
-    "id": ("exact", "one_digit", "swap", "two_digit", "prefix", "bad_else", "else"),
-    "name": ("exact", "pinyin", "wildcard", "lookalike", "close", "else"),
-    "birth": ("exact", "else"),
-    "gender": ("agree", "disagree"),
-    "head": ("exact", "pinyin", "else"),
-    "place": ("village", "town", "else"),
-}
-
-
-@dataclass(frozen=True)
-class Level:
-    """One comparison level: m = P(level | same person), u = P(level | different persons)."""
-
-    m: float
-    u: float
-
-    @property
-    def bits(self) -> float:
-        return math.log2(self.m / self.u)
-
-
 @dataclass(frozen=True)
 class MatchSettings:
     matched: float
@@ -69,19 +48,31 @@ class MatchSettings:
     prior_bits: float
     max_block: int
     min_known_prefix: int
+    # per field and level name: the declared level (`comparisons.COMPARISONS`) with its
+    # starting m and u from settings.toml
     levels: Mapping[str, Mapping[str, Level]]
-    # EM (Fellegi–Sunter) re-estimation of m, u and the prior on each run's candidate
-    # pairs; the configured values are the starting point and a Dirichlet prior worth
-    # `em_prior_pairs` pairs, and are used as they are below `em_min_pairs` pairs.
+    # Estimation (see `reconcile.model`): u from random roster x system pairs, drawn
+    # `u_batch_pairs` at a time until every level was seen `u_min_seen` times or
+    # `u_max_pairs` were drawn; m by EM sessions (at most `em_iterations` each, until no m
+    # moves by more than `em_tolerance`), the configured m counting as `em_prior_pairs` pairs;
+    # the configured values as they are below `em_min_pairs` candidate pairs or with em off;
+    # a session with fewer than `em_session_min_pairs` pairs estimates nothing.
     em: bool = True
-    em_iterations: int = 30
-    em_prior_pairs: float = 200.0
+    em_iterations: int = 100
+    em_tolerance: float = 1e-5
+    em_prior_pairs: float = 10.0
     em_min_pairs: int = 500
-    # term-frequency adjustment of the name `exact` level is capped at +/- this many bits
+    em_session_min_pairs: int = 100
+    u_min_seen: int = 50
+    u_max_pairs: int = 2_000_000
+    u_batch_pairs: int = 500_000
+    seed: int = 20240901
+    # term-frequency adjustment of the `tf` levels is capped at +/- this many bits
     tf_cap_bits: float = 6.0
 
     def bits(self, comparison: str, level: str) -> float:
-        return self.levels[comparison][level].bits
+        lv = self.levels[comparison][level]
+        return math.log2(lv.m / lv.u)
 
     @property
     def matched_bits(self) -> float:
@@ -159,21 +150,42 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _levels(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Level]]:
+    """Each declared level with its m and u from [match.levels.<field>]: every level the
+    comparison declares, and no other."""
+    where = "settings.toml"
+    tables = raw.get("levels", {})
+    unknown_fields = set(tables) - set(COMPARISONS)
+    if unknown_fields:
+        raise ConfigError(f"{where}: match.levels has unknown fields {sorted(unknown_fields)}")
+    levels: dict[str, Mapping[str, Level]] = {}
+    for name, comparison in COMPARISONS.items():
+        table = tables.get(name)
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: missing table [match.levels.{name}]")
+        unknown = set(table) - set(comparison.names)
+        if unknown:
+            raise ConfigError(f"{where}: match.levels.{name} has unknown levels {sorted(unknown)}")
+        parsed: dict[str, Level] = {}
+        for level in comparison.names:
+            key = f"match.levels.{name}.{level}"
+            if level not in table:
+                raise ConfigError(f"{where}: missing {key} = [m, u]")
+            try:
+                m, u = (float(x) for x in table[level])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: {key} must be [m, u] ({exc})") from exc
+            if not (0 < m <= 1 and 0 < u <= 1):
+                raise ConfigError(f"{where}: {key} needs 0 < m, u <= 1")
+            parsed[level] = comparison.level(level).with_mu(m, u)
+        levels[name] = MappingProxyType(parsed)
+    return levels
+
+
 def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
+    levels = _levels(raw)
+    d = MatchSettings(0.5, 0.5, 0.0, 0.0, 0, 0, levels)
     try:
-        levels: dict[str, Mapping[str, Level]] = {}
-        for comparison, names in COMPARISONS.items():
-            table = raw["levels"][comparison]
-            unknown = set(table) - set(names)
-            if unknown:
-                raise ConfigError(f"{where}: match.levels.{comparison} has unknown levels {sorted(unknown)}")
-            parsed: dict[str, Level] = {}
-            for name in names:
-                m, u = (float(x) for x in table[name])
-                if not (0 < m <= 1 and 0 < u <= 1):
-                    raise ConfigError(f"{where}: match.levels.{comparison}.{name} needs 0 < m, u <= 1")
-                parsed[name] = Level(m, u)
-            levels[comparison] = MappingProxyType(parsed)
         out = MatchSettings(
             matched=float(raw["matched"]),
             review=float(raw["review"]),
@@ -182,11 +194,9 @@ def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
             max_block=int(raw["max_block"]),
             min_known_prefix=int(raw["min_known_prefix"]),
             levels=MappingProxyType(levels),
-            em=bool(raw.get("em", True)),
-            em_iterations=int(raw.get("em_iterations", 30)),
-            em_prior_pairs=float(raw.get("em_prior_pairs", 200.0)),
-            em_min_pairs=int(raw.get("em_min_pairs", 500)),
-            tf_cap_bits=float(raw.get("tf_cap_bits", 6.0)),
+            **{k: type(getattr(d, k))(raw.get(k, getattr(d, k))) for k in (
+                "em", "em_iterations", "em_tolerance", "em_prior_pairs", "em_min_pairs", "em_session_min_pairs", "u_min_seen",
+                "u_max_pairs", "u_batch_pairs", "seed", "tf_cap_bits")},
         )
     except KeyError as exc:
         raise ConfigError(f"{where}: missing setting match.{exc.args[0]}") from exc
@@ -194,6 +204,8 @@ def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
         raise ConfigError(f"{where}: bad value in [match] ({exc})") from exc
     if not 0 < out.review <= out.matched < 1:
         raise ConfigError(f"{where}: need 0 < match.review <= match.matched < 1")
+    if out.max_block < 1 or out.u_batch_pairs < 1 or out.u_max_pairs < out.u_batch_pairs:
+        raise ConfigError(f"{where}: need match.max_block >= 1 and match.u_max_pairs >= match.u_batch_pairs >= 1")
     return out
 
 

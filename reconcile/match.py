@@ -10,22 +10,22 @@ and probability; every link keeps each field's level and contribution in `why`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
 from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import Hamming, Levenshtein
 
-from .config import COMPARISONS, MatchSettings
-from .idcard import digit_diff_positions, is_adjacent_swap
-from .names import DOT, in_charset, lookalike_chars
+from .comparisons import COMPARISONS, DAMAGED, USABLE, Context
+from .config import MatchSettings
+from .idcard import is_adjacent_swap
+from .model import Model, Session, encode, fit_model, level_counts
+from .names import in_charset, lookalike_chars
 
-__all__ = ["candidate_pairs", "score_pairs", "estimate_model", "Model", "assign", "match_system", "BLOCKS"]
+__all__ = ["candidate_pairs", "compare_pairs", "score_pairs", "assign", "match_system", "BLOCKS", "SESSIONS", "USABLE"]
 
-USABLE = ["valid", "legacy15"]
-DAMAGED = ["number_damaged", "sci_damaged"]
+Progress = Callable[[str], None]
 # Blocking rules, strongest first; a pair found by several keeps the first.
 BLOCKS = (
     "id",
@@ -35,6 +35,13 @@ BLOCKS = (
     "household",
     "birth_char",
     "name_place",
+)
+# EM sessions (see reconcile.model), one per blocking rule that finds most true links: its
+# candidate pairs as a condition on the levels, and the fields it blocks on, held fixed.
+SESSIONS = (
+    Session("id", ("id",), pl.col("lv_id") == "exact"),
+    Session("name_birth", ("name", "birth"), pl.col("lv_name").is_in(["exact", "pinyin"]) & (pl.col("lv_birth") == "exact")),
+    Session("household", ("head",), pl.col("lv_head") == "exact"),
 )
 
 ROSTER_COLS = [
@@ -54,7 +61,11 @@ CHUNK_PAIRS = 1_000_000
 # kept for every candidate pair; the physical order of VIA is the blocks' rank.
 VIA = pl.Enum(list(BLOCKS))
 _MAX_RECS = 2**28  # records per side that a pair key (see _first_block_per_pair) can hold
-LEVEL_TYPES: dict[str, pl.Enum] = {f: pl.Enum(list(names)) for f, names in COMPARISONS.items()}
+LEVEL_TYPES: dict[str, pl.Enum] = {f: pl.Enum(list(c.names)) for f, c in COMPARISONS.items()}
+_TF = [c for c in COMPARISONS.values() if c.tf_column]
+assert len(_TF) <= 1, "one term-frequency comparison at most"
+TF_FIELD = _TF[0].field if _TF else None
+TF_LEVELS = [lv.name for lv in _TF[0].levels if lv.tf] if _TF else []
 
 
 def _prep(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
@@ -199,22 +210,25 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         lambda: _pairs(r, s, ["name_py", "village_key"], "name_place"),
         lambda: _pairs(r, s, ["name_py", "head_py"], "name_place"),
     ]
-    return _first_block_per_pair(blocks)
+    return _first_block_per_pair(blocks, ms.max_block)
 
 
-def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]]) -> pl.DataFrame:
+def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]], max_block: int) -> pl.DataFrame:
     """Each distinct pair once, with the strongest block that found it, sorted by (r, s).
 
     A county-wide run finds tens of millions of pairs, many several times. Each block is
     built, cut at once to one u64 per pair — r (28 bits), s (32) and the block's rank (4),
     in that order — and released before the next is built. One sort of that single column
     then puts each pair's rows together, strongest block first, and the first of each pair
-    is kept: no hash table, no second copy of (r, s, via) rows."""
+    is kept: no hash table, no second copy of (r, s, via) rows. A roster row with more than
+    `max_block` candidates in one block (a key too common to tell anyone apart) gets none
+    from that block."""
     r64, s64 = pl.col("r").cast(pl.UInt64), pl.col("s").cast(pl.UInt64)
     rank = pl.col("via").cast(VIA).to_physical().cast(pl.UInt64)  # VIA's order is BLOCKS'
     keyed, seen = [], []
     for build in blocks:
         b = build()
+        b = b.filter(pl.len().over("r") <= max_block)
         if b.height:
             seen.append(b["via"][0])
             if b["r"].max() >= _MAX_RECS or b["s"].max() >= _MAX_RECS:  # type: ignore[operator]
@@ -252,71 +266,6 @@ def _wildcard_equal(a: list[str | None], b: list[str | None]) -> list[bool]:
     return out
 
 
-def _level_exprs(ms: MatchSettings, min_known: int) -> dict[str, pl.Expr]:
-    """The comparison level of each field, as one expression per field (null: no evidence)."""
-    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
-    both18 = (rid.str.len_chars() == 18) & (sid.str.len_chars() == 18)
-    diff = digit_diff_positions(rid, sid)
-    r_dmg = pl.col("r_id_status").is_in(DAMAGED) & (pl.col("r_id_known") >= min_known)
-    s_dmg = pl.col("s_id_status").is_in(DAMAGED) & (pl.col("s_id_known") >= min_known)
-    unusable = pl.col("r_id_status").is_in(["missing", "bad_length", "bad_chars", "sci_damaged", "number_damaged"]) | pl.col(
-        "s_id_status"
-    ).is_in(["missing", "bad_length", "bad_chars", "sci_damaged", "number_damaged"])
-    id_level = (
-        pl.when(rid.is_null() | sid.is_null()).then(None)
-        .when(both18 & (rid == sid)).then(pl.lit("exact"))
-        .when(both18 & (diff.list.len() == 1)).then(pl.lit("one_digit"))
-        .when((rid.str.len_chars() - sid.str.len_chars()).abs() == 1).then(
-            pl.when(pl.col("_id_dist") == 1).then(pl.lit("one_digit")).otherwise(pl.lit("else"))
-        )
-        .when(both18 & is_adjacent_swap(rid, sid)).then(pl.lit("swap"))
-        .when(both18 & (diff.list.len() == 2) & ~(pl.col("r_id_status").is_in(USABLE) & pl.col("s_id_status").is_in(USABLE))).then(pl.lit("two_digit"))
-        .when(r_dmg & (sid.str.slice(0, pl.col("r_id_known")) == rid.str.slice(0, pl.col("r_id_known")))).then(pl.lit("prefix"))
-        .when(s_dmg & (rid.str.slice(0, pl.col("s_id_known")) == sid.str.slice(0, pl.col("s_id_known")))).then(pl.lit("prefix"))
-        .when(unusable).then(None)
-        .when(~pl.col("r_id_status").is_in(USABLE) | ~pl.col("s_id_status").is_in(USABLE)).then(pl.lit("bad_else"))
-        .otherwise(pl.lit("else"))
-    )
-    rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
-    name_level = (
-        pl.when(rn.is_null() | sn.is_null()).then(None)
-        .when((rn == sn) | (rn.str.replace_all(DOT, "", literal=True) == sn.str.replace_all(DOT, "", literal=True))).then(pl.lit("exact"))
-        .when(pl.col("r_name_py") == pl.col("s_name_py")).then(pl.lit("pinyin"))
-        .when(pl.col("_wild")).then(pl.lit("wildcard"))
-        .when(pl.col("_look")).then(pl.lit("lookalike"))
-        .when(pl.col("_dist") <= 1).then(pl.lit("close"))
-        .otherwise(pl.lit("else"))
-    )
-    sb = pl.col("s_id_birth")
-    birth_level = (
-        pl.when(sb.is_null() | (pl.col("r_birth").is_null() & pl.col("r_id_birth").is_null())).then(None)
-        .when((sb == pl.col("r_birth")) | (sb == pl.col("r_id_birth"))).then(pl.lit("exact"))
-        # a birth date read from an ID that fails its checksum is no evidence when it disagrees
-        # (the typo may sit in the date: the ID level already counts it)
-        .when(~pl.col("s_id_status").is_in(USABLE) | (pl.col("r_birth").is_null() & ~pl.col("r_id_status").is_in(USABLE))).then(None)
-        .otherwise(pl.lit("else"))
-    )
-    rg = pl.coalesce("r_gender_norm", "r_id_gender")
-    sg = pl.coalesce("s_id_gender", "s_gender_norm")
-    gender_level = pl.when(rg.is_null() | sg.is_null()).then(None).when(rg == sg).then(pl.lit("agree")).otherwise(pl.lit("disagree"))
-    rh, sh = pl.col("r_head_name_norm"), pl.col("s_head_name_norm")
-    head_level = (
-        pl.when((pl.col("r_head_id_norm") == pl.col("s_head_id_norm")) | (rh == sh)).then(pl.lit("exact"))
-        .when(rh.is_null() | sh.is_null()).then(None)
-        .when(pl.col("r_head_py") == pl.col("s_head_py")).then(pl.lit("pinyin"))
-        .otherwise(pl.lit("else"))
-    )
-    # place keys (reconcile.places): 坝北村 and 坝北村委会 are one village
-    rv, sv, rt, st = pl.col("r_village_key"), pl.col("s_village_key"), pl.col("r_town_key"), pl.col("s_town_key")
-    place_level = (
-        pl.when(rv.is_null() | sv.is_null()).then(None)
-        .when((rv == sv) & (rt.is_null() | st.is_null() | (rt == st))).then(pl.lit("village"))
-        .when(rt == st).then(pl.lit("town"))
-        .otherwise(pl.lit("else"))
-    )
-    return {"id": id_level, "name": name_level, "birth": birth_level, "gender": gender_level, "head": head_level, "place": place_level}
-
-
 def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
     """A heads-only row stands for the household: compare the roster's guardian with it."""
     head = pl.col("s_is_head_row") & (pl.col("via") == "household") & (pl.col("r_name_norm") != pl.col("s_name_norm"))
@@ -344,10 +293,14 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
         .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")
     )
     df = _as_head_pair(df)
-    a = df["r_name_norm"].fill_null("").to_list()
-    b = df["s_name_norm"].fill_null("").to_list()
-    dist = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1) if df.height else []
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
+    # Name edit distance, worked out only where it can be at most 1 (a length difference of
+    # at most 1 and the same first or last character, or a one-character name): elsewhere
+    # `_dist` is 2, meaning two or more. Most random pairs are cut here.
+    maybe = ((rn.str.len_chars().cast(pl.Int32) - sn.str.len_chars().cast(pl.Int32)).abs() <= 1) & (
+        (rn.str.slice(0, 1) == sn.str.slice(0, 1)) | (rn.str.slice(-1, 1) == sn.str.slice(-1, 1))
+        | (rn.str.len_chars() <= 1) | (sn.str.len_chars() <= 1))
+    dist = _on_rows(df, maybe.fill_null(False), "r_name_norm", "s_name_norm", Levenshtein.distance, 2, "_dist")
     has_q = df.select(
         (rn.str.contains(r"[?口]") | sn.str.contains(r"[?口]")).fill_null(False)
     ).to_series()
@@ -357,28 +310,43 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
         sub = df[idx]
         vals = _wildcard_equal(sub["r_name_norm"].to_list(), sub["s_name_norm"].to_list())
         wild = wild.scatter(idx, vals)
-    # A digit dropped or added: one edit between the two ID strings.
-    id_dist = process.cpdist(
-        df["r_id_norm"].fill_null("").to_list(), df["s_id_norm"].fill_null("").to_list(),
-        scorer=Levenshtein.distance, workers=-1,
-    ) if df.height else []
-    df = df.with_columns(pl.Series("_dist", dist, dtype=pl.Int32), pl.Series("_id_dist", id_dist, dtype=pl.Int32), wild)
+    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
+    rl, sl = rid.str.len_chars(), sid.str.len_chars()
+    # A digit dropped or added: one edit between the two ID strings (only lengths one apart).
+    off_one = ((rl.cast(pl.Int32) - sl.cast(pl.Int32)).abs() == 1).fill_null(False)
+    id_dist = _on_rows(df, off_one, "r_id_norm", "s_id_norm", Levenshtein.distance, 99, "_id_dist")
+    # 18-character IDs: how many positions differ, and (only where two do) whether they are
+    # two adjacent characters swapped.
+    id_ham = _id_hamming(df)
+    df = df.with_columns(dist, id_dist, id_ham, wild)
+    two = df.select((pl.col("_id_ham") == 2) & (rl == sl)).to_series().fill_null(False)
+    swap = pl.Series("_id_swap", [False] * df.height, dtype=pl.Boolean)
+    if two.any():
+        idx = two.arg_true()
+        sub = df.select("r_id_norm", "s_id_norm")[idx]
+        swap = swap.scatter(idx, sub.select(is_adjacent_swap("r_id_norm", "s_id_norm")).to_series().fill_null(False))
+    df = df.with_columns(swap)
     df = df.with_columns(_look_expr(df))
-    levels = _level_exprs(ms, ms.min_known_prefix)
-    return df.with_columns(levels[f].alias(f"lv_{f}") for f in COMPARISONS)
+    ctx = Context(min_known_prefix=ms.min_known_prefix)
+    for f, c in COMPARISONS.items():  # in order: a level may read the fields compared before
+        df = df.with_columns(c.expr(ctx).alias(f"lv_{f}"))
+    return df
 
 
-def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
-    """Compare each candidate pair field by field, weigh it, and keep those worth reviewing.
+def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings,
+                progress: Progress | None = None, label: str = "") -> tuple[pl.DataFrame, Model]:
+    """Compare each candidate pair field by field, fit the model, weigh the pairs, and keep
+    those worth reviewing.
 
     Works in chunks of `CHUNK_PAIRS` pairs and keeps only a slim frame per pair (ids, block,
-    levels as enums, name frequency): the full comparison frame of a county-wide run does not
-    fit in memory. Returns the pairs with weight >= `review_bits`, each with its levels,
+    levels as enums, value frequency): the full comparison frame of a county-wide run does
+    not fit in memory. Returns the pairs with weight >= `review_bits`, each with its levels,
     weight, probability, why, the runner-up weight of its roster row over all its
-    candidates (`_second`) and the roster row's identity columns that `assign` needs."""
-    tf = _name_freq(r, s)
+    candidates (`_second`) and the roster row's identity columns that `assign` needs; and
+    the fitted model."""
+    tf = _value_freq(r, s)
     slim = _compare_slim(pairs, r, s, ms, tf)
-    model = estimate_model(slim, r, s, ms)
+    model = _fit(slim, r, s, ms, progress, label)
     ref = _tf_ref(slim)
     bits = _bit_exprs(model, ref, ms)
     weight = _weight_expr(bits, model).alias("weight")
@@ -398,20 +366,29 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     kept = kept.with_columns(pl.col("via").cast(pl.String), *[pl.col(f"lv_{f}").cast(pl.String) for f in COMPARISONS])
     kept = kept.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
     weight = pl.col("weight")
-    why = pl.struct(
-        [pl.struct(pl.col(f"lv_{f}").alias("level"), pl.col(f"bw_{f}").round(2).alias("bits")).alias(f) for f in COMPARISONS]
-        + [pl.lit(round(model.prior_bits, 2)).alias("prior")]
-    ).struct.json_encode()
-    kept = kept.with_columns((1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"), why.alias("why"))
+    kept = kept.with_columns((1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"), _why(model).alias("why"))
     kept = kept.drop("_tf", *[f"bw_{f}" for f in COMPARISONS]).join(second, on="r", how="left", maintain_order="left")
-    return _with_roster_identity(kept, r)
+    return _with_roster_identity(kept, r), model
+
+
+def _why(model: Model) -> pl.Expr:
+    """`matches.why`: per field its level, bits and the clerks' label; and the prior (bits)."""
+    fields = []
+    for f, c in COMPARISONS.items():
+        labels = {n: c.level(n).label for n in c.names}
+        lv = pl.col(f"lv_{f}")
+        fields.append(pl.struct(
+            lv.alias("level"), pl.col(f"bw_{f}").round(2).alias("bits"),
+            lv.replace_strict(labels, default=None, return_dtype=pl.String).alias("label"),
+        ).alias(f))
+    return pl.struct(fields + [pl.lit(round(model.prior_bits, 2)).alias("prior")]).struct.json_encode()
 
 
 def _compare_slim(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings, tf: pl.DataFrame) -> pl.DataFrame:
     """`compare_pairs` chunk by chunk (each pair is compared on its own), keeping of each
     pair only what the model and the weights need: r, s, via, via_head, the levels (enums)
-    and `_tf`, the frequency of the compared roster name when the names agree exactly (the
-    name compared may be the guardian's, so it is taken from the comparison, not from r)."""
+    and `_tf`, the frequency of the compared roster value when its level is adjusted for
+    it (the name compared may be the guardian's, so it is taken from the comparison)."""
     slim_cols = [
         pl.col("r"), pl.col("s"), pl.col("via").cast(VIA), pl.col("via_head"),
         *[pl.col(f"lv_{f}").cast(LEVEL_TYPES[f]) for f in COMPARISONS],
@@ -419,42 +396,103 @@ def _compare_slim(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
     out = []
     for start in range(0, max(pairs.height, 1), CHUNK_PAIRS):
         chunk = compare_pairs(pairs.slice(start, CHUNK_PAIRS), r, s, ms)
-        tf_exact = pl.when(pl.col("lv_name") == "exact").then(pl.col("tf")).alias("_tf")
+        if TF_FIELD is None:
+            out.append(chunk.select(*slim_cols, pl.lit(None, pl.Float64).alias("_tf")))
+            continue
+        col = f"r_{COMPARISONS[TF_FIELD].tf_column}"
+        tf_here = pl.when(pl.col(f"lv_{TF_FIELD}").is_in(TF_LEVELS)).then(pl.col("tf")).alias("_tf")
         chunk = (
-            chunk.select(*slim_cols, "r_name_norm")
-            .join(tf, left_on="r_name_norm", right_on="name_norm", how="left", maintain_order="left")
-            .select("r", "s", "via", "via_head", *[f"lv_{f}" for f in COMPARISONS], tf_exact)
+            chunk.select(*slim_cols, col)
+            .join(tf, left_on=col, right_on="value", how="left", maintain_order="left")
+            .select("r", "s", "via", "via_head", *[f"lv_{f}" for f in COMPARISONS], tf_here)
         )
         out.append(chunk)
     return pl.concat(out, rechunk=True)
 
 
-def _name_freq(r: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
-    """Each name's share of all names in both files (for the term-frequency adjustment)."""
-    names = pl.concat([r.select("name_norm"), s.select("name_norm")]).drop_nulls()
-    return names.group_by("name_norm").len().select("name_norm", (pl.col("len") / max(names.height, 1)).alias("tf"))
+def _vectors(frame: pl.DataFrame, skip_head: bool) -> pl.DataFrame:
+    """Distinct comparison vectors with their counts; grouped a slice at a time before
+    filtering so that a large frame is not copied."""
+    cols = [f"lv_{f}" for f in COMPARISONS]
+    keys = cols + (["via_head"] if skip_head and "via_head" in frame.columns else [])
+    vec = pl.concat(
+        [frame.slice(i, CHUNK_PAIRS).group_by(keys).len() for i in range(0, max(frame.height, 1), CHUNK_PAIRS)]
+    ).group_by(keys).agg(pl.col("len").sum())
+    if len(keys) > len(cols):
+        vec = vec.filter(~pl.col("via_head")).drop("via_head")
+    return vec.with_columns(pl.col(c).cast(pl.String) for c in cols)
+
+
+def _sample_counts(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> tuple[dict[str, np.ndarray], int]:
+    """Level counts over random roster x system pairs (for u): every pair when there are at
+    most `u_max_pairs`, else `u_batch_pairs` at a time (fixed seed) until each level was seen
+    `u_min_seen` times beyond the true links the sample may hold, or `u_max_pairs` were drawn."""
+    total = r.height * s.height
+    rr, ss = r["rec"].to_numpy(), s["rec"].to_numpy()
+    counts = {f: np.zeros(len(c.names)) for f, c in COMPARISONS.items()}
+    if not total:
+        return counts, 0
+    # a random pair is a link about once in |S| (each student is in a system once at most)
+    expect = 1.0 / max(s.height, 1)
+    rng = np.random.default_rng(ms.seed)
+    drawn = 0
+    while drawn < min(total, ms.u_max_pairs):
+        n = min(ms.u_batch_pairs, min(total, ms.u_max_pairs) - drawn)
+        if total <= ms.u_max_pairs:  # all pairs, in order
+            k = np.arange(drawn, drawn + n)
+            ri, si = rr[k // s.height], ss[k % s.height]
+        else:
+            ri, si = rr[rng.integers(0, r.height, n)], ss[rng.integers(0, s.height, n)]
+        batch = pl.DataFrame({"r": ri, "s": si}, schema={"r": pl.UInt32, "s": pl.UInt32}).with_columns(
+            pl.lit("random").alias("via"))
+        add = level_counts(*encode(_vectors(compare_pairs(batch, r, s, ms), skip_head=False)))
+        for f in counts:
+            counts[f] += add[f]
+        drawn += n
+        if total > ms.u_max_pairs and all(
+            (counts[f] - counts[f].sum() * expect >= ms.u_min_seen).all() for f in counts
+        ):
+            break
+    return counts, drawn
+
+
+def _fit(slim: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings,
+         progress: Progress | None, label: str) -> Model:
+    """The model of one system (reconcile.model), or the configured one for tiny inputs."""
+    candidates = _vectors(slim, skip_head=True)
+    if not ms.em or int(candidates["len"].sum() or 0) < ms.em_min_pairs:
+        return fit_model(candidates, {}, 0, 1.0, SESSIONS, ms, progress, label)
+    counts, drawn = _sample_counts(r, s, ms)
+    return fit_model(candidates, counts, drawn, float(r.height * s.height), SESSIONS, ms, progress, label)
+
+
+def _value_freq(r: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
+    """Each value's share of all values in both files (for the term-frequency adjustment)."""
+    col = COMPARISONS[TF_FIELD].tf_column if TF_FIELD else "name_norm"
+    values = pl.concat([r.select(pl.col(col).alias("value")), s.select(pl.col(col).alias("value"))]).drop_nulls()
+    return values.group_by("value").len().select("value", (pl.col("len") / max(values.height, 1)).alias("tf"))
 
 
 def _tf_ref(slim: pl.DataFrame) -> float | None:
-    """The mean frequency of the names that agree exactly (null when none do)."""
-    exact = slim.filter(pl.col("lv_name") == "exact").select("_tf")
-    return exact["_tf"].rechunk().mean() if exact.height else None
+    """The mean frequency of the values whose level is adjusted (null when none are)."""
+    adjusted = slim.filter(pl.col("_tf").is_not_null()).select("_tf")
+    return adjusted["_tf"].rechunk().mean() if adjusted.height else None
 
 
 def _bit_exprs(model: Model, ref: float | None, ms: MatchSettings) -> dict[str, pl.Expr]:
-    """Each field's bits from its level; the name's `exact` level adjusted for the name's
-    frequency (as Splink does): agreement on a name is worth log2(mean frequency of agreeing
-    names / this name's frequency) more bits, capped at +/- `tf_cap_bits`."""
+    """Each field's bits from its level; the `tf` levels adjusted for the value's frequency
+    (as Splink does): agreement on a value is worth log2(mean frequency of agreeing values /
+    this value's frequency) more bits, capped at +/- `tf_cap_bits`."""
     bits = {}
-    for f, names in COMPARISONS.items():
-        mapping = {n: model.bits(f, n) for n in names}
+    for f, c in COMPARISONS.items():
+        mapping = {n: model.bits(f, n) for n in c.names}
         bits[f] = pl.col(f"lv_{f}").replace_strict(mapping, default=0.0, return_dtype=pl.Float64).fill_null(0.0)
-    if ref is not None:
-        cap = ms.tf_cap_bits
-        adj = (pl.lit(ref) / pl.col("_tf")).log(2).clip(-cap, cap)
-        bits["name"] = bits["name"] + pl.when(pl.col("lv_name") == "exact").then(adj.fill_null(0.0)).otherwise(0.0)
-    else:
-        bits["name"] = bits["name"] + pl.lit(0.0)
+    if TF_FIELD is not None:
+        if ref is not None:
+            adj = (pl.lit(ref) / pl.col("_tf")).log(2).clip(-ms.tf_cap_bits, ms.tf_cap_bits)
+            bits[TF_FIELD] = bits[TF_FIELD] + adj.fill_null(0.0)
+        else:
+            bits[TF_FIELD] = bits[TF_FIELD] + pl.lit(0.0)
     return bits
 
 
@@ -495,119 +533,42 @@ def _with_roster_identity(df: pl.DataFrame, r: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _on_rows(df: pl.DataFrame, rows: pl.Expr, a: str, b: str, scorer: Callable, default: int, name: str) -> pl.Series:
+    """A rapidfuzz distance between columns a and b on the rows where `rows` holds (`default`
+    elsewhere): Python strings are made only for those rows."""
+    mask = df.select(rows).to_series()
+    out = pl.Series(name, [default] * df.height, dtype=pl.Int32)
+    if not mask.any():
+        return out
+    idx = mask.arg_true()
+    sub = df.select(a, b)[idx]
+    got = process.cpdist(sub[a].fill_null("").to_list(), sub[b].fill_null("").to_list(), scorer=scorer, workers=-1)
+    return out.scatter(idx, pl.Series(got, dtype=pl.Int32))
+
+
+def _id_hamming(df: pl.DataFrame) -> pl.Series:
+    """Positions at which two 18-character IDs differ (null for other lengths)."""
+    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
+    both = (rid.str.len_chars() == 18) & (sid.str.len_chars() == 18)
+    ham = pl.sum_horizontal([(rid.str.slice(i, 1) != sid.str.slice(i, 1)).cast(pl.Int32) for i in range(18)])
+    return df.select(pl.when(both).then(ham).alias("_id_ham")).to_series()
+
+
 def _look_expr(df: pl.DataFrame) -> pl.Series:
-    """Names of equal length differing in one character, the two characters of similar shape."""
+    """Names of equal length differing in one character, the two characters of similar shape
+    (worked out only for the rows one character apart: few, among random pairs)."""
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
-    one = (pl.col("_dist") == 1) & (rn.str.len_chars() == sn.str.len_chars())
-    width = int(df.select(rn.str.len_chars().max()).item() or 0) if df.height else 0
-    if not width:
-        return pl.Series("_look", [False] * df.height, dtype=pl.Boolean)
+    one = df.select(((pl.col("_dist") == 1) & (rn.str.len_chars() == sn.str.len_chars())).fill_null(False)).to_series()
+    out = pl.Series("_look", [False] * df.height, dtype=pl.Boolean)
+    if not one.any():
+        return out
+    idx = one.arg_true()
+    sub = df.select("r_name_norm", "s_name_norm")[idx]
+    width = int(sub.select(rn.str.len_chars().max()).item() or 0)
     ca = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(rn.str.slice(i, 1)) for i in range(width)])
     cb = pl.coalesce([pl.when(rn.str.slice(i, 1) != sn.str.slice(i, 1)).then(sn.str.slice(i, 1)) for i in range(width)])
-    chars = df.select(pl.when(one).then(ca).alias("a"), pl.when(one).then(cb).alias("b"))
-    return lookalike_chars(chars["a"], chars["b"]).alias("_look")
-
-
-class Model:
-    """Fitted Fellegi–Sunter parameters: m and u per field and level, and the prior."""
-
-    def __init__(self, m: dict[str, dict[str, float]], u: dict[str, dict[str, float]], prior_bits: float, fitted: bool) -> None:
-        self.m, self.u, self.prior_bits, self.fitted = m, u, prior_bits, fitted
-
-    def bits(self, field: str, level: str) -> float:
-        # Rounded so that the same inputs give the same weights to the last digit.
-        return round(math.log2(self.m[field][level] / self.u[field][level]), 9)
-
-
-def _random_pairs(r: pl.DataFrame, s: pl.DataFrame, n: int, seed: int = 20240901) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = int(min(n, r.height * s.height))
-    ri = r["rec"].to_numpy()[rng.integers(0, r.height, n)]
-    si = s["rec"].to_numpy()[rng.integers(0, s.height, n)]
-    return pl.DataFrame({"r": ri, "s": si, "via": ["random"] * n}, schema={"r": pl.UInt32, "s": pl.UInt32, "via": pl.String})
-
-
-def estimate_model(df: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> Model:
-    """Fellegi–Sunter parameters from the data, as Splink estimates them:
-
-    * u (level | different persons) from random roster x system pairs (a level seen fewer
-      than 10 times there keeps its configured u);
-    * m (level | same person) and the share of true links among the candidate pairs by
-      expectation maximisation over the candidate pairs' comparison vectors (one row per
-      distinct vector with its count), the configured m being the starting point and a
-      Dirichlet prior worth `em_prior_pairs` pairs;
-    * the prior odds of a random pair: the expected number of true links over |R| x |S|.
-
-    With fewer than `em_min_pairs` candidate pairs the configured values are used."""
-    m0 = {f: {n: ms.levels[f][n].m for n in names} for f, names in COMPARISONS.items()}
-    u0 = {f: {n: ms.levels[f][n].u for n in names} for f, names in COMPARISONS.items()}
-    cols = [f"lv_{f}" for f in COMPARISONS]
-
-    def vectors(frame: pl.DataFrame, skip_head: bool) -> pl.DataFrame:
-        """Distinct comparison vectors with their counts (levels as strings); grouped a slice
-        at a time before filtering or casting so that a large frame is not copied."""
-        keys = cols + (["via_head"] if skip_head and "via_head" in frame.columns else [])
-        vec = pl.concat(
-            [frame.slice(i, CHUNK_PAIRS).group_by(keys).len() for i in range(0, max(frame.height, 1), CHUNK_PAIRS)]
-        ).group_by(keys).agg(pl.col("len").sum())
-        if len(keys) > len(cols):
-            vec = vec.filter(~pl.col("via_head")).drop("via_head")
-        return vec.with_columns(pl.col(c).cast(pl.String) for c in cols)
-
-    pairs = vectors(df, skip_head=True)
-    if not ms.em or int(pairs["len"].sum() or 0) < ms.em_min_pairs:
-        return Model(m0, u0, ms.prior_bits, False)
-
-    def encode(vec: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        # Sorted: group order varies between runs, and float sums must not.
-        vec = vec.sort(cols, nulls_last=True)
-        idx = {}
-        for f, names in COMPARISONS.items():
-            code = {n: i for i, n in enumerate(names)}
-            idx[f] = vec[f"lv_{f}"].replace_strict(code, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
-        return vec["len"].to_numpy().astype(float), idx
-
-    # m and the candidate-pair prior by EM (u of the candidate population estimated alongside)
-    cnt, idx = encode(pairs)
-    a = ms.em_prior_pairs
-    m = {f: np.array([m0[f][n] for n in names]) for f, names in COMPARISONS.items()}
-    pm0 = {f: v / v.sum() for f, v in m.items()}
-    uc = {f: np.full(len(names), 1.0 / len(names)) for f, names in COMPARISONS.items()}
-    lam = 0.5
-    for _ in range(ms.em_iterations):
-        logit = np.full(len(cnt), math.log(lam / (1 - lam)))
-        for f in COMPARISONS:
-            i = idx[f]
-            ok = i >= 0
-            logit[ok] += np.log(m[f][i[ok]]) - np.log(uc[f][i[ok]])
-        w = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
-        wm, wu = cnt * w, cnt * (1 - w)
-        for f in COMPARISONS:
-            i = idx[f]
-            k = len(m[f])
-            ok = i >= 0
-            sm = np.bincount(i[ok], weights=wm[ok], minlength=k)
-            su = np.bincount(i[ok], weights=wu[ok], minlength=k)
-            m[f] = (sm + a * pm0[f]) / (sm.sum() + a)
-            uc[f] = (su + 1.0 / k) / (su.sum() + 1.0)
-        lam = min(max(wm.sum() / cnt.sum(), 1e-6), 1 - 1e-6)
-    links = lam * cnt.sum()
-    prior = min(links / (r.height * s.height), 0.5)
-    # u from random pairs, less the true links a random sample holds (prior x m)
-    rnd = compare_pairs(_random_pairs(r, s, 200_000), r, s, ms)
-    rc, ridx = encode(vectors(rnd, skip_head=False))
-    u = {}
-    for f, names in COMPARISONS.items():
-        i = ridx[f]
-        ok = i >= 0
-        cnt_r = np.bincount(i[ok], weights=rc[ok], minlength=len(names))
-        tot = cnt_r.sum()
-        true_cnt = tot * prior * m[f]
-        clean = np.maximum(cnt_r - true_cnt, 0.0)
-        u[f] = np.array([clean[j] / (tot * (1 - prior)) if tot and clean[j] >= 10 else u0[f][n] for j, n in enumerate(names)])
-    fm = {f: {n: float(m[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
-    fu = {f: {n: float(u[f][j]) for j, n in enumerate(names)} for f, names in COMPARISONS.items()}
-    return Model(fm, fu, round(math.log2(prior / (1 - prior)), 9), True)
+    chars = sub.select(ca.alias("a"), cb.alias("b"))
+    return out.scatter(idx, lookalike_chars(chars["a"], chars["b"]).fill_null(False))
 
 
 def _identity() -> list[pl.Expr]:
@@ -656,14 +617,17 @@ def assign(scored: pl.DataFrame, ms: MatchSettings, rounds: int = 6) -> pl.DataF
     ).sort("r")
 
 
-def match_system(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, ms: MatchSettings) -> pl.DataFrame:
-    """Links from roster records to one system's records (at most one per roster row)."""
+def match_system(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, ms: MatchSettings,
+                 progress: Progress | None = None) -> tuple[pl.DataFrame, Model]:
+    """Links from roster records to one system's records (at most one per roster row), and
+    the model fitted on them."""
     r = _prep(roster, ROSTER_COLS)
     s = _prep(system, SYSTEM_COLS)
     pairs = candidate_pairs(r, s, ms)
-    scored = score_pairs(pairs, r, s, ms)
+    scored, model = score_pairs(pairs, r, s, ms, progress, system_name)
     del pairs
     links = assign(scored, ms)
     del scored
     keep = ["r", "s", "weight", "score", "status", "via", "why"] + [f"lv_{f}" for f in COMPARISONS]
-    return links.select(keep).rename({"r": "roster_rec", "s": "system_rec"}).with_columns(pl.lit(system_name).alias("system"))
+    out = links.select(keep).rename({"r": "roster_rec", "s": "system_rec"}).with_columns(pl.lit(system_name).alias("system"))
+    return out, model

@@ -20,6 +20,7 @@ from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
 from .match import match_system
+from .model import PARAMETER_COLUMNS, parameters_frame
 from .memory import compact
 from .normalize import normalize_source
 from .places import observed_places, resolve_places, with_place_names
@@ -27,7 +28,7 @@ from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
 
-__all__ = ["Results", "normalize_all", "match_all", "reconcile", "summarise", "records_table", "stored_tables"]
+__all__ = ["Results", "normalize_all", "match_all", "link_all", "reconcile", "summarise", "records_table", "stored_tables"]
 
 Progress = Callable[[str], None]
 
@@ -43,6 +44,7 @@ class Results:
     export_problems: pl.DataFrame | None = None
     household_changes: pl.DataFrame | None = None
     policy: Any = None  # reconcile.policy.Policy applied tonight, or None
+    model_parameters: pl.DataFrame | None = None  # the fitted model per system (reconcile.model.parameters_frame)
 
 
 def _mode(series: pl.Series) -> str | None:
@@ -98,14 +100,17 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
     return records, pl.concat(problems, how="vertical_relaxed")
 
 
-def match_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None) -> pl.DataFrame:
-    """Links for every system, with both sides' lineage (the stored `matches` table)."""
+def link_all(records: dict[str, pl.DataFrame], settings: Settings,
+             progress: Progress | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Links for every system, with both sides' lineage (the stored `matches` table), and
+    the model fitted per system (the stored `model_parameters` table)."""
     roster = records["roster"]
-    parts = []
+    parts, params = [], []
     for system in SYSTEMS:
         if progress:
             progress(f"matching roster against {system}")
-        links = match_system(roster, records[system], system, settings.match)
+        links, model = match_system(roster, records[system], system, settings.match, progress)
+        params.append(parameters_frame(model, system))
         lineage_r = roster.select(
             pl.col("rec").alias("roster_rec"),
             pl.col("file").alias("roster_file"),
@@ -120,7 +125,13 @@ def match_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Pr
         )
         parts.append(links.join(lineage_r, on="roster_rec", how="left").join(lineage_s, on="system_rec", how="left"))
     out = pl.concat(parts, how="diagonal_relaxed")
-    return out.sort(["roster_rec", "system"])
+    model = pl.concat(params) if params else pl.DataFrame(schema=PARAMETER_COLUMNS)
+    return out.sort(["roster_rec", "system"]), model
+
+
+def match_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None) -> pl.DataFrame:
+    """The links of `link_all` alone."""
+    return link_all(records, settings, progress)[0]
 
 
 def summarise(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches: pl.DataFrame, discrepancies: pl.DataFrame) -> dict[str, int]:
@@ -170,7 +181,7 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
         review_counts["clerk_corrections"] = fixed
     if release_input:
         ingested.tables.clear()
-    matches = match_all(records, settings, progress)
+    matches, model_parameters = link_all(records, settings, progress)
     if has_decisions:
         matches, link_counts = review.apply_links(matches, records, decisions)
         review_counts.update(link_counts)
@@ -200,7 +211,7 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     counts["export_problems"] = problems_export.height
     counts["household_changes"] = changes.height
     return Results(records, compact(problems), compact(matches), compact(discrepancies), counts, compact(eligible),
-                   problems_export, changes, policy)
+                   problems_export, changes, policy, model_parameters)
 
 
 def records_table(results: Results) -> pl.DataFrame:
@@ -218,4 +229,5 @@ def stored_tables(results: Results) -> dict[str, pl.DataFrame | list[pl.DataFram
         "discrepancies": results.discrepancies,
         "export_problems": results.export_problems,
         "household_changes": results.household_changes,
+        "model_parameters": results.model_parameters,
     }

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import polars as pl
 
 from . import policy as pol
+from .comparisons import level_labels
 from .config import Settings
 from .idcard import digit_diff_positions
 from .memory import compact
@@ -77,12 +78,7 @@ ID_STATUS_TEXT = {
     "number_damaged": "身份证号被 Excel 存成了数字，最后三位已变成 000，无法从表格中恢复",
     "sci_damaged": "身份证号被 Excel 显示为科学计数法（如 4.33124E+17），大部分数字已丢失",
 }
-NAME_LEVEL_TEXT = {
-    "pinyin": "读音相同，可能是同音字录入错误",
-    "wildcard": "系统中含有无法显示的生僻字（显示为?）",
-    "close": "只差一个字，可能是录入错误",
-    "else": "姓名差别较大，请核实是否为同一人",
-}
+NAME_LEVEL_TEXT = level_labels("name")
 
 
 def _roster_base(r: pl.DataFrame) -> pl.DataFrame:

@@ -277,6 +277,15 @@ TABLES: dict[str, dict[str, str]] = {
         "run_id": "VARCHAR", "item_ref": "BIGINT", "item_key": "VARCHAR", "fingerprint": "VARCHAR",
         "kind": "VARCHAR", "school": "VARCHAR", "town": "VARCHAR",
     },
+    # The matching model fitted tonight, per system, field and level (reconcile/model.py):
+    # m, u, the level's weight in bits, and where m and u came from (`data`, `configuration`,
+    # or `bound`: the configured value capped at what the data allows).
+    "model_parameters": {
+        "run_id": "VARCHAR", "system": "VARCHAR", "field": "VARCHAR", "level": "VARCHAR", "label": "VARCHAR",
+        "m": "DOUBLE", "u": "DOUBLE", "bits": "DOUBLE", "m_from": "VARCHAR", "u_from": "VARCHAR",
+        "u_seen": "BIGINT", "random_pairs": "BIGINT", "prior": "DOUBLE", "prior_bits": "DOUBLE",
+        "em_iterations": "BIGINT", "converged": "BOOLEAN", "fitted": "BOOLEAN",
+    },
 }
 
 # Tables kept in the catalog itself (not per run); every other table is a run table.

@@ -37,6 +37,9 @@ def test_user_folder_overrides_and_extends(tmp_path: Path) -> None:
         ("settings.toml", "[match]\nmatched = 0.2\nreview = 0.5\n", "review"),
         ("settings.toml", "[match.levels.id]\nexact = [0.9, 0]\n", "exact"),
         ("settings.toml", "[match.levels.id]\nbogus = [0.9, 0.1]\n", "bogus"),
+        ("settings.toml", "[match.levels.id]\nexact = 0.9\n", "match.levels.id.exact must be"),
+        ("settings.toml", "[match.levels.nickname]\nexact = [0.9, 0.1]\n", "nickname"),
+        ("settings.toml", "[match]\nmax_block = 0\n", "max_block"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, name: str, text: str, needle: str) -> None:

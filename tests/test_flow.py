@@ -234,3 +234,42 @@ def test_exports_respelt_overnight_change_nothing(harness, county: Path, tmp_pat
                                      count(distinct village_key) < count(distinct village)
                               from records where run_id = (select run_id from runs where status = 'succeeded')""")
     assert spellings[0][1] == spellings[0][2] < spellings[0][0] and spellings[0][3]
+
+def test_doubtful_links_reach_review_and_the_clerks_workbook(harness, county: Path, tmp_path: Path) -> None:
+    """A night whose `matched` threshold (configuration) is far above most links' weights:
+    the links below it land in `review`, students with only such links become
+    `needs_review` items, and those reach the school workbooks with the system's name and
+    the model's probability; the fitted model is stored beside them."""
+    from flows.nightly import nightly_reconciliation
+    from reconcile.comparisons import COMPARISONS
+    from reconcile.report import KIND_LABELS, SHEET_PROBLEMS
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "settings.toml").write_text("[match]\nmatched = 0.999999999999\n", encoding="utf-8")  # 40 bits
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    counts = nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports), config=str(config))
+    statuses = dict(_query(db, "select status, count(*) from matches group by status"))
+    assert statuses.get("review", 0) > 0 and statuses.get("matched", 0) > 0
+    assert counts["review"] > 0
+    [(n_items,)] = _query(db, "select count(*) from discrepancies where kind = 'needs_review'")
+    assert n_items > 0 and counts["kind_needs_review"] == n_items
+    # every needs_review item is a student with a review link and no matched link anywhere
+    assert _query(db, """select count(*) from discrepancies d join records r on r.source = 'roster'
+                          and r.file = d.file and r.sheet = d.sheet and r.row = d.row
+                          where d.kind = 'needs_review' and (r.rec in (select roster_rec from matches where status = 'matched')
+                          or r.rec not in (select roster_rec from matches where status = 'review'))""") == [(0,)]
+
+    label = KIND_LABELS["needs_review"]
+    rows = []
+    for book in sorted(Path(counts["reports"]).glob("*.xlsx")):  # the school workbooks
+        ws = openpyxl.load_workbook(book)[SHEET_PROBLEMS]
+        header = [c.value for c in ws[1]]
+        rows += [dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True) if r[header.index("问题类型")] == label]
+    assert len(rows) == n_items
+    assert all(r["系统中姓名"] and "匹配可能性" in r["说明"] for r in rows)
+
+    params = _query(db, "select system, count(*), bool_and(fitted), bool_and(converged), min(prior) from model_parameters group by system order by system")
+    levels = sum(len(c.names) for c in COMPARISONS.values())
+    assert [p[:4] for p in params] == [("dibao", levels, True, True), ("filing", levels, True, True)]
+    assert all(0 < p[4] < 0.01 for p in params)

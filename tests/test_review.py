@@ -34,10 +34,8 @@ def run_night(inbox: Path, db: Path, reports: Path, night: date, settings) -> tu
     run_id = f"run-{night.isoformat()}"
     now = datetime(night.year, night.month, night.day, 2, tzinfo=timezone.utc)
     store.begin_run(db, run_id=run_id, started_at=now, night=night, as_of=night, parameters={})
-    store.finish_run(db, run_id=run_id, finished_at=now, counts=res.counts, tables={
-        "records": pipeline.records_table(res), "row_problems": res.problems,
-        "matches": res.matches, "discrepancies": disc,
-    })
+    store.finish_run(db, run_id=run_id, finished_at=now, counts=res.counts,
+                     tables={**pipeline.stored_tables(res), "discrepancies": disc})
     paths = report.write_school_workbooks(disc, reports / night.isoformat(), run_id=run_id)
     return run_id, res, paths
 
@@ -337,7 +335,14 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     assert q(db, "select count(*) from review_conflicts") == [(1,)]
     assert q(db, "select count(*) from open_discrepancies")[0][0] == d2.height
     assert q(db, "select sum(n) from discrepancy_totals")[0][0] == d2.height
-    assert q(db, "select count(*) from coverage_gaps")[0][0] >= 0
+    # Coverage: school-age children of system households that no roster row lists or links to.
+    [(gaps, ids, young, old)] = q(db, "select count(*), count(distinct id_norm), min(age), max(age) from coverage_gaps")
+    assert gaps > 0 and ids == gaps and 6 <= young <= old <= 17
+    assert q(db, "select count(*) from coverage_gaps g join records r on r.run_id = g.run_id and r.source = 'roster' "
+                 "and r.id_norm = g.id_norm") == [(0,)]
+    assert q(db, "select count(*) from coverage_gaps g join records s on s.run_id = g.run_id and s.id_norm = g.id_norm "
+                 "join matches m on m.run_id = s.run_id and m.system = s.source and m.system_rec = s.rec") == [(0,)]
+    assert q(db, "select sum(children) from coverage_by_town")[0][0] == gaps
 
 
 def test_cli_review_import_needs_files(capsys) -> None:
@@ -376,6 +381,7 @@ def test_monday_notebook_runs_against_a_generated_county(inbox: Path, tmp_path: 
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # problems by town, trend
-    text = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # problems by town, trend, match weights
+    text = " ".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)
     assert "王老师" in text
+    assert "bits (sum of the rows below:" in text  # one link explained field by field

@@ -91,8 +91,13 @@ def _tables(tag: str, n: int = 2) -> dict[str, pl.DataFrame]:
         {"system": ["dibao"], "household": [f"{tag}户"], "change": ["left"], "export_incomplete": [False],
          "students": [1], "message": ["停保"]}
     )
+    model_parameters = pl.DataFrame(
+        {"system": ["filing"], "field": ["id"], "level": ["exact"], "m": [0.95], "u": [1e-6], "bits": [19.9],
+         "m_from": ["data"], "u_from": ["configuration"], "prior": [1e-4], "converged": [True]}
+    )
     return {"records": records, "row_problems": problems, "matches": matches, "discrepancies": discrepancies,
-            "export_problems": export_problems, "household_changes": household_changes}
+            "export_problems": export_problems, "household_changes": household_changes,
+            "model_parameters": model_parameters}
 
 
 def _run(db: Path, run_id: str, night: date = NIGHT, tag: str | None = None, n: int = 2) -> None:
