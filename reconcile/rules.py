@@ -1,8 +1,8 @@
 """Discrepancy rules: what the clerk must be told, one row per roster record and kind.
 
 Each rule is a small function from the normalised records and links to rows of the
-discrepancy table, with a Chinese message a clerk understands. Kinds are stable codes
-(documented in the README): not_found, needs_review, id_mismatch, name_mismatch,
+discrepancy table, with a Chinese message a clerk understands. Kinds, their severity and
+wording are ``reconcile.vocabulary.KINDS``: not_found, needs_review, id_mismatch, name_mismatch,
 id_invalid, household_exited, dibao_stopped, duplicate_claim, id_fact_conflict; and, with a
 ``RuleContext`` (reference date, county policy, incomplete exports; issue 7): subsidy_mismatch,
 age_stage_mismatch, export_incomplete (instead of not_found), missed_eligible (a system record
@@ -21,42 +21,11 @@ from . import policy as pol
 from .config import Settings
 from .idcard import digit_diff_positions
 from .memory import compact
+from .vocabulary import ID_STATUS_TEXT, KINDS as VOCAB, NAME_LEVEL_TEXT, SYSTEM_LABELS, USABLE_ID_STATUSES
 
-__all__ = ["KINDS", "SEVERITY", "find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr"]
+__all__ = ["find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr"]
 
-SYSTEM_LABEL = {"dibao": "低保", "filing": "建档立卡"}
-USABLE = ["valid", "legacy15"]
-
-KINDS: dict[str, str] = {
-    "not_found": "两个系统中均未找到该学生",
-    "needs_review": "系统中有疑似记录，需人工确认",
-    "id_mismatch": "按姓名和出生日期找到，但身份证号不一致",
-    "name_mismatch": "按身份证号找到，但姓名不一致",
-    "id_invalid": "名单中的身份证号无效或已损坏",
-    "household_exited": "家庭已脱贫且不再享受政策",
-    "dibao_stopped": "家庭低保已停保或注销",
-    "duplicate_claim": "同一学生被重复申报",
-    "id_fact_conflict": "出生日期或性别与身份证号不符",
-    "subsidy_mismatch": "资助金额与本县资助标准不符",
-    "age_stage_mismatch": "年龄与学段或年级不符",
-    "export_incomplete": "系统导出可能不完整（该村/乡镇的记录缺失），请重新导出后再核对",
-    "missed_eligible": "符合资助条件的学龄儿童不在任何资助名单上（控辍保学）",
-}
-SEVERITY: dict[str, str] = {
-    "not_found": "high",
-    "household_exited": "high",
-    "dibao_stopped": "high",
-    "duplicate_claim": "high",
-    "id_mismatch": "medium",
-    "id_invalid": "medium",
-    "id_fact_conflict": "medium",
-    "needs_review": "medium",
-    "name_mismatch": "low",
-    "subsidy_mismatch": "high",
-    "export_incomplete": "high",
-    "missed_eligible": "medium",
-    "age_stage_mismatch": "medium",
-}
+USABLE = list(USABLE_ID_STATUSES)
 
 DISCREPANCY_COLUMNS: dict[str, pl.DataType] = {
     "kind": pl.String(), "severity": pl.String(), "source": pl.String(), "file": pl.String(),
@@ -65,23 +34,6 @@ DISCREPANCY_COLUMNS: dict[str, pl.DataType] = {
     "system_value": pl.String(), "message": pl.String(), "school": pl.String(), "town": pl.String(),
     "name": pl.String(), "id_number": pl.String(), "system_name": pl.String(), "system_id": pl.String(),
     "diff_positions": pl.List(pl.Int8()),
-}
-
-ID_STATUS_TEXT = {
-    "missing": "名单中没有填写身份证号",
-    "student_no": "名单中身份证号一栏为空，已按学籍号（G+身份证号）补齐，请在名单中补填身份证号",
-    "checksum": "身份证号校验位不正确（18位中有数字录错或顺序颠倒）",
-    "bad_date": "身份证号中的出生日期不是有效日期",
-    "bad_length": "身份证号位数不对（应为18位）",
-    "bad_chars": "身份证号含有非法字符",
-    "number_damaged": "身份证号被 Excel 存成了数字，最后三位已变成 000，无法从表格中恢复",
-    "sci_damaged": "身份证号被 Excel 显示为科学计数法（如 4.33124E+17），大部分数字已丢失",
-}
-NAME_LEVEL_TEXT = {
-    "pinyin": "读音相同，可能是同音字录入错误",
-    "wildcard": "系统中含有无法显示的生僻字（显示为?）",
-    "close": "只差一个字，可能是录入错误",
-    "else": "姓名差别较大，请核实是否为同一人",
 }
 
 
@@ -126,7 +78,7 @@ def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.Dat
 def _finish(df: pl.DataFrame | pl.LazyFrame, kind: str) -> pl.DataFrame:
     """The rule's rows in the discrepancy shape. A rule may hand over a lazy query: only the
     columns kept here are then ever built (a roster joined with its links is 45 wide)."""
-    lf = df.lazy().with_columns(pl.lit(kind).alias("kind"), pl.lit(SEVERITY[kind]).alias("severity"))
+    lf = df.lazy().with_columns(pl.lit(kind).alias("kind"), pl.lit(VOCAB[kind].severity).alias("severity"))
     have = set(lf.collect_schema().names())
     lf = lf.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in DISCREPANCY_COLUMNS.items() if c not in have)
     # Compact: the rule's strings are views into the wide frames it joined and filtered,
@@ -139,7 +91,7 @@ def _name_fields() -> list[pl.Expr]:
 
 
 def _sys_label() -> pl.Expr:
-    return pl.col("system").replace_strict(SYSTEM_LABEL, default=pl.col("system"))
+    return pl.col("system").replace_strict(dict(SYSTEM_LABELS), default=pl.col("system"))
 
 
 def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
@@ -147,8 +99,7 @@ def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame
     out = _roster_base(r).join(found, on="roster_rec", how="anti")
     return _finish(
         out.with_columns(
-            pl.lit("低保和建档立卡两个系统中都没有找到该学生（已按身份证号、姓名与出生日期、户主等方式查找）。"
-                   "请核实学生姓名和身份证号，或确认其家庭是否在低保/建档立卡范围内。").alias("message")
+            pl.lit(VOCAB["not_found"].texts["message"]).alias("message")
         ),
         "not_found",
     )
@@ -218,7 +169,7 @@ def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
             pl.format(
                 "在{}系统中按身份证号找到该学生，但姓名不同：名单为「{}」，系统中为「{}」，{}。",
                 _sys_label(), pl.col("name").fill_null(""), pl.col("system_name").fill_null(""),
-                pl.col("lv_name").replace_strict(NAME_LEVEL_TEXT, default="请核实"),
+                pl.col("lv_name").replace_strict(dict(NAME_LEVEL_TEXT), default="请核实"),
             ).alias("message"),
         ),
         "name_mismatch",
@@ -248,7 +199,7 @@ def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFram
             pl.lit("id_number").alias("field"),
             pl.col("id_number").alias("value"),
             pl.col("system_id").alias("system_value"),
-            pl.format("{}。{}", pl.col("id_status").replace_strict(ID_STATUS_TEXT, default="身份证号无效"), hint).alias("message"),
+            pl.format("{}。{}", pl.col("id_status").replace_strict(dict(ID_STATUS_TEXT), default="身份证号无效"), hint).alias("message"),
         ),
         "id_invalid",
     )
@@ -605,7 +556,7 @@ def export_incomplete(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Ru
 
 
 def _sys_label_of(col: str) -> pl.Expr:
-    return pl.col(col).replace_strict(SYSTEM_LABEL, default=pl.col(col))
+    return pl.col(col).replace_strict(dict(SYSTEM_LABELS), default=pl.col(col))
 
 
 def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links: pl.DataFrame, s: Settings,

@@ -83,6 +83,7 @@ import polars as pl
 
 from reconcile.errors import ReconError, RunLockedError
 from reconcile.fields import FIELDS, ID_FIELDS, LINEAGE, SOURCES
+from reconcile.vocabulary import mask_text
 
 __all__ = [
     "RunLock",
@@ -491,12 +492,9 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-_ID_RUN = re.compile(r"(?<![0-9])[0-9]{14,17}[0-9Xx](?![0-9])")
-
-
 def _scrub(text: str, limit: int = 4000) -> str:
     """Keep ID-like digit runs out of stored error text (privacy), cap the length."""
-    text = _ID_RUN.sub(lambda m: m.group(0)[:6] + "*" * (len(m.group(0)) - 6), text)
+    text = mask_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
