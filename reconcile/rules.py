@@ -19,7 +19,7 @@ import polars as pl
 
 from . import policy as pol
 from .config import Settings
-from .idcard import digit_diff_positions
+from .idcard import check_char_expr, digit_diff_positions
 from .memory import compact
 from .vocabulary import ID_STATUS_TEXT, KINDS as VOCAB, NAME_LEVEL_TEXT, SYSTEM_LABELS, USABLE_ID_STATUSES
 
@@ -94,7 +94,7 @@ def _sys_label() -> pl.Expr:
     return pl.col("system").replace_strict(dict(SYSTEM_LABELS), default=pl.col("system"))
 
 
-def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     found = links.select("roster_rec").unique()
     out = _roster_base(r).join(found, on="roster_rec", how="anti")
     return _finish(
@@ -105,7 +105,7 @@ def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame
     )
 
 
-def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     sure = links.filter(pl.col("status") == "matched").select("roster_rec").unique()
     maybe = links.lazy().filter(pl.col("status") == "review").join(sure.lazy(), on="roster_rec", how="anti",
                                                                    maintain_order="left")
@@ -122,7 +122,7 @@ def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFr
     )
 
 
-def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     base = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_known"), on="roster_rec")
     out = base.lazy().join(links.lazy(), on="roster_rec", how="inner", maintain_order="left").filter(
         (pl.col("lv_id") != "exact") & pl.col("id_number").is_not_null() & pl.col("system_id").is_not_null()
@@ -156,7 +156,7 @@ def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFra
     )
 
 
-def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     out = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "name_norm"), on="roster_rec").lazy().join(
         links.lazy(), on="roster_rec", how="inner", maintain_order="left"
     ).filter(
@@ -176,30 +176,63 @@ def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
     )
 
 
-def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def _damage(status: pl.Expr, known: pl.Expr, value: pl.Expr, system_id: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """Where a roster ID is damaged: the 0-based positions, and a clause saying so.
+
+    Against the student's own system ID when there is one (which digits differ); else what
+    the status tells: Excel's lost digits, the check character the first 17 digits call for."""
+    diff = digit_diff_positions(value, system_id)
+    lost = pl.int_ranges(known.fill_null(0).cast(pl.Int8), 18, dtype=pl.Int8)
+    damaged = status.is_in(["number_damaged", "sci_damaged"])
+    first17 = value.str.slice(0, 17)
+    want = check_char_expr(first17)
+    positions = (
+        pl.when(damaged).then(lost)
+        .when(diff.is_not_null() & (diff.list.len() > 0)).then(diff)
+        .when((status == "checksum") & want.is_not_null()).then(pl.lit([17], dtype=pl.List(pl.Int8)))
+    )
+    pos_text = positions.list.eval((pl.element() + 1).cast(pl.String)).list.join("、")
+    clause = (
+        pl.when(damaged & (known.fill_null(0) > 0)).then(pl.format("（只有前{}位可信，第{}至18位已丢失）", known, known + 1))
+        .when(diff.is_not_null() & (diff.list.len() > 0)).then(pl.format("（与系统中该学生本人的号码相比，第{}位不同）", pos_text))
+        .when((status == "checksum") & want.is_not_null()).then(pl.format(
+            "（按前17位计算，第18位校验码应为「{}」，名单中为「{}」：前17位中可能有一位录错或两位顺序颠倒）",
+            want, value.str.slice(17, 1)))
+        .when(status == "bad_length").then(pl.format("（名单中的号码有{}位）", value.str.len_chars()))
+        .otherwise(pl.lit(""))
+    )
+    return positions, clause
+
+
+def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     # An empty ID cell filled from the student number (G + ID) is still a gap in the roster.
     from_student_no = pl.col("id_number_kind") == "student_no"
     out = (
         _roster_base(r)
-        .join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_number_kind"), on="roster_rec")
+        .join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_number_kind", "id_known"), on="roster_rec")
         .filter(~pl.col("id_status").is_in(USABLE) | from_student_no)
         .with_columns(pl.when(from_student_no).then(pl.lit("student_no")).otherwise(pl.col("id_status")).alias("id_status"))
     )
     keep = ["roster_rec", "system", "system_file", "system_sheet", "system_row", "system_name", "system_id"]
+    # Only the student's own record: a link through the head of household carries the head's ID.
     found = (
-        links.select(*keep, "status").filter(pl.col("status") == "matched")  # narrow before copying rows
+        links.select(*keep, "status", "via", "s_id_status")
+        .filter((pl.col("status") == "matched") & (pl.col("via") != "household_head") & pl.col("s_id_status").is_in(USABLE))
         .sort("roster_rec", "system").unique("roster_rec", keep="first").select(keep)
     )
     out = out.join(found, on="roster_rec", how="left")
+    positions, where = _damage(pl.col("id_status"), pl.col("id_known"), pl.col("id_number"), pl.col("system_id"))
     hint = pl.when(pl.col("system_id").is_not_null()).then(
-        pl.format("{}系统中登记的号码可供核对。", _sys_label())
+        pl.format("{}系统中该学生本人登记的号码可供核对。", _sys_label())
     ).otherwise(pl.lit("请对照户口簿或身份证核实后更正。"))
     return _finish(
         out.with_columns(
             pl.lit("id_number").alias("field"),
             pl.col("id_number").alias("value"),
             pl.col("system_id").alias("system_value"),
-            pl.format("{}。{}", pl.col("id_status").replace_strict(dict(ID_STATUS_TEXT), default="身份证号无效"), hint).alias("message"),
+            positions.alias("diff_positions"),
+            pl.format("{}{}。{}", pl.col("id_status").replace_strict(dict(ID_STATUS_TEXT), default="身份证号无效"),
+                      where, hint).alias("message"),
         ),
         "id_invalid",
     )
@@ -246,8 +279,24 @@ def _ended(r: pl.DataFrame, links: pl.DataFrame, s: Settings, system: str, statu
     return _roster_base(r).lazy().join(ended, on="roster_rec", how="inner", maintain_order="left")
 
 
-def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
-    out = _ended(r, links, s, "filing", "poverty_status", s.qualifying_poverty)
+def _with_cut(rows: pl.LazyFrame, r: pl.DataFrame, links: pl.DataFrame, ctx: RuleContext) -> pl.LazyFrame:
+    """``rows`` plus ``cut_systems``: the systems whose export is incomplete in the student's place."""
+    cut = _in_places(roster_places(r, links), ctx.incomplete).group_by("roster_rec").agg(
+        pl.col("problem_system").alias("cut_systems"))
+    return rows.join(cut.lazy(), on="roster_rec", how="left", maintain_order="left")
+
+
+def _other_system_says(system: str, absent: str) -> pl.Expr:
+    """What to say about the other system: absent, unless its export is cut where the student lives."""
+    cut = pl.col("cut_systems").fill_null(pl.lit([], dtype=pl.List(pl.String))).list.contains(system)
+    return pl.when(cut).then(pl.lit(
+        f"但{SYSTEM_LABELS[system]}系统在该村（乡镇）的导出不完整，无法确认该学生在{SYSTEM_LABELS[system]}系统中的情况。"
+        f"请先重新导出{SYSTEM_LABELS[system]}数据再核对。"
+    )).otherwise(pl.lit(absent))
+
+
+def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    out = _with_cut(_ended(r, links, s, "filing", "poverty_status", s.qualifying_poverty), r, links, ctx)
     year = pl.when(pl.col("exit_year").is_not_null()).then(
         pl.format("（脱贫年度 {}，自该年度起不再享受政策）", pl.col("exit_year"))).otherwise(pl.lit(""))
     return _finish(
@@ -255,16 +304,16 @@ def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Da
             pl.lit("poverty_status").alias("field"),
             pl.col("poverty_status").alias("system_value"),
             pl.format(
-                "该学生在建档立卡系统中的家庭状态为「{}」{}，低保系统中也没有在保记录，已不属于资助对象，请核实。",
-                pl.col("poverty_status"), year,
+                "该学生在建档立卡系统中的家庭状态为「{}」{}，{}",
+                pl.col("poverty_status"), year, _other_system_says("dibao", "低保系统中也没有在保记录，已不属于资助对象，请核实。"),
             ).alias("message"),
         ),
         "household_exited",
     )
 
 
-def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
-    out = _ended(r, links, s, "dibao", "dibao_status", s.qualifying_dibao)
+def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    out = _with_cut(_ended(r, links, s, "dibao", "dibao_status", s.qualifying_dibao), r, links, ctx)
     since = pl.when(pl.col("approved_date").is_not_null()).then(
         pl.format("（低保批准日期 {}，导出中没有停保日期）", pl.col("approved_date"))).otherwise(pl.lit(""))
     return _finish(
@@ -272,15 +321,16 @@ def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
             pl.lit("status").alias("field"),
             pl.col("dibao_status").alias("system_value"),
             pl.format(
-                "该学生家庭的低保状态为「{}」{}，建档立卡系统中也没有仍享受政策的记录，已不属于资助对象，请核实。",
+                "该学生家庭的低保状态为「{}」{}，{}",
                 pl.col("dibao_status"), since,
+                _other_system_says("filing", "建档立卡系统中也没有仍享受政策的记录，已不属于资助对象，请核实。"),
             ).alias("message"),
         ),
         "dibao_stopped",
     )
 
 
-def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     """The same student on two roster rows: same ID, or the same system person, or same name and birth."""
     sys_id = (
         links.select("roster_rec", "system", "system_id", "status", "s_id_status", "via")
@@ -314,7 +364,7 @@ def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Dat
     )
 
 
-def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     base = _roster_base(r).join(
         r.select(pl.col("rec").alias("roster_rec"), "id_status", "birth", "id_birth", "gender_norm", "id_gender", "birth_date", "gender"),
         on="roster_rec",
@@ -334,7 +384,7 @@ def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Da
     return _finish(pl.concat([births, genders], how="diagonal_relaxed") if births.height or genders.height else births, "id_fact_conflict")
 
 
-RULES: tuple[Callable[[pl.DataFrame, pl.DataFrame, Settings], pl.DataFrame], ...] = (
+RULES: tuple[Callable[[pl.DataFrame, pl.DataFrame, Settings, "RuleContext"], pl.DataFrame], ...] = (
     not_found, needs_review, id_mismatch, name_mismatch, id_invalid,
     household_exited, dibao_stopped, duplicate_claim, id_fact_conflict,
 )
@@ -546,7 +596,7 @@ def export_incomplete(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Ru
         out.with_columns(
             pl.col("problem_system").alias("system"),
             pl.format(
-                "{}{}的{}导出数据明显不完整（见 export_problems 表），该学生可能因此未找到。请先重新导出{}数据再核对，不必逐户查找。",
+                "{}{}的{}导出数据明显不完整（与另一系统和名单相比该村几乎没有记录），该学生可能因此未找到。请先重新导出{}数据再核对，不必逐户查找。",
                 pl.col("place_town").fill_null(""), pl.col("place_village").fill_null(""),
                 _sys_label_of("problem_system"), _sys_label_of("problem_system"),
             ).alias("message"),
@@ -641,7 +691,7 @@ def find_discrepancies(
     links = _links(matches, systems)
     if links.height and "system" in links.columns:
         links = links.with_columns(qualifies_expr(settings, ctx.as_of).alias("qualifies"))
-    frames = [rule(roster, links, settings) for rule in RULES]
+    frames = [rule(roster, links, settings, ctx) for rule in RULES]
     if context is not None:
         extra = [
             export_incomplete(roster, links, settings, ctx),
