@@ -32,7 +32,7 @@ DISCREPANCY_COLUMNS: dict[str, pl.DataType] = {
     "sheet": pl.String(), "row": pl.Int64(), "system": pl.String(), "system_file": pl.String(),
     "system_sheet": pl.String(), "system_row": pl.Int64(), "field": pl.String(), "value": pl.String(),
     "system_value": pl.String(), "message": pl.String(), "school": pl.String(), "town": pl.String(),
-    "name": pl.String(), "id_number": pl.String(), "system_name": pl.String(), "system_id": pl.String(),
+    "village": pl.String(), "name": pl.String(), "id_number": pl.String(), "system_name": pl.String(), "system_id": pl.String(),
     "diff_positions": pl.List(pl.Int8()),
 }
 
@@ -40,7 +40,7 @@ DISCREPANCY_COLUMNS: dict[str, pl.DataType] = {
 def _roster_base(r: pl.DataFrame) -> pl.DataFrame:
     return r.select(
         pl.col("rec").alias("roster_rec"), "source", "file", "sheet", "row",
-        pl.col("school"), pl.col("town"), pl.col("name"),
+        pl.col("school"), pl.col("town"), pl.col("village"), pl.col("name"),
         pl.coalesce("id_norm", "id_number").alias("id_number"),
     )
 
@@ -351,7 +351,9 @@ def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Rule
     base = _roster_base(r).join(dup.select("roster_rec", "_who", "n"), on="roster_rec")
     where = (
         base.sort(["file", "sheet", "row"])
-        .with_columns(pl.format("{}第{}行", pl.col("file"), pl.col("row")).alias("_at"))
+        .with_columns(pl.format("{}{}第{}行", pl.col("school").fill_null(""),
+                                pl.when(pl.col("sheet").fill_null("") != "").then(pl.format("「{}」", pl.col("sheet")))
+                                .otherwise(pl.lit("")), pl.col("row")).alias("_at"))
         .group_by("_who")
         .agg(pl.col("_at").str.join("；").alias("_all"))
     )
@@ -371,7 +373,7 @@ def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Rul
     ).filter(pl.col("id_status").is_in(USABLE))
     births = base.filter(pl.col("birth").is_not_null() & pl.col("id_birth").is_not_null() & (pl.col("birth") != pl.col("id_birth"))).with_columns(
         pl.lit("birth_date").alias("field"),
-        pl.col("birth_date").alias("value"),
+        pl.col("birth").cast(pl.String).alias("value"),  # as a date, so only digits can differ from the ID's
         pl.col("id_birth").cast(pl.String).alias("system_value"),
         pl.format("名单填写的出生日期 {} 与身份证号中的出生日期 {} 不一致，请核实。", pl.col("birth").cast(pl.String), pl.col("id_birth").cast(pl.String)).alias("message"),
     )
@@ -617,7 +619,7 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         return _finish(_roster_base(r).head(0), "missed_eligible")
     ref = _reference_day(ctx.as_of)
     c = s.checks
-    parts = []
+    parts: list[pl.DataFrame] = []
     for name, sysrec in systems.items():
         if sysrec.is_empty():
             continue
@@ -661,11 +663,32 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         .sort([pl.col("qualifies").not_(), pl.col("system") != "filing", "file", "sheet", "row"])
         .unique("id_norm", keep="first", maintain_order=True)
     )
+    # A stage no roster covers tonight (本科/大专 without a university roster) is counted for
+    # analysts (missed_other_stage), not put to the towns as a possible drop-out.
+    entry = sorted(c.entry_age.items(), key=lambda kv: kv[1])
+    by_age = pl.lit(None, pl.String)
+    for stage, age in entry:  # ascending: the last (outermost) test is the oldest stage
+        if stage in ("大专", "中职"):  # same entry age as 本科 / 高中: the commoner one names it
+            continue
+        by_age = pl.when(pl.col("_age") >= age).then(pl.lit(stage)).otherwise(by_age)
+    named = pl.col("_ss").is_in(list(c.entry_age))
+    cand = cand.with_columns(pl.when(named).then(pl.col("_ss")).otherwise(by_age).alias("_stage"))
+    covered = set(c.missed_stages) | {st for sts in _facts_frame(r, s, ctx.policy)["f_stages"].drop_nulls().to_list() for st in sts}
+    on_rosters = pl.col("_stage").is_in(sorted(covered))
+    other = cand.filter(~on_rosters).select(
+        pl.col("system").alias("source"), "file", "sheet", "row", "system",
+        pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row"),
+        "town", "village", pl.col("name").alias("system_name"), pl.col("id_norm").alias("system_id"),
+        pl.lit("stage").alias("field"), pl.col("_stage").alias("system_value"),
+        pl.format("{}{}：学段「{}」今晚没有任何资助名单，未核对。", pl.col("town").fill_null(""), pl.col("village").fill_null(""),
+                  pl.col("_stage").fill_null("未知")).alias("message"),
+    )
+    cand = cand.filter(on_rosters)
     status = pl.coalesce(pl.col("poverty_status"), pl.col("dibao_status"))
     out = cand.select(
         pl.col("system").alias("source"), "file", "sheet", "row", "system",
         pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row"),
-        "town", pl.col("name"), pl.col("name").alias("system_name"), pl.col("id_norm").alias("id_number"),
+        "town", "village", pl.col("name"), pl.col("name").alias("system_name"), pl.col("id_norm").alias("id_number"),
         pl.col("id_norm").alias("system_id"),
         pl.lit("school_status").alias("field"), pl.col("school_status").alias("system_value"),
         pl.format(
@@ -675,7 +698,7 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
             _sys_label(), status.fill_null(""),
         ).alias("message"),
     )
-    return _finish(out, "missed_eligible")
+    return pl.concat([_finish(out, "missed_eligible"), _finish(other, "missed_other_stage")])
 
 
 def find_discrepancies(

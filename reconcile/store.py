@@ -204,6 +204,7 @@ TABLES: dict[str, dict[str, str]] = {
         "message": "VARCHAR",
         "school": "VARCHAR",
         "town": "VARCHAR",
+        "village": "VARCHAR",
         # clerk review (reconcile.review): stable key, workbook reference, record fingerprint
         "item_key": "VARCHAR",
         "item_ref": "BIGINT",
@@ -677,6 +678,11 @@ VIEWS: dict[str, str] = {
     "discrepancy_totals": """
         SELECT night, town, school, stage, kind, severity, count(*) AS n
         FROM open_discrepancies GROUP BY ALL""",
+    # Children of qualifying households at a stage no roster covered that night (本科/大专 …):
+    # not put to the towns as possible drop-outs, counted per town and stage instead.
+    "missed_by_stage": """
+        SELECT night, town, system_value AS stage, count(*) AS n
+        FROM open_discrepancies WHERE kind = 'missed_other_stage' GROUP BY ALL ORDER BY town, stage""",
     # Each succeeded run with the succeeded run before it.
     "run_pairs": """
         SELECT run_id, night, lag(run_id) OVER (ORDER BY night, finished_at) AS prev_run_id

@@ -25,6 +25,8 @@ __all__ = [
     "PAIR_KINDS",
     "ID_KINDS",
     "NOTICE_BLOCKING",
+    "SCHOOL_KINDS",
+    "TOWN_KINDS",
     "SYSTEMS",
     "SYSTEM_LABELS",
     "USABLE_ID_STATUSES",
@@ -55,7 +57,9 @@ class Kind:
     ``correctable`` names the field a clerk's 更正值 replaces on this kind (``id_number``,
     ``amount``, ``name``), empty when a correction cannot be taken from the sheet;
     ``blocks_notice``: a student with an open item of this kind is left off the 公示名单;
-    ``pair``: the item is about one roster × system pair (a confirmed pair settles it).
+    ``pair``: the item is about one roster × system pair (a confirmed pair settles it);
+    ``scope``: which workbooks list it — ``school`` (school and town), ``town`` (town only:
+    no school by nature) or ``analyst`` (no clerk workbook: counted in the database alone).
     """
 
     code: str
@@ -68,6 +72,7 @@ class Kind:
     correctable: tuple[str, ...] = ()
     blocks_notice: bool = False
     pair: bool = False
+    scope: str = "school"
     texts: Mapping[str, str] = field(default_factory=dict)  # message templates (pl.format), by name
 
 
@@ -182,6 +187,15 @@ _KINDS: tuple[Kind, ...] = (
         "a school-age child of a qualifying household on no roster (控辍保学), of a stage tonight's rosters cover; "
         "`source`/`file`/`sheet`/`row` and `system_*` point at the system record, `town` and the message say where; "
         "only in the town workbooks",
+        scope="town",
+    ),
+    Kind(
+        "missed_other_stage", "low", "未覆盖学段的学龄人口", "符合资助条件但所在学段今晚没有任何资助名单",
+        "低保或建档立卡家庭中的在校生，其学段（如本科、大专）今晚没有任何学校报送资助名单，无法核对。",
+        "供县资助中心统计：该学段的名单报送后再核对。",
+        "like `missed_eligible`, but of a stage no roster covers tonight (e.g. 本科/大专): never in a clerk workbook, "
+        "counted per town and stage in the view `missed_by_stage`",
+        scope="analyst",
     ),
 )
 
@@ -190,6 +204,8 @@ KIND_CODES: tuple[str, ...] = tuple(KINDS)
 PAIR_KINDS: tuple[str, ...] = tuple(k.code for k in _KINDS if k.pair)
 ID_KINDS: tuple[str, ...] = tuple(k.code for k in _KINDS if "id_number" in k.correctable)
 NOTICE_BLOCKING: tuple[str, ...] = tuple(k.code for k in _KINDS if k.blocks_notice)
+SCHOOL_KINDS: tuple[str, ...] = tuple(k.code for k in _KINDS if k.scope == "school")
+TOWN_KINDS: tuple[str, ...] = tuple(k.code for k in _KINDS if k.scope in ("school", "town"))
 
 # ID statuses (reconcile.idcard) and the roster-only "student_no" (ID taken from 学籍号).
 USABLE_ID_STATUSES: tuple[str, ...] = ("valid", "legacy15")
@@ -261,10 +277,12 @@ def system_label(code: str | None) -> str:
 
 def kinds_table() -> str:
     """The README's "Discrepancy kinds" table (markdown), from ``KINDS``."""
-    lines = ["| kind | severity | blocks the 公示名单 | a clerk corrects | meaning |", "|---|---|---|---|---|"]
+    lines = ["| kind | severity | workbooks | blocks the 公示名单 | a clerk corrects | meaning |", "|---|---|---|---|---|---|"]
+    where = {"school": "school, town", "town": "town", "analyst": "none"}
     for k in _KINDS:
         corr = ", ".join(f"`{c}`" for c in k.correctable) or "—"
-        lines.append(f"| `{k.code}` | {k.severity} | {'yes' if k.blocks_notice else 'no'} | {corr} | {k.meaning} |")
+        lines.append(f"| `{k.code}` | {k.severity} | {where[k.scope]} | {'yes' if k.blocks_notice else 'no'} | {corr} "
+                     f"| {k.meaning} |")
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import Any
@@ -143,3 +144,25 @@ def test_no_message_claims_absence_in_an_export_cut_short(settings: Settings) ->
     exited = found.filter(pl.col("kind") == "household_exited")["message"].to_list()
     assert exited and all("导出不完整" in m for m in exited), exited
     assert not [m for m in found["message"].to_list() if re.search("低保系统中(也)?没有|不在低保", m)]
+
+
+def _university_child(settings: Settings, missed_stages: frozenset[str] = frozenset()) -> pl.DataFrame:
+    """A 19-year-old 本科 student of a qualifying household; tonight's roster is one junior-school row."""
+    student = {**F_KID, "name": "王大", "id_number": make_id("433124", "20060101", "135"), "school_status": "本科"}
+    pupil = {**F_KID, "school_status": "初中"}
+    s = dataclasses.replace(settings, checks=dataclasses.replace(settings.checks, missed_stages=missed_stages))
+    tables = [sheet("roster", [{**ROSTER, "grade": "初二"}], file="roster/卫民镇中学.xlsx"),
+              sheet("filing", [F_HEAD, pupil, student], file="filing/f.csv", sheet_name="")]
+    return reconcile(ingested(*tables), s, as_of=dt.date(2025, 9, 1)).discrepancies
+
+
+def test_missed_eligible_only_for_stages_tonights_rosters_cover(settings: Settings) -> None:
+    found = _university_child(settings)
+    assert "missed_eligible" not in found["kind"].to_list()
+    other = found.filter(pl.col("kind") == "missed_other_stage")
+    assert other.select("system_value", "town").rows() == [("本科", "卫民镇")]
+
+
+def test_missed_eligible_for_a_configured_stage(settings: Settings) -> None:
+    found = _university_child(settings, frozenset({"本科"}))
+    assert found.filter(pl.col("kind") == "missed_eligible")["system_value"].to_list() == ["本科"]
