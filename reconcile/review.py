@@ -528,14 +528,15 @@ def import_workbooks(paths: Sequence[Path | str], db_path: Path | str, *, now: d
                 ).fetchall()
             }
             ws = wb[report.SHEET_PROBLEMS]
-            header = [(_text(c.value) or "") for c in ws[1]]
+            head_row = int(meta.get("header_row", "1")) if str(meta.get("header_row", "1")).isdigit() else 1
+            header = [(_text(c.value) or "") for c in ws[head_row]]
             col = {h: i for i, h in enumerate(header) if h}
             need = [report.COL_REF, report.COL_HASH, *report.REVIEW_HEADERS]
             missing = [h for h in need if h not in col]
             if missing:
                 rep.errors.append(f"{name}：表头被改动，找不到列 {'、'.join(missing)}，未导入")
                 continue
-            for r, cells in enumerate(ws.iter_rows(min_row=2, values_only=True), start=2):
+            for r, cells in enumerate(ws.iter_rows(min_row=head_row + 1, values_only=True), start=head_row + 1):
                 get = lambda h: cells[col[h]] if col[h] < len(cells) else None  # noqa: E731
                 decision = _text(get(report.COL_DECISION))
                 corrected = _text(get(report.COL_CORRECTED))
