@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .vocabulary import mask_text
+
 __all__ = ["ReconError", "InputError", "ConfigError", "RunLockedError", "redact", "scrub"]
 
 
@@ -49,8 +51,6 @@ class RunLockedError(ReconError):
     """Another run holds the database for writing."""
 
 
-_ID_SHAPED = re.compile(
-    r"(?<![0-9])[0-9０-９]{14,17}[0-9０-９XxＸｘ](?![0-9])|[0-9]\.[0-9]+[Ee]\+?1[4-7]")
 # Text a library quotes: 'x', "x", `x` (polars quotes a whole CSV row in backticks), 「x」.
 _QUOTED = re.compile(r"'([^'\n]{0,300})'|\"([^\"\n]{0,300})\"|`([^`]{0,2000})`|「([^」]{0,300})」")
 # Quoted text that is a column or check name (ours are snake_case ASCII), kept.
@@ -58,12 +58,12 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,40}(?::[a-z0-9_]{1,40})?")
 
 
 def redact(text: str) -> str:
-    """Replace anything shaped like an ID number (15–18 digits, maybe ending in X) with a mask.
+    """Text with anything shaped like an ID number masked (``vocabulary.mask_text``).
 
     For error texts from libraries that quote cell values (polars casts, for instance), and
     for paths before they are logged (a file named after a student holds the ID).
     """
-    return _ID_SHAPED.sub("[ID]", text)
+    return mask_text(text)
 
 
 def scrub(text: str, keep: frozenset[str] = frozenset()) -> str:

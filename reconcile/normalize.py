@@ -19,6 +19,7 @@ from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
 from .names import normalize_names, pinyin_keys
 from .places import observed_places, resolve_places, with_place_names, with_resolved_keys
+from .schools import with_schools
 
 __all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
 
@@ -248,6 +249,8 @@ def normalize_source(
     """Concatenate one source's sheets, normalise names/IDs/codes, and check the row rules.
     ``places``: the night's place keys (``places.resolve_places`` over every source's
     sheets); without it, this source's own spellings are resolved alone."""
+    if source == "roster":
+        tables = with_schools(tables)  # school from column, title row or file name
     df = _concat(tables, source)
     for f in FIELDS[source] + ("name", "head_name", "id_number", "head_id", "town", "village", "relation", "gender"):
         if f not in df.columns:

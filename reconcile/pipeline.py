@@ -23,6 +23,7 @@ from .match import match_system
 from .model import PARAMETER_COLUMNS, parameters_frame
 from .memory import compact
 from .normalize import normalize_source
+from .notice import notice_rows
 from .places import observed_places, resolve_places, with_place_names
 from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
@@ -40,7 +41,7 @@ class Results:
     matches: pl.DataFrame
     discrepancies: pl.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
-    eligible: pl.DataFrame | None = None  # students confirmed eligible (公示名单), see review.eligible_students
+    eligible: pl.DataFrame | None = None  # the 公示名单 rows (notice.notice_rows)
     export_problems: pl.DataFrame | None = None
     household_changes: pl.DataFrame | None = None
     policy: Any = None  # reconcile.policy.Policy applied tonight, or None
@@ -194,9 +195,9 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     discrepancies = find_discrepancies(records["roster"], systems, matches, settings, ctx)
     discrepancies, annotated = review.annotate(discrepancies, records, decisions)
     review_counts.update(annotated)
-    eligible = review.eligible_students(
+    eligible = notice_rows(review.eligible_students(
         records["roster"], systems, matches, discrepancies, settings.qualifying_poverty, settings.qualifying_dibao
-    )
+    ), records["roster"], settings, policy)
     changes = household_changes(records["roster"], systems, matches, settings,
                                 previous.records if previous else None, as_of, problems_export)
     # The output shapes are a contract with analysts: check them before anything is published.

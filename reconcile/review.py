@@ -49,6 +49,9 @@ import polars as pl
 from .fields import SYSTEMS
 from .idcard import is_valid_id
 from .ingest import SheetTable
+from .vocabulary import (
+    DECISION_LABEL_OF, DECISION_LABELS, DECISIONS, ID_KINDS, NOTICE_BLOCKING, PAIR_KINDS, USABLE_ID_STATUSES, mask_id,
+)
 
 __all__ = [
     "DECISIONS",
@@ -67,22 +70,8 @@ __all__ = [
     "import_workbooks",
 ]
 
-USABLE = ("valid", "legacy15")
-
-# The dropdown, in the order the clerk sees it -> stored code.
-DECISIONS: dict[str, str] = {
-    "确认是同一人": "confirm",
-    "不是同一人": "reject",
-    "已更正": "corrected",
-    "待核实": "pending",
-}
-DECISION_LABELS: tuple[str, ...] = tuple(DECISIONS)
-_LABEL_OF = {v: k for k, v in DECISIONS.items()}
-
-# Kinds about the roster's ID: a corrected value there must be a valid ID.
-ID_KINDS = ("id_invalid", "id_mismatch")
-# Kinds about one roster × system pair: a confirmed pair settles all of them.
-PAIR_KINDS = ("needs_review", "id_mismatch", "name_mismatch")
+USABLE = USABLE_ID_STATUSES
+_LABEL_OF = DECISION_LABEL_OF
 
 REVIEW_COLUMNS: dict[str, pl.DataType] = {
     "review_id": pl.String(), "imported_at": pl.Datetime("us", "UTC"), "reviewer": pl.String(),
@@ -444,7 +433,7 @@ def eligible_students(
         return pl.DataFrame(schema={c: (pl.Int64 if c == "row" else pl.String) for c in cols})
     good = pl.concat(parts).unique()
     blocking = discrepancies.filter(
-        pl.col("kind").is_in(["not_found", "household_exited", "dibao_stopped", "duplicate_claim", "needs_review"])
+        pl.col("kind").is_in(list(NOTICE_BLOCKING))
     ).select("file", "sheet", "row").unique()
     r = roster.select(
         pl.col("rec").cast(pl.UInt32).alias("roster_rec"), "id_status", "id_norm",
@@ -539,14 +528,15 @@ def import_workbooks(paths: Sequence[Path | str], db_path: Path | str, *, now: d
                 ).fetchall()
             }
             ws = wb[report.SHEET_PROBLEMS]
-            header = [(_text(c.value) or "") for c in ws[1]]
+            head_row = int(meta.get("header_row", "1")) if str(meta.get("header_row", "1")).isdigit() else 1
+            header = [(_text(c.value) or "") for c in ws[head_row]]
             col = {h: i for i, h in enumerate(header) if h}
             need = [report.COL_REF, report.COL_HASH, *report.REVIEW_HEADERS]
             missing = [h for h in need if h not in col]
             if missing:
                 rep.errors.append(f"{name}：表头被改动，找不到列 {'、'.join(missing)}，未导入")
                 continue
-            for r, cells in enumerate(ws.iter_rows(min_row=2, values_only=True), start=2):
+            for r, cells in enumerate(ws.iter_rows(min_row=head_row + 1, values_only=True), start=head_row + 1):
                 get = lambda h: cells[col[h]] if col[h] < len(cells) else None  # noqa: E731
                 decision = _text(get(report.COL_DECISION))
                 corrected = _text(get(report.COL_CORRECTED))
@@ -584,7 +574,7 @@ def import_workbooks(paths: Sequence[Path | str], db_path: Path | str, *, now: d
                 if corrected is not None and (kind in ID_KINDS or fld == "id_number"):
                     fixed = clean_id(corrected)
                     if fixed is None:
-                        rep.errors.append(f"{where}：更正后的身份证号「{report.mask_id(corrected)}」无效（应为18位，出生日期和校验位正确），未导入")
+                        rep.errors.append(f"{where}：更正后的身份证号「{mask_id(corrected)}」无效（应为18位，出生日期和校验位正确），未导入")
                         continue
                     corrected = fixed
                 rows.append({

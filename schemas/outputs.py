@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
+from reconcile.fields import SOURCES
+from reconcile.vocabulary import KIND_CODES, SEVERITIES, SYSTEMS
+
 __all__ = ["MatchSchema", "DiscrepancySchema", "RowProblemSchema"]
-
-SYSTEMS = ["dibao", "filing"]
-
 
 class RowProblemSchema(pa.DataFrameModel):
     """A whole-file or sheet problem has ``sheet`` ``''`` (never null: a CSV's sheet is ``''``
     too), ``row`` and ``column`` null; an entry outside the three source folders (or the
     inbox itself) has ``source`` null. See ``reconcile.problems``."""
 
-    source: str = pa.Field(isin=["roster", "dibao", "filing"], nullable=True)
+    source: str = pa.Field(isin=list(SOURCES), nullable=True)
     file: str
     sheet: str
     row: int = pa.Field(nullable=True, ge=1)
@@ -30,7 +30,7 @@ class MatchSchema(pa.DataFrameModel):
     roster_file: str
     roster_sheet: str
     roster_row: int
-    system: str = pa.Field(isin=SYSTEMS)
+    system: str = pa.Field(isin=list(SYSTEMS))
     system_file: str
     system_sheet: str
     system_row: int
@@ -45,13 +45,13 @@ class MatchSchema(pa.DataFrameModel):
 
 
 class DiscrepancySchema(pa.DataFrameModel):
-    kind: str
-    severity: str = pa.Field(isin=["high", "medium", "low"])
-    source: str
+    kind: str = pa.Field(isin=list(KIND_CODES))
+    severity: str = pa.Field(isin=list(SEVERITIES))
+    source: str = pa.Field(isin=list(SOURCES))
     file: str
     sheet: str
     row: int
-    system: str = pa.Field(nullable=True)
+    system: str = pa.Field(nullable=True, isin=list(SYSTEMS))
     message: str
 
     class Config:
