@@ -24,8 +24,8 @@ BASE: dict[str, Any] = {
     "_wild": False, "_look": False, "_dist": 0, "r_birth": D1, "r_id_birth": D1, "s_id_birth": D1,
     "r_gender_norm": "女", "r_id_gender": "女", "s_gender_norm": "女", "s_id_gender": "女",
     "r_head_name_norm": "王建国", "s_head_name_norm": "王建国", "r_head_id_norm": None, "s_head_id_norm": None,
-    "r_head_py": "wang jian guo", "s_head_py": "wang jian guo", "r_village": "田上村", "s_village": "田上村",
-    "r_town": "卫民镇", "s_town": "卫民镇",
+    "r_head_py": "wang jian guo", "s_head_py": "wang jian guo", "r_village_key": "田上", "s_village_key": "田上",
+    "r_town_key": "卫民", "s_town_key": "卫民",
 }
 
 TYPES = {bool: pl.Boolean, int: pl.Int64, str: pl.String, dt.date: pl.Date}
@@ -71,9 +71,9 @@ CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("other head", "head", {"s_head_name_norm": "李强", "s_head_py": "li qiang"}, "else"),
     ("no head", "head", {"s_head_name_norm": None}, None),
     ("same village", "place", {}, "village"),
-    ("same village, no town", "place", {"s_town": None}, "village"),
-    ("same town", "place", {"s_village": "坝溪村"}, "town"),
-    ("elsewhere", "place", {"s_village": "远村", "s_town": "别镇"}, "else"),
+    ("same village, no town", "place", {"s_town_key": None}, "village"),
+    ("same town", "place", {"s_village_key": "坝溪"}, "town"),
+    ("elsewhere", "place", {"s_village_key": "远", "s_town_key": "别"}, "else"),
 ]
 
 

@@ -13,7 +13,8 @@ CASES = [
     ("pandera names the column and the check", "non-nullable series 'sheet' contains null values; check 'isin'",
      "non-nullable series 'sheet' contains null values; check 'isin'"),
     ("a quoted name or header text is a cell value", "value '王五' in \"李四\" or 「赵六」", "value '…' in \"…\" or 「…」"),
-    ("an ID number anywhere", "row 433124200501231815 and 4.33124E+17", "row [ID] and [ID]"),
+    ("an ID number anywhere (the one mask, vocabulary.mask_text)", "row 433124200501231815 and 4.33124200501231E+17",
+     "row 433124********1815 and 4.331242*****231E+17"),
     ("a problem code with a detail is a name", "problem 'invalid_id:checksum'", "problem 'invalid_id:checksum'"),
 ]
 
@@ -28,7 +29,7 @@ def test_header_texts_given_are_kept() -> None:
 
 
 @pytest.mark.parametrize("path,expected", [
-    ("roster/徐成_433124201305279576_补报.xlsx", "roster/徐成_[ID]_补报.xlsx"),
+    ("roster/徐成_433124201305279576_补报.xlsx", "roster/徐成_433124********9576_补报.xlsx"),
     ("roster/一中_2026.xlsx", "roster/一中_2026.xlsx"),
 ])
 def test_paths_are_logged_with_ids_masked(path, expected) -> None:

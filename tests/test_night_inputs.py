@@ -240,4 +240,4 @@ def test_nothing_personal_in_the_output(night) -> None:
     out = night["proc"].stdout + night["proc"].stderr
     assert LEAK_ID not in out and not ID_SHAPED.search(out)
     assert LEAK_NAME not in out
-    assert "徐成_[ID]_补报.xlsx" in out               # the file is named, its ID masked
+    assert "徐成_433124********9576_补报.xlsx" in out               # the file is named, its ID masked
