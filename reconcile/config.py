@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .vocabulary import DECISIONS
 
 __all__ = [
     "PACKAGE_CONFIG",
@@ -24,6 +25,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "CheckSettings",
+    "ReviewSettings",
     "load_policies",
 ]
 
@@ -104,6 +106,15 @@ class CheckSettings:
 
 
 @dataclass(frozen=True)
+class ReviewSettings:
+    """How clerks' own words in 核实结论 are read (review.toml): ``words`` maps a phrase to a
+    decision code, ``ambiguous`` phrases are refused with the list to choose from."""
+
+    words: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    ambiguous: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Settings:
     header_aliases: Mapping[str, Mapping[str, tuple[str, ...]]]
     codes: Mapping[str, Mapping[str, str]]
@@ -113,6 +124,7 @@ class Settings:
     sources: tuple[Path, ...] = field(default=())
     policies: tuple[Any, ...] = field(default=())  # reconcile.policy.Policy, one per county and school year
     checks: CheckSettings = field(default_factory=CheckSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -199,6 +211,32 @@ def _check_settings(raw: Mapping[str, Any]) -> CheckSettings:
     return out
 
 
+def _review_settings(raw: Mapping[str, Any]) -> ReviewSettings:
+    where = "review.toml"
+    words: dict[str, str] = {}
+    table = raw.get("decisions", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: [decisions] must be a table")
+    for label, phrases in table.items():
+        if label == "ambiguous":
+            continue
+        if label not in DECISIONS:
+            raise ConfigError(f"{where}: decisions.{label}: not one of {' / '.join(DECISIONS)}")
+        if not isinstance(phrases, list) or not all(isinstance(x, str) and x.strip() for x in phrases):
+            raise ConfigError(f"{where}: decisions.{label} must be a list of words")
+        for phrase in phrases:
+            if words.get(phrase, DECISIONS[label]) != DECISIONS[label]:
+                raise ConfigError(f"{where}: decisions.{label}: 「{phrase}」 is listed under two decisions")
+            words[phrase] = DECISIONS[label]
+    ambiguous = table.get("ambiguous", [])
+    if not isinstance(ambiguous, list) or not all(isinstance(x, str) for x in ambiguous):
+        raise ConfigError(f"{where}: decisions.ambiguous must be a list of words")
+    both = sorted(set(ambiguous) & set(words))
+    if both:
+        raise ConfigError(f"{where}: decisions.ambiguous: {both} also listed under a decision")
+    return ReviewSettings(words=MappingProxyType(words), ambiguous=frozenset(ambiguous))
+
+
 def load_policies(dirs: list[Path]) -> tuple[tuple[Any, ...], list[Path]]:
     """Policy files from each dir's policy/ folder; a later dir's file for the same county and
     school year replaces an earlier one. A wrong file raises ConfigError naming file and key."""
@@ -231,9 +269,11 @@ def load_settings(config_dir: Path | None = None) -> Settings:
     raw_settings: dict[str, Any] = {}
     raw_codes: dict[str, Any] = {}
     raw_checks: dict[str, Any] = {}
+    raw_review: dict[str, Any] = {}
     used: list[Path] = list(alias_files)
     for d in dirs:
-        for name, target in (("settings.toml", raw_settings), ("codes.toml", raw_codes), ("checks.toml", raw_checks)):
+        for name, target in (("settings.toml", raw_settings), ("codes.toml", raw_codes), ("checks.toml", raw_checks),
+                             ("review.toml", raw_review)):
             path = d / name
             if path.exists():
                 merged = _merge(target, _read_toml(path))
@@ -257,4 +297,5 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         sources=tuple(used + policy_files),
         policies=policies,
         checks=_check_settings(raw_checks),
+        review=_review_settings(raw_review),
     )

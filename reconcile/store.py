@@ -98,6 +98,8 @@ __all__ = [
     "VIEWS",
     "add_reviews",
     "read_reviews",
+    "REVIEWS_SCHEMA",
+    "read_item_map",
     "read_previous",
 ]
 
@@ -236,6 +238,12 @@ TABLES: dict[str, dict[str, str]] = {
         "sheet": "VARCHAR",
         "row": "BIGINT",
     },
+    # Each run's workbook references (item_ref -> item_key, fingerprint): small, and kept
+    # when a same-night rerun supersedes the run, so workbooks already sent still import.
+    "item_refs": {
+        "run_id": "VARCHAR", "item_ref": "BIGINT", "item_key": "VARCHAR", "fingerprint": "VARCHAR",
+        "kind": "VARCHAR", "school": "VARCHAR", "town": "VARCHAR", "row_hash": "VARCHAR",
+    },
     # issue 7: a town/village whose export looks cut short, and households that entered or
     # left a system since the previous run (see reconcile/completeness.py).
     "export_problems": {
@@ -251,8 +259,11 @@ TABLES: dict[str, dict[str, str]] = {
     },
 }
 
-# The tables finish_run fills from frames (everything but `runs` and `reviews`).
-DATA_TABLES: tuple[str, ...] = tuple(t for t in TABLES if t not in ("runs", "reviews"))
+# The tables finish_run fills from frames (everything but `runs`, `reviews`, `item_refs`).
+DATA_TABLES: tuple[str, ...] = tuple(t for t in TABLES if t not in ("runs", "reviews", "item_refs"))
+_POLARS_TYPES: dict[str, pl.DataType] = {"VARCHAR": pl.String(), "BIGINT": pl.Int64(), "TIMESTAMPTZ": pl.Datetime("us", "UTC")}
+# The ``reviews`` table as a polars schema (what read_reviews returns).
+REVIEWS_SCHEMA: dict[str, pl.DataType] = {c: _POLARS_TYPES[t] for c, t in TABLES["reviews"].items()}
 
 
 def _q(identifier: str) -> str:
@@ -628,6 +639,10 @@ def finish_run(
         for table in DATA_TABLES:
             if table in tables and tables[table] is not None:
                 _insert_frame(con, table, run_id, tables[table])
+        cols = ", ".join(_q(c) for c in TABLES["item_refs"] if c != "run_id")
+        con.execute("DELETE FROM item_refs WHERE run_id = ?", [run_id])
+        con.execute(f"INSERT INTO item_refs (run_id, {cols}) SELECT run_id, {cols} FROM discrepancies "
+                    "WHERE run_id = ? AND item_ref IS NOT NULL", [run_id])
         sets = ", ".join(f"{_q(c)} = ?" for c in COUNT_COLUMNS)
         con.execute(
             f"UPDATE runs SET status = 'succeeded', error = NULL, finished_at = ?, counts = ?, {sets} "
@@ -762,23 +777,45 @@ def add_reviews(db_path: Path, reviews: pl.DataFrame) -> int:
 
 def read_reviews(db_path: Path | str) -> pl.DataFrame:
     """Every stored decision (empty frame when there is no database or no table yet)."""
-    from reconcile.review import REVIEW_COLUMNS
-
     path = Path(db_path)
     if not path.exists():
-        return pl.DataFrame(schema=REVIEW_COLUMNS)
+        return pl.DataFrame(schema=REVIEWS_SCHEMA)
     con = open_readonly(path)
     try:
         have = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews'"
         ).fetchall()[0][0]
         if not have:
-            return pl.DataFrame(schema=REVIEW_COLUMNS)
-        cols = ", ".join(_q(c) for c in REVIEW_COLUMNS)
+            return pl.DataFrame(schema=REVIEWS_SCHEMA)
+        cols = ", ".join(_q(c) for c in REVIEWS_SCHEMA)
         frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").to_arrow_table())
     finally:
         con.close()
-    return frame.cast({c: t for c, t in REVIEW_COLUMNS.items()}, strict=False)
+    return frame.cast(REVIEWS_SCHEMA, strict=False)  # type: ignore[arg-type]
+
+
+_ITEM_MAP_SCHEMA: dict[str, pl.DataType] = {c: _POLARS_TYPES[t] for c, t in TABLES["item_refs"].items()}
+
+
+def read_item_map(db_path: Path | str, run_id: str) -> pl.DataFrame:
+    """A run's workbook references: run_id, item_ref, item_key, fingerprint, kind, school,
+    town, row_hash; kept after a same-night rerun superseded the run (empty when unknown)."""
+    path = Path(db_path)
+    if not path.exists():
+        return pl.DataFrame(schema=_ITEM_MAP_SCHEMA)
+    con = open_readonly(path)
+    try:
+        have = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'item_refs'"
+        ).fetchall()[0][0]
+        if not have:
+            return pl.DataFrame(schema=_ITEM_MAP_SCHEMA)
+        cols = ", ".join(_q(c) for c in _ITEM_MAP_SCHEMA)
+        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM item_refs WHERE run_id = ? ORDER BY item_ref",
+                                      params=[run_id]).to_arrow_table())
+    finally:
+        con.close()
+    return frame.cast(_ITEM_MAP_SCHEMA, strict=False)  # type: ignore[arg-type]
 
 
 def open_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:

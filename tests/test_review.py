@@ -16,72 +16,12 @@ import openpyxl
 import polars as pl
 import pytest
 
-from reconcile import ingest, pipeline, report, review, store
+from reconcile import ingest, pipeline, report, review, review_import, store, vocabulary
 from reconcile.cli import main as cli_main
 from countygen import SynthConfig, generate_county
 
 from conftest import make_id
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def run_night(inbox: Path, db: Path, reports: Path, night: date, settings) -> tuple[str, pipeline.Results, list[Path]]:
-    """One night without Prefect: what the flow does, in order (decisions in, DB, workbooks)."""
-    decisions = store.read_reviews(db)
-    res = pipeline.reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, decisions=decisions)
-    disc = report.with_row_hashes(res.discrepancies)
-    run_id = f"run-{night.isoformat()}"
-    now = datetime(night.year, night.month, night.day, 2, tzinfo=timezone.utc)
-    store.begin_run(db, run_id=run_id, started_at=now, night=night, as_of=night, parameters={})
-    store.finish_run(db, run_id=run_id, finished_at=now, counts=res.counts, tables={
-        "records": pipeline.records_table(res), "row_problems": res.problems,
-        "matches": res.matches, "discrepancies": disc,
-    })
-    paths = report.write_school_workbooks(disc, reports / night.isoformat(), run_id=run_id)
-    return run_id, res, paths
-
-
-def items(db: Path, run_id: str | None = None) -> pl.DataFrame:
-    con = store.open_readonly(db)
-    try:
-        where = f"WHERE run_id = '{run_id}'" if run_id else "WHERE run_id = (SELECT run_id FROM latest_run)"
-        return pl.from_arrow(con.sql(f"SELECT * FROM discrepancies {where}").to_arrow_table())
-    finally:
-        con.close()
-
-
-def q(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = store.open_readonly(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def fill(path: Path, decisions: dict[int, tuple], *, edit: dict[int, tuple[str, object]] | None = None) -> None:
-    """Fill review columns like a clerk: {item_ref: (decision, corrected, note, reviewer)}."""
-    wb = openpyxl.load_workbook(path)
-    ws = wb[report.SHEET_PROBLEMS]
-    col = {c.value: c.column for c in ws[1]}
-    for row in ws.iter_rows(min_row=2):
-        ref = row[col[report.COL_REF] - 1].value
-        if ref in decisions:
-            for h, v in zip(report.REVIEW_HEADERS, decisions[ref]):
-                ws.cell(row=row[0].row, column=col[h], value=v)
-        if edit and ref in edit:
-            h, v = edit[ref]
-            ws.cell(row=row[0].row, column=col[h], value=v)
-    wb.save(path)
-
-
-def book_of(paths: list[Path], ref: int) -> Path:
-    for p in paths:
-        ws = openpyxl.load_workbook(p)[report.SHEET_PROBLEMS]
-        col = [c.value for c in ws[1]].index(report.COL_REF)
-        if any(r[col] == ref for r in ws.iter_rows(min_row=2, values_only=True)):
-            return p
-    raise AssertionError(f"item {ref} in no workbook")
+from clerks import book_of, fill, items, q, run_night, truth_ids
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +59,7 @@ def test_clerk_workbook_layout(inbox: Path, tmp_path: Path, settings) -> None:
             locked = ws.cell(row=r, column=col[h]).protection.locked
             assert locked == (h not in report.REVIEW_HEADERS), (r, h)
     [dv] = ws.data_validations.dataValidation
-    assert dv.type == "list" and all(label in dv.formula1 for label in review.DECISION_LABELS)
+    assert dv.type == "list" and all(label in dv.formula1 for label in vocabulary.DECISION_LABELS)
     letter = openpyxl.utils.get_column_letter(col[report.COL_DECISION])
     assert str(dv.sqref) == f"{letter}2:{letter}{last}"
     for h in (report.COL_REF, report.COL_HASH):
@@ -233,7 +173,7 @@ def harness():
         yield
 
 
-def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_path: Path) -> None:
+def test_round_trip_two_nights_with_clerk_decisions(harness, county: Path, inbox: Path, tmp_path: Path) -> None:
     from flows.nightly import TOWN_DIR, nightly_reconciliation
 
     db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
@@ -254,10 +194,12 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     confirm = ref("name_mismatch", 0)
     conflict = ref("name_mismatch", 1)
     reject = ref("household_exited", 0)
+    truth = truth_ids(county)
     fixed = ref("id_invalid", 0, pl.col("system_identity").str.starts_with("id:"))
     ack = ref("not_found", 0, pl.col("roster_identity").str.starts_with("id:"))
-    ack_changed = ref("not_found", 1, pl.col("roster_identity").str.starts_with("id:"))
-    true_id = fixed["system_identity"][3:]
+    ack_changed = ref("name_mismatch", 2)
+    true_id = truth.filter((pl.col("file") == fixed["file"]) & (pl.col("sheet") == fixed["sheet"])
+                           & (pl.col("row") == fixed["row"]))["true_id"][0]
 
     plan = {
         confirm["item_ref"]: ("确认是同一人", None, "对照户口簿", "王老师"),
@@ -265,13 +207,13 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
         reject["item_ref"]: ("不是同一人", None, "不是本校学生的家庭", "王老师"),
         fixed["item_ref"]: ("已更正", true_id, None, "王老师"),
         ack["item_ref"]: ("已更正", None, "名单已改", "王老师"),
-        ack_changed["item_ref"]: ("已更正", None, None, "王老师"),
+        ack_changed["item_ref"]: ("确认是同一人", None, None, "王老师"),
     }
     for r, dec in plan.items():
         fill(book_of(books, r), {r: dec})
     # A town clerk sees the same item and decides otherwise: reported, not applied.
     fill(book_of(towns, conflict["item_ref"]), {conflict["item_ref"]: ("不是同一人", None, None, "乡镇赵干事")})
-    rep = review.import_workbooks([*books, *towns], db)
+    rep = review_import.import_workbooks([*books, *towns], db)
     assert rep.ok, rep.errors
     assert rep.imported == len(plan) + 1
     assert any("不一致" in n for n in rep.notes)
@@ -293,10 +235,13 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     keys2 = dict(zip(d2["item_key"], d2["kind"]))
     state2 = dict(zip(d2["item_key"], d2["review_state"]))
 
-    # Decided items are gone.
-    for it in (confirm, reject, fixed, ack):
+    # Judged items are gone, and so is the item whose ID the clerk corrected.
+    for it in (confirm, reject, fixed):
         assert it["item_key"] not in keys2, it["kind"]
-    assert second["review_suppressed"] >= 3
+    assert second["review_suppressed"] >= 2
+    # 已更正 without a value hides nothing while the record is unchanged: it comes back, saying so.
+    assert state2[ack["item_key"]] == "reopened"
+    assert d2.filter(pl.col("item_key") == ack["item_key"])["message"][0].startswith("【已填写“已更正”，但问题仍在】")
     # Disagreement comes back as such.
     assert state2[conflict["item_key"]] == "conflict"
     msg = d2.filter(pl.col("item_key") == conflict["item_key"])["message"][0]
@@ -304,7 +249,7 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     # The changed record comes back, saying so.
     assert state2[ack_changed["item_key"]] == "reopened"
     msg = d2.filter(pl.col("item_key") == ack_changed["item_key"])["message"][0]
-    assert msg.startswith("【记录已变化，请重新核实】") and "已更正" in msg
+    assert msg.startswith("【记录已变化，请重新核实】") and "确认是同一人" in msg
     # The rest is unchanged.
     touched = {it["roster_identity"] for it in (confirm, conflict, reject, fixed, ack, ack_changed)}
     rest = d1.filter(~pl.col("roster_identity").is_in(list(touched)))
@@ -363,7 +308,7 @@ def test_monday_notebook_runs_against_a_generated_county(inbox: Path, tmp_path: 
     d = items(db, run1)
     ref = d.filter(pl.col("kind") == "name_mismatch")["item_ref"][0]
     fill(book_of(paths, ref), {ref: ("确认是同一人", None, None, "王老师")})
-    assert review.import_workbooks(paths, db).imported == 1
+    assert review_import.import_workbooks(paths, db).imported == 1
     run_night(inbox, db, reports, date(2026, 11, 24), settings)
     [(new, resolved, still)] = q(db, "select new, resolved, still_open from night_over_night where night = '2026-11-24'")
     assert resolved == 1 and new == 0 and still == d.height - 1
