@@ -16,7 +16,8 @@ from __future__ import annotations
 import polars as pl
 
 from .config import Settings
-from .rules import SYSTEM_LABEL, qualifies_expr
+from .rules import qualifies_expr
+from .vocabulary import SYSTEM_LABELS
 
 __all__ = [
     "EXPORT_PROBLEM_SCHEMA",
@@ -141,7 +142,7 @@ def export_problems(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], sett
                          "other_system_households": int(o["_ohh"].sum()) if o.height else None,
                          "roster_students": row["roster_students"]})
         out = pl.concat([out, pl.DataFrame(rows, schema=EXPORT_PROBLEM_SCHEMA)])
-    label = pl.col("system").replace_strict(SYSTEM_LABEL, default=pl.col("system"))
+    label = pl.col("system").replace_strict(dict(SYSTEM_LABELS), default=pl.col("system"))
     msg = pl.format(
         "{}导出（{}）中{}{}{}，而{}。名单中该地有 {} 名学生。请重新导出{}数据（预计约 {} 行）。",
         label, pl.col("file").fill_null("未知文件"), pl.col("town").fill_null(""), pl.col("village").fill_null(""),
@@ -240,7 +241,7 @@ def household_changes(roster: pl.DataFrame, systems: dict[str, pl.DataFrame], ma
     cut = (problems.select("system", "town", "village").unique().with_columns(pl.lit(True).alias("export_incomplete"))
            if problems is not None and problems.height else pl.DataFrame(schema={"system": pl.String, "town": pl.String, "village": pl.String, "export_incomplete": pl.Boolean}))
     out = out.join(cut, on=["system", "town", "village"], how="left").with_columns(pl.col("export_incomplete").fill_null(False))
-    label = pl.col("system").replace_strict(SYSTEM_LABEL, default=pl.col("system"))
+    label = pl.col("system").replace_strict(dict(SYSTEM_LABELS), default=pl.col("system"))
     msg = pl.when(pl.col("change") == "entered").then(
         pl.format("{}{}户主{}的家庭自上次运行后进入{}资助范围（{} → {}），名单中关联学生 {} 名。", pl.col("town").fill_null(""),
                   pl.col("village").fill_null(""), pl.col("head_name").fill_null(""), label,

@@ -6,6 +6,7 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -26,6 +27,7 @@ __all__ = [
     "load_settings",
     "CheckSettings",
     "ReviewSettings",
+    "NoticeSettings",
     "load_policies",
 ]
 
@@ -103,6 +105,22 @@ class CheckSettings:
     age_late: int = 2
     compulsory_ages: tuple[int, int] = (6, 15)
     student_ages: tuple[int, int] = (3, 22)
+    # Stages whose missed children are reported although no roster covers them tonight.
+    missed_stages: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class NoticeSettings:
+    """The public notice and the clerks' workbooks (notice.toml): the notice's length in working
+    days, the calendar (holidays, make-up working days), where to object, where to return."""
+
+    working_days: int = 5
+    office: str = "县学生资助管理中心"
+    phone: str = ""
+    holidays: frozenset[Any] = frozenset()  # datetime.date
+    workdays: frozenset[Any] = frozenset()  # make-up working days (调休), datetime.date
+    return_to: str = "县学生资助管理中心"
+    return_within_days: int = 5
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,7 @@ class Settings:
     policies: tuple[Any, ...] = field(default=())  # reconcile.policy.Policy, one per county and school year
     checks: CheckSettings = field(default_factory=CheckSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
+    notice: NoticeSettings = field(default_factory=NoticeSettings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -200,6 +219,7 @@ def _check_settings(raw: Mapping[str, Any]) -> CheckSettings:
             age_late=int(age.get("late", d.age_late)),
             compulsory_ages=tuple(int(x) for x in missed.get("compulsory", d.compulsory_ages)),  # type: ignore[arg-type]
             student_ages=tuple(int(x) for x in missed.get("student", d.student_ages)),  # type: ignore[arg-type]
+            missed_stages=frozenset(str(x) for x in missed.get("stages", ())),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{where}: bad value ({exc})") from exc
@@ -235,6 +255,32 @@ def _review_settings(raw: Mapping[str, Any]) -> ReviewSettings:
     if both:
         raise ConfigError(f"{where}: decisions.ambiguous: {both} also listed under a decision")
     return ReviewSettings(words=MappingProxyType(words), ambiguous=frozenset(ambiguous))
+def _notice_settings(raw: Mapping[str, Any]) -> NoticeSettings:
+    where = "notice.toml"
+    d = NoticeSettings()
+    notice, cal, book = raw.get("notice", {}), raw.get("calendar", {}), raw.get("workbook", {})
+    try:
+        days = {key: frozenset(cal.get(key, ())) for key in ("holidays", "workdays")}
+        for key, values in days.items():
+            bad = [v for v in values if not isinstance(v, date)]
+            if bad:
+                raise ConfigError(f"{where}: calendar.{key} must hold dates (2025-10-01), not {bad[0]!r}")
+        out = NoticeSettings(
+            working_days=int(notice.get("working_days", d.working_days)),
+            office=str(notice.get("office", d.office)),
+            phone=str(notice.get("phone", d.phone)),
+            holidays=days["holidays"],
+            workdays=days["workdays"],
+            return_to=str(book.get("return_to", d.return_to)),
+            return_within_days=int(book.get("return_within_days", d.return_within_days)),
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{where}: bad value ({exc})") from exc
+    if out.working_days < 5:
+        raise ConfigError(f"{where}: notice.working_days must be at least 5 (公示不少于5个工作日)")
+    if out.return_within_days < 1:
+        raise ConfigError(f"{where}: workbook.return_within_days must be at least 1")
+    return out
 
 
 def load_policies(dirs: list[Path]) -> tuple[tuple[Any, ...], list[Path]]:
@@ -270,10 +316,11 @@ def load_settings(config_dir: Path | None = None) -> Settings:
     raw_codes: dict[str, Any] = {}
     raw_checks: dict[str, Any] = {}
     raw_review: dict[str, Any] = {}
+    raw_notice: dict[str, Any] = {}
     used: list[Path] = list(alias_files)
     for d in dirs:
         for name, target in (("settings.toml", raw_settings), ("codes.toml", raw_codes), ("checks.toml", raw_checks),
-                             ("review.toml", raw_review)):
+                             ("review.toml", raw_review), ("notice.toml", raw_notice)):
             path = d / name
             if path.exists():
                 merged = _merge(target, _read_toml(path))
@@ -298,4 +345,5 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         policies=policies,
         checks=_check_settings(raw_checks),
         review=_review_settings(raw_review),
+        notice=_notice_settings(raw_notice),
     )

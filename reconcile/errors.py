@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .vocabulary import mask_text
+
 __all__ = ["ReconError", "InputError", "ConfigError", "RunLockedError", "redact"]
 
 
@@ -47,17 +49,9 @@ class RunLockedError(ReconError):
     """Another run holds the database for writing."""
 
 
-_ID_SHAPED = None
-
-
 def redact(text: str) -> str:
-    """Replace anything shaped like an ID number (15–18 digits, maybe ending in X) with a mask.
+    """Text with anything shaped like an ID number masked (``vocabulary.mask_text``).
 
     For error texts from libraries that quote cell values (polars casts, for instance).
     """
-    import re
-
-    global _ID_SHAPED
-    if _ID_SHAPED is None:
-        _ID_SHAPED = re.compile(r"(?<![0-9])[0-9０-９]{14,17}[0-9０-９XxＸｘ](?![0-9])|[0-9]\.[0-9]+[Ee]\+?1[4-7]")
-    return _ID_SHAPED.sub("[ID]", text)
+    return mask_text(text)

@@ -91,6 +91,7 @@ class SheetTable:
     header_row: int              # Excel row (or CSV line) of the (last) header row
     dropped_rows: int = 0        # rows below the header left out: blank, total, repeated header
     dropped_totals: int = 0      # of which total rows (合计 …)
+    title: str = ""              # text of the rows above the header (a title naming the school), one line each
 
 
 @dataclass(frozen=True)
@@ -973,6 +974,7 @@ def _table_from_grid(
         header_row=header_row,
         dropped_rows=dropped,
         dropped_totals=n_total,
+        title="\n".join(" ".join(_cell_text(v) for v in r if _cell_text(v)) for r in head[: header.top - start]).strip(),
     )
     return table, problems
 

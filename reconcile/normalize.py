@@ -18,6 +18,7 @@ from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
 from .names import normalize_names, pinyin_keys
+from .schools import with_schools
 
 __all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
 
@@ -244,6 +245,8 @@ def normalize_source(
     tables: Sequence[SheetTable], source: str, settings: Settings
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Concatenate one source's sheets, normalise names/IDs/codes, and check the row rules."""
+    if source == "roster":
+        tables = with_schools(tables)  # school from column, title row or file name
     df = _concat(tables, source)
     for f in FIELDS[source] + ("name", "head_name", "id_number", "head_id", "town", "village", "relation", "gender"):
         if f not in df.columns:

@@ -418,12 +418,12 @@ def expected_amount(policy: Policy, f: Facts) -> Expected | None:
     parts: list[str] = []
     for s in chosen.values():
         if s.waiver:
-            parts.append(f"{s.id}「{s.label}」")
+            parts.append(f"「{s.label}」")
             continue
         yearly = s.amount * (policy.terms_per_year if s.per == "term" else 1)
         total += yearly
         unit = {"year": "元/年", "term": "元/学期", "once": "元（一次性）"}[s.per]
-        parts.append(f"{s.id}「{s.label}」{s.amount_text} {unit}")
+        parts.append(f"「{s.label}」{s.amount:g} {unit}")  # no ids or base names: a clerk reads it
     text = "；".join(parts) if parts else "政策中没有适用的标准（应为 0）"
     return Expected(total, tuple(s.id for s in chosen.values()), text)
 

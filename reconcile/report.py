@@ -28,7 +28,7 @@ import os
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,11 +45,12 @@ from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
 
 from reconcile.fields import ID_FIELDS
-from reconcile.vocabulary import DECISION_LABELS
+from reconcile.vocabulary import (
+    DECISION_LABELS, FIELD_LABELS, KINDS, NO_SCHOOL, NO_TOWN, SEVERITY_LABELS, SEVERITY_RANK, SYSTEM_LABELS,
+    mask_id, mask_text,
+)
 
 __all__ = [
-    "mask_id",
-    "mask_text",
     "write_school_workbooks",
     "write_clerk_workbooks",
     "write_public_notices",
@@ -65,114 +66,13 @@ __all__ = [
     "REVIEW_HEADERS",
     "COL_REF",
     "COL_HASH",
-    "KIND_LABELS",
-    "SEVERITY_LABELS",
-    "SYSTEM_LABELS",
-    "FIELD_LABELS",
     "HEADERS",
     "SHEET_PROBLEMS",
     "SHEET_HELP",
-    "NO_SCHOOL",
 ]
 
 SHEET_PROBLEMS = "待核实问题"
 SHEET_HELP = "说明"
-NO_SCHOOL = "未注明学校"
-
-KIND_LABELS: dict[str, str] = {
-    "not_found": "两系统均未找到",
-    "id_mismatch": "身份证号不一致",
-    "name_mismatch": "姓名不一致",
-    "id_invalid": "身份证号无效或损坏",
-    "household_exited": "已脱贫不再享受政策",
-    "dibao_stopped": "低保已停保",
-    "duplicate_claim": "重复申报",
-    "id_fact_conflict": "出生日期或性别与身份证不符",
-    "needs_review": "疑似记录待确认",
-    "subsidy_mismatch": "资助金额与标准不符",
-    "age_stage_mismatch": "年龄与学段年级不符",
-    "export_incomplete": "系统导出可能不完整",
-    "missed_eligible": "符合条件但未在名单",
-}
-
-# What each kind means and what the clerk should do (the 说明 sheet).
-KIND_HELP: dict[str, tuple[str, str]] = {
-    "not_found": (
-        "学生在低保和建档立卡两个系统的导出数据中都没有找到（按身份证号、姓名和出生日期、户主信息均未对上）。",
-        "核对名单中的姓名和身份证号是否录入正确；向家长或村委会确认家庭是否在低保或建档立卡范围内。"
-        "如果同一乡镇或村的学生整批未找到，可能是系统导出不完整，请联系县学生资助管理中心。",
-    ),
-    "id_mismatch": (
-        "按姓名、出生日期或家庭找到了该学生，但名单和系统中的身份证号不同。"
-        "表中身份证号只显示前6位、后4位和两边不一致的位置。",
-        "对照户口簿或身份证原件核实，更正错误的一方；如果是系统中有误，请告知主管部门更正。",
-    ),
-    "name_mismatch": (
-        "按身份证号找到了该学生，但姓名不同（常见原因：同音字、形近字、生僻字无法录入、多了空格或间隔点）。",
-        "对照户口簿核实正确写法，更正名单；如果是系统中有误，请告知主管部门。",
-    ),
-    "id_invalid": (
-        "名单中的身份证号不符合国家标准：位数不对、校验位错误、出生日期不存在，"
-        "或在Excel中被存成了数字（末几位变成0，或显示为4.30524E+17这样的科学计数法）。",
-        "先把身份证号一列设为“文本”格式，再对照户口簿重新录入完整的18位号码。",
-    ),
-    "household_exited": (
-        "学生家庭在建档立卡系统中为“已脱贫（不再享受政策）”，按政策不再享受建档立卡学生资助。"
-        "注意：“已脱贫（享受政策）”的家庭仍然享受资助，不在此列。",
-        "向村委会或乡村振兴部门核实家庭当前状态；如确已不再享受政策，请调整资助名单，或核实是否符合其他资助条件。",
-    ),
-    "dibao_stopped": (
-        "学生家庭在低保系统中的状态为停保或注销。",
-        "向民政部门或村委会核实是否已恢复低保；如确已停保，请调整资助类别或名单。",
-    ),
-    "duplicate_claim": (
-        "同一学生在两所学校的名单中都出现，或在同一份名单中出现了不止一次。",
-        "与相关学校联系，确认学生实际就读的学校，只保留一处申报。",
-    ),
-    "id_fact_conflict": (
-        "名单中的出生日期或性别与身份证号所含信息不一致"
-        "（身份证号第7至14位是出生日期，第17位单数为男、双数为女）。",
-        "对照户口簿核实，更正错误的一项。",
-    ),
-    "needs_review": (
-        "在系统中找到一条疑似记录，但证据不足以自动确认是同一人（例如姓名只差一个字、出生日期或户主不同）。",
-        "对照户口簿核对表中名单与系统两边的姓名、身份证号：是同一人选“确认是同一人”，不是选“不是同一人”。",
-    ),
-    "subsidy_mismatch": (
-        "名单中的资助金额与本县本学年的资助标准不一致（按学段、家庭类别、是否寄宿、年级计算）；说明中写明了应发金额和所依据的标准。",
-        "核对学生的学段、年级、是否寄宿和家庭类别是否填写正确；都正确的，按标准更正资助金额。",
-    ),
-    "age_stage_mismatch": (
-        "按身份证号中的出生日期计算，学生年龄与所填学段或年级明显不符。",
-        "核对身份证号和学段、年级是否填错；确属跳级、留级或晚入学的，在备注中说明。",
-    ),
-    "export_incomplete": (
-        "该学生所在村或乡镇在今晚的系统导出中几乎没有记录，而名单和另一系统中都有，很可能是导出被截断，而不是学生不符合条件。",
-        "不必逐户核查：请联系县学生资助管理中心或系统主管部门重新导出该村（乡镇）的数据。",
-    ),
-    "missed_eligible": (
-        "低保或建档立卡家庭中有学龄儿童，但不在任何学校的资助名单上，可能已辍学，也可能漏报（控辍保学）。",
-        "由乡镇和村核实该儿童是否在校：在校的通知所在学校补报资助；已辍学的按控辍保学要求劝返。",
-    ),
-}
-
-SEVERITY_LABELS: dict[str, str] = {"high": "高", "medium": "中", "low": "低"}
-_SEVERITY_RANK: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
-
-SYSTEM_LABELS: dict[str, str] = {"dibao": "低保", "filing": "建档立卡"}
-
-FIELD_LABELS: dict[str, str] = {
-    "seq": "序号", "school": "学校", "stage": "学段", "grade": "年级", "class_name": "班级",
-    "name": "姓名", "gender": "性别", "ethnicity": "民族", "birth_date": "出生日期",
-    "id_number": "身份证号", "student_no": "学籍号", "boarding": "是否寄宿",
-    "head_name": "户主姓名", "head_id": "户主身份证号", "relation": "与户主关系",
-    "town": "乡镇", "village": "村", "aid_item": "资助项目", "amount": "资助金额",
-    "phone": "联系电话", "household_size": "保障人数", "dibao_category": "低保类别",
-    "monthly_amount": "月保障金额", "approved_date": "批准日期", "status": "状态",
-    "county": "县", "household_no": "户编号", "person_no": "人编号",
-    "school_status": "在校生状况", "household_type": "贫困户属性",
-    "poverty_status": "脱贫状态", "exit_year": "脱贫年度",
-}
 
 # The clerk sheet's columns, in order. The four review columns are the only unlocked ones;
 # the last two are hidden (item reference within the run, hash of the locked cells).
@@ -212,59 +112,11 @@ _INPUT_COLUMNS: dict[str, pl.DataType] = {
 _CARRIED_INTO: tuple[tuple[str, str], ...] = (
     (COL_DECISION, "carried_decision"), (COL_NOTE, "carried_note"), (COL_REVIEWER, "carried_reviewer"))
 
-# At most this many differing positions are revealed in a masked ID.
-MAX_REVEALED_DIFFS = 4
-_MIN_HIDDEN = 4  # an 18-character ID always keeps at least this many characters hidden
-
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # CR is written as LF
 _EXCEL_MAX_CHARS = 32767
 # Runs of 14+ digits (ASCII or full-width, single spaces allowed inside), optional X last.
-_ID_SHAPED = re.compile(
-    r"(?<![0-9０-９])[0-9０-９](?:[ \u3000]?[0-9０-９]){13,}(?:[XxＸｘ])?(?![0-9０-９])"
-)
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _EPOCH = datetime(1970, 1, 1)
-
-
-# --------------------------------------------------------------------------- masking
-
-
-def mask_id(value: str | None, keep: Iterable[int] = ()) -> str:
-    """Mask an ID number: ``433124********123X``.
-
-    16+ characters: the first 6 (region) and last 4 stay; 14–15 (legacy 15-digit): first 6
-    and last 3 (the sequence); 5–13 characters (damaged):
-    first 2 and last 2 stay; 4 or fewer: all masked. ``keep`` adds 0-based positions to
-    show (where roster and system differ), but only when that still hides at least 4
-    characters and reveals no more than 4 extra; otherwise ``keep`` is ignored.
-    None or '' gives ''.
-    """
-    if value is None:
-        return ""
-    text = str(value)
-    n = len(text)
-    if n == 0:
-        return ""
-    if n >= 16:
-        shown = set(range(6)) | set(range(n - 4, n))
-    elif n >= 14:  # legacy 15-digit: the last 4 would include a birth-date digit
-        shown = set(range(6)) | set(range(n - 3, n))
-    elif n >= 5:
-        shown = {0, 1, n - 2, n - 1}
-    else:
-        shown = set()
-    extra = {int(p) for p in (keep or ()) if p is not None and 0 <= int(p) < n} - shown
-    hidden = n - len(shown)
-    if extra and len(extra) <= min(MAX_REVEALED_DIFFS, hidden - _MIN_HIDDEN):
-        shown |= extra
-    return "".join(c if i in shown else "*" for i, c in enumerate(text))
-
-
-def mask_text(text: str | None) -> str:
-    """Mask every ID-shaped run (14+ digits) inside free text; '' for None."""
-    if text is None:
-        return ""
-    return _ID_SHAPED.sub(lambda m: mask_id(m.group(0)), str(text))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -286,7 +138,7 @@ def _safe_filename(school: str) -> str:
     return name[:100]
 
 
-def _label(mapping: dict[str, str], code: Any) -> str:
+def _label(mapping: Mapping[str, str], code: Any) -> str:
     if code is None:
         return ""
     return mapping.get(str(code), str(code))
@@ -342,9 +194,9 @@ def _prepare(discrepancies: pl.DataFrame) -> pl.DataFrame:
         pl.col("system_row").cast(pl.Int64, strict=False),
         pl.col("item_ref").cast(pl.Int64, strict=False),
         pl.col("school").fill_null(NO_SCHOOL).alias("_school"),
-        pl.col("town").fill_null("未注明乡镇").alias("_town"),
+        pl.col("town").fill_null(NO_TOWN).alias("_town"),
         pl.col("severity")
-        .replace_strict(_SEVERITY_RANK, default=len(_SEVERITY_RANK), return_dtype=pl.Int8)
+        .replace_strict(dict(SEVERITY_RANK), default=len(SEVERITY_RANK), return_dtype=pl.Int8)
         .alias("_rank"),
         pl.col("review_state")
         .replace_strict(_STATE_RANK, default=len(_STATE_RANK), return_dtype=pl.Int8)
@@ -365,7 +217,7 @@ def _cells(d: dict[str, Any]) -> dict[str, Any]:
     is_id = d["field"] in set(ID_FIELDS)
     raw = {
         "严重程度": _label(SEVERITY_LABELS, d["severity"]),
-        "问题类型": _label(KIND_LABELS, d["kind"]),
+        "问题类型": KINDS[d["kind"]].label if d["kind"] else "",
         "行号": d["row"],
         "学生姓名": d["name"],
         "系统中姓名": d["system_name"],
@@ -572,8 +424,8 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
         ws.column_dimensions[get_column_letter(col[h])].hidden = True
     if last >= 2:
         dv = DataValidation(
-            type="list", formula1='"' + ",".join(_decision_labels()) + '"', allow_blank=True,
-            showErrorMessage=True, errorTitle="核实结论", error="请从下拉列表中选择：" + " / ".join(_decision_labels()),
+            type="list", formula1='"' + ",".join(DECISION_LABELS) + '"', allow_blank=True,
+            showErrorMessage=True, errorTitle="核实结论", error="请从下拉列表中选择：" + " / ".join(DECISION_LABELS),
             showInputMessage=True, promptTitle="核实结论", prompt="请选择核实结果，并填写核实人",
         )
         letter = get_column_letter(col[COL_DECISION])
@@ -593,10 +445,6 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
     ws.page_margins.top = ws.page_margins.bottom = 0.75
     ws.page_margins.header = ws.page_margins.footer = 0.25
     ws.oddHeader.center.text = title[:200].replace("&", "&&")
-
-
-def _decision_labels() -> tuple[str, ...]:
-    return DECISION_LABELS
 
 
 def _meta_sheet(wb: Workbook, meta: dict[str, str]) -> None:
@@ -638,15 +486,14 @@ def _help_sheet(ws: Worksheet) -> None:
     ws.title = SHEET_HELP
     _style_header(ws, _HELP_HEADERS)
     r = 2
-    for kind, label in KIND_LABELS.items():
-        what, todo = KIND_HELP[kind]
-        for c, value in enumerate((label, kind, what, todo), start=1):
+    for k in KINDS.values():
+        for c, value in enumerate((k.label, k.code, k.what, k.todo), start=1):
             _put(ws, r, c, value, from_input=False)
         r += 1
     _fit_columns(ws, 2)
     for col in ("C", "D"):
         ws.column_dimensions[col].width = 60
-    for (c3, c4) in ws.iter_rows(min_row=2, max_row=1 + len(KIND_LABELS), min_col=3, max_col=4):
+    for (c3, c4) in ws.iter_rows(min_row=2, max_row=1 + len(KINDS), min_col=3, max_col=4):
         c3.alignment = c4.alignment = Alignment(wrap_text=True, vertical="top")
     _row_heights(ws, 2, r - 1, ("C", "D"))
     r += 1

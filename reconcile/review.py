@@ -55,7 +55,7 @@ from .config import CheckSettings, ReviewSettings
 from .idcard import is_valid_id
 from .ingest import SheetTable
 from .vocabulary import (
-    DECISION_LABEL_OF, DECISION_LABELS, DECISIONS, FIELD_LABELS, ID_KINDS, KINDS, PAIR_KINDS, SYSTEM_LABELS, SYSTEMS,
+    DECISION_LABEL_OF, DECISION_LABELS, DECISIONS, FIELD_LABELS, ID_KINDS, KINDS, NOTICE_BLOCKING, PAIR_KINDS, SYSTEM_LABELS, SYSTEMS,
     USABLE_ID_STATUSES, mask_id,
 )
 
@@ -677,7 +677,7 @@ def eligible_students(
         return pl.DataFrame(schema={c: (pl.Int64 if c == "row" else pl.String) for c in cols})
     good = pl.concat(parts).unique()
     blocking = discrepancies.filter(
-        pl.col("kind").is_in(["not_found", "household_exited", "dibao_stopped", "duplicate_claim", "needs_review"])
+        pl.col("kind").is_in(list(NOTICE_BLOCKING))
     ).select("file", "sheet", "row").unique()
     r = roster.select(
         pl.col("rec").cast(pl.UInt32).alias("roster_rec"), "id_status", "id_norm",

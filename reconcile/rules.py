@@ -1,8 +1,8 @@
 """Discrepancy rules: what the clerk must be told, one row per roster record and kind.
 
 Each rule is a small function from the normalised records and links to rows of the
-discrepancy table, with a Chinese message a clerk understands. Kinds are stable codes
-(documented in the README): not_found, needs_review, id_mismatch, name_mismatch,
+discrepancy table, with a Chinese message a clerk understands. Kinds, their severity and
+wording are ``reconcile.vocabulary.KINDS``: not_found, needs_review, id_mismatch, name_mismatch,
 id_invalid, household_exited, dibao_stopped, duplicate_claim, id_fact_conflict; and, with a
 ``RuleContext`` (reference date, county policy, incomplete exports; issue 7): subsidy_mismatch,
 age_stage_mismatch, export_incomplete (instead of not_found), missed_eligible (a system record
@@ -19,76 +19,28 @@ import polars as pl
 
 from . import policy as pol
 from .config import Settings
-from .idcard import digit_diff_positions
+from .idcard import check_char_expr, digit_diff_positions
 from .memory import compact
+from .vocabulary import ID_STATUS_TEXT, KINDS as VOCAB, NAME_LEVEL_TEXT, SYSTEM_LABELS, USABLE_ID_STATUSES
 
-__all__ = ["KINDS", "SEVERITY", "find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr"]
+__all__ = ["find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr"]
 
-SYSTEM_LABEL = {"dibao": "低保", "filing": "建档立卡"}
-USABLE = ["valid", "legacy15"]
-
-KINDS: dict[str, str] = {
-    "not_found": "两个系统中均未找到该学生",
-    "needs_review": "系统中有疑似记录，需人工确认",
-    "id_mismatch": "按姓名和出生日期找到，但身份证号不一致",
-    "name_mismatch": "按身份证号找到，但姓名不一致",
-    "id_invalid": "名单中的身份证号无效或已损坏",
-    "household_exited": "家庭已脱贫且不再享受政策",
-    "dibao_stopped": "家庭低保已停保或注销",
-    "duplicate_claim": "同一学生被重复申报",
-    "id_fact_conflict": "出生日期或性别与身份证号不符",
-    "subsidy_mismatch": "资助金额与本县资助标准不符",
-    "age_stage_mismatch": "年龄与学段或年级不符",
-    "export_incomplete": "系统导出可能不完整（该村/乡镇的记录缺失），请重新导出后再核对",
-    "missed_eligible": "符合资助条件的学龄儿童不在任何资助名单上（控辍保学）",
-}
-SEVERITY: dict[str, str] = {
-    "not_found": "high",
-    "household_exited": "high",
-    "dibao_stopped": "high",
-    "duplicate_claim": "high",
-    "id_mismatch": "medium",
-    "id_invalid": "medium",
-    "id_fact_conflict": "medium",
-    "needs_review": "medium",
-    "name_mismatch": "low",
-    "subsidy_mismatch": "high",
-    "export_incomplete": "high",
-    "missed_eligible": "medium",
-    "age_stage_mismatch": "medium",
-}
+USABLE = list(USABLE_ID_STATUSES)
 
 DISCREPANCY_COLUMNS: dict[str, pl.DataType] = {
     "kind": pl.String(), "severity": pl.String(), "source": pl.String(), "file": pl.String(),
     "sheet": pl.String(), "row": pl.Int64(), "system": pl.String(), "system_file": pl.String(),
     "system_sheet": pl.String(), "system_row": pl.Int64(), "field": pl.String(), "value": pl.String(),
     "system_value": pl.String(), "message": pl.String(), "school": pl.String(), "town": pl.String(),
-    "name": pl.String(), "id_number": pl.String(), "system_name": pl.String(), "system_id": pl.String(),
+    "village": pl.String(), "name": pl.String(), "id_number": pl.String(), "system_name": pl.String(), "system_id": pl.String(),
     "diff_positions": pl.List(pl.Int8()),
-}
-
-ID_STATUS_TEXT = {
-    "missing": "名单中没有填写身份证号",
-    "student_no": "名单中身份证号一栏为空，已按学籍号（G+身份证号）补齐，请在名单中补填身份证号",
-    "checksum": "身份证号校验位不正确（18位中有数字录错或顺序颠倒）",
-    "bad_date": "身份证号中的出生日期不是有效日期",
-    "bad_length": "身份证号位数不对（应为18位）",
-    "bad_chars": "身份证号含有非法字符",
-    "number_damaged": "身份证号被 Excel 存成了数字，最后三位已变成 000，无法从表格中恢复",
-    "sci_damaged": "身份证号被 Excel 显示为科学计数法（如 4.33124E+17），大部分数字已丢失",
-}
-NAME_LEVEL_TEXT = {
-    "pinyin": "读音相同，可能是同音字录入错误",
-    "wildcard": "系统中含有无法显示的生僻字（显示为?）",
-    "close": "只差一个字，可能是录入错误",
-    "else": "姓名差别较大，请核实是否为同一人",
 }
 
 
 def _roster_base(r: pl.DataFrame) -> pl.DataFrame:
     return r.select(
         pl.col("rec").alias("roster_rec"), "source", "file", "sheet", "row",
-        pl.col("school"), pl.col("town"), pl.col("name"),
+        pl.col("school"), pl.col("town"), pl.col("village"), pl.col("name"),
         pl.coalesce("id_norm", "id_number").alias("id_number"),
     )
 
@@ -126,7 +78,7 @@ def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.Dat
 def _finish(df: pl.DataFrame | pl.LazyFrame, kind: str) -> pl.DataFrame:
     """The rule's rows in the discrepancy shape. A rule may hand over a lazy query: only the
     columns kept here are then ever built (a roster joined with its links is 45 wide)."""
-    lf = df.lazy().with_columns(pl.lit(kind).alias("kind"), pl.lit(SEVERITY[kind]).alias("severity"))
+    lf = df.lazy().with_columns(pl.lit(kind).alias("kind"), pl.lit(VOCAB[kind].severity).alias("severity"))
     have = set(lf.collect_schema().names())
     lf = lf.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in DISCREPANCY_COLUMNS.items() if c not in have)
     # Compact: the rule's strings are views into the wide frames it joined and filtered,
@@ -139,22 +91,21 @@ def _name_fields() -> list[pl.Expr]:
 
 
 def _sys_label() -> pl.Expr:
-    return pl.col("system").replace_strict(SYSTEM_LABEL, default=pl.col("system"))
+    return pl.col("system").replace_strict(dict(SYSTEM_LABELS), default=pl.col("system"))
 
 
-def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     found = links.select("roster_rec").unique()
     out = _roster_base(r).join(found, on="roster_rec", how="anti")
     return _finish(
         out.with_columns(
-            pl.lit("低保和建档立卡两个系统中都没有找到该学生（已按身份证号、姓名与出生日期、户主等方式查找）。"
-                   "请核实学生姓名和身份证号，或确认其家庭是否在低保/建档立卡范围内。").alias("message")
+            pl.lit(VOCAB["not_found"].texts["message"]).alias("message")
         ),
         "not_found",
     )
 
 
-def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     sure = links.filter(pl.col("status") == "matched").select("roster_rec").unique()
     maybe = links.lazy().filter(pl.col("status") == "review").join(sure.lazy(), on="roster_rec", how="anti",
                                                                    maintain_order="left")
@@ -171,7 +122,7 @@ def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFr
     )
 
 
-def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     base = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_known"), on="roster_rec")
     out = base.lazy().join(links.lazy(), on="roster_rec", how="inner", maintain_order="left").filter(
         (pl.col("lv_id") != "exact") & pl.col("id_number").is_not_null() & pl.col("system_id").is_not_null()
@@ -205,7 +156,7 @@ def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFra
     )
 
 
-def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     out = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "name_norm"), on="roster_rec").lazy().join(
         links.lazy(), on="roster_rec", how="inner", maintain_order="left"
     ).filter(
@@ -218,37 +169,70 @@ def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
             pl.format(
                 "在{}系统中按身份证号找到该学生，但姓名不同：名单为「{}」，系统中为「{}」，{}。",
                 _sys_label(), pl.col("name").fill_null(""), pl.col("system_name").fill_null(""),
-                pl.col("lv_name").replace_strict(NAME_LEVEL_TEXT, default="请核实"),
+                pl.col("lv_name").replace_strict(dict(NAME_LEVEL_TEXT), default="请核实"),
             ).alias("message"),
         ),
         "name_mismatch",
     )
 
 
-def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def _damage(status: pl.Expr, known: pl.Expr, value: pl.Expr, system_id: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """Where a roster ID is damaged: the 0-based positions, and a clause saying so.
+
+    Against the student's own system ID when there is one (which digits differ); else what
+    the status tells: Excel's lost digits, the check character the first 17 digits call for."""
+    diff = digit_diff_positions(value, system_id)
+    lost = pl.int_ranges(known.fill_null(0).cast(pl.Int8), 18, dtype=pl.Int8)
+    damaged = status.is_in(["number_damaged", "sci_damaged"])
+    first17 = value.str.slice(0, 17)
+    want = check_char_expr(first17)
+    positions = (
+        pl.when(damaged).then(lost)
+        .when(diff.is_not_null() & (diff.list.len() > 0)).then(diff)
+        .when((status == "checksum") & want.is_not_null()).then(pl.lit([17], dtype=pl.List(pl.Int8)))
+    )
+    pos_text = positions.list.eval((pl.element() + 1).cast(pl.String)).list.join("、")
+    clause = (
+        pl.when(damaged & (known.fill_null(0) > 0)).then(pl.format("（只有前{}位可信，第{}至18位已丢失）", known, known + 1))
+        .when(diff.is_not_null() & (diff.list.len() > 0)).then(pl.format("（与系统中该学生本人的号码相比，第{}位不同）", pos_text))
+        .when((status == "checksum") & want.is_not_null()).then(pl.format(
+            "（按前17位计算，第18位校验码应为「{}」，名单中为「{}」：前17位中可能有一位录错或两位顺序颠倒）",
+            want, value.str.slice(17, 1)))
+        .when(status == "bad_length").then(pl.format("（名单中的号码有{}位）", value.str.len_chars()))
+        .otherwise(pl.lit(""))
+    )
+    return positions, clause
+
+
+def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     # An empty ID cell filled from the student number (G + ID) is still a gap in the roster.
     from_student_no = pl.col("id_number_kind") == "student_no"
     out = (
         _roster_base(r)
-        .join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_number_kind"), on="roster_rec")
+        .join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_number_kind", "id_known"), on="roster_rec")
         .filter(~pl.col("id_status").is_in(USABLE) | from_student_no)
         .with_columns(pl.when(from_student_no).then(pl.lit("student_no")).otherwise(pl.col("id_status")).alias("id_status"))
     )
     keep = ["roster_rec", "system", "system_file", "system_sheet", "system_row", "system_name", "system_id"]
+    # Only the student's own record: a link through the head of household carries the head's ID.
     found = (
-        links.select(*keep, "status").filter(pl.col("status") == "matched")  # narrow before copying rows
+        links.select(*keep, "status", "via", "s_id_status")
+        .filter((pl.col("status") == "matched") & (pl.col("via") != "household_head") & pl.col("s_id_status").is_in(USABLE))
         .sort("roster_rec", "system").unique("roster_rec", keep="first").select(keep)
     )
     out = out.join(found, on="roster_rec", how="left")
+    positions, where = _damage(pl.col("id_status"), pl.col("id_known"), pl.col("id_number"), pl.col("system_id"))
     hint = pl.when(pl.col("system_id").is_not_null()).then(
-        pl.format("{}系统中登记的号码可供核对。", _sys_label())
+        pl.format("{}系统中该学生本人登记的号码可供核对。", _sys_label())
     ).otherwise(pl.lit("请对照户口簿或身份证核实后更正。"))
     return _finish(
         out.with_columns(
             pl.lit("id_number").alias("field"),
             pl.col("id_number").alias("value"),
             pl.col("system_id").alias("system_value"),
-            pl.format("{}。{}", pl.col("id_status").replace_strict(ID_STATUS_TEXT, default="身份证号无效"), hint).alias("message"),
+            positions.alias("diff_positions"),
+            pl.format("{}{}。{}", pl.col("id_status").replace_strict(dict(ID_STATUS_TEXT), default="身份证号无效"),
+                      where, hint).alias("message"),
         ),
         "id_invalid",
     )
@@ -295,8 +279,24 @@ def _ended(r: pl.DataFrame, links: pl.DataFrame, s: Settings, system: str, statu
     return _roster_base(r).lazy().join(ended, on="roster_rec", how="inner", maintain_order="left")
 
 
-def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
-    out = _ended(r, links, s, "filing", "poverty_status", s.qualifying_poverty)
+def _with_cut(rows: pl.LazyFrame, r: pl.DataFrame, links: pl.DataFrame, ctx: RuleContext) -> pl.LazyFrame:
+    """``rows`` plus ``cut_systems``: the systems whose export is incomplete in the student's place."""
+    cut = _in_places(roster_places(r, links), ctx.incomplete).group_by("roster_rec").agg(
+        pl.col("problem_system").alias("cut_systems"))
+    return rows.join(cut.lazy(), on="roster_rec", how="left", maintain_order="left")
+
+
+def _other_system_says(system: str, absent: str) -> pl.Expr:
+    """What to say about the other system: absent, unless its export is cut where the student lives."""
+    cut = pl.col("cut_systems").fill_null(pl.lit([], dtype=pl.List(pl.String))).list.contains(system)
+    return pl.when(cut).then(pl.lit(
+        f"但{SYSTEM_LABELS[system]}系统在该村（乡镇）的导出不完整，无法确认该学生在{SYSTEM_LABELS[system]}系统中的情况。"
+        f"请先重新导出{SYSTEM_LABELS[system]}数据再核对。"
+    )).otherwise(pl.lit(absent))
+
+
+def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    out = _with_cut(_ended(r, links, s, "filing", "poverty_status", s.qualifying_poverty), r, links, ctx)
     year = pl.when(pl.col("exit_year").is_not_null()).then(
         pl.format("（脱贫年度 {}，自该年度起不再享受政策）", pl.col("exit_year"))).otherwise(pl.lit(""))
     return _finish(
@@ -304,16 +304,16 @@ def household_exited(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Da
             pl.lit("poverty_status").alias("field"),
             pl.col("poverty_status").alias("system_value"),
             pl.format(
-                "该学生在建档立卡系统中的家庭状态为「{}」{}，低保系统中也没有在保记录，已不属于资助对象，请核实。",
-                pl.col("poverty_status"), year,
+                "该学生在建档立卡系统中的家庭状态为「{}」{}，{}",
+                pl.col("poverty_status"), year, _other_system_says("dibao", "低保系统中也没有在保记录，已不属于资助对象，请核实。"),
             ).alias("message"),
         ),
         "household_exited",
     )
 
 
-def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
-    out = _ended(r, links, s, "dibao", "dibao_status", s.qualifying_dibao)
+def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    out = _with_cut(_ended(r, links, s, "dibao", "dibao_status", s.qualifying_dibao), r, links, ctx)
     since = pl.when(pl.col("approved_date").is_not_null()).then(
         pl.format("（低保批准日期 {}，导出中没有停保日期）", pl.col("approved_date"))).otherwise(pl.lit(""))
     return _finish(
@@ -321,15 +321,16 @@ def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataF
             pl.lit("status").alias("field"),
             pl.col("dibao_status").alias("system_value"),
             pl.format(
-                "该学生家庭的低保状态为「{}」{}，建档立卡系统中也没有仍享受政策的记录，已不属于资助对象，请核实。",
+                "该学生家庭的低保状态为「{}」{}，{}",
                 pl.col("dibao_status"), since,
+                _other_system_says("filing", "建档立卡系统中也没有仍享受政策的记录，已不属于资助对象，请核实。"),
             ).alias("message"),
         ),
         "dibao_stopped",
     )
 
 
-def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     """The same student on two roster rows: same ID, or the same system person, or same name and birth."""
     sys_id = (
         links.select("roster_rec", "system", "system_id", "status", "s_id_status", "via")
@@ -350,7 +351,9 @@ def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Dat
     base = _roster_base(r).join(dup.select("roster_rec", "_who", "n"), on="roster_rec")
     where = (
         base.sort(["file", "sheet", "row"])
-        .with_columns(pl.format("{}第{}行", pl.col("file"), pl.col("row")).alias("_at"))
+        .with_columns(pl.format("{}{}第{}行", pl.col("school").fill_null(""),
+                                pl.when(pl.col("sheet").fill_null("") != "").then(pl.format("「{}」", pl.col("sheet")))
+                                .otherwise(pl.lit("")), pl.col("row")).alias("_at"))
         .group_by("_who")
         .agg(pl.col("_at").str.join("；").alias("_all"))
     )
@@ -363,14 +366,14 @@ def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Dat
     )
 
 
-def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.DataFrame:
+def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     base = _roster_base(r).join(
         r.select(pl.col("rec").alias("roster_rec"), "id_status", "birth", "id_birth", "gender_norm", "id_gender", "birth_date", "gender"),
         on="roster_rec",
     ).filter(pl.col("id_status").is_in(USABLE))
     births = base.filter(pl.col("birth").is_not_null() & pl.col("id_birth").is_not_null() & (pl.col("birth") != pl.col("id_birth"))).with_columns(
         pl.lit("birth_date").alias("field"),
-        pl.col("birth_date").alias("value"),
+        pl.col("birth").cast(pl.String).alias("value"),  # as a date, so only digits can differ from the ID's
         pl.col("id_birth").cast(pl.String).alias("system_value"),
         pl.format("名单填写的出生日期 {} 与身份证号中的出生日期 {} 不一致，请核实。", pl.col("birth").cast(pl.String), pl.col("id_birth").cast(pl.String)).alias("message"),
     )
@@ -383,7 +386,7 @@ def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings) -> pl.Da
     return _finish(pl.concat([births, genders], how="diagonal_relaxed") if births.height or genders.height else births, "id_fact_conflict")
 
 
-RULES: tuple[Callable[[pl.DataFrame, pl.DataFrame, Settings], pl.DataFrame], ...] = (
+RULES: tuple[Callable[[pl.DataFrame, pl.DataFrame, Settings, "RuleContext"], pl.DataFrame], ...] = (
     not_found, needs_review, id_mismatch, name_mismatch, id_invalid,
     household_exited, dibao_stopped, duplicate_claim, id_fact_conflict,
 )
@@ -595,7 +598,7 @@ def export_incomplete(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Ru
         out.with_columns(
             pl.col("problem_system").alias("system"),
             pl.format(
-                "{}{}的{}导出数据明显不完整（见 export_problems 表），该学生可能因此未找到。请先重新导出{}数据再核对，不必逐户查找。",
+                "{}{}的{}导出数据明显不完整（与另一系统和名单相比该村几乎没有记录），该学生可能因此未找到。请先重新导出{}数据再核对，不必逐户查找。",
                 pl.col("place_town").fill_null(""), pl.col("place_village").fill_null(""),
                 _sys_label_of("problem_system"), _sys_label_of("problem_system"),
             ).alias("message"),
@@ -605,7 +608,7 @@ def export_incomplete(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Ru
 
 
 def _sys_label_of(col: str) -> pl.Expr:
-    return pl.col(col).replace_strict(SYSTEM_LABEL, default=pl.col(col))
+    return pl.col(col).replace_strict(dict(SYSTEM_LABELS), default=pl.col(col))
 
 
 def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links: pl.DataFrame, s: Settings,
@@ -616,7 +619,7 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         return _finish(_roster_base(r).head(0), "missed_eligible")
     ref = _reference_day(ctx.as_of)
     c = s.checks
-    parts = []
+    parts: list[pl.DataFrame] = []
     for name, sysrec in systems.items():
         if sysrec.is_empty():
             continue
@@ -660,11 +663,32 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         .sort([pl.col("qualifies").not_(), pl.col("system") != "filing", "file", "sheet", "row"])
         .unique("id_norm", keep="first", maintain_order=True)
     )
+    # A stage no roster covers tonight (本科/大专 without a university roster) is counted for
+    # analysts (missed_other_stage), not put to the towns as a possible drop-out.
+    entry = sorted(c.entry_age.items(), key=lambda kv: kv[1])
+    by_age = pl.lit(None, pl.String)
+    for stage, age in entry:  # ascending: the last (outermost) test is the oldest stage
+        if stage in ("大专", "中职"):  # same entry age as 本科 / 高中: the commoner one names it
+            continue
+        by_age = pl.when(pl.col("_age") >= age).then(pl.lit(stage)).otherwise(by_age)
+    named = pl.col("_ss").is_in(list(c.entry_age))
+    cand = cand.with_columns(pl.when(named).then(pl.col("_ss")).otherwise(by_age).alias("_stage"))
+    covered = set(c.missed_stages) | {st for sts in _facts_frame(r, s, ctx.policy)["f_stages"].drop_nulls().to_list() for st in sts}
+    on_rosters = pl.col("_stage").is_in(sorted(covered))
+    other = cand.filter(~on_rosters).select(
+        pl.col("system").alias("source"), "file", "sheet", "row", "system",
+        pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row"),
+        "town", "village", pl.col("name").alias("system_name"), pl.col("id_norm").alias("system_id"),
+        pl.lit("stage").alias("field"), pl.col("_stage").alias("system_value"),
+        pl.format("{}{}：学段「{}」今晚没有任何资助名单，未核对。", pl.col("town").fill_null(""), pl.col("village").fill_null(""),
+                  pl.col("_stage").fill_null("未知")).alias("message"),
+    )
+    cand = cand.filter(on_rosters)
     status = pl.coalesce(pl.col("poverty_status"), pl.col("dibao_status"))
     out = cand.select(
         pl.col("system").alias("source"), "file", "sheet", "row", "system",
         pl.col("file").alias("system_file"), pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row"),
-        "town", pl.col("name"), pl.col("name").alias("system_name"), pl.col("id_norm").alias("id_number"),
+        "town", "village", pl.col("name"), pl.col("name").alias("system_name"), pl.col("id_norm").alias("id_number"),
         pl.col("id_norm").alias("system_id"),
         pl.lit("school_status").alias("field"), pl.col("school_status").alias("system_value"),
         pl.format(
@@ -674,7 +698,7 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
             _sys_label(), status.fill_null(""),
         ).alias("message"),
     )
-    return _finish(out, "missed_eligible")
+    return pl.concat([_finish(out, "missed_eligible"), _finish(other, "missed_other_stage")])
 
 
 def find_discrepancies(
@@ -690,7 +714,7 @@ def find_discrepancies(
     links = _links(matches, systems)
     if links.height and "system" in links.columns:
         links = links.with_columns(qualifies_expr(settings, ctx.as_of).alias("qualifies"))
-    frames = [rule(roster, links, settings) for rule in RULES]
+    frames = [rule(roster, links, settings, ctx) for rule in RULES]
     if context is not None:
         extra = [
             export_incomplete(roster, links, settings, ctx),

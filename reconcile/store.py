@@ -83,6 +83,7 @@ import polars as pl
 
 from reconcile.errors import ReconError, RunLockedError
 from reconcile.fields import FIELDS, ID_FIELDS, LINEAGE, SOURCES
+from reconcile.vocabulary import mask_text
 
 __all__ = [
     "RunLock",
@@ -205,6 +206,7 @@ TABLES: dict[str, dict[str, str]] = {
         "message": "VARCHAR",
         "school": "VARCHAR",
         "town": "VARCHAR",
+        "village": "VARCHAR",
         # clerk review (reconcile.review): stable key, workbook reference, record fingerprint
         "item_key": "VARCHAR",
         "item_ref": "BIGINT",
@@ -502,12 +504,9 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-_ID_RUN = re.compile(r"(?<![0-9])[0-9]{14,17}[0-9Xx](?![0-9])")
-
-
 def _scrub(text: str, limit: int = 4000) -> str:
     """Keep ID-like digit runs out of stored error text (privacy), cap the length."""
-    text = _ID_RUN.sub(lambda m: m.group(0)[:6] + "*" * (len(m.group(0)) - 6), text)
+    text = mask_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -694,6 +693,11 @@ VIEWS: dict[str, str] = {
     "discrepancy_totals": """
         SELECT night, town, school, stage, kind, severity, count(*) AS n
         FROM open_discrepancies GROUP BY ALL""",
+    # Children of qualifying households at a stage no roster covered that night (本科/大专 …):
+    # not put to the towns as possible drop-outs, counted per town and stage instead.
+    "missed_by_stage": """
+        SELECT night, town, system_value AS stage, count(*) AS n
+        FROM open_discrepancies WHERE kind = 'missed_other_stage' GROUP BY ALL ORDER BY town, stage""",
     # Each succeeded run with the succeeded run before it.
     "run_pairs": """
         SELECT run_id, night, lag(run_id) OVER (ORDER BY night, finished_at) AS prev_run_id

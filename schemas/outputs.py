@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
+from reconcile.fields import SOURCES
+from reconcile.vocabulary import KIND_CODES, SEVERITIES, SYSTEMS
+
 __all__ = ["MatchSchema", "DiscrepancySchema", "RowProblemSchema"]
 
-SYSTEMS = ["dibao", "filing"]
-
-
 class RowProblemSchema(pa.DataFrameModel):
-    source: str = pa.Field(isin=["roster", "dibao", "filing"])
+    source: str = pa.Field(isin=list(SOURCES))
     file: str
     sheet: str
     row: int = pa.Field(nullable=True)
@@ -26,7 +26,7 @@ class MatchSchema(pa.DataFrameModel):
     roster_file: str
     roster_sheet: str
     roster_row: int
-    system: str = pa.Field(isin=SYSTEMS)
+    system: str = pa.Field(isin=list(SYSTEMS))
     system_file: str
     system_sheet: str
     system_row: int
@@ -41,13 +41,13 @@ class MatchSchema(pa.DataFrameModel):
 
 
 class DiscrepancySchema(pa.DataFrameModel):
-    kind: str
-    severity: str = pa.Field(isin=["high", "medium", "low"])
-    source: str
+    kind: str = pa.Field(isin=list(KIND_CODES))
+    severity: str = pa.Field(isin=list(SEVERITIES))
+    source: str = pa.Field(isin=list(SOURCES))
     file: str
     sheet: str
     row: int
-    system: str = pa.Field(nullable=True)
+    system: str = pa.Field(nullable=True, isin=list(SYSTEMS))
     message: str
 
     class Config:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
+from reconcile.fields import SYSTEMS as _SYSTEMS
+
 __all__ = ["ExportProblemSchema", "HouseholdChangeSchema"]
 
-SYSTEMS = ["dibao", "filing"]
+SYSTEMS = list(_SYSTEMS)
 
 
 class ExportProblemSchema(pa.DataFrameModel):

@@ -4,6 +4,7 @@ policy rules, incomplete exports, missed eligible children, night-over-night cha
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -189,7 +190,8 @@ def test_policy_rules(settings: Settings, case: str, roster: list[dict], filing:
 def test_subsidy_message_names_amount_and_rule(settings: Settings) -> None:
     d = _run(settings, [{**ROSTER, "amount": "1000"}], [F_HEAD, F_KID]).discrepancies.row(0, named=True)
     assert (d["value"], d["system_value"]) == ("1000", "1500")
-    assert "boarding_primary" in d["message"] and "upper_boarding_primary(1000) + 500" in d["message"]
+    assert "义务教育寄宿生生活补助" in d["message"] and "1500 元/年" in d["message"]
+    assert not re.search(r"[A-Za-z]{2,}", d["message"]), d["message"]  # no standard ids or base names
 
 
 def test_missed_eligible_points_at_the_system_record(settings: Settings) -> None:

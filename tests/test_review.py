@@ -269,7 +269,7 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, county: Path, inbox
                      "and m.system_row = ?", [run2, reject["file"], reject["row"], reject["system"], reject["system_row"]])
     # The corrected ID is used.
     [(id_norm, status)] = q(db, "select id_norm, id_status from records where run_id = ? and source = 'roster' "
-                                "and file = ? and row = ?", [run2, fixed["file"], fixed["row"]])
+                                "and file = ? and sheet = ? and row = ?", [run2, fixed["file"], fixed["sheet"], fixed["row"]])
     assert (id_norm, status) == (true_id, "valid")
 
     # Analysts: the views answer the questions.
