@@ -322,3 +322,116 @@ def test_monday_notebook_runs_against_a_generated_county(inbox: Path, tmp_path: 
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # problems by town, trend
     text = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "王老师" in text
+
+
+# --------------------------------------------------------------------------- reading a clerk's row
+
+
+@pytest.mark.parametrize("text, code", [
+    ("确认是同一人", "confirm"), ("是同一人", "confirm"), (" 确认 是同一人 ", "confirm"), ("确认是同一人（户口簿）", "confirm"),
+    ("不是同一人。", "reject"), ("不是同一个人", "reject"), ("非同一人", "reject"),
+    ("已更正", "corrected"), ("已改正", "corrected"), ("已更正为1500", "corrected"),
+    ("待核实", "pending"), ("核实中", "pending"),
+    ("同意", None), ("已核实", None), ("OK", None), ("随便", None), ("不是同一人，待核实", None),
+])
+def test_parse_decision(settings, text: str, code: str | None) -> None:
+    got, why = review.parse_decision(text, settings.review)
+    assert got == code
+    if code is None:
+        assert f"核实结论「{text}」无效" in why and " / ".join(vocabulary.DECISION_LABELS) in why
+
+
+@pytest.mark.parametrize("field, value, number_cell, clean, says", [
+    ("id_number", make_id(), False, make_id(), None),
+    ("id_number", " " + make_id().lower() + " ", False, make_id(), None),
+    ("id_number", make_id()[:17], False, None, "无效"),
+    ("id_number", "4.33124201604214E+17", False, None, "只保留了前15位"),
+    ("id_number", "433124201604214016", True, None, "后3位已经丢失"),
+    ("amount", "1500", False, "1500", None),
+    ("amount", "1,500元", False, "1500", None),
+    ("amount", "1500.50", False, "1500.5", None),
+    ("amount", "一千五", False, None, "不是数字"),
+    ("amount", "0", False, None, "之间"),
+    ("name", "刘永怡", False, "刘永怡", None),
+    ("name", "阿依古丽•买买提", False, "阿依古丽·买买提", None),
+    ("name", "刘永怡123", False, None, "不像一个姓名"),
+    ("name", "   ", False, None, "没有填写"),
+])
+def test_clean_correction(field: str, value: str, number_cell: bool, clean: str | None, says: str | None) -> None:
+    got, why = review.clean_correction(field, value, number_cell=number_cell)
+    assert got == clean
+    assert (why is None) if says is None else (says in why)
+    assert why is None or make_id() not in why
+
+
+DAY = date(2025, 9, 1)
+CHILD = make_id(birth="20150305", seq="123")  # 10 on DAY: 小学四年级
+
+
+@pytest.mark.parametrize("corrected, student, owners, ok, says", [
+    (CHILD, {"name_norm": "张三", "stage": "小学", "grade": "四年级"}, [], True, None),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "grade": "四年级"},
+     [review.Owner("filing", "member", "张三")], True, None),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "grade": "四年级"},
+     [review.Owner("dibao", "member", "张山")], True, None),  # one character off: the roster's typo
+    (CHILD, {"name_norm": "张三", "stage": "小学"}, [review.Owner("dibao", "head", "张大山")], False, "低保系统中户主"),
+    (CHILD, {"name_norm": "张三", "stage": "小学"}, [review.Owner("roster", "guardian", "张大山")], False, "监护人"),
+    (CHILD, {"name_norm": "张三", "stage": "小学"}, [review.Owner("filing", "member", "李四妹")], False, "另一个人"),
+    (make_id(birth="19690101"), {"name_norm": "张三", "stage": "小学"}, [], False, "56 岁"),
+    (make_id(birth="19690101"), {"name_norm": "张三"}, [], False, "在校学生"),
+    (CHILD, {"name_norm": "张三", "stage": "高中", "grade": "高一"}, [], False, "10 岁"),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "birth": date(2015, 3, 6)}, [], True, "出生日期"),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "gender_norm": "女"}, [], True, "性别"),
+])
+def test_judge_corrected_id(settings, corrected: str, student: dict, owners: list, ok: bool, says: str | None) -> None:
+    got, why = review.judge_corrected_id(corrected, student, owners, DAY, settings.checks)
+    assert got is ok
+    assert (why is None) if says is None else (says in why)
+
+
+def _decision(reviewer: str, code: str, *, key: str = "k1", at: int = 1, corrected: str | None = None,
+              note: str | None = None, workbook: str = "a.xlsx") -> dict:
+    return {"reviewer": reviewer, "decision": vocabulary.DECISION_LABEL_OF[code], "decision_code": code, "item_key": key,
+            "imported_at": datetime(2026, 11, at, tzinfo=timezone.utc), "corrected_value": corrected, "note": note,
+            "kind": "subsidy_mismatch", "workbook": workbook}
+
+
+@pytest.mark.parametrize("rows, conflict, says", [
+    ([_decision("王", "confirm"), _decision("王", "confirm", workbook="b.xlsx")], False, None),
+    ([_decision("王", "confirm"), _decision("王", "reject", workbook="b.xlsx")], True, "王（a.xlsx）"),
+    ([_decision("王", "confirm"), _decision("王", "reject", at=2)], False, None),  # a later import replaces
+    ([_decision("王", "corrected", corrected="1500"), _decision("赵", "corrected", corrected="1300")], True, "更正为 1300"),
+    ([_decision("王", "corrected", corrected="1500"), _decision("赵", "pending")], False, None),
+])
+def test_effective_decisions(rows: list[dict], conflict: bool, says: str | None) -> None:
+    eff = review.effective_decisions(pl.DataFrame(rows))
+    assert eff["conflict"].to_list() == [conflict]
+    if says:
+        assert says in eff["detail"][0]
+
+
+def test_carried_forward_is_the_latest_pending_and_note() -> None:
+    rows = [_decision("王", "pending", note="等户口簿", at=1), _decision("赵", "confirm", key="k2", note="已核", at=1),
+            _decision("王", "pending", key="k3", at=1), _decision("王", "confirm", key="k3", at=2)]
+    got = {r["item_key"]: r for r in review.carried_forward(pl.DataFrame(rows)).iter_rows(named=True)}
+    assert (got["k1"]["carried_decision"], got["k1"]["carried_note"], got["k1"]["carried_reviewer"]) == ("待核实", "等户口簿", "王")
+    assert (got["k2"]["carried_decision"], got["k2"]["carried_note"]) == (None, "已核")
+    assert "k3" not in got
+
+
+def test_review_columns_are_the_reviews_table() -> None:
+    assert store.REVIEWS_SCHEMA == review.REVIEW_COLUMNS
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[decisions]\n"确认" = ["是"]\n', "not one of"),
+    ('[decisions]\n"确认是同一人" = ["对"]\n"不是同一人" = ["对"]\n', "two decisions"),
+    ('[decisions]\n"确认是同一人" = ["同一人"]\nambiguous = ["同一人"]\n', "also listed"),
+])
+def test_review_toml_is_validated(tmp_path: Path, text: str, says: str) -> None:
+    from reconcile.config import load_settings
+    from reconcile.errors import ConfigError
+
+    (tmp_path / "review.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=says):
+        load_settings(tmp_path)
