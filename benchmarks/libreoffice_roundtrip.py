@@ -128,10 +128,10 @@ def _plan(d: pl.DataFrame, truth: pl.DataFrame) -> list[tuple[dict, str, tuple]]
 
 def _cells(book: Path, refs: dict[int, tuple]) -> list[list]:
     ws = openpyxl.load_workbook(book)[report.SHEET_PROBLEMS]
-    col = {c.value: c.column_letter for c in ws[1]}
-    ref_col = [c.value for c in ws[1]].index(report.COL_REF)
+    col = {c.value: c.column_letter for c in ws[report.HEADER_ROW]}
+    ref_col = [c.value for c in ws[report.HEADER_ROW]].index(report.COL_REF)
     cells = []
-    for row in ws.iter_rows(min_row=2):
+    for row in ws.iter_rows(min_row=report.HEADER_ROW + 1):
         ref = row[ref_col].value
         if ref in refs:
             dec, corr, note, who, how = refs[ref]
@@ -164,9 +164,9 @@ def main() -> None:
     where: dict[int, Path] = {}
     for b in books:
         ws = openpyxl.load_workbook(b, read_only=True)[report.SHEET_PROBLEMS]
-        header = next(ws.iter_rows(max_row=1, values_only=True))
+        header = next(ws.iter_rows(min_row=report.HEADER_ROW, max_row=report.HEADER_ROW, values_only=True))
         i = list(header).index(report.COL_REF)
-        for r in ws.iter_rows(min_row=2, values_only=True):
+        for r in ws.iter_rows(min_row=report.HEADER_ROW + 1, values_only=True):
             if r[i] is not None:
                 where.setdefault(int(r[i]), b)
     by_book: dict[Path, dict[int, tuple]] = {}
@@ -227,7 +227,7 @@ def _carried(reports: Path, d2: pl.DataFrame, plan: list[tuple[dict, str, tuple]
         ref = now["item_ref"][0]
         for book in sorted(night_dir.glob("*.xlsx")):
             ws = openpyxl.load_workbook(book, read_only=True)[report.SHEET_PROBLEMS]
-            rows = ws.iter_rows(values_only=True)
+            rows = ws.iter_rows(min_row=report.HEADER_ROW, values_only=True)
             header = list(next(rows))
             for r in rows:
                 if r[header.index(report.COL_REF)] == ref:

@@ -11,6 +11,7 @@ import dataclasses
 import re
 import shutil
 import uuid
+from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from datetime import date, datetime
@@ -115,24 +116,29 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
 
 
 @task(retries=1, retry_delay_seconds=2, **QUIET)
-def stage_reports(results: pipeline.Results, reports: Path, run_id: str) -> Path:
+def stage_reports(results: pipeline.Results, reports: Path, run_id: str, settings: Settings | None = None,
+                  night: date | None = None) -> Path:
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
     staging = reports / f".staging-{run_id}"
     staging.mkdir(parents=True, exist_ok=True)
     items = results.discrepancies
     eligible = results.eligible if results.eligible is not None else pl.DataFrame()
+    ns = settings.notice if settings is not None else None
+    when: dict[str, Any] = {"night": night, "notice": ns}
     with _no_data_in_errors("writing workbooks"):
         if items.height < PARALLEL_REPORTS_FROM:
-            paths = report.write_school_workbooks(items, staging, run_id=run_id)
-            towns = report.write_clerk_workbooks(items, staging / TOWN_DIR, by="town", run_id=run_id)
-            notices = report.write_public_notices(eligible, staging / NOTICE_DIR)
+            paths = report.write_school_workbooks(items, staging, run_id=run_id, **when)
+            towns = report.write_clerk_workbooks(items, staging / TOWN_DIR, by="town", run_id=run_id, **when)
+            notices = report.write_public_notices(eligible, staging / NOTICE_DIR, start=night, notice=ns)
         else:
             # openpyxl is pure Python: a large county's workbooks are written side by side in
             # other processes (spawned: forking beside Prefect's threads is unsafe).
             with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-                towns_job = pool.submit(report.write_clerk_workbooks, items, staging / TOWN_DIR, by="town", run_id=run_id)
-                notices_job = pool.submit(report.write_public_notices, eligible, staging / NOTICE_DIR)
-                paths = report.write_school_workbooks(items, staging, run_id=run_id)
+                towns_job = pool.submit(report.write_clerk_workbooks, items, staging / TOWN_DIR, by="town", run_id=run_id,
+                                        **when)
+                notices_job = pool.submit(report.write_public_notices, eligible, staging / NOTICE_DIR, start=night,
+                                          notice=ns)
+                paths = report.write_school_workbooks(items, staging, run_id=run_id, **when)
                 towns, notices = towns_job.result(), notices_job.result()
     get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists",
                           len(paths), len(towns), len(notices))
@@ -195,7 +201,7 @@ def nightly_reconciliation(
             decisions = load_decisions(db_path)
             previous = read_previous_run(db_path)  # the last succeeded run, before computing
             results = reconcile_records(ingested, settings, decisions, as_of_date, county, previous)
-            staging = stage_reports(results, reports_dir, run_id)
+            staging = stage_reports(results, reports_dir, run_id, settings, night)
             publish(db_path, run_id, results)
         except BaseException as exc:
             store.fail_run(db_path, run_id=run_id, finished_at=_now(), error=redact(f"{type(exc).__name__}: {exc}"))

@@ -22,6 +22,7 @@ from . import review
 from .match import match_system
 from .memory import compact
 from .normalize import normalize_source
+from .notice import notice_rows
 from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
@@ -38,7 +39,7 @@ class Results:
     matches: pl.DataFrame
     discrepancies: pl.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
-    eligible: pl.DataFrame | None = None  # students confirmed eligible (公示名单), see review.eligible_students
+    eligible: pl.DataFrame | None = None  # the 公示名单 rows (notice.notice_rows)
     export_problems: pl.DataFrame | None = None
     household_changes: pl.DataFrame | None = None
     policy: Any = None  # reconcile.policy.Policy applied tonight, or None
@@ -178,9 +179,9 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     discrepancies = find_discrepancies(records["roster"], systems, matches, settings, ctx)
     discrepancies, annotated = review.annotate(discrepancies, records, decisions)
     review_counts.update(annotated)
-    eligible = review.eligible_students(
+    eligible = notice_rows(review.eligible_students(
         records["roster"], systems, matches, discrepancies, settings.qualifying_poverty, settings.qualifying_dibao
-    )
+    ), records["roster"], settings, policy)
     changes = household_changes(records["roster"], systems, matches, settings,
                                 previous.records if previous else None, as_of, problems_export)
     # The output shapes are a contract with analysts: check them before anything is published.

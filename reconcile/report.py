@@ -19,6 +19,7 @@ frame gives byte-identical files (fixed document and zip timestamps).
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from copy import copy
 import hashlib
@@ -30,7 +31,7 @@ import unicodedata
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
@@ -44,9 +45,11 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
 
+from reconcile.config import NoticeSettings
 from reconcile.fields import ID_FIELDS
+from reconcile.notice import notice_period, return_deadline
 from reconcile.vocabulary import (
-    DECISION_LABELS, FIELD_LABELS, KINDS, NO_SCHOOL, NO_TOWN, SEVERITY_LABELS, SEVERITY_RANK, SYSTEM_LABELS,
+    DECISION_LIST, DECISION_LABELS, SCHOOL_KINDS, TOWN_KINDS, FIELD_LABELS, KINDS, NO_SCHOOL, NO_TOWN, SEVERITY_LABELS, SEVERITY_RANK, SYSTEM_LABELS,
     mask_id, mask_text,
 )
 
@@ -74,18 +77,36 @@ __all__ = [
 SHEET_PROBLEMS = "待核实问题"
 SHEET_HELP = "说明"
 
-# The clerk sheet's columns, in order. The four review columns are the only unlocked ones;
-# the last two are hidden (item reference within the run, hash of the locked cells).
+# The clerk sheet's columns, in order, as data: (header, width, wrapped, printed). The four
+# review columns are the only unlocked ones; the printed ones fit one A4 landscape page wide
+# at PRINT_SCALE with FONT_SIZE text (at least 9 pt on paper); the rest (lineage, the item's
+# reference and the hash of its locked cells, these two hidden) stay off the print area.
 COL_DECISION, COL_CORRECTED, COL_NOTE, COL_REVIEWER = "核实结论", "更正值", "备注", "核实人"
 REVIEW_HEADERS: tuple[str, ...] = (COL_DECISION, COL_CORRECTED, COL_NOTE, COL_REVIEWER)
-COL_REF, COL_HASH, COL_SCHOOL = "问题编号", "校验码", "学校"
-HEADERS: tuple[str, ...] = (
-    "序号", "严重程度", "问题类型", "行号", "学生姓名", "系统中姓名", "身份证号", "系统中身份证号",
-    "核对系统", "核对项", "名单值", "系统值", "说明",
-    *REVIEW_HEADERS,
-    "名单文件", "工作表", "系统文件", "系统工作表", "系统行号",
-    COL_REF, COL_HASH,
+COL_REF, COL_HASH, COL_SCHOOL = "问题编号", "校验码", "学校/村"
+COLUMNS: tuple[tuple[str, float, bool, bool], ...] = (
+    ("序号", 4.5, False, True), ("严重程度", 4.5, True, True), ("问题类型", 10, True, True), ("行号", 9, True, True),
+    ("学生姓名", 7.5, True, True), ("系统中姓名", 7.5, True, True), ("身份证号", 19.5, False, True),
+    ("系统中身份证号", 19.5, False, True), ("核对项", 7, True, True), ("名单值", 9, True, True),
+    ("系统值", 9, True, True), ("说明", 24, True, True),
+    (COL_DECISION, 11, True, True), (COL_CORRECTED, 15, True, True), (COL_NOTE, 8, True, True),
+    (COL_REVIEWER, 6, True, True),
+    ("核对系统", 9, False, False), ("名单文件", 24, False, False), ("工作表", 12, False, False),
+    ("系统文件", 22, False, False), ("系统工作表", 12, False, False), ("系统行号", 8, False, False),
+    (COL_REF, 8, False, False), (COL_HASH, 18, False, False),
 )
+# The town workbook's extra column, after 序号: a town clerk works through several schools and villages.
+TOWN_COLUMN: tuple[str, float, bool, bool] = (COL_SCHOOL, 10, True, True)
+HEADERS: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
+HIDDEN: tuple[str, ...] = (COL_REF, COL_HASH)
+HEADER_ROW = 3  # rows 1-2: what to fill in, and to whom and by when to return it
+FONT_SIZE = 11.0  # the workbook's default (Calibri 11): every cell
+PRINT_SCALE = 82  # percent: FONT_SIZE x PRINT_SCALE = 9 pt on paper
+MIN_PAPER_PT = 9.0
+A4_MM = (210.0, 297.0)
+MARGIN_IN = 0.25  # left and right
+NOTE_MIN_WIDTH = 16.0  # 说明 takes what the page leaves, but no less
+PAGE_SLACK = 0.96  # of the page's width used: room for a font a little wider than Calibri
 # Locked content covered by the row hash (序号 and 学校 depend on the workbook, not the item).
 HASHED: tuple[str, ...] = tuple(
     h for h in HEADERS if h not in (("序号", COL_SCHOOL, COL_REF, COL_HASH) + REVIEW_HEADERS)
@@ -93,7 +114,7 @@ HASHED: tuple[str, ...] = tuple(
 # Roster / system pairs shown side by side, differing characters highlighted.
 PAIRS: tuple[tuple[str, str], ...] = (("学生姓名", "系统中姓名"), ("身份证号", "系统中身份证号"), ("名单值", "系统值"))
 SHEET_META = "_recon"
-META_FORMAT = "clerk-workbook/1"
+META_FORMAT = "clerk-workbook/1"  # meta "header_row" says where the header is (1 when absent)
 SHEET_NOTICE = "公示名单"
 NOTICE_HEADERS: tuple[str, ...] = ("序号", "姓名", "身份证号", "学段", "年级", "资助项目", "资助金额（元）")
 _STATE_RANK: dict[str, int] = {"conflict": 0, "reopened": 1}
@@ -103,7 +124,7 @@ _INPUT_COLUMNS: dict[str, pl.DataType] = {
     "sheet": pl.String, "row": pl.Int64, "system": pl.String, "system_file": pl.String,
     "system_sheet": pl.String, "system_row": pl.Int64, "field": pl.String,
     "value": pl.String, "system_value": pl.String, "message": pl.String,
-    "school": pl.String, "town": pl.String, "name": pl.String, "id_number": pl.String,
+    "school": pl.String, "town": pl.String, "village": pl.String, "name": pl.String, "id_number": pl.String,
     "system_name": pl.String, "system_id": pl.String,
     "diff_positions": pl.List(pl.Int8), "item_ref": pl.Int64, "review_state": pl.String,
     # what the clerk said last time, carried into the editable cells (review.CARRIED_COLUMNS)
@@ -211,6 +232,26 @@ def _prepare(discrepancies: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
+_DEFAULT_SHEETS = re.compile(r"^(?:Sheet|工作表)1$", re.IGNORECASE)
+
+
+def _where(sheet: str | None, row: Any) -> str | None:
+    """The roster position a clerk looks up: the sheet (one roster has 七年级 and 八年级-九年级
+    with the same row numbers) and the row Excel shows. A lone default sheet name says nothing."""
+    if row is None:
+        return None
+    if sheet and not _DEFAULT_SHEETS.match(sheet):
+        return f"{sheet}第{row}行"
+    return f"第{row}行"
+
+
+def _file_name(path: str | None) -> str | None:
+    """A file as the clerk knows it: its name without folder or extension."""
+    if not path:
+        return None
+    return PurePosixPath(path).stem
+
+
 def _cells(d: dict[str, Any]) -> dict[str, Any]:
     """Header -> final cell value of one (prepared) discrepancy row (序号 and 学校 aside)."""
     keep = [int(p) for p in (d["diff_positions"] or []) if p is not None]
@@ -218,19 +259,22 @@ def _cells(d: dict[str, Any]) -> dict[str, Any]:
     raw = {
         "严重程度": _label(SEVERITY_LABELS, d["severity"]),
         "问题类型": KINDS[d["kind"]].label if d["kind"] else "",
-        "行号": d["row"],
+        "行号": _where(d["sheet"], d["row"]),
         "学生姓名": d["name"],
         "系统中姓名": d["system_name"],
         "身份证号": mask_id(d["id_number"], keep),
         "系统中身份证号": mask_id(d["system_id"], keep),
         "核对系统": _label(SYSTEM_LABELS, d["system"]),
         "核对项": _label(FIELD_LABELS, d["field"]),
-        "名单值": _id_cell(d["value"], keep, d["id_number"]) if is_id else d["value"],
-        "系统值": _id_cell(d["system_value"], keep, d["system_id"]) if is_id else d["system_value"],
+        # A value the pair columns already show (the ID, the name) is not repeated.
+        "名单值": None if d["value"] in (d["id_number"], d["name"]) and d["value"] is not None
+        else _id_cell(d["value"], keep, d["id_number"]) if is_id else d["value"],
+        "系统值": None if d["system_value"] in (d["system_id"], d["system_name"]) and d["system_value"] is not None
+        else _id_cell(d["system_value"], keep, d["system_id"]) if is_id else d["system_value"],
         "说明": d["message"],
-        "名单文件": d["file"],
+        "名单文件": _file_name(d["file"]),
         "工作表": d["sheet"],
-        "系统文件": d["system_file"],
+        "系统文件": _file_name(d["system_file"]),
         "系统工作表": d["system_sheet"],
         "系统行号": d["system_row"],
         COL_REF: d["item_ref"],
@@ -305,37 +349,62 @@ def _rich(text: str, spans: list[tuple[int, int]]) -> CellRichText | None:
     return CellRichText(parts)
 
 
-def _style_header(ws: Worksheet, headers: Sequence[str]) -> None:
+def _style_header(ws: Worksheet, headers: Sequence[str], *, row: int = 1) -> None:
     bold = Font(bold=True)
-    fill = PatternFill(fill_type="solid", fgColor="FFDDEBF7")
-    center = Alignment(horizontal="center", vertical="center")
+    fill = PatternFill(fill_type="solid", fgColor=HEAD_FILL)
+    center = Alignment(horizontal="center", vertical="center", wrap_text=True)
     for col, title in enumerate(headers, start=1):
-        cell = ws.cell(row=1, column=col, value=title)
+        cell = ws.cell(row=row, column=col, value=title)
         cell.font = bold
         cell.fill = fill
         cell.alignment = center
 
 
-def _fit_columns(ws: Worksheet, ncols: int, *, cap: int = 60, wrap: Iterable[int] = ()) -> None:
-    widths = [0] * ncols
-    for row in ws.iter_rows(min_row=1, max_row=ws.max_row, max_col=ncols):
-        for i, cell in enumerate(row):
-            if cell.value is not None:
-                widths[i] = max(widths[i], _width(str(cell.value)))
-    wrap_cols = set(wrap)
-    for i, w in enumerate(widths, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = min(max(w, 4) + 2, cap)
-        if i in wrap_cols and w + 2 > cap:
-            for (cell,) in ws.iter_rows(min_row=2, max_row=ws.max_row, min_col=i, max_col=i):
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
+def column_px(width: float) -> float:
+    """Screen pixels (96 dpi) of a column ``width`` characters wide (Calibri 11: 7 px each, 5 px padding)."""
+    return width * 7 + 5
 
 
-_TOP = Alignment(vertical="top")
-_DIFF_FILL = PatternFill(fill_type="solid", fgColor="FFFFF2CC")
-_EDIT_FILL = PatternFill(fill_type="solid", fgColor="FFE2EFDA")
-_EDIT_HEAD_FILL = PatternFill(fill_type="solid", fgColor="FFC6E0B4")
-_WIDTHS = {COL_DECISION: 14, COL_CORRECTED: 22, COL_NOTE: 24, COL_REVIEWER: 10, "说明": 46,
-           "名单文件": 28, "系统文件": 24, COL_REF: 8, COL_HASH: 18}
+def printable_px(landscape: bool) -> float:
+    """Pixels (96 dpi, at 100 %) across an A4 page between the margins."""
+    mm = (A4_MM[1] if landscape else A4_MM[0]) - 2 * MARGIN_IN * 25.4
+    return mm / 25.4 * 96
+
+
+def _layout(with_school: bool) -> list[tuple[str, float, bool, bool]]:
+    """The sheet's columns; 说明 takes the width the printed page leaves at PRINT_SCALE."""
+    cols = list(COLUMNS)
+    if with_school:
+        cols.insert(1, TOWN_COLUMN)
+    room = printable_px(True) * 100 / PRINT_SCALE * PAGE_SLACK
+    used = sum(column_px(w) for h, w, _, printed in cols if printed and h != "说明")
+    note = max(NOTE_MIN_WIDTH, (room - used - 5) / 7 - 0.5)
+    return [(h, round(note, 1) if h == "说明" else w, wrap, printed) for h, w, wrap, printed in cols]
+
+
+# Cell styles, as data: name -> (fill colour or None, wrapped, unlocked, text format).
+STYLES: dict[str, tuple[str | None, bool, bool, bool]] = {
+    "body": (None, False, False, False),
+    "wrap": (None, True, False, False),
+    "diff": ("FFFFF2CC", True, False, False),
+    "review": ("FFE2EFDA", True, True, True),
+}
+HEAD_FILL, EDIT_HEAD_FILL = "FFDDEBF7", "FFC6E0B4"
+
+
+def _styler(name: str) -> Any:
+    fill, wrap, unlocked, text = STYLES[name]
+
+    def setter(cell: Any) -> None:
+        cell.alignment = Alignment(wrap_text=wrap, vertical="top")
+        if fill:
+            cell.fill = PatternFill(fill_type="solid", fgColor=fill)
+        if unlocked:
+            cell.protection = Protection(locked=False)
+        if text:
+            cell.number_format = "@"  # corrected IDs typed here stay text
+
+    return setter
 
 
 class _Styles:
@@ -345,91 +414,114 @@ class _Styles:
     def __init__(self) -> None:
         self._arrays: dict[str, Any] = {}
 
-    def apply(self, cell: Any, key: str, setter: Any) -> None:
+    def apply(self, cell: Any, key: str) -> None:
         if key in self._arrays:
             cell._style = copy(self._arrays[key])
         else:
-            setter(cell)
+            _styler(key)(cell)
             self._arrays[key] = copy(cell._style)
 
 
-def _body_style(cell: Any) -> None:
-    cell.alignment = _TOP
+_FORMAT_ONLY = str.maketrans({"/": "-", ".": "-", "年": "-", "月": "-", "日": None, " ": None, "\u3000": None})
 
 
-def _diff_style(cell: Any) -> None:
-    cell.alignment = _TOP
-    cell.fill = _DIFF_FILL
+def _comparable(text: str) -> str:
+    """A value with its formatting taken out: 2019/09/18, 2019.9.18 and 2019-09-18 are one date."""
+    t = unicodedata.normalize("NFKC", text).translate(_FORMAT_ONLY).strip("-")
+    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", t)
+    if m:
+        return f"{m.group(1)}-{int(m.group(2)):02d}-{int(m.group(3)):02d}"
+    m = re.fullmatch(r"(\d+)(?:-0+)?", t)  # 1500.0 = 1500
+    return m.group(1) if m else t
 
 
-def _note_style(cell: Any) -> None:
-    cell.alignment = Alignment(wrap_text=True, vertical="top")
+def _spans_by_position(text: str, positions: Iterable[int]) -> list[tuple[int, int]]:
+    return _merge(sorted({p for p in positions if 0 <= p < len(text) and text[p] != "*"}))
 
 
-def _review_style(cell: Any) -> None:
-    cell.alignment = _TOP
-    cell.protection = Protection(locked=False)
-    cell.fill = _EDIT_FILL
-    cell.number_format = "@"  # corrected IDs typed here stay text
+def instructions(scope: str, name: str, return_to: str, deadline: dt.date | None) -> tuple[str, str]:
+    """The two lines above the table: what to fill in; to whom and by when to return it."""
+    who = f"本表供{name}核实本乡镇学生的问题使用" if scope == "town" else f"本表供{name}核实本校学生的问题使用"
+    first = (f"{who}：请逐条核实，在绿色的“核实结论”列选择结论并填写“核实人”；身份证号、姓名或资助金额有误的，"
+             "选“已更正”并在“更正值”填写正确的值。其余单元格已锁定。")
+    when = f"{deadline.year}年{deadline.month}月{deadline.day}日前" if deadline else "按要求"
+    second = f"请于{when}将本表（原文件，不要复制到新表）报回{return_to}。"
+    return first, second
 
 
-def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school: bool = False) -> None:
+def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, lines: tuple[str, str],
+                   with_school: bool = False) -> None:
     ws.title = SHEET_PROBLEMS
     styles = _Styles()
-    headers = list(HEADERS)
-    if with_school:
-        headers.insert(1, COL_SCHOOL)
+    layout = _layout(with_school)
+    headers = [c[0] for c in layout]
     col = {h: i for i, h in enumerate(headers, start=1)}
-    _style_header(ws, headers)
+    ncols = len(headers)
+    last_printed = max(i for i, c in enumerate(layout, start=1) if c[3])
+    for r, text in enumerate(lines, start=1):
+        _put(ws, r, 1, text, from_input=False)
+        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=last_printed)
+        ws.cell(row=r, column=1).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.cell(row=r, column=1).font = Font(bold=(r == 2))
+    _style_header(ws, headers, row=HEADER_ROW)
     for h in REVIEW_HEADERS:
-        ws.cell(row=1, column=col[h]).fill = _EDIT_HEAD_FILL
-    for r, d in enumerate(rows.iter_rows(named=True), start=2):
+        ws.cell(row=HEADER_ROW, column=col[h]).fill = PatternFill(fill_type="solid", fgColor=EDIT_HEAD_FILL)
+    first = HEADER_ROW + 1
+    for r, d in enumerate(rows.iter_rows(named=True), start=first):
         cells = _cells(d)
-        cells["序号"] = r - 1
+        cells["序号"] = r - HEADER_ROW
         cells[COL_HASH] = row_hash(cells)
         if with_school:
-            cells[COL_SCHOOL] = _final(d["school"])
+            cells[COL_SCHOOL] = _final("\n".join(v for v in (d["school"], d.get("village")) if v))
         rich: dict[str, Any] = {}
         for left, right in PAIRS:
             a, b = cells.get(left), cells.get(right)
-            if isinstance(a, str) and isinstance(b, str) and a != b:
+            if isinstance(a, str) and isinstance(b, str) and a != b and _comparable(a) != _comparable(b):
                 sa, sb = _diff_spans(a, b)
                 rich[left], rich[right] = _rich(a, sa), _rich(b, sb)
-        diff = set(rich)
+        keep = [int(p) for p in (d["diff_positions"] or []) if p is not None]
+        if keep and not cells.get("系统中身份证号") and isinstance(cells.get("身份证号"), str):
+            # No system ID to compare with (id_invalid): mark where the roster's ID is damaged.
+            for h in ("身份证号", "名单值"):
+                if isinstance(cells.get(h), str) and len(cells[h]) == len(d["id_number"] or ""):
+                    rich[h] = _rich(cells[h], _spans_by_position(cells[h], keep))
+        rich = {h: v for h, v in rich.items() if v is not None}
         # Styles first: copying a style array replaces all of a cell's style (quote prefix too).
-        for h, c in col.items():
+        for h, c, wrap in ((c[0], i, c[2]) for i, c in enumerate(layout, start=1)):
             cell = ws.cell(row=r, column=c)
             if h in REVIEW_HEADERS:
-                styles.apply(cell, "review", _review_style)
+                styles.apply(cell, "review")
                 cell.data_type = "s"
-            elif h == "说明":
-                styles.apply(cell, "note", _note_style)
-            elif h in diff:
-                styles.apply(cell, "diff", _diff_style)
+            elif h in rich:
+                styles.apply(cell, "diff")
             else:
-                styles.apply(cell, "body", _body_style)
+                styles.apply(cell, "wrap" if wrap else "body")
         for h, value in cells.items():
             _put(ws, r, col[h], value, from_input=False, rich=rich.get(h))
         for h, carried in _CARRIED_INTO:
             _put(ws, r, col[h], d[carried])
-    last = max(ws.max_row, 1)
-    ncols = len(headers)
-    ws.freeze_panes = "A2"
-    ws.auto_filter.ref = f"A1:{get_column_letter(ncols)}{last}"
-    _fit_columns(ws, ncols, cap=40)
-    for h, w in _WIDTHS.items():
-        ws.column_dimensions[get_column_letter(col[h])].width = w
-    _row_heights(ws, 2, last, [get_column_letter(col["说明"])])
-    for h in (COL_REF, COL_HASH):
+    last = max(ws.max_row, HEADER_ROW)
+    ws.freeze_panes = f"A{first}"
+    ws.auto_filter.ref = f"A{HEADER_ROW}:{get_column_letter(ncols)}{last}"
+    for i, (h, w, wrap, _printed) in enumerate(layout, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = w
+    for h in HIDDEN:
         ws.column_dimensions[get_column_letter(col[h])].hidden = True
-    if last >= 2:
+    printed_width = sum(w for _h, w, _wr, p in layout if p)
+    for r, text in enumerate(lines, start=1):
+        ws.row_dimensions[r].height = row_height([(text, printed_width)])
+    ws.row_dimensions[HEADER_ROW].height = row_height([(h, w) for h, w, _wr, p in layout if p])
+    wrapped = [(get_column_letter(i), w) for i, (_h, w, wrap, _p) in enumerate(layout, start=1) if wrap]
+    for r in range(first, last + 1):
+        ws.row_dimensions[r].height = row_height([(ws[f"{c}{r}"].value, w) for c, w in wrapped])
+    if last >= first:
         dv = DataValidation(
             type="list", formula1='"' + ",".join(DECISION_LABELS) + '"', allow_blank=True,
             showErrorMessage=True, errorTitle="核实结论", error="请从下拉列表中选择：" + " / ".join(DECISION_LABELS),
             showInputMessage=True, promptTitle="核实结论", prompt="请选择核实结果，并填写核实人",
         )
         letter = get_column_letter(col[COL_DECISION])
-        dv.add(f"{letter}2:{letter}{last}")
+        dv.add(f"{letter}{first}:{letter}{last}")
         ws.add_data_validation(dv)
     # Locked except the four review columns; filtering and column widths still allowed.
     ws.protection.sheet = True
@@ -438,12 +530,9 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, with_school
     ws.protection.formatRows = False
     ws.protection.selectLockedCells = False
     ws.protection.selectUnlockedCells = False
-    # Printing: A4 landscape, header row on every page, fit to one page wide, lineage left off.
-    _print_setup(ws, landscape=True, title_rows="1:1")
-    ws.print_area = f"A1:{get_column_letter(col[COL_REVIEWER])}{last}"
-    ws.page_margins.left = ws.page_margins.right = 0.4
-    ws.page_margins.top = ws.page_margins.bottom = 0.75
-    ws.page_margins.header = ws.page_margins.footer = 0.25
+    # Printing: A4 landscape at PRINT_SCALE, header row on every page, lineage left off.
+    _print_setup(ws, landscape=True, title_rows=f"{HEADER_ROW}:{HEADER_ROW}")
+    ws.print_area = f"A1:{get_column_letter(last_printed)}{last}"
     ws.oddHeader.center.text = title[:200].replace("&", "&&")
 
 
@@ -469,69 +558,75 @@ def meta_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, str] | None:
     return meta if meta.get("format") == META_FORMAT and meta.get("run_id") else None
 
 
-_HELP_HEADERS = ("问题类型", "代码", "是什么问题", "怎么处理")
+_HELP_HEADERS = ("问题类型", "是什么问题", "怎么处理")
+_HELP_WIDTHS = (16, 62, 62)
 _HELP_NOTES = (
     "严重程度：高＝可能影响资助资格或金额，请优先核实；中＝信息有误，需要更正；低＝提示，请留意。",
-    "行号是名单文件中Excel显示的行号；系统行号是系统导出文件中的行号。",
-    "为保护学生隐私，身份证号只显示前6位（地区码）、后4位，以及名单与系统不一致的位置，其余用*代替。",
-    "本表只供本校核实使用，请勿外传；核实后请在表中注明结果并按要求报回。",
-    "填写方法：只需填写绿色的四列。“核实结论”从下拉列表选择：确认是同一人（名单学生与系统记录是同一人）、"
-    "不是同一人（系统记录不是该学生，今后不再提示这条记录）、已更正（已改正名单；身份证号有误的，请在“更正值”填写正确的18位号码）、"
-    "待核实（还在核实中）；“核实人”必须填写。其余单元格已锁定，请勿改动、增删行或复制到别的表。",
+    "行号是名单中Excel显示的行号，前面是工作表的名称；系统行号是系统导出文件中的行号。",
+    "为保护学生隐私，身份证号只显示前6位（地区码）、后4位，以及名单与系统不一致或损坏的位置，其余用*代替。",
+    "{scope}核实后请在表中注明结果并按要求报回，请勿外传。",
+    "填写方法：只需填写绿色的四列。“核实结论”从下拉列表选择："
+    + "、".join(f"{d.label}（{d.help}）" for d in DECISION_LIST)
+    + "；“核实人”必须填写。其余单元格已锁定，请勿改动、增删行或复制到别的表。",
     "已核实的问题以后不再列出；如果相关记录之后有变化，会重新列出并注明“记录已变化”；两人结论不一致的也会重新列出。",
 )
 
 
-def _help_sheet(ws: Worksheet) -> None:
+def _help_sheet(ws: Worksheet, scope: str, kinds: Sequence[str]) -> None:
     ws.title = SHEET_HELP
     _style_header(ws, _HELP_HEADERS)
+    for i, w in enumerate(_HELP_WIDTHS, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = w
     r = 2
-    for k in KINDS.values():
-        for c, value in enumerate((k.label, k.code, k.what, k.todo), start=1):
+    for code in kinds:
+        k = KINDS[code]
+        for c, value in enumerate((k.label, k.what, k.todo), start=1):
             _put(ws, r, c, value, from_input=False)
+            ws.cell(row=r, column=c).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.row_dimensions[r].height = row_height(list(zip((k.label, k.what, k.todo), _HELP_WIDTHS)))
         r += 1
-    _fit_columns(ws, 2)
-    for col in ("C", "D"):
-        ws.column_dimensions[col].width = 60
-    for (c3, c4) in ws.iter_rows(min_row=2, max_row=1 + len(KINDS), min_col=3, max_col=4):
-        c3.alignment = c4.alignment = Alignment(wrap_text=True, vertical="top")
-    _row_heights(ws, 2, r - 1, ("C", "D"))
     r += 1
-    total = sum(ws.column_dimensions[c].width or 10 for c in "ABCD")
+    total = sum(_HELP_WIDTHS)
     for note in _HELP_NOTES:
+        note = note.format(scope="本表只供本乡镇" if scope == "town" else "本表只供本校")
         _put(ws, r, 1, note, from_input=False)
-        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=4)
+        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=len(_HELP_HEADERS))
         ws.cell(row=r, column=1).alignment = Alignment(wrap_text=True, vertical="top")
-        ws.row_dimensions[r].height = _LINE_HEIGHT * max(1, math.ceil(_width(note) / max(total - 2, 1)))
+        ws.row_dimensions[r].height = row_height([(note, total)])
         r += 1
     ws.freeze_panes = "A2"
     _print_setup(ws, landscape=True, title_rows="1:1")
 
 
-_LINE_HEIGHT = 15.0
+# Points per line of wrapped text: an 11 pt CJK font (LibreOffice falls back to Noto Sans CJK,
+# whose lines are about 1.4 em) and a little padding; a CJK character is 2.2 width units.
+LINE_PT = 16.0
+_PAD_PT = 3.0
 
 
-def _row_heights(ws: Worksheet, first: int, last: int, wrapped: Iterable[str]) -> None:
-    """Explicit heights for rows with wrapped text (LibreOffice does not grow them itself)."""
-    cols = list(wrapped)
-    for r in range(first, last + 1):
-        lines = 1
-        for c in cols:
-            value = ws[f"{c}{r}"].value
-            if value is not None:
-                width = max((ws.column_dimensions[c].width or 10) - 1, 1)
-                lines = max(lines, sum(math.ceil(max(_width(part), 1) / width) for part in str(value).split("\n")))
-        if lines > 1:
-            ws.row_dimensions[r].height = _LINE_HEIGHT * lines
+def text_lines(text: Any, width: float) -> int:
+    """Lines a wrapped cell ``width`` characters wide needs for ``text`` (estimated)."""
+    if text is None:
+        return 1
+    room = max(width - 1.0, 1.0)
+    return sum(max(1, math.ceil(_width(part) * 1.1 / room)) for part in str(text).split("\n"))
 
 
-def _print_setup(ws: Worksheet, *, landscape: bool, title_rows: str) -> None:
+def row_height(cells: Iterable[tuple[Any, float]]) -> float:
+    """Height (points) of a row whose wrapped cells are (text, column width)."""
+    return LINE_PT * max([1, *(text_lines(t, w) for t, w in cells)]) + _PAD_PT
+
+
+def _print_setup(ws: Worksheet, *, landscape: bool, title_rows: str, scale: int = PRINT_SCALE) -> None:
+    """A4 at a fixed scale (never fit-to-page: that shrinks text below 9 pt on paper)."""
     ws.page_setup.orientation = "landscape" if landscape else "portrait"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_setup.scale = scale
+    ws.sheet_properties.pageSetUpPr.fitToPage = False
     ws.print_title_rows = title_rows
+    ws.page_margins.left = ws.page_margins.right = MARGIN_IN
+    ws.page_margins.top = ws.page_margins.bottom = 0.6
+    ws.page_margins.header = ws.page_margins.footer = 0.25
     ws.oddFooter.center.text = "第 &P 页，共 &N 页"
 
 
@@ -597,31 +692,42 @@ def write_clerk_workbooks(
     by: str = "school",
     run_id: str = "",
     stamp: datetime | None = None,
+    night: dt.date | None = None,
+    notice: NoticeSettings | None = None,
 ) -> list[Path]:
     """One clerk workbook per school (``by='school'``) or per town (``by='town'``).
 
-    Sheets: ``待核实问题`` (items, most important first, review columns unlocked),
-    ``说明`` and a hidden ``_recon`` (run id, scope) the import checks. ``stamp`` (naive
-    UTC; default 1970-01-01) becomes the created/modified time: equal input, equal bytes.
+    Sheets: ``待核实问题`` (two lines on what to fill in and where to return it by when — the
+    ``notice`` settings' ``return_to``, ``return_within_days`` working days after ``night`` —
+    then the items, most important first, review columns unlocked), ``说明`` and a hidden
+    ``_recon`` (run id, scope, header row) the import checks. Items whose kind is for the
+    towns only (missed_eligible) are left out of the school workbooks; analysts' kinds out of
+    both. ``stamp`` (naive UTC; default 1970-01-01) becomes the created/modified time: equal
+    input, equal bytes.
     """
     if by not in ("school", "town"):
         raise ValueError("by must be 'school' or 'town'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = _stamp(stamp)
+    ns = notice or NoticeSettings()
+    deadline = return_deadline(night, ns) if night is not None else None
+    kinds = SCHOOL_KINDS if by == "school" else TOWN_KINDS
     if discrepancies.height == 0:
         return []
-    frame = _prepare(discrepancies)
+    frame = _prepare(discrepancies.filter(pl.col("kind").is_in(list(kinds))))
     group_col = "_school" if by == "school" else "_town"
     groups = sorted(set(frame.get_column(group_col).to_list()))
     paths: list[Path] = []
     for group, name in zip(groups, _unique_names(groups)):
         rows = frame.filter(pl.col(group_col) == group)
         wb = Workbook()
-        title = f"{group} 待核实问题" + (f"（运行 {run_id}）" if run_id else "")
-        _problem_sheet(wb.active, rows, title=title, with_school=(by == "town"))
-        _help_sheet(wb.create_sheet(SHEET_HELP))
-        _meta_sheet(wb, {"format": META_FORMAT, "run_id": run_id, "scope": by, "name": group, "items": str(rows.height)})
+        title = f"{group} 待核实问题" + (f"（{night.year}年{night.month}月{night.day}日）" if night else "")
+        lines = instructions(by, group, ns.return_to, deadline)
+        _problem_sheet(wb.active, rows, title=title, lines=lines, with_school=(by == "town"))
+        _help_sheet(wb.create_sheet(SHEET_HELP), by, kinds)
+        _meta_sheet(wb, {"format": META_FORMAT, "run_id": run_id, "scope": by, "name": group, "items": str(rows.height),
+                         "header_row": str(HEADER_ROW)})
         path = out_dir / f"{name}.xlsx"
         _write_atomic(path, _workbook_bytes(wb, stamp))
         paths.append(path)
@@ -634,6 +740,8 @@ def write_school_workbooks(
     *,
     stamp: datetime | None = None,
     run_id: str = "",
+    night: dt.date | None = None,
+    notice: NoticeSettings | None = None,
 ) -> list[Path]:
     """Write one ``{school}.xlsx`` per school (null school: ``未注明学校``) into ``out_dir``.
 
@@ -641,17 +749,35 @@ def write_school_workbooks(
     becomes the workbooks' created/modified time, so equal input gives equal bytes.
     Existing files of the same name are replaced atomically; others are left alone.
     """
-    return write_clerk_workbooks(discrepancies, out_dir, by="school", run_id=run_id, stamp=stamp)
+    return write_clerk_workbooks(discrepancies, out_dir, by="school", run_id=run_id, stamp=stamp, night=night,
+                                 notice=notice)
 
 
-def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: datetime | None = None) -> list[Path]:
-    """One 公示名单 per school: students confirmed eligible (name, masked ID, stage, subsidy).
+NOTICE_WIDTHS = (6, 12, 21, 9, 9, 25, 12)  # portrait A4 at 100 %
 
-    ``eligible`` has columns school, name, id_number, stage, grade, aid_item, amount
-    (see ``review.eligible_students``), in the order to list them.
+
+def notice_text(start: dt.date | None, ns: NoticeSettings) -> tuple[str, ...]:
+    """The notice's own words: its period (working days on the configured calendar) and where to object."""
+    days = f"{ns.working_days}个工作日"
+    if start is not None:
+        first, last = notice_period(start, ns)
+        period = f"公示时间：{first.year}年{first.month}月{first.day}日至{last.year}年{last.month}月{last.day}日（{days}）。"
+    else:
+        period = f"公示期不少于{days}。"
+    phone = f"（电话：{ns.phone}）" if ns.phone else ""
+    return (period, f"如有异议，请在公示期内向{ns.office}{phone}反映。", "为保护学生隐私，身份证号只显示前6位和后4位。")
+
+
+def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: datetime | None = None,
+                         start: dt.date | None = None, notice: NoticeSettings | None = None) -> list[Path]:
+    """One 公示名单 per school: the students nothing is in doubt about (see ``notice.notice_rows``).
+
+    ``eligible`` has columns school, name, id_number, stage, grade, aid_item, amount, in the
+    order to list them. The notice starts on ``start`` and runs for the configured working days.
     """
     out_dir = Path(out_dir)
     stamp = _stamp(stamp)
+    ns = notice or NoticeSettings()
     if eligible.height == 0:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -668,26 +794,29 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
         ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=ncols)
         ws.cell(row=1, column=1).font = Font(bold=True, size=14)
         ws.cell(row=1, column=1).alignment = Alignment(horizontal="center")
-        for c, h in enumerate(NOTICE_HEADERS, start=1):
-            cell = ws.cell(row=2, column=c, value=h)
-            cell.font = Font(bold=True)
-            cell.fill = PatternFill(fill_type="solid", fgColor="FFDDEBF7")
-            cell.alignment = Alignment(horizontal="center")
+        ws.row_dimensions[1].height = 24
+        _style_header(ws, NOTICE_HEADERS, row=2)
+        ws.row_dimensions[2].height = row_height(zip(NOTICE_HEADERS, NOTICE_WIDTHS))
         r = 3
         for i, d in enumerate(rows.iter_rows(named=True), start=1):
-            for c, v in enumerate((i, d["name"], mask_id(d["id_number"]), d["stage"], d["grade"], d["aid_item"], d["amount"]), start=1):
+            values = (i, d["name"], mask_id(d["id_number"]), d["stage"], d["grade"], d["aid_item"], d["amount"])
+            for c, v in enumerate(values, start=1):
                 _put(ws, r, c, v)
+                ws.cell(row=r, column=c).alignment = Alignment(wrap_text=True, vertical="top")
+            ws.row_dimensions[r].height = row_height(zip(values, NOTICE_WIDTHS))
             r += 1
         r += 1
-        for note in ("公示期不少于5个工作日。如有异议，请在公示期内向学校学生资助工作人员反映。",
-                     "为保护学生隐私，身份证号只显示前6位和后4位。"):
+        for note in notice_text(start, ns):
             _put(ws, r, 1, note, from_input=False)
+            ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=ncols)
+            ws.cell(row=r, column=1).alignment = Alignment(wrap_text=True, vertical="top")
+            ws.row_dimensions[r].height = row_height([(note, sum(NOTICE_WIDTHS))])
             r += 1
-        widths = [6, 12, 22, 10, 10, 24, 14]
-        for c, w in enumerate(widths, start=1):
+        for c, w in enumerate(NOTICE_WIDTHS, start=1):
             ws.column_dimensions[get_column_letter(c)].width = w
         ws.freeze_panes = "A3"
-        _print_setup(ws, landscape=False, title_rows="1:2")
+        _print_setup(ws, landscape=False, title_rows="1:2", scale=100)
+        ws.print_area = f"A1:{get_column_letter(ncols)}{r - 1}"
         path = out_dir / f"{name}.xlsx"
         _write_atomic(path, _workbook_bytes(wb, stamp))
         paths.append(path)

@@ -128,6 +128,15 @@ def _load(reader: Any, name: str, **kw: Any) -> pl.DataFrame:
     return reader.load_sheet(name, header_row=None, skip_rows=0, **kw).to_polars()
 
 
+def _header_index(rows: list[tuple[Any, ...]]) -> int:
+    """Where the table's header is: the first of the top rows naming the review columns."""
+    for i, row in enumerate(rows[:20]):
+        texts = {str(v).strip() for v in row if v is not None}
+        if report.COL_DECISION in texts and report.COL_REVIEWER in texts:
+            return i
+    return 0
+
+
 def _read_book(path: Path) -> _Book:
     try:
         size = path.stat().st_size
@@ -153,17 +162,21 @@ def _read_book(path: Path) -> _Book:
             sheet = next((n for n in names if n != report.SHEET_META), None)
         grid = _load(reader, sheet, dtypes="string") if sheet is not None else pl.DataFrame()
         rows = grid.rows() if grid.height else []
-        header = [("" if v is None else str(v).strip()) for v in (rows[0] if rows else [])]
+        at = _header_index(rows)
+        header = [("" if v is None else str(v).strip()) for v in (rows[at] if rows else [])]
+        # calamine's grid starts at the sheet's first filled row: place it by the header's row
+        # as the workbook says it (rows above the header hold what to fill in).
+        head_row = int(meta["header_row"]) if meta and str(meta.get("header_row", "")).isdigit() else at + 1
         number_cells: set[int] = set()
-        if report.COL_CORRECTED in header and len(rows) > 1:
+        if report.COL_CORRECTED in header and len(rows) > at + 1:
             idx = header.index(report.COL_CORRECTED)
-            typed = _load(reader, sheet, use_columns=[idx], dtypes={idx: "boolean"}).to_series()
-            number_cells = {i + 1 for i, v in enumerate(typed.to_list()) if v is not None and i > 0}
+            typed = _load(reader, sheet, use_columns=[idx], dtypes={idx: "boolean"}).to_series().to_list()
+            number_cells = {head_row + i - at for i, v in enumerate(typed) if v is not None and i > at}
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - calamine panics are BaseExceptions; all are reported
         raise _Refused(f"无法读取这个文件（{type(exc).__name__}）") from None
-    return _Book(meta, header, rows[1:], 2, number_cells)
+    return _Book(meta, header, rows[at + 1:], head_row + 1, number_cells)
 
 
 # --------------------------------------------------------------------------- items

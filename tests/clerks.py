@@ -52,8 +52,8 @@ def fill(path: Path, decisions: dict[int, tuple], *, edit: dict[int, tuple[str, 
     """Fill review columns like a clerk: {item_ref: (decision, corrected, note, reviewer)}."""
     wb = openpyxl.load_workbook(path)
     ws = wb[report.SHEET_PROBLEMS]
-    col = {c.value: c.column for c in ws[1]}
-    for row in ws.iter_rows(min_row=2):
+    col = {c.value: c.column for c in ws[report.HEADER_ROW]}
+    for row in ws.iter_rows(min_row=report.HEADER_ROW + 1):
         ref = row[col[report.COL_REF] - 1].value
         if ref in decisions:
             for h, v in zip(report.REVIEW_HEADERS, decisions[ref]):
@@ -67,8 +67,8 @@ def fill(path: Path, decisions: dict[int, tuple], *, edit: dict[int, tuple[str, 
 def book_of(paths: list[Path], ref: int) -> Path:
     for p in paths:
         ws = openpyxl.load_workbook(p)[report.SHEET_PROBLEMS]
-        col = [c.value for c in ws[1]].index(report.COL_REF)
-        if any(r[col] == ref for r in ws.iter_rows(min_row=2, values_only=True)):
+        col = [c.value for c in ws[report.HEADER_ROW]].index(report.COL_REF)
+        if any(r[col] == ref for r in ws.iter_rows(min_row=report.HEADER_ROW + 1, values_only=True)):
             return p
     raise AssertionError(f"item {ref} in no workbook")
 

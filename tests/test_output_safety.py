@@ -9,7 +9,7 @@ import zipfile
 import polars as pl
 from openpyxl import load_workbook
 
-from reconcile.report import write_school_workbooks
+from reconcile.report import HEADER_ROW, write_school_workbooks
 
 STARTS = ["=", "+", "-", "@", "\t", "\r", " =", "\t@", "\r\n="]
 PAYLOADS = [s + tail for s in STARTS for tail in ("1+1", "HYPERLINK(\"http://x\",\"点我\")", "cmd|' /C calc'!A0")]
@@ -21,7 +21,8 @@ def _frame(values: list[str]) -> pl.DataFrame:
         "kind": ["name_mismatch"] * n, "severity": ["low"] * n, "source": ["roster"] * n,
         "file": values, "sheet": values, "row": list(range(2, n + 2)), "system": ["filing"] * n,
         "system_file": values, "system_sheet": values, "system_row": list(range(2, n + 2)),
-        "field": ["name"] * n, "value": values, "system_value": values, "message": values,
+        "field": ["name"] * n, "value": [v + "甲" for v in values], "system_value": [v + "乙" for v in values],
+        "message": values,
         "school": ["一中"] * n, "town": values, "name": values, "system_name": values,
     })
 
@@ -35,7 +36,7 @@ def test_no_input_cell_is_a_formula(tmp_path) -> None:
     wb = load_workbook(path)
     ws = wb.worksheets[0]
     checked = 0
-    for row in ws.iter_rows(min_row=2):
+    for row in ws.iter_rows(min_row=HEADER_ROW + 1):
         for cell in row:
             assert cell.data_type != "f"
             v = cell.value
@@ -48,10 +49,10 @@ def test_no_input_cell_is_a_formula(tmp_path) -> None:
 def test_overlong_text_is_cut_to_excels_limit(tmp_path) -> None:
     [path] = write_school_workbooks(_frame(["长" * 40_000]), tmp_path)
     ws = load_workbook(path).worksheets[0]
-    assert max(len(c.value) for r in ws.iter_rows(min_row=2) for c in r if isinstance(c.value, str)) == 32767
+    assert max(len(c.value) for r in ws.iter_rows(min_row=HEADER_ROW + 1) for c in r if isinstance(c.value, str)) == 32767
 
 
 def test_control_characters_and_rare_characters_in_cells(tmp_path) -> None:
     [path] = write_school_workbooks(_frame(["王\x07五\x1b", "𬱖😀䶮"]), tmp_path)
-    values = {c.value for r in load_workbook(path).worksheets[0].iter_rows(min_row=2) for c in r}
+    values = {c.value for r in load_workbook(path).worksheets[0].iter_rows(min_row=HEADER_ROW + 1) for c in r}
     assert "王五" in values and "𬱖😀䶮" in values

@@ -48,34 +48,35 @@ def test_clerk_workbook_layout(inbox: Path, tmp_path: Path, settings) -> None:
     assert report.read_meta(wb)["run_id"] == run_id
     assert wb[report.SHEET_META].sheet_state == "veryHidden"
     ws = wb[report.SHEET_PROBLEMS]
-    header = [c.value for c in ws[1]]
+    header = [c.value for c in ws[report.HEADER_ROW]]
     assert header == list(report.HEADERS)
     col = {h: i + 1 for i, h in enumerate(header)}
-    assert ws.freeze_panes == "A2" and ws.auto_filter.ref
+    assert ws.freeze_panes == f"A{report.HEADER_ROW + 1}" and ws.auto_filter.ref
     assert ws.protection.sheet and not ws.protection.autoFilter
     last = ws.max_row
-    for r in range(2, last + 1):
+    for r in range(report.HEADER_ROW + 1, last + 1):
         for h in header:
             locked = ws.cell(row=r, column=col[h]).protection.locked
             assert locked == (h not in report.REVIEW_HEADERS), (r, h)
     [dv] = ws.data_validations.dataValidation
     assert dv.type == "list" and all(label in dv.formula1 for label in vocabulary.DECISION_LABELS)
     letter = openpyxl.utils.get_column_letter(col[report.COL_DECISION])
-    assert str(dv.sqref) == f"{letter}2:{letter}{last}"
+    assert str(dv.sqref) == f"{letter}{report.HEADER_ROW + 1}:{letter}{last}"
     for h in (report.COL_REF, report.COL_HASH):
         assert ws.column_dimensions[openpyxl.utils.get_column_letter(col[h])].hidden
     assert ws.page_setup.orientation == "landscape" and int(ws.page_setup.paperSize) == 9  # A4
-    assert ws.print_title_rows == "$1:$1" and ws.sheet_properties.pageSetUpPr.fitToPage
+    hr = report.HEADER_ROW
+    assert ws.print_title_rows == f"${hr}:${hr}" and not ws.sheet_properties.pageSetUpPr.fitToPage
     # importance first: severities never go back up
     rank = {"高": 0, "中": 1, "低": 2}
-    sev = [rank[r[col["严重程度"] - 1]] for r in ws.iter_rows(min_row=2, values_only=True)]
+    sev = [rank[r[col["严重程度"] - 1]] for r in ws.iter_rows(min_row=report.HEADER_ROW + 1, values_only=True)]
     assert sev == sorted(sev)
     # differing characters highlighted as rich text
     rich = openpyxl.load_workbook(paths[0], rich_text=True)
     found = False
     for p in paths:
         wsr = openpyxl.load_workbook(p, rich_text=True)[report.SHEET_PROBLEMS]
-        for row in wsr.iter_rows(min_row=2):
+        for row in wsr.iter_rows(min_row=report.HEADER_ROW + 1):
             cell = row[col["系统中姓名"] - 1]
             if isinstance(cell.value, openpyxl.cell.rich_text.CellRichText):
                 blocks = [b for b in cell.value if not isinstance(b, str)]
@@ -141,7 +142,8 @@ def test_import_refuses_bad_rows_and_files_with_clear_messages(inbox: Path, tmp_
     fill(paths[0], {})
     wb = openpyxl.load_workbook(paths[0])
     ws = wb[report.SHEET_PROBLEMS]
-    ws.cell(row=ws.max_row + 1, column=[c.value for c in ws[1]].index(report.COL_DECISION) + 1, value="待核实")
+    ws.cell(row=ws.max_row + 1, column=[c.value for c in ws[report.HEADER_ROW]].index(report.COL_DECISION) + 1,
+            value="待核实")
     wb.save(paths[0])
 
     code = cli_main(["review", "import", *map(str, paths), str(alien), str(plain), "--db", str(db)])

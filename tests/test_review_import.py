@@ -58,8 +58,8 @@ def line_of(text: str, book: Path, row: int) -> str:
 
 def sheet_row(book: Path, ref: int) -> int:
     ws = openpyxl.load_workbook(book)[report.SHEET_PROBLEMS]
-    col = [c.value for c in ws[1]].index(report.COL_REF)
-    return next(r[0].row for r in ws.iter_rows(min_row=2) if r[col].value == ref)
+    col = [c.value for c in ws[report.HEADER_ROW]].index(report.COL_REF)
+    return next(r[0].row for r in ws.iter_rows(min_row=report.HEADER_ROW + 1) if r[col].value == ref)
 
 
 def pick(d: pl.DataFrame, kind: str, n: int = 0, where: pl.Expr | None = None) -> dict:
@@ -210,7 +210,7 @@ def test_what_clerks_send_back(inbox: Path, tmp_path: Path, settings, capsys) ->
     # Rows copied into a new workbook (no hidden run sheet, no hidden columns).
     src = openpyxl.load_workbook(book_of(books, same["item_ref"]))[report.SHEET_PROBLEMS]
     copied = openpyxl.Workbook()
-    for row in src.iter_rows(max_row=3, values_only=True):
+    for row in src.iter_rows(max_row=report.HEADER_ROW + 2, values_only=True):
         copied.active.append(row)
     copied.save(tmp_path / "copied.xlsx")
     originals = sorted({book_of(books, it["item_ref"]) for it in (same, other, vague)})
@@ -280,8 +280,8 @@ def test_superseded_workbooks_carried_notes_and_one_reviewer_twice(inbox: Path, 
     ref3 = d3.filter(pl.col("item_key") == pending["item_key"])["item_ref"][0]
     book3 = book_of(books3, ref3)
     ws = openpyxl.load_workbook(book3)[report.SHEET_PROBLEMS]
-    col = {c.value: c.column - 1 for c in ws[1]}
-    [cells] = [r for r in ws.iter_rows(min_row=2, values_only=True) if r[col[report.COL_REF]] == ref3]
+    col = {c.value: c.column - 1 for c in ws[report.HEADER_ROW]}
+    [cells] = [r for r in ws.iter_rows(min_row=report.HEADER_ROW + 1, values_only=True) if r[col[report.COL_REF]] == ref3]
     assert (cells[col[report.COL_DECISION]], cells[col[report.COL_NOTE]], cells[col[report.COL_REVIEWER]]) == (
         "待核实", "等家长带户口簿来", "王老师")
     # ... and sending it back untouched stores nothing new.
