@@ -779,23 +779,27 @@ def add_reviews(db_path: Path, reviews: pl.DataFrame) -> int:
     return reviews.height
 
 
-def read_reviews(db_path: Path | str) -> pl.DataFrame:
-    """Every stored decision (empty frame when there is no database or no table yet)."""
+def _read_table(db_path: Path | str, table: str, schema: dict[str, pl.DataType], tail: str,
+                params: list[Any]) -> pl.DataFrame:
+    """Rows of a table kept across runs (``tail``: WHERE/ORDER BY); empty when absent."""
     path = Path(db_path)
     if not path.exists():
-        return pl.DataFrame(schema=REVIEWS_SCHEMA)
+        return pl.DataFrame(schema=schema)
     con = open_readonly(path)
     try:
-        have = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews'"
-        ).fetchall()[0][0]
-        if not have:
-            return pl.DataFrame(schema=REVIEWS_SCHEMA)
-        cols = ", ".join(_q(c) for c in REVIEWS_SCHEMA)
-        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").to_arrow_table())
+        have = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()
+        if not have[0][0]:
+            return pl.DataFrame(schema=schema)
+        cols = ", ".join(_q(c) for c in schema)
+        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM {_q(table)} {tail}", params=params).to_arrow_table())
     finally:
         con.close()
-    return frame.cast(REVIEWS_SCHEMA, strict=False)  # type: ignore[arg-type]
+    return frame.cast(schema, strict=False)  # type: ignore[arg-type, union-attr]
+
+
+def read_reviews(db_path: Path | str) -> pl.DataFrame:
+    """Every stored decision (empty frame when there is no database or no table yet)."""
+    return _read_table(db_path, "reviews", REVIEWS_SCHEMA, "ORDER BY imported_at, review_id", [])
 
 
 _ITEM_MAP_SCHEMA: dict[str, pl.DataType] = {c: _POLARS_TYPES[t] for c, t in TABLES["item_refs"].items()}
@@ -804,22 +808,7 @@ _ITEM_MAP_SCHEMA: dict[str, pl.DataType] = {c: _POLARS_TYPES[t] for c, t in TABL
 def read_item_map(db_path: Path | str, run_id: str) -> pl.DataFrame:
     """A run's workbook references: run_id, item_ref, item_key, fingerprint, kind, school,
     town, row_hash; kept after a same-night rerun superseded the run (empty when unknown)."""
-    path = Path(db_path)
-    if not path.exists():
-        return pl.DataFrame(schema=_ITEM_MAP_SCHEMA)
-    con = open_readonly(path)
-    try:
-        have = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'item_refs'"
-        ).fetchall()[0][0]
-        if not have:
-            return pl.DataFrame(schema=_ITEM_MAP_SCHEMA)
-        cols = ", ".join(_q(c) for c in _ITEM_MAP_SCHEMA)
-        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM item_refs WHERE run_id = ? ORDER BY item_ref",
-                                      params=[run_id]).to_arrow_table())
-    finally:
-        con.close()
-    return frame.cast(_ITEM_MAP_SCHEMA, strict=False)  # type: ignore[arg-type]
+    return _read_table(db_path, "item_refs", _ITEM_MAP_SCHEMA, "WHERE run_id = ? ORDER BY item_ref", [run_id])
 
 
 def open_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:

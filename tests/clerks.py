@@ -6,10 +6,30 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import shutil
+
 import openpyxl
 import polars as pl
+import pytest
 
+from countygen import SynthConfig, generate_county
 from reconcile import ingest, pipeline, report, store
+
+
+@pytest.fixture(scope="module")
+def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated county (its truth beside the inbox)."""
+    out = tmp_path_factory.mktemp("county")
+    generate_county(out, SynthConfig(households=250, seed=5))
+    return out
+
+
+@pytest.fixture()
+def inbox(county: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the county's inbox (tests edit roster files)."""
+    dst = tmp_path / "inbox"
+    shutil.copytree(county / "inbox", dst)
+    return dst
 
 
 def run_night(inbox: Path, db: Path, reports: Path, night: date, settings, *, run_id: str | None = None,

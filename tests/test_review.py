@@ -18,25 +18,9 @@ import pytest
 
 from reconcile import ingest, pipeline, report, review, review_import, store, vocabulary
 from reconcile.cli import main as cli_main
-from countygen import SynthConfig, generate_county
 
 from conftest import make_id
-from clerks import book_of, fill, items, q, run_night, truth_ids
-
-
-@pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("county")
-    generate_county(out, SynthConfig(households=250, seed=5))
-    return out
-
-
-@pytest.fixture()
-def inbox(county: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "inbox"
-    shutil.copytree(county / "inbox", dst)
-    return dst
-
+from clerks import book_of, county, fill, inbox, items, q, run_night, truth_ids  # noqa: F401 (fixtures)
 
 # --------------------------------------------------------------------------- the workbook
 

@@ -8,7 +8,6 @@ and one reviewer saying two things."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import zipfile
 from datetime import date
@@ -16,32 +15,15 @@ from pathlib import Path
 
 import openpyxl
 import polars as pl
-import pytest
 import xlwt
 
-from countygen import SynthConfig, generate_county
 from reconcile import report, store
 from reconcile.cli import main as cli_main
 from reconcile.idcard import check_char
 
-from clerks import book_of, fill, items, q, run_night, truth_ids
+from clerks import book_of, county, fill, inbox, items, q, run_night, truth_ids  # noqa: F401 (fixtures)
 
 NIGHT = date(2026, 11, 23)
-
-
-@pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("county")
-    generate_county(out, SynthConfig(households=250, seed=5))
-    return out
-
-
-@pytest.fixture()
-def inbox(county: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "inbox"
-    shutil.copytree(county / "inbox", dst)
-    return dst
-
 
 def import_cli(paths: list[Path], db: Path, capsys) -> tuple[int, str, str]:
     code = cli_main(["review", "import", *map(str, paths), "--db", str(db)])
