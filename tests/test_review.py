@@ -18,6 +18,8 @@ import pytest
 
 from reconcile import ingest, pipeline, report, review, review_import, store, vocabulary
 from reconcile.cli import main as cli_main
+from reconcile.config import load_settings
+from reconcile.errors import ConfigError
 
 from conftest import make_id
 from clerks import book_of, county, fill, inbox, items, q, run_night, truth_ids  # noqa: F401 (fixtures)
@@ -415,9 +417,6 @@ def test_review_columns_are_the_reviews_table() -> None:
     ('[decisions]\n"确认是同一人" = ["同一人"]\nambiguous = ["同一人"]\n', "also listed"),
 ])
 def test_review_toml_is_validated(tmp_path: Path, text: str, says: str) -> None:
-    from reconcile.config import load_settings
-    from reconcile.errors import ConfigError
-
     (tmp_path / "review.toml").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=says):
         load_settings(tmp_path)

@@ -8,9 +8,8 @@ and one reviewer saying two things."""
 from __future__ import annotations
 
 import re
-import time
 import zipfile
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
@@ -59,8 +58,6 @@ def roster_record(db: Path, run_id: str, it: dict) -> dict:
 
 def shifted(id18: str, days: int = 1) -> str:
     """The same ID with its birth date moved by ``days`` (a valid ID of nobody)."""
-    from datetime import datetime, timedelta
-
     birth = (datetime.strptime(id18[6:14], "%Y%m%d") + timedelta(days=days)).strftime("%Y%m%d")
     first17 = id18[:6] + birth + id18[14:17]
     return first17 + check_char(first17)
@@ -197,16 +194,13 @@ def test_what_clerks_send_back(inbox: Path, tmp_path: Path, settings, capsys) ->
     copied.save(tmp_path / "copied.xlsx")
     originals = sorted({book_of(books, it["item_ref"]) for it in (same, other, vague)})
 
-    started = time.monotonic()
     code, out, err = import_cli([*originals, xls, bomb, tmp_path / "copied.xlsx"], db, capsys)
-    took = time.monotonic() - started
     assert code == 1
     assert "styled.xlsx：工作表中有超过" in err and "未导入" in err
     assert "copied.xlsx：不是下发的原表" in err and "请在下发的原表上填写" in err
     assert "核实结论「同意」无效：意思不明确" in err and "确认是同一人 / 不是同一人 / 已更正 / 待核实" in err
     rows = dict(q(db, "select item_ref, decision_code from reviews"))
     assert rows == {same["item_ref"]: "confirm", other["item_ref"]: "reject", in_xls["item_ref"]: "confirm"}
-    assert took < 120, took  # minutes and gigabytes before; the styled sheet is refused from its cell count
 
 
 # --------------------------------------------------------------------------- across nights and reruns
