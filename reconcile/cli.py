@@ -12,8 +12,9 @@ from pathlib import Path
 
 from countygen import SynthConfig, SynthError, generate_county
 
-from .config import DEFAULT_DB, DEFAULT_REPORTS, SAMPLE_DIR, DATA_DIR
+from .config import DEFAULT_DB, DEFAULT_REPORTS, SAMPLE_DIR, DATA_DIR, load_settings
 from .errors import ReconError
+from .review_import import import_workbooks
 
 __all__ = ["main"]
 
@@ -74,22 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     review = sub.add_parser("review", help="clerks' returned workbooks")
     rsub = review.add_subparsers(dest="review_command", required=True)
     imp = rsub.add_parser("import", help="read returned clerk workbooks into the reviews table")
-    imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="returned workbooks (.xlsx)")
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="returned workbooks (.xlsx or .xls)")
     imp.add_argument("--db", type=Path, default=DEFAULT_DB, help="DuckDB file the workbooks came from")
+    imp.add_argument("--config", type=Path, default=None, help="folder with review.toml etc. (see README)")
     return p
 
 
 def _review(args: argparse.Namespace) -> int:
-    from .review import import_workbooks
-
-    rep = import_workbooks(args.files, args.db)
+    rep = import_workbooks(args.files, args.db, settings=load_settings(args.config))
     for line in rep.errors:
         print(f"  ✗ {line}", file=sys.stderr)
     for line in rep.notes:
         print(f"  ! {line}")
     print(
         f"recon review import: {rep.files} file(s), {rep.imported} decision(s) imported, "
-        f"{len(rep.errors)} refused, {rep.skipped_blank} row(s) left blank"
+        f"{len(rep.errors)} refused, {rep.skipped_blank} row(s) left blank, {rep.unchanged} unchanged since last night"
     )
     if rep.imported:
         print("  decisions apply from the next run on")
@@ -106,8 +106,6 @@ def _sample_inbox() -> Path:
 
 def _flow_params(args: argparse.Namespace) -> dict[str, str | None]:
     if args.config is not None:
-        from .config import load_settings
-
         load_settings(args.config)  # fail fast, before Prefect starts, on a bad config folder
     inbox = args.inbox if args.inbox is not None else _sample_inbox()
     if args.inbox is None:

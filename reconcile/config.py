@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from .comparisons import COMPARISONS, Level
 from .errors import ConfigError
 from .places import NO_ALIASES, PlaceAliases, parse_place_aliases
+from .vocabulary import DECISIONS
 
 __all__ = [
     "PACKAGE_CONFIG",
@@ -31,7 +32,7 @@ __all__ = [
     "StoreSettings",
     "NotifySettings",
     "load_notify",
-
+    "ReviewSettings",
     "NoticeSettings",
     "load_policies",
 ]
@@ -135,6 +136,15 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class ReviewSettings:
+    """How clerks' own words in 核实结论 are read (review.toml): ``words`` maps a phrase to a
+    decision code, ``ambiguous`` phrases are refused with the list to choose from."""
+
+    words: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    ambiguous: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Settings:
     header_aliases: Mapping[str, Mapping[str, tuple[str, ...]]]
     codes: Mapping[str, Mapping[str, str]]
@@ -147,7 +157,7 @@ class Settings:
     places: PlaceAliases = NO_ALIASES  # place_aliases.toml: spellings of one town or village
     store: StoreSettings = field(default_factory=StoreSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
-
+    review: ReviewSettings = field(default_factory=ReviewSettings)
     notice: NoticeSettings = field(default_factory=NoticeSettings)
 
 
@@ -310,6 +320,30 @@ def load_notify(config_dir: Path | None = None) -> NotifySettings:
     return _notify_settings(_merged(_config_dirs(config_dir), "notify.toml"))
 
 
+def _review_settings(raw: Mapping[str, Any]) -> ReviewSettings:
+    where = "review.toml"
+    words: dict[str, str] = {}
+    table = raw.get("decisions", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: [decisions] must be a table")
+    for label, phrases in table.items():
+        if label == "ambiguous":
+            continue
+        if label not in DECISIONS:
+            raise ConfigError(f"{where}: decisions.{label}: not one of {' / '.join(DECISIONS)}")
+        if not isinstance(phrases, list) or not all(isinstance(x, str) and x.strip() for x in phrases):
+            raise ConfigError(f"{where}: decisions.{label} must be a list of words")
+        for phrase in phrases:
+            if words.get(phrase, DECISIONS[label]) != DECISIONS[label]:
+                raise ConfigError(f"{where}: decisions.{label}: 「{phrase}」 is listed under two decisions")
+            words[phrase] = DECISIONS[label]
+    ambiguous = table.get("ambiguous", [])
+    if not isinstance(ambiguous, list) or not all(isinstance(x, str) for x in ambiguous):
+        raise ConfigError(f"{where}: decisions.ambiguous must be a list of words")
+    both = sorted(set(ambiguous) & set(words))
+    if both:
+        raise ConfigError(f"{where}: decisions.ambiguous: {both} also listed under a decision")
+    return ReviewSettings(words=MappingProxyType(words), ambiguous=frozenset(ambiguous))
 def _notice_settings(raw: Mapping[str, Any]) -> NoticeSettings:
     where = "notice.toml"
     d = NoticeSettings()
@@ -370,11 +404,12 @@ def load_settings(config_dir: Path | None = None) -> Settings:
     raw_settings: dict[str, Any] = {}
     raw_codes: dict[str, Any] = {}
     raw_checks: dict[str, Any] = {}
+    raw_review: dict[str, Any] = {}
     raw_notice: dict[str, Any] = {}
     used: list[Path] = list(alias_files)
     for d in dirs:
         for name, target in (("settings.toml", raw_settings), ("codes.toml", raw_codes), ("checks.toml", raw_checks),
-                             ("notice.toml", raw_notice)):
+                             ("review.toml", raw_review), ("notice.toml", raw_notice)):
             path = d / name
             if path.exists():
                 merged = _merge(target, _read_toml(path))
@@ -407,6 +442,6 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         places=places,
         store=_store_settings(_merged(dirs, "store.toml")),
         notify=_notify_settings(_merged(dirs, "notify.toml")),
-
+        review=_review_settings(raw_review),
         notice=_notice_settings(raw_notice),
     )

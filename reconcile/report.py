@@ -60,6 +60,12 @@ __all__ = [
     "with_row_hashes",
     "row_hash",
     "read_meta",
+    "meta_from_rows",
+    "SHEET_META",
+    "COL_DECISION",
+    "COL_CORRECTED",
+    "COL_NOTE",
+    "COL_REVIEWER",
     "REVIEW_HEADERS",
     "COL_REF",
     "COL_HASH",
@@ -121,7 +127,11 @@ _INPUT_COLUMNS: dict[str, pl.DataType] = {
     "school": pl.String, "town": pl.String, "village": pl.String, "name": pl.String, "id_number": pl.String,
     "system_name": pl.String, "system_id": pl.String,
     "diff_positions": pl.List(pl.Int8), "item_ref": pl.Int64, "review_state": pl.String,
+    # what the clerk said last time, carried into the editable cells (review.CARRIED_COLUMNS)
+    "carried_decision": pl.String, "carried_note": pl.String, "carried_reviewer": pl.String,
 }
+_CARRIED_INTO: tuple[tuple[str, str], ...] = (
+    (COL_DECISION, "carried_decision"), (COL_NOTE, "carried_note"), (COL_REVIEWER, "carried_reviewer"))
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # CR is written as LF
 _EXCEL_MAX_CHARS = 32767
@@ -490,6 +500,8 @@ def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, lines: tupl
                 styles.apply(cell, "wrap" if wrap else "body")
         for h, value in cells.items():
             _put(ws, r, col[h], value, from_input=False, rich=rich.get(h))
+        for h, carried in _CARRIED_INTO:
+            _put(ws, r, col[h], d[carried])
     last = max(ws.max_row, HEADER_ROW)
     ws.freeze_panes = f"A{first}"
     ws.auto_filter.ref = f"A{HEADER_ROW}:{get_column_letter(ncols)}{last}"
@@ -539,8 +551,12 @@ def read_meta(wb: Workbook) -> dict[str, str] | None:
     """The hidden run information of a clerk workbook (None when absent)."""
     if SHEET_META not in wb.sheetnames:
         return None
-    ws = wb[SHEET_META]
-    meta = {str(k): str(v) for k, v in ws.iter_rows(min_row=1, max_col=2, values_only=True) if k is not None and v is not None}
+    return meta_from_rows(wb[SHEET_META].iter_rows(min_row=1, max_col=2, values_only=True))
+
+
+def meta_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, str] | None:
+    """The run information from the hidden sheet's (key, value) rows, however it was read."""
+    meta = {str(r[0]): str(r[1]) for r in rows if len(r) >= 2 and r[0] is not None and r[1] is not None}
     return meta if meta.get("format") == META_FORMAT and meta.get("run_id") else None
 
 

@@ -1,4 +1,4 @@
-"""Clerks' decisions: stable item keys, applying decisions, importing returned workbooks.
+"""Clerks' decisions, the pure half: stable item keys, reading decisions, applying them.
 
 Item keys
 ---------
@@ -14,18 +14,23 @@ back, saying so.
 
 The item key is derived from full ID numbers, so it stays in DuckDB: the workbook carries
 ``item_ref`` instead (the item's ordinal within its run, meaningless outside it) and the
-run id; the import looks both up in the run's ``discrepancies`` rows.
+run id; ``reconcile.review_import`` (the I/O half) looks both up in the run's item map.
 
 Decisions (the ``reviews`` table) are applied by the pure functions here, called from
 ``pipeline.reconcile``:
 
-- ``corrected_tables``: a corrected ID (``已更正`` with a valid ID) replaces the roster
-  cell before normalisation, so everything downstream uses it;
+- ``corrected_tables``: a corrected value (``已更正`` with a 更正值 on a kind the vocabulary
+  lets a clerk correct: ID, name, amount) replaces the roster cell before normalisation,
+  so everything downstream uses it;
 - ``apply_links``: a confirmed pair (``确认是同一人``) becomes a ``matched`` link with
   ``via='clerk'``; a rejected pair (``不是同一人``) is dropped and never proposed again;
-- ``annotate``: keys and fingerprints on every discrepancy; decided items with unchanged
-  records are left out; changed ones come back (``review_state='reopened'``); two
-  reviewers disagreeing is reported on the item (``review_state='conflict'``).
+- ``annotate``: keys and fingerprints on every discrepancy; items confirmed or rejected
+  with unchanged records are left out; changed ones come back (``review_state='reopened'``);
+  an item marked ``已更正`` is never hidden: it goes when the corrected record no longer
+  has the problem, and while it still does it comes back saying so; reviewers disagreeing
+  (or one reviewer saying two things in one import) is reported on the item
+  (``review_state='conflict'``). The latest ``待核实`` and note per item are carried into
+  tonight's workbook (``carried_decision``, ``carried_note``, ``carried_reviewer``).
 
 A decision applies while the records behind it are unchanged; ``待核实`` (pending) is stored
 (throughput) but decides nothing, and a reviewer's later row replaces their earlier one.
@@ -34,44 +39,46 @@ A decision applies while the records behind it are unchanged; ``待核实`` (pen
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
+import re
 import unicodedata
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
 
-from .fields import SYSTEMS
+from . import policy as pol
+from .config import CheckSettings, ReviewSettings
 from .idcard import is_valid_id
 from .ingest import SheetTable
 from .vocabulary import (
-    DECISION_LABEL_OF, DECISION_LABELS, DECISIONS, ID_KINDS, NOTICE_BLOCKING, PAIR_KINDS, USABLE_ID_STATUSES, mask_id,
+    DECISION_LABEL_OF, DECISION_LABELS, DECISIONS, FIELD_LABELS, ID_KINDS, KINDS, NOTICE_BLOCKING, PAIR_KINDS, SYSTEM_LABELS, SYSTEMS,
+    USABLE_ID_STATUSES, mask_id,
 )
 
 __all__ = [
-    "DECISIONS",
-    "DECISION_LABELS",
     "REVIEW_COLUMNS",
-    "ID_KINDS",
+    "CARRIED_COLUMNS",
     "empty_decisions",
     "effective_decisions",
     "identities",
     "corrected_tables",
     "apply_links",
     "annotate",
+    "carried_forward",
     "eligible_students",
+    "parse_decision",
     "clean_id",
-    "ImportReport",
-    "import_workbooks",
+    "clean_correction",
+    "correctable_field",
+    "Owner",
+    "judge_corrected_id",
 ]
 
 USABLE = USABLE_ID_STATUSES
-_LABEL_OF = DECISION_LABEL_OF
 
 REVIEW_COLUMNS: dict[str, pl.DataType] = {
     "review_id": pl.String(), "imported_at": pl.Datetime("us", "UTC"), "reviewer": pl.String(),
@@ -81,8 +88,12 @@ REVIEW_COLUMNS: dict[str, pl.DataType] = {
     "town": pl.String(), "roster_identity": pl.String(), "system_identity": pl.String(),
     "run_id": pl.String(), "workbook": pl.String(), "sheet": pl.String(), "row": pl.Int64(),
 }
+# What annotate adds for the workbook writer: the latest 待核实 and note per item, carried
+# into tonight's editable cells (核实结论, 备注, 核实人).
+CARRIED_COLUMNS: tuple[str, ...] = ("carried_decision", "carried_note", "carried_reviewer")
 
 REOPENED_TEXT = "【记录已变化，请重新核实】此前{}的结论为「{}」，但名单或系统中的相关记录已有变化。"
+STILL_OPEN_TEXT = "【已填写“已更正”，但问题仍在】此前{}填写了「已更正」{}，今晚的名单中这个问题仍然存在，请核对名单原文件。"
 CONFLICT_TEXT = "【核实结论不一致】{}。请相关人员协商后重新填写。"
 
 
@@ -137,12 +148,27 @@ def identities(records: pl.DataFrame, source: str, only: pl.DataFrame | None = N
 # --------------------------------------------------------------------------- decisions
 
 
+def _shown(kind: Any, value: Any) -> str:
+    """A corrected value as a message may show it: IDs masked."""
+    if value is None:
+        return ""
+    return mask_id(str(value)) if kind in ID_KINDS else str(value)
+
+
+def _said(reviewer: str, decision: str, kind: Any, corrected: Any, workbook: Any, twice: bool) -> str:
+    who = f"{reviewer}（{workbook}）" if twice and workbook else reviewer
+    fix = f"（更正为 {_shown(kind, corrected)}）" if corrected else ""
+    return f"{who}：{decision}{fix}"
+
+
 def effective_decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
     """One row per item: the agreed decision, or ``conflict`` with who said what.
 
-    Each reviewer's latest row counts; ``待核实`` withdraws nothing and decides nothing.
-    Columns: item_key, decision_code, corrected_value, fingerprint, roster_identity,
-    system_identity, system, kind, reviewers (text), decided_at, conflict (bool), detail.
+    Each reviewer's latest import counts (a ``待核实`` there decides nothing); one reviewer
+    saying two different things in one import (a school and a town workbook) is a conflict
+    too. Columns: item_key, decision_code, corrected_value, fingerprint, roster_identity,
+    system_identity, system, kind, reviewers (text), decided_at, conflict (bool), detail
+    (who said what, corrected values shown, IDs masked).
     """
     out_schema = {
         "item_key": pl.String, "decision_code": pl.String, "corrected_value": pl.String,
@@ -159,28 +185,86 @@ def effective_decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
     d = d.cast({"imported_at": pl.Datetime("us", "UTC"), "row": pl.Int64}, strict=False).with_row_index("_i")
     latest = (
         d.filter(pl.col("reviewer").is_not_null() & pl.col("item_key").is_not_null())
-        .sort(["item_key", "reviewer", "imported_at", "_i"], nulls_last=False)
-        .unique(["item_key", "reviewer"], keep="last", maintain_order=True)
+        .filter(pl.col("imported_at") == pl.col("imported_at").max().over("item_key", "reviewer"))
         .filter(pl.col("decision_code") != "pending")
         .with_columns(
             pl.concat_str([pl.col("decision_code"), pl.col("corrected_value").fill_null("")], separator="=").alias("_sig"),
-            pl.format("{}：{}", pl.col("reviewer"), pl.col("decision")).alias("_said"),
         )
         .sort(["item_key", "imported_at", "_i"])
+        .unique(["item_key", "reviewer", "_sig"], keep="last", maintain_order=True)
     )
     rows = []
     for key, g in latest.group_by("item_key", maintain_order=True):
         last = g.row(g.height - 1, named=True)
         conflict = g["_sig"].n_unique() > 1
+        names = g["reviewer"].to_list()
+        said = [
+            _said(r["reviewer"], r["decision"] or DECISION_LABEL_OF.get(r["decision_code"], ""), r["kind"],
+                  r["corrected_value"], r["workbook"], names.count(r["reviewer"]) > 1)
+            for r in g.iter_rows(named=True)
+        ]
         rows.append({
             "item_key": key[0], "decision_code": last["decision_code"], "corrected_value": last["corrected_value"],
             "fingerprint": last["fingerprint"], "roster_identity": last["roster_identity"],
             "system_identity": last["system_identity"], "system": last["system"], "kind": last["kind"],
-            "reviewers": "、".join(sorted(set(g["reviewer"].to_list()))),
+            "reviewers": "、".join(sorted(set(names))),
             "decided_at": last["imported_at"], "conflict": conflict,
-            "detail": "；".join(g["_said"].to_list()),
+            "detail": "；".join(said),
         })
     return pl.DataFrame(rows, schema=out_schema)
+
+
+def carried_forward(decisions: pl.DataFrame | None) -> pl.DataFrame:
+    """Per item, what tonight's workbook shows in its editable cells: the latest row's
+    ``待核实`` (only that: other decisions settle or reopen the item), its note and reviewer.
+    Columns: item_key and ``CARRIED_COLUMNS``."""
+    schema = {"item_key": pl.String, **{c: pl.String for c in CARRIED_COLUMNS}}
+    if decisions is None or decisions.height == 0:
+        return pl.DataFrame(schema=schema)
+    d = decisions.cast({"imported_at": pl.Datetime("us", "UTC")}, strict=False).with_row_index("_i")
+    last = (
+        d.filter(pl.col("item_key").is_not_null() & pl.col("reviewer").is_not_null())
+        .sort(["item_key", "imported_at", "_i"])
+        .unique("item_key", keep="last", maintain_order=True)
+    )
+    pending = pl.col("decision_code") == "pending"
+    return last.select(
+        "item_key",
+        pl.when(pending).then(pl.lit(DECISION_LABEL_OF["pending"])).alias("carried_decision"),
+        pl.col("note").alias("carried_note"),
+    ).with_columns(
+        pl.when(pl.col("carried_decision").is_not_null() | pl.col("carried_note").is_not_null())
+        .then(last["reviewer"]).alias("carried_reviewer")
+    ).filter(pl.col("carried_reviewer").is_not_null()).cast(schema)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- reading a row
+
+_DECISION_NOISE = re.compile(r"[\s\u3000。，,.．!！?？、；;：:“”\"'‘’「」『』（）()\[\]【】<>《》…~～-]+")
+
+
+def _decision_key(text: str) -> str:
+    return _DECISION_NOISE.sub("", unicodedata.normalize("NFKC", text)).casefold()
+
+
+def parse_decision(text: str, words: ReviewSettings) -> tuple[str | None, str | None]:
+    """(decision code, None) for a 核实结论 as a clerk wrote it, or (None, why not).
+
+    The dropdown's words and the configured ones match after spaces and punctuation are
+    removed; a text holding exactly one of the dropdown's words means that one; configured
+    ambiguous words (同意) and anything else are refused with the list."""
+    key = _decision_key(text)
+    choose = " / ".join(DECISION_LABELS)
+    known = {_decision_key(label): code for label, code in DECISIONS.items()}
+    known.update({_decision_key(w): c for w, c in words.words.items()})
+    if key in known:
+        return known[key], None
+    if key in {_decision_key(w) for w in words.ambiguous}:
+        return None, f"核实结论「{text}」无效：意思不明确，请从下拉列表中选择 {choose} 之一"
+    inside = {code for label, code in DECISIONS.items() if _decision_key(label) in key}
+    if len(inside) == 1 and not key.startswith(("不", "非", "未")):
+        return inside.pop(), None
+    return None, f"核实结论「{text}」无效，应为 {choose} 之一"
 
 
 def clean_id(value: Any) -> str | None:
@@ -193,41 +277,189 @@ def clean_id(value: Any) -> str | None:
     return text if is_valid_id(text) else None
 
 
+_SCI = re.compile(r"^\s*'?([0-9])\.([0-9]+)[Ee]\+?([0-9]{1,2})\s*$")
+_AMOUNT_NOISE = re.compile(r"[\s,，元￥¥圆]|/年|每年|/学期")
+_NAME_OK = re.compile(r"^[\u3400-\u9fff\U00020000-\U0003134f·A-Za-z]{1,30}$")
+MAX_AMOUNT = 100_000  # yuan: more than any standard; a typo otherwise
+
+
+def _lost_digits(value: Any, number_cell: bool) -> str | None:
+    """Why an ID in a number cell (or typed as 4.33124E+17) can't be used, or None."""
+    text = unicodedata.normalize("NFKC", str(value)).strip()
+    m = _SCI.match(text)
+    if m:
+        kept = m.group(1) + m.group(2)
+        shown = text.lstrip("'")
+    elif number_cell and re.fullmatch(r"[0-9]{15,}(\.0)?", text):
+        shown = f"{float(text):.14E}"  # the 15 significant digits a number cell keeps
+        kept = shown.split("E")[0].replace(".", "")
+    else:
+        return None
+    lost = max(18 - len(kept), 0)
+    return (f"“更正值”单元格被表格当成了数字（显示为 {mask_id(shown)}），只保留了前{len(kept)}位"
+            f"（{mask_id(kept)}），后{lost}位已经丢失；请把这个单元格设为文本格式（或先输入英文单引号 '），"
+            "再输入完整的18位身份证号")
+
+
+def clean_correction(field: str, value: Any, *, number_cell: bool = False) -> tuple[str | None, str | None]:
+    """(clean value, None) for a 更正值 of ``field`` (id_number, name, amount), or (None, why).
+
+    ``number_cell``: the cell held a number (what Excel does to an ID typed without '),
+    whose digits past the 15th are gone."""
+    if value is None or not str(value).strip():
+        return None, "没有填写更正值"
+    if field == "id_number":
+        lost = _lost_digits(value, number_cell)
+        if lost:
+            return None, lost
+        fixed = clean_id(value)
+        if fixed is None:
+            return None, f"更正后的身份证号「{mask_id(str(value).strip())}」无效（应为18位，出生日期和校验位正确）"
+        return fixed, None
+    if field == "amount":
+        text = _AMOUNT_NOISE.sub("", unicodedata.normalize("NFKC", str(value)))
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            return None, f"更正后的资助金额「{value}」不是数字（只填金额，如 1500）"
+        if not 0 < amount <= MAX_AMOUNT:
+            return None, f"更正后的资助金额「{value}」不在 1 至 {MAX_AMOUNT} 元之间"
+        return (str(int(amount)) if amount == amount.to_integral_value() else str(amount.normalize())), None
+    if field == "name":
+        text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(value))).replace("•", "·").replace("・", "·")
+        if not _NAME_OK.fullmatch(text):
+            return None, f"更正后的姓名「{value}」不像一个姓名（只能是汉字、字母和间隔点·，不超过30个字）"
+        return text, None
+    return None, f"{FIELD_LABELS.get(field, field)}不能在表中更正"
+
+
+def correctable_field(kind: str | None) -> str | None:
+    """The roster field a 更正值 replaces on this kind (the vocabulary says), or None."""
+    k = KINDS.get(kind or "")
+    return k.correctable[0] if k is not None and k.correctable else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """Someone whose ID a corrected ID equals: where (roster, dibao, filing), as what
+    (``member``, ``head``, ``guardian``, ``student``) and their normalised name."""
+
+    source: str
+    role: str
+    name_norm: str | None
+
+
+def _age_on(birth: dt.date, day: dt.date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def _near(a: str | None, b: str | None) -> bool:
+    """Same name, or one character apart (a typo in the roster): probably the same child."""
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b)) <= 1
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+# A corrected ID is refused for its age only when it clearly can't be the child's: this many
+# years wider on each side than the age_stage_mismatch window (checks.toml [age]).
+CORRECTION_SLACK = 2
+
+_ROLE_TEXT = {"head": "户主", "member": "另一名家庭成员", "guardian": "名单中填写的户主（监护人）", "student": "名单中另一名学生"}
+
+
+def judge_corrected_id(
+    corrected: str, student: Mapping[str, Any], owners: Sequence[Owner], day: dt.date, checks: CheckSettings,
+    stage_words: Mapping[str, str] | None = None,
+) -> tuple[bool, str | None]:
+    """May a clerk's corrected ID replace the student's? (accepted, message).
+
+    Refused: the ID is someone else's in the roster or a system (a head of household, a
+    guardian, another child), or the age it gives on ``day`` fits none of the student's
+    stages (and any student's age when the stage is unknown). Accepted with a message: it
+    only contradicts the roster's own birth date or gender (the roster may be the wrong
+    one). ``student`` has name_norm, birth (date), gender_norm, stage, grade, school."""
+    name = student.get("name_norm")
+    for o in owners:
+        if o.role in ("head", "guardian") and not _near(o.name_norm, name):
+            where = "" if o.source == "roster" else f"{SYSTEM_LABELS.get(o.source, o.source)}系统中"
+            return False, f"这个号码是{where}{_ROLE_TEXT[o.role]}的身份证号，不是这名学生的；请对照学生本人的户口簿页重新填写"
+        if o.role in ("member", "student") and not _near(o.name_norm, name):
+            where = "名单中" if o.source == "roster" else f"{SYSTEM_LABELS.get(o.source, o.source)}系统中"
+            return False, f"这个号码在{where}登记的是另一个人（{_ROLE_TEXT[o.role]}），不是这名学生；请对照学生本人的户口簿页重新填写"
+    birth = dt.date(int(corrected[6:10]), int(corrected[10:12]), int(corrected[12:14]))
+    age = _age_on(birth, day)
+    facts = pol.row_facts(student.get("stage"), student.get("grade"), student.get("school"), None, None, stage_words)
+    early, late = checks.age_early + CORRECTION_SLACK, checks.age_late + CORRECTION_SLACK
+    fits = pol.age_window_fits(age, facts.stages, facts.year, checks.entry_age, early, late)
+    if fits is None:
+        lo = min(checks.entry_age.values()) - early
+        hi = checks.student_ages[1] + late
+        fits = lo <= age <= hi
+    if not fits:
+        stage = "、".join(sorted(facts.stages)) or "在校学生"
+        return False, (f"按这个号码，学生在 {day.isoformat()} 时 {age} 岁，与学段「{stage}」不符，"
+                       "可能填成了家长或别人的号码；请对照学生本人的户口簿页重新填写")
+    notes = []
+    own_birth = student.get("birth")
+    if isinstance(own_birth, dt.date) and own_birth != birth:
+        notes.append(f"出生日期（名单 {own_birth.isoformat()}，号码中 {birth.isoformat()}）")
+    gender = "男" if int(corrected[16]) % 2 else "女"
+    own_gender = student.get("gender_norm")
+    if own_gender in ("男", "女") and own_gender != gender:
+        notes.append(f"性别（名单「{own_gender}」，号码中「{gender}」）")
+    if notes:
+        return True, f"已接受，但更正后的号码与名单中的{'和'.join(notes)}不一致：可能名单中这一项也有误，请一并核对"
+    return True, None
+
+
 def corrected_tables(
     tables: Sequence[SheetTable], roster: pl.DataFrame, decisions: pl.DataFrame | None
 ) -> tuple[list[SheetTable], int]:
-    """Roster sheets with clerk-corrected IDs written into their ID cells (and how many)."""
+    """Roster sheets with clerks' corrected values (ID, name, amount: what the item's kind
+    lets a clerk correct) written into their cells, and how many rows changed."""
     eff = effective_decisions(decisions)
     fixes = eff.filter(
-        ~pl.col("conflict") & (pl.col("decision_code") == "corrected") & pl.col("kind").is_in(list(ID_KINDS))
-        & pl.col("corrected_value").is_not_null()
-    ).with_columns(pl.col("corrected_value").map_elements(clean_id, return_dtype=pl.String)).drop_nulls("corrected_value")
-    if fixes.height == 0 or roster.height == 0:
+        ~pl.col("conflict") & (pl.col("decision_code") == "corrected") & pl.col("corrected_value").is_not_null()
+    )
+    rows = []
+    for r in fixes.iter_rows(named=True):
+        field_ = correctable_field(r["kind"])
+        value = clean_correction(field_, r["corrected_value"])[0] if field_ else None
+        if value is not None:
+            rows.append({"identity": r["roster_identity"], "_field": field_, "_fix": value})
+    if not rows or roster.height == 0:
         return list(tables), 0
-    who = identities(roster, "roster").join(
-        fixes.select(pl.col("roster_identity").alias("identity"), pl.col("corrected_value").alias("_fix")),
-        on="identity",
-    ).unique(["file", "sheet", "row"], keep="first").select("file", "sheet", "row", "_fix")
+    wanted = pl.DataFrame(rows, schema={"identity": pl.String, "_field": pl.String, "_fix": pl.String})
+    who = identities(roster, "roster").join(wanted, on="identity").unique(
+        ["file", "sheet", "row", "_field"], keep="first").select("file", "sheet", "row", "_field", "_fix")
     if who.height == 0:
         return list(tables), 0
     out: list[SheetTable] = []
     for t in tables:
-        if t.source != "roster":
-            out.append(t)
-            continue
-        fr = t.frame
-        mine = who.filter((pl.col("file") == t.file) & (pl.col("sheet") == t.sheet))
+        mine = who.filter((pl.col("file") == t.file) & (pl.col("sheet") == t.sheet)) if t.source == "roster" else who.head(0)
         if mine.height == 0:
             out.append(t)
             continue
-        fr = fr.join(mine.select("row", "_fix").cast({"row": fr.schema["row"]}), on="row", how="left", maintain_order="left")
-        hit = pl.col("_fix").is_not_null()
-        fr = fr.with_columns(
-            pl.when(hit).then(pl.col("_fix")).otherwise(pl.col("id_number") if "id_number" in fr.columns else pl.lit(None, pl.String)).alias("id_number"),
-            pl.when(hit).then(pl.lit("text")).otherwise(pl.col("id_number_kind") if "id_number_kind" in fr.columns else pl.lit(None, pl.String)).alias("id_number_kind"),
-        ).drop("_fix")
-        out.append(dataclasses.replace(t, frame=fr, columns={**t.columns, "id_number": t.columns.get("id_number", "身份证号")}))
-    return out, who.height
+        fr, columns = t.frame, dict(t.columns)
+        for (field_,), part in mine.group_by("_field", maintain_order=True):
+            fr = fr.join(part.select("row", "_fix").cast({"row": fr.schema["row"]}), on="row", how="left", maintain_order="left")
+            hit = pl.col("_fix").is_not_null()
+            old = pl.col(field_) if field_ in fr.columns else pl.lit(None, pl.String)
+            fr = fr.with_columns(pl.when(hit).then(pl.col("_fix")).otherwise(old).alias(field_))
+            if field_ == "id_number":
+                kind = pl.col("id_number_kind") if "id_number_kind" in fr.columns else pl.lit(None, pl.String)
+                fr = fr.with_columns(pl.when(hit).then(pl.lit("text")).otherwise(kind).alias("id_number_kind"))
+            fr = fr.drop("_fix")
+            columns.setdefault(str(field_), FIELD_LABELS.get(str(field_), str(field_)))
+        out.append(dataclasses.replace(t, frame=fr, columns=columns))
+    return out, who.select("file", "sheet", "row").unique().height
 
 
 def _pair_fp(r_fp: pl.Expr, s_fp: pl.Expr) -> pl.Expr:
@@ -324,7 +556,8 @@ def annotate(
 
     Adds ``item_key``, ``item_ref`` (1.. within this run, by key), ``fingerprint``,
     ``roster_identity``, ``system_identity``, ``review_state`` (null, ``reopened`` or
-    ``conflict``); reopened and conflicting items get a note in front of ``message``.
+    ``conflict``) and ``CARRIED_COLUMNS``; reopened and conflicting items, and items marked
+    已更正 that are still there, get a note in front of ``message``.
     """
     d = discrepancies.with_row_index("_pos")
     r_id = identities(records["roster"], "roster", d.select("file", "sheet", "row")).select(
@@ -369,7 +602,8 @@ def annotate(
         d = d.join(
             eff.select("item_key", pl.col("decision_code").alias("_code"), pl.col("fingerprint").alias("_dfp"),
                        pl.col("conflict").alias("_conflict"), pl.col("detail").alias("_detail"),
-                       pl.col("reviewers").alias("_who"), pl.col("decided_at").alias("_at")),
+                       pl.col("reviewers").alias("_who"), pl.col("decided_at").alias("_at"),
+                       pl.col("corrected_value").alias("_cv")),
             on="item_key", how="left", maintain_order="left",
         )
         confirmed_pairs = eff.filter(~pl.col("conflict") & (pl.col("decision_code") == "confirm")).select(
@@ -378,28 +612,38 @@ def annotate(
         d = d.join(confirmed_pairs, left_on=["roster_identity", "system_identity", "fingerprint"],
                    right_on=["roster_identity", "system_identity", "_pfp"], how="left", maintain_order="left")
         decided = pl.col("_code").is_not_null() & ~pl.col("_conflict").fill_null(False)
-        same = decided & (pl.col("_dfp") == pl.col("fingerprint"))
+        # Only a judgement on the records (same person or not) settles an item whose records
+        # did not change; 已更正 settles nothing by itself: the corrected record must show it.
+        judged = decided & pl.col("_code").is_in(["confirm", "reject"])
+        same = judged & (pl.col("_dfp") == pl.col("fingerprint"))
         pair_done = pl.col("_pair_ok").fill_null(False) & pl.col("kind").is_in(list(PAIR_KINDS))
         d = d.with_columns((same | pair_done).alias("_gone"))
         counts["review_suppressed"] = int(d["_gone"].sum())
         d = d.filter(~pl.col("_gone"))
-        reopened = decided & (pl.col("_dfp") != pl.col("fingerprint"))
+        reopened = judged & (pl.col("_dfp") != pl.col("fingerprint"))
+        still_open = decided & (pl.col("_code") == "corrected")
         conflict = pl.col("_conflict").fill_null(False)
-        label = pl.col("_code").replace_strict(_LABEL_OF, default=pl.col("_code"))
+        label = pl.col("_code").replace_strict(dict(DECISION_LABEL_OF), default=pl.col("_code"))
         when = pl.format("（核实人 {}，{}）", pl.col("_who"), pl.col("_at").dt.convert_time_zone("Asia/Shanghai").dt.strftime("%Y-%m-%d"))
+        shown_fix = pl.when(pl.col("_cv").is_null()).then(pl.lit("")).when(pl.col("kind").is_in(list(ID_KINDS))) \
+            .then(pl.lit("（更正值为身份证号）")).otherwise(pl.format("（更正为 {}）", pl.col("_cv")))
         d = d.with_columns(
-            pl.when(conflict).then(pl.lit("conflict")).when(reopened).then(pl.lit("reopened")).otherwise(state).alias("review_state"),
+            pl.when(conflict).then(pl.lit("conflict")).when(reopened | still_open).then(pl.lit("reopened"))
+            .otherwise(state).alias("review_state"),
             pl.when(conflict).then(pl.format(CONFLICT_TEXT, pl.col("_detail")) + pl.col("message"))
             .when(reopened).then(pl.format(REOPENED_TEXT, when, label) + pl.col("message"))
+            .when(still_open).then(pl.format(STILL_OPEN_TEXT, when, shown_fix) + pl.col("message"))
             .otherwise(pl.col("message")).alias("message"),
         )
         counts["review_reopened"] = int((d["review_state"] == "reopened").sum())
         counts["review_conflicts"] = int((d["review_state"] == "conflict").sum())
     else:
         d = d.with_columns(state.alias("review_state"))
+    d = d.join(carried_forward(decisions), on="item_key", how="left", maintain_order="left")
     refs = d.select("item_key").sort("item_key").with_row_index("item_ref", offset=1).cast({"item_ref": pl.Int64})
     d = d.join(refs, on="item_key", how="left", maintain_order="left")
-    keep = list(discrepancies.columns) + ["item_key", "item_ref", "fingerprint", "roster_identity", "system_identity", "review_state"]
+    keep = list(discrepancies.columns) + ["item_key", "item_ref", "fingerprint", "roster_identity", "system_identity",
+                                          "review_state", *CARRIED_COLUMNS]
     return d.select(keep), counts
 
 
@@ -447,153 +691,3 @@ def eligible_students(
         .select(cols)
     )
     return out
-
-
-# --------------------------------------------------------------------------- import
-
-
-@dataclass
-class ImportReport:
-    """What ``import_workbooks`` did: rows stored, and one message per problem."""
-
-    imported: int = 0
-    skipped_blank: int = 0
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    files: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-def _text(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    t = str(v).strip()
-    return t or None
-
-
-def import_workbooks(paths: Sequence[Path | str], db_path: Path | str, *, now: datetime | None = None) -> ImportReport:
-    """Read clerks' returned workbooks and store their decisions in ``reviews``.
-
-    Every refused row or file gets a message naming the file and the row; the rest is
-    stored in one atomic publish. Nothing is stored when nothing is valid.
-    """
-    from openpyxl import load_workbook
-
-    from . import report, store
-
-    rep = ImportReport()
-    now = now or datetime.now().astimezone()
-    rows: list[dict[str, Any]] = []
-    db_path = Path(db_path)
-    if not db_path.exists():
-        rep.errors.append(f"{db_path}：数据库不存在 (no database)")
-        return rep
-    con = store.open_readonly(db_path)
-    try:
-        for raw in paths:
-            path = Path(raw)
-            name = str(raw)
-            rep.files += 1
-            try:
-                wb = load_workbook(path, data_only=True)
-            except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
-                rep.errors.append(f"{name}：无法读取这个文件（{type(exc).__name__}），未导入")
-                continue
-            meta = report.read_meta(wb)
-            if meta is None or report.SHEET_PROBLEMS not in wb.sheetnames:
-                rep.errors.append(f"{name}：不是本系统下发的核实表（缺少“{report.SHEET_PROBLEMS}”或隐藏的运行信息），未导入")
-                continue
-            run_id = meta.get("run_id")
-            status = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()
-            if not status:
-                rep.errors.append(f"{name}：这份表来自另一次运行（{run_id}），本数据库中没有该运行，未导入")
-                continue
-            if status[0][0] != "succeeded":
-                rep.errors.append(
-                    f"{name}：这份表所属的运行（{run_id}）状态为 {status[0][0]}（已被同一晚的重新运行取代或失败），"
-                    "请在最新下发的核实表上填写，未导入"
-                )
-                continue
-            items = {
-                r[0]: r[1:]
-                for r in con.execute(
-                    "SELECT item_ref, item_key, row_hash, fingerprint, kind, system, field, school, town, "
-                    "roster_identity, system_identity FROM discrepancies WHERE run_id = ?",
-                    [run_id],
-                ).fetchall()
-            }
-            ws = wb[report.SHEET_PROBLEMS]
-            head_row = int(meta.get("header_row", "1")) if str(meta.get("header_row", "1")).isdigit() else 1
-            header = [(_text(c.value) or "") for c in ws[head_row]]
-            col = {h: i for i, h in enumerate(header) if h}
-            need = [report.COL_REF, report.COL_HASH, *report.REVIEW_HEADERS]
-            missing = [h for h in need if h not in col]
-            if missing:
-                rep.errors.append(f"{name}：表头被改动，找不到列 {'、'.join(missing)}，未导入")
-                continue
-            for r, cells in enumerate(ws.iter_rows(min_row=head_row + 1, values_only=True), start=head_row + 1):
-                get = lambda h: cells[col[h]] if col[h] < len(cells) else None  # noqa: E731
-                decision = _text(get(report.COL_DECISION))
-                corrected = _text(get(report.COL_CORRECTED))
-                note = _text(get(report.COL_NOTE))
-                reviewer = _text(get(report.COL_REVIEWER))
-                if not any((decision, corrected, note, reviewer)):
-                    rep.skipped_blank += 1
-                    continue
-                where = f"{name} 第{r}行"
-                ref_text = _text(get(report.COL_REF))
-                try:
-                    ref = int(ref_text) if ref_text is not None else None
-                except ValueError:
-                    ref = None
-                if ref is None or ref not in items:
-                    rep.errors.append(f"{where}：找不到这一行对应的问题（问题编号 {ref_text or '空'}），可能是新加或从别的表复制的行，未导入")
-                    continue
-                key, row_hash, fp, kind, system, fld, school, town, rid, sid = items[ref]
-                values = {h: cells[i] if i < len(cells) else None for h, i in col.items()}
-                if report.row_hash(values) != row_hash:
-                    rep.errors.append(f"{where}：锁定的内容（姓名、身份证号、说明等）被改动过，本行未导入；请在下发的原表上只填写“核实结论”等四列")
-                    continue
-                if decision is None and corrected is not None:
-                    decision = "已更正"
-                if decision not in DECISIONS:
-                    rep.errors.append(f"{where}：核实结论「{decision or '空'}」无效，应为 {' / '.join(DECISION_LABELS)} 之一，未导入")
-                    continue
-                code = DECISIONS[decision]
-                if reviewer is None:
-                    rep.errors.append(f"{where}：没有填写核实人，未导入")
-                    continue
-                if code in ("confirm", "reject") and not sid:
-                    rep.errors.append(f"{where}：这个问题不涉及系统中的某条记录，不能选「{decision}」；请选“已更正”或“待核实”，未导入")
-                    continue
-                if corrected is not None and (kind in ID_KINDS or fld == "id_number"):
-                    fixed = clean_id(corrected)
-                    if fixed is None:
-                        rep.errors.append(f"{where}：更正后的身份证号「{mask_id(corrected)}」无效（应为18位，出生日期和校验位正确），未导入")
-                        continue
-                    corrected = fixed
-                rows.append({
-                    "review_id": uuid.uuid4().hex, "imported_at": now, "reviewer": reviewer, "decision": decision,
-                    "decision_code": code, "corrected_value": corrected, "note": note, "item_key": key,
-                    "item_ref": ref, "fingerprint": fp, "kind": kind, "system": system, "field": fld,
-                    "school": school, "town": town, "roster_identity": rid, "system_identity": sid,
-                    "run_id": run_id, "workbook": path.name, "sheet": report.SHEET_PROBLEMS, "row": r,
-                })
-        new = pl.DataFrame(rows, schema=REVIEW_COLUMNS) if rows else empty_decisions()
-        if new.height:
-            earlier = store.read_reviews(db_path)
-            eff = effective_decisions(pl.concat([earlier, new], how="vertical_relaxed"))
-            mine = set(new["item_key"].to_list())
-            for c in eff.filter(pl.col("conflict") & pl.col("item_key").is_in(list(mine))).iter_rows(named=True):
-                rep.notes.append(f"问题 {c['item_key'][:8]}（{c['kind']}）两位核实人结论不一致：{c['detail']}；今晚的核实表会把它列出来")
-    finally:
-        con.close()
-    if new.height:
-        store.add_reviews(db_path, new)
-        rep.imported = new.height
-    return rep

@@ -108,6 +108,8 @@ __all__ = [
     "VIEWS",
     "add_reviews",
     "read_reviews",
+    "REVIEWS_SCHEMA",
+    "read_item_map",
     "read_previous",
     "read_item_map",
     "read_runs",
@@ -258,6 +260,12 @@ TABLES: dict[str, dict[str, str]] = {
         "sheet": "VARCHAR",
         "row": "BIGINT",
     },
+    # Each run's workbook references (item_ref -> item_key, fingerprint): small, and kept
+    # when a same-night rerun supersedes the run, so workbooks already sent still import.
+    "item_refs": {
+        "run_id": "VARCHAR", "item_ref": "BIGINT", "item_key": "VARCHAR", "fingerprint": "VARCHAR",
+        "kind": "VARCHAR", "school": "VARCHAR", "town": "VARCHAR", "row_hash": "VARCHAR",
+    },
     # issue 7: a town/village whose export looks cut short, and households that entered or
     # left a system since the previous run (see reconcile/completeness.py).
     "export_problems": {
@@ -298,6 +306,8 @@ SHORT_LIVED: tuple[str, ...] = ("records", "row_problems")
 # Run tables a same-night rerun does not drop.
 KEPT_WHEN_SUPERSEDED: tuple[str, ...] = ("item_refs",)
 ITEM_REF_COLUMNS: tuple[str, ...] = tuple(c for c in TABLES["item_refs"] if c != "run_id")
+# The ``reviews`` table as a polars schema (what read_reviews returns).
+REVIEWS_SCHEMA: dict[str, pl.DataType] = {c: partitions.POLARS_TYPES[t] for c, t in TABLES["reviews"].items()}
 
 
 def _q(identifier: str) -> str:
@@ -574,41 +584,33 @@ def add_reviews(db_path: Path, reviews: pl.DataFrame) -> int:
     return reviews.height
 
 
-def read_reviews(db_path: Path | str) -> pl.DataFrame:
-    """Every stored decision (empty frame when there is no database or no table yet)."""
-    from reconcile.review import REVIEW_COLUMNS
-
+def _read_table(db_path: Path | str, table: str, schema: dict[str, pl.DataType], tail: str,
+                params: list[Any]) -> pl.DataFrame:
+    """Rows of a table kept across runs (``tail``: WHERE/ORDER BY); empty when absent."""
     path = Path(db_path)
     if not _exists(path):
-        return pl.DataFrame(schema=REVIEW_COLUMNS)
+        return pl.DataFrame(schema=schema)
     con = open_readonly(path)
     try:
-        if not _has(con, "reviews"):
-            return pl.DataFrame(schema=REVIEW_COLUMNS)
-        cols = ", ".join(_q(c) for c in REVIEW_COLUMNS)
-        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").to_arrow_table())
+        if not _has(con, table):
+            return pl.DataFrame(schema=schema)
+        cols = ", ".join(_q(c) for c in schema)
+        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM {_q(table)} {tail}", params=params).to_arrow_table())
     finally:
         con.close()
-    return frame.cast({c: t for c, t in REVIEW_COLUMNS.items()}, strict=False)
+    return frame.cast(schema, strict=False)  # type: ignore[arg-type, union-attr]
+
+
+def read_reviews(db_path: Path | str) -> pl.DataFrame:
+    """Every stored decision (empty frame when there is no database or no table yet)."""
+    return _read_table(db_path, "reviews", REVIEWS_SCHEMA, "ORDER BY imported_at, review_id", [])
 
 
 def read_item_map(db_path: Path | str, run_id: str) -> pl.DataFrame:
-    """A run's item map (item_ref, item_key, fingerprint, kind, school, town), also for a
-    superseded run; an empty frame when the run or the database is unknown."""
+    """A run's item map (item_ref, item_key, fingerprint, kind, school, town, row_hash), also
+    for a superseded run; an empty frame when the run or the database is unknown."""
     types = {c: partitions.POLARS_TYPES[TABLES["item_refs"][c]] for c in ITEM_REF_COLUMNS}
-    path = Path(db_path)
-    if not _exists(path):
-        return pl.DataFrame(schema=types)
-    con = open_readonly(path)
-    try:
-        if not _has(con, "item_refs"):
-            return pl.DataFrame(schema=types)
-        cols = ", ".join(_q(c) for c in ITEM_REF_COLUMNS)
-        table = con.sql(f"SELECT {cols} FROM item_refs WHERE run_id = ? ORDER BY item_ref, item_key",
-                        params=[run_id]).to_arrow_table()
-    finally:
-        con.close()
-    return pl.from_arrow(table).cast(types)  # type: ignore[union-attr]
+    return _read_table(db_path, "item_refs", types, "WHERE run_id = ? ORDER BY item_ref, item_key", [run_id])
 
 
 def read_runs(db_path: Path | str) -> pl.DataFrame:

@@ -16,85 +16,13 @@ import openpyxl
 import polars as pl
 import pytest
 
-from reconcile import ingest, pipeline, report, review, store
+from reconcile import ingest, pipeline, report, review, review_import, store, vocabulary
 from reconcile.cli import main as cli_main
-from countygen import SynthConfig, generate_county
+from reconcile.config import load_settings
+from reconcile.errors import ConfigError
 
 from conftest import make_id
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def run_night(inbox: Path, db: Path, reports: Path, night: date, settings) -> tuple[str, pipeline.Results, list[Path]]:
-    """One night without Prefect: what the flow does, in order (decisions in, DB, workbooks)."""
-    decisions = store.read_reviews(db)
-    res = pipeline.reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, decisions=decisions)
-    disc = report.with_row_hashes(res.discrepancies)
-    run_id = f"run-{night.isoformat()}"
-    now = datetime(night.year, night.month, night.day, 2, tzinfo=timezone.utc)
-    store.begin_run(db, run_id=run_id, started_at=now, night=night, as_of=night, parameters={})
-    store.finish_run(db, run_id=run_id, finished_at=now, counts=res.counts,
-                     tables={**pipeline.stored_tables(res), "discrepancies": disc})
-    paths = report.write_school_workbooks(disc, reports / night.isoformat(), run_id=run_id)
-    return run_id, res, paths
-
-
-def items(db: Path, run_id: str | None = None) -> pl.DataFrame:
-    con = store.open_readonly(db)
-    try:
-        where = f"WHERE run_id = '{run_id}'" if run_id else "WHERE run_id = (SELECT run_id FROM latest_run)"
-        return pl.from_arrow(con.sql(f"SELECT * FROM discrepancies {where}").to_arrow_table())
-    finally:
-        con.close()
-
-
-def q(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = store.open_readonly(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def fill(path: Path, decisions: dict[int, tuple], *, edit: dict[int, tuple[str, object]] | None = None) -> None:
-    """Fill review columns like a clerk: {item_ref: (decision, corrected, note, reviewer)}."""
-    wb = openpyxl.load_workbook(path)
-    ws = wb[report.SHEET_PROBLEMS]
-    col = {c.value: c.column for c in ws[report.HEADER_ROW]}
-    for row in ws.iter_rows(min_row=report.HEADER_ROW + 1):
-        ref = row[col[report.COL_REF] - 1].value
-        if ref in decisions:
-            for h, v in zip(report.REVIEW_HEADERS, decisions[ref]):
-                ws.cell(row=row[0].row, column=col[h], value=v)
-        if edit and ref in edit:
-            h, v = edit[ref]
-            ws.cell(row=row[0].row, column=col[h], value=v)
-    wb.save(path)
-
-
-def book_of(paths: list[Path], ref: int) -> Path:
-    for p in paths:
-        ws = openpyxl.load_workbook(p)[report.SHEET_PROBLEMS]
-        col = [c.value for c in ws[report.HEADER_ROW]].index(report.COL_REF)
-        if any(r[col] == ref for r in ws.iter_rows(min_row=report.HEADER_ROW + 1, values_only=True)):
-            return p
-    raise AssertionError(f"item {ref} in no workbook")
-
-
-@pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("county")
-    generate_county(out, SynthConfig(households=250, seed=5))
-    return out
-
-
-@pytest.fixture()
-def inbox(county: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "inbox"
-    shutil.copytree(county / "inbox", dst)
-    return dst
-
+from clerks import book_of, county, fill, inbox, items, q, run_night, truth_ids  # noqa: F401 (fixtures)
 
 # --------------------------------------------------------------------------- the workbook
 
@@ -117,7 +45,7 @@ def test_clerk_workbook_layout(inbox: Path, tmp_path: Path, settings) -> None:
             locked = ws.cell(row=r, column=col[h]).protection.locked
             assert locked == (h not in report.REVIEW_HEADERS), (r, h)
     [dv] = ws.data_validations.dataValidation
-    assert dv.type == "list" and all(label in dv.formula1 for label in review.DECISION_LABELS)
+    assert dv.type == "list" and all(label in dv.formula1 for label in vocabulary.DECISION_LABELS)
     letter = openpyxl.utils.get_column_letter(col[report.COL_DECISION])
     assert str(dv.sqref) == f"{letter}{report.HEADER_ROW + 1}:{letter}{last}"
     for h in (report.COL_REF, report.COL_HASH):
@@ -233,7 +161,7 @@ def harness():
         yield
 
 
-def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_path: Path) -> None:
+def test_round_trip_two_nights_with_clerk_decisions(harness, county: Path, inbox: Path, tmp_path: Path) -> None:
     from flows.nightly import TOWN_DIR, nightly_reconciliation
 
     db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
@@ -254,10 +182,12 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     confirm = ref("name_mismatch", 0)
     conflict = ref("name_mismatch", 1)
     reject = ref("household_exited", 0)
+    truth = truth_ids(county)
     fixed = ref("id_invalid", 0, pl.col("system_identity").str.starts_with("id:"))
     ack = ref("not_found", 0, pl.col("roster_identity").str.starts_with("id:"))
-    ack_changed = ref("not_found", 1, pl.col("roster_identity").str.starts_with("id:"))
-    true_id = fixed["system_identity"][3:]
+    ack_changed = ref("name_mismatch", 2)
+    true_id = truth.filter((pl.col("file") == fixed["file"]) & (pl.col("sheet") == fixed["sheet"])
+                           & (pl.col("row") == fixed["row"]))["true_id"][0]
 
     plan = {
         confirm["item_ref"]: ("确认是同一人", None, "对照户口簿", "王老师"),
@@ -265,13 +195,13 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
         reject["item_ref"]: ("不是同一人", None, "不是本校学生的家庭", "王老师"),
         fixed["item_ref"]: ("已更正", true_id, None, "王老师"),
         ack["item_ref"]: ("已更正", None, "名单已改", "王老师"),
-        ack_changed["item_ref"]: ("已更正", None, None, "王老师"),
+        ack_changed["item_ref"]: ("确认是同一人", None, None, "王老师"),
     }
     for r, dec in plan.items():
         fill(book_of(books, r), {r: dec})
     # A town clerk sees the same item and decides otherwise: reported, not applied.
     fill(book_of(towns, conflict["item_ref"]), {conflict["item_ref"]: ("不是同一人", None, None, "乡镇赵干事")})
-    rep = review.import_workbooks([*books, *towns], db)
+    rep = review_import.import_workbooks([*books, *towns], db)
     assert rep.ok, rep.errors
     assert rep.imported == len(plan) + 1
     assert any("不一致" in n for n in rep.notes)
@@ -293,12 +223,15 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     keys2 = dict(zip(d2["item_key"], d2["kind"]))
     state2 = dict(zip(d2["item_key"], d2["review_state"]))
 
-    # Decided items are gone.
-    for it in (confirm, reject, fixed, ack):
+    # Judged items are gone, and so is the item whose ID the clerk corrected.
+    for it in (confirm, reject, fixed):
         assert it["item_key"] not in keys2, it["kind"]
     # Still produced tonight and hidden by their decision: the confirmed pair's name_mismatch and
     # the acknowledged not_found (the corrected ID and the rejected link stop producing theirs).
     assert second["review_suppressed"] >= 2
+    # 已更正 without a value hides nothing while the record is unchanged: it comes back, saying so.
+    assert state2[ack["item_key"]] == "reopened"
+    assert d2.filter(pl.col("item_key") == ack["item_key"])["message"][0].startswith("【已填写“已更正”，但问题仍在】")
     # Disagreement comes back as such.
     assert state2[conflict["item_key"]] == "conflict"
     msg = d2.filter(pl.col("item_key") == conflict["item_key"])["message"][0]
@@ -306,7 +239,7 @@ def test_round_trip_two_nights_with_clerk_decisions(harness, inbox: Path, tmp_pa
     # The changed record comes back, saying so.
     assert state2[ack_changed["item_key"]] == "reopened"
     msg = d2.filter(pl.col("item_key") == ack_changed["item_key"])["message"][0]
-    assert msg.startswith("【记录已变化，请重新核实】") and "已更正" in msg
+    assert msg.startswith("【记录已变化，请重新核实】") and "确认是同一人" in msg
     # The rest is unchanged.
     touched = {it["roster_identity"] for it in (confirm, conflict, reject, fixed, ack, ack_changed)}
     rest = d1.filter(~pl.col("roster_identity").is_in(list(touched)))
@@ -372,7 +305,7 @@ def test_monday_notebook_runs_against_a_generated_county(inbox: Path, tmp_path: 
     d = items(db, run1)
     ref = d.filter(pl.col("kind") == "name_mismatch")["item_ref"][0]
     fill(book_of(paths, ref), {ref: ("确认是同一人", None, None, "王老师")})
-    assert review.import_workbooks(paths, db).imported == 1
+    assert review_import.import_workbooks(paths, db).imported == 1
     run_night(inbox, db, reports, date(2026, 11, 24), settings)
     [(new, resolved, still)] = q(db, "select new, resolved, still_open from night_over_night where night = '2026-11-24'")
     assert resolved == 1 and new == 0 and still == d.height - 1
@@ -387,3 +320,113 @@ def test_monday_notebook_runs_against_a_generated_county(inbox: Path, tmp_path: 
     text = " ".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)
     assert "王老师" in text
     assert "bits (sum of the rows below:" in text  # one link explained field by field
+
+
+# --------------------------------------------------------------------------- reading a clerk's row
+
+
+@pytest.mark.parametrize("text, code", [
+    ("确认是同一人", "confirm"), ("是同一人", "confirm"), (" 确认 是同一人 ", "confirm"), ("确认是同一人（户口簿）", "confirm"),
+    ("不是同一人。", "reject"), ("不是同一个人", "reject"), ("非同一人", "reject"),
+    ("已更正", "corrected"), ("已改正", "corrected"), ("已更正为1500", "corrected"),
+    ("待核实", "pending"), ("核实中", "pending"),
+    ("同意", None), ("已核实", None), ("OK", None), ("随便", None), ("不是同一人，待核实", None),
+])
+def test_parse_decision(settings, text: str, code: str | None) -> None:
+    got, why = review.parse_decision(text, settings.review)
+    assert got == code
+    if code is None:
+        assert f"核实结论「{text}」无效" in why and " / ".join(vocabulary.DECISION_LABELS) in why
+
+
+@pytest.mark.parametrize("field, value, number_cell, clean, says", [
+    ("id_number", make_id(), False, make_id(), None),
+    ("id_number", " " + make_id().lower() + " ", False, make_id(), None),
+    ("id_number", make_id()[:17], False, None, "无效"),
+    ("id_number", "4.33124201604214E+17", False, None, "只保留了前15位"),
+    ("id_number", "433124201604214016", True, None, "后3位已经丢失"),
+    ("amount", "1500", False, "1500", None),
+    ("amount", "1,500元", False, "1500", None),
+    ("amount", "1500.50", False, "1500.5", None),
+    ("amount", "一千五", False, None, "不是数字"),
+    ("amount", "0", False, None, "之间"),
+    ("name", "刘永怡", False, "刘永怡", None),
+    ("name", "阿依古丽•买买提", False, "阿依古丽·买买提", None),
+    ("name", "刘永怡123", False, None, "不像一个姓名"),
+    ("name", "   ", False, None, "没有填写"),
+])
+def test_clean_correction(field: str, value: str, number_cell: bool, clean: str | None, says: str | None) -> None:
+    got, why = review.clean_correction(field, value, number_cell=number_cell)
+    assert got == clean
+    assert (why is None) if says is None else (says in why)
+    assert why is None or make_id() not in why
+
+
+DAY = date(2025, 9, 1)
+CHILD = make_id(birth="20150305", seq="123")  # 10 on DAY: 小学四年级
+
+
+@pytest.mark.parametrize("corrected, student, owners, ok, says", [
+    (CHILD, {"name_norm": "张三", "stage": "小学", "grade": "四年级"}, [], True, None),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "grade": "四年级"},
+     [review.Owner("filing", "member", "张三")], True, None),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "grade": "四年级"},
+     [review.Owner("dibao", "member", "张山")], True, None),  # one character off: the roster's typo
+    (CHILD, {"name_norm": "张三", "stage": "小学"}, [review.Owner("dibao", "head", "张大山")], False, "低保系统中户主"),
+    (CHILD, {"name_norm": "张三", "stage": "小学"}, [review.Owner("roster", "guardian", "张大山")], False, "监护人"),
+    (CHILD, {"name_norm": "张三", "stage": "小学"}, [review.Owner("filing", "member", "李四妹")], False, "另一个人"),
+    (make_id(birth="19690101"), {"name_norm": "张三", "stage": "小学"}, [], False, "56 岁"),
+    (make_id(birth="19690101"), {"name_norm": "张三"}, [], False, "在校学生"),
+    (CHILD, {"name_norm": "张三", "stage": "高中", "grade": "高一"}, [], False, "10 岁"),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "birth": date(2015, 3, 6)}, [], True, "出生日期"),
+    (CHILD, {"name_norm": "张三", "stage": "小学", "gender_norm": "女"}, [], True, "性别"),
+])
+def test_judge_corrected_id(settings, corrected: str, student: dict, owners: list, ok: bool, says: str | None) -> None:
+    got, why = review.judge_corrected_id(corrected, student, owners, DAY, settings.checks)
+    assert got is ok
+    assert (why is None) if says is None else (says in why)
+
+
+def _decision(reviewer: str, code: str, *, key: str = "k1", at: int = 1, corrected: str | None = None,
+              note: str | None = None, workbook: str = "a.xlsx") -> dict:
+    return {"reviewer": reviewer, "decision": vocabulary.DECISION_LABEL_OF[code], "decision_code": code, "item_key": key,
+            "imported_at": datetime(2026, 11, at, tzinfo=timezone.utc), "corrected_value": corrected, "note": note,
+            "kind": "subsidy_mismatch", "workbook": workbook}
+
+
+@pytest.mark.parametrize("rows, conflict, says", [
+    ([_decision("王", "confirm"), _decision("王", "confirm", workbook="b.xlsx")], False, None),
+    ([_decision("王", "confirm"), _decision("王", "reject", workbook="b.xlsx")], True, "王（a.xlsx）"),
+    ([_decision("王", "confirm"), _decision("王", "reject", at=2)], False, None),  # a later import replaces
+    ([_decision("王", "corrected", corrected="1500"), _decision("赵", "corrected", corrected="1300")], True, "更正为 1300"),
+    ([_decision("王", "corrected", corrected="1500"), _decision("赵", "pending")], False, None),
+])
+def test_effective_decisions(rows: list[dict], conflict: bool, says: str | None) -> None:
+    eff = review.effective_decisions(pl.DataFrame(rows))
+    assert eff["conflict"].to_list() == [conflict]
+    if says:
+        assert says in eff["detail"][0]
+
+
+def test_carried_forward_is_the_latest_pending_and_note() -> None:
+    rows = [_decision("王", "pending", note="等户口簿", at=1), _decision("赵", "confirm", key="k2", note="已核", at=1),
+            _decision("王", "pending", key="k3", at=1), _decision("王", "confirm", key="k3", at=2)]
+    got = {r["item_key"]: r for r in review.carried_forward(pl.DataFrame(rows)).iter_rows(named=True)}
+    assert (got["k1"]["carried_decision"], got["k1"]["carried_note"], got["k1"]["carried_reviewer"]) == ("待核实", "等户口簿", "王")
+    assert (got["k2"]["carried_decision"], got["k2"]["carried_note"]) == (None, "已核")
+    assert "k3" not in got
+
+
+def test_review_columns_are_the_reviews_table() -> None:
+    assert store.REVIEWS_SCHEMA == review.REVIEW_COLUMNS
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[decisions]\n"确认" = ["是"]\n', "not one of"),
+    ('[decisions]\n"确认是同一人" = ["对"]\n"不是同一人" = ["对"]\n', "two decisions"),
+    ('[decisions]\n"确认是同一人" = ["同一人"]\nambiguous = ["同一人"]\n', "also listed"),
+])
+def test_review_toml_is_validated(tmp_path: Path, text: str, says: str) -> None:
+    (tmp_path / "review.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=says):
+        load_settings(tmp_path)
