@@ -42,10 +42,8 @@ def run_night(inbox: Path, db: Path, reports: Path, night: date, settings, *, ru
     run_id = run_id or f"run-{night.isoformat()}"
     now = datetime(night.year, night.month, night.day, 2, tzinfo=timezone.utc)
     store.begin_run(db, run_id=run_id, started_at=now, night=night, as_of=as_of or night, parameters={})
-    store.finish_run(db, run_id=run_id, finished_at=now, counts=res.counts, tables={
-        "records": pipeline.records_table(res), "row_problems": res.problems,
-        "matches": res.matches, "discrepancies": disc,
-    })
+    store.finish_run(db, run_id=run_id, finished_at=now, counts=res.counts,
+                     tables={**pipeline.stored_tables(res), "discrepancies": disc})
     paths = report.write_school_workbooks(disc, reports / run_id, run_id=run_id)
     return run_id, res, paths
 
