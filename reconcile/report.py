@@ -89,7 +89,7 @@ COLUMNS: tuple[tuple[str, float, bool, bool], ...] = (
     ("学生姓名", 7.5, True, True), ("系统中姓名", 7.5, True, True), ("身份证号", 19.5, False, True),
     ("系统中身份证号", 19.5, False, True), ("核对项", 7, True, True), ("名单值", 9, True, True),
     ("系统值", 9, True, True), ("说明", 24, True, True),
-    (COL_DECISION, 11, True, True), (COL_CORRECTED, 15, True, True), (COL_NOTE, 8, True, True),
+    (COL_DECISION, 9, True, True), (COL_CORRECTED, 11, True, True), (COL_NOTE, 8, True, True),
     (COL_REVIEWER, 6, True, True),
     ("核对系统", 9, False, False), ("名单文件", 24, False, False), ("工作表", 12, False, False),
     ("系统文件", 22, False, False), ("系统工作表", 12, False, False), ("系统行号", 8, False, False),
@@ -599,8 +599,9 @@ def _help_sheet(ws: Worksheet, scope: str, kinds: Sequence[str]) -> None:
 
 
 # Points per line of wrapped text: an 11 pt CJK font (LibreOffice falls back to Noto Sans CJK,
-# whose lines are about 1.4 em) and a little padding; a CJK character is 2.2 width units.
-LINE_PT = 16.0
+# whose lines are about 1.35 em) and a little padding; a CJK character is 2.1 width units (2.2
+# counted, for the wider fonts a clerk's machine may use).
+LINE_PT = 15.0
 _PAD_PT = 3.0
 
 
@@ -609,7 +610,9 @@ def text_lines(text: Any, width: float) -> int:
     if text is None:
         return 1
     room = max(width - 1.0, 1.0)
-    return sum(max(1, math.ceil(_width(part) * 1.1 / room)) for part in str(text).split("\n"))
+    lines = [max(1, math.ceil(_width(part) * 1.1 / room)) for part in str(text).split("\n")]
+    # Chinese line breaking keeps closing punctuation off a line's start: long texts need a line more.
+    return sum(n + (1 if n > 2 else 0) for n in lines)
 
 
 def row_height(cells: Iterable[tuple[Any, float]]) -> float:

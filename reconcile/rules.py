@@ -701,6 +701,19 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
     return pl.concat([_finish(out, "missed_eligible"), _finish(other, "missed_other_stage")])
 
 
+def _with_places(out: pl.DataFrame, roster: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """A roster row without 乡镇/村 gets its linked household's: the town clerk who must act on it."""
+    if out.is_empty() or roster.is_empty():
+        return out
+    where = roster.select(pl.col("rec").alias("roster_rec"), "file", "sheet", "row").join(
+        roster_places(roster, links), on="roster_rec").drop("roster_rec")
+    mine = pl.col("source") == "roster"
+    return out.join(where, on=["file", "sheet", "row"], how="left", maintain_order="left").with_columns(
+        pl.when(mine).then(pl.coalesce("town", "place_town")).otherwise("town").alias("town"),
+        pl.when(mine).then(pl.coalesce("village", "place_village")).otherwise("village").alias("village"),
+    ).drop("place_town", "place_village")
+
+
 def find_discrepancies(
     roster: pl.DataFrame, systems: Mapping[str, pl.DataFrame], matches: pl.DataFrame, settings: Settings,
     context: RuleContext | None = None,
@@ -725,5 +738,5 @@ def find_discrepancies(
         moved = extra[0].select("file", "sheet", "row")
         frames[0] = frames[0].join(moved, on=["file", "sheet", "row"], how="anti")  # not_found → export_incomplete
         frames += extra
-    out = pl.concat(frames, how="vertical_relaxed")
+    out = _with_places(pl.concat(frames, how="vertical_relaxed"), roster, links)
     return out.sort(["file", "sheet", "row", "kind", "system"], nulls_last=True, maintain_order=True)

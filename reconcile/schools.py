@@ -84,25 +84,25 @@ def with_schools(tables: Sequence[SheetTable]) -> list[SheetTable]:
             town.alias("_row_town"),
         )
     towns = sorted(set().union(*(set(f["_row_town"].drop_nulls().to_list()) for f in filled.values())))
-    # The town of a school: one the sheet's title or file name names, else its rows' commonest.
+    # The town of a school in a file: one the title or file name names, else its rows' commonest.
+    # One name in files of different towns is two schools; the sheets of one file are one.
     places = []
     for i, t in rosters:
         named = _town_in(f"{t.title}\n{t.file}", towns)
-        places.append(
-            filled[i].filter(pl.col("school").is_not_null())
-            .select("school", pl.coalesce(pl.lit(named, pl.String), "_row_town").alias("_stown"))
-            .group_by("school").agg(pl.col("_stown").drop_nulls().mode().sort().first())
-            .with_columns(pl.lit(i).alias("_table"))
-        )
-    place = pl.concat(places) if places else pl.DataFrame(schema={"school": pl.String, "_stown": pl.String, "_table": pl.Int32})
+        places.append(filled[i].filter(pl.col("school").is_not_null()).select(
+            pl.lit(t.file).alias("_file"), "school", pl.coalesce(pl.lit(named, pl.String), "_row_town").alias("_stown")))
+    place = (
+        pl.concat(places).group_by("_file", "school").agg(pl.col("_stown").drop_nulls().mode().sort().first())
+        if places else pl.DataFrame(schema={"_file": pl.String, "school": pl.String, "_stown": pl.String})
+    )
     shared = place.drop_nulls("_stown").group_by("school").agg(pl.col("_stown").n_unique().alias("_n")).filter(pl.col("_n") > 1)
     renamed = place.join(shared.select("school"), on="school", how="semi").filter(
-        ~pl.col("school").str.starts_with(pl.col("_stown"))
+        ~pl.col("school").str.contains(pl.col("_stown"), literal=True)
     ).with_columns((pl.col("_stown") + pl.col("school")).alias("_qualified"))
     out = list(tables)
     for i, t in rosters:
         fr = filled[i].drop("_row_town")
-        mine = renamed.filter(pl.col("_table") == i).select("school", "_qualified")
+        mine = renamed.filter(pl.col("_file") == t.file).select("school", "_qualified")
         if mine.height:
             fr = fr.join(mine, on="school", how="left", maintain_order="left").with_columns(
                 pl.coalesce("_qualified", "school").alias("school")).drop("_qualified")

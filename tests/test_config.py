@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -37,12 +38,23 @@ def test_user_folder_overrides_and_extends(tmp_path: Path) -> None:
         ("settings.toml", "[match]\nmatched = 0.2\nreview = 0.5\n", "review"),
         ("settings.toml", "[match.levels.id]\nexact = [0.9, 0]\n", "exact"),
         ("settings.toml", "[match.levels.id]\nbogus = [0.9, 0.1]\n", "bogus"),
+        ("notice.toml", "[notice]\nworking_days = 3\n", "notice.working_days"),
+        ("notice.toml", "[calendar]\nholidays = [\"10月1日\"]\n", "calendar.holidays"),
+        ("notice.toml", "[workbook]\nreturn_within_days = 0\n", "workbook.return_within_days"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, name: str, text: str, needle: str) -> None:
     (tmp_path / name).write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=needle):
         load_settings(tmp_path)
+
+
+def test_notice_calendar_from_a_user_file(tmp_path: Path) -> None:
+    (tmp_path / "notice.toml").write_text('[notice]\nphone = "0743-1234567"\n[calendar]\nworkdays = [2025-10-11]\n',
+                                          encoding="utf-8")
+    ns = load_settings(tmp_path).notice
+    assert ns.phone == "0743-1234567" and date(2025, 10, 11) in ns.workdays
+    assert date(2025, 10, 1) in ns.holidays  # the packaged calendar's holidays stay
 
 
 def test_missing_folder(tmp_path: Path) -> None:

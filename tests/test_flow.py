@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from countygen import SynthConfig, generate_county
+from reconcile import report
 
 ID_SHAPED = re.compile(r"\d{6}(?:19|20)\d{2}[01]\d[0-3]\d\d{3}[\dXx]")
 
@@ -62,7 +63,7 @@ def test_nightly_flow_end_to_end(harness, county: Path, tmp_path: Path, caplog: 
     books = sorted(Path(counts["reports"]).glob("*.xlsx"))
     assert books, "one workbook per school"
     ws = openpyxl.load_workbook(books[0]).worksheets[0]
-    assert ws.freeze_panes == "A2" and ws.auto_filter.ref
+    assert ws.freeze_panes == f"A{report.HEADER_ROW + 1}" and ws.auto_filter.ref
     for row in ws.iter_rows(values_only=True):
         assert not any(isinstance(v, str) and ID_SHAPED.search(v) for v in row)
 

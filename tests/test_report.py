@@ -265,7 +265,7 @@ def _printed_columns(ws) -> list[str]:
     return [get_column_letter(i) for i in range(lo, hi + 1)]
 
 
-def _paper_checks(ws, *, landscape: bool) -> None:
+def paper_checks(ws, *, landscape: bool) -> None:
     """Text at least 9 pt on A4 (font size x print scale), the print area one page wide."""
     setup = ws.page_setup
     assert int(setup.paperSize) == int(ws.PAPERSIZE_A4) and setup.orientation == ("landscape" if landscape else "portrait")
@@ -289,7 +289,7 @@ def _needed_lines(text: str, width: float) -> int:
 def test_clerk_sheet_reads_on_paper(written):
     _, out = written
     ws = load_workbook(out / "一中.xlsx")[SHEET_PROBLEMS]
-    _paper_checks(ws, landscape=True)
+    paper_checks(ws, landscape=True)
     printed = {ws.cell(row=HEADER_ROW, column=column_index_from_string(c)).value for c in _printed_columns(ws)}
     assert {"序号", "问题类型", "行号", "学生姓名", "身份证号", "系统中身份证号", "说明", "核实结论", "更正值", "核实人"} <= printed
     assert not printed & {"名单文件", "系统文件", "问题编号", "校验码"}
@@ -370,4 +370,4 @@ def test_public_notice_carries_its_period_and_where_to_object(tmp_path):
     # 29, 30 September, 9 October, 10 October, 11 October (a make-up working day, Saturday).
     assert "2025年9月29日至2025年10月11日（5个工作日）" in text
     assert "花垣县学生资助管理中心" in text and "0743-7221234" in text
-    _paper_checks(ws, landscape=False)
+    paper_checks(ws, landscape=False)

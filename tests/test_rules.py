@@ -166,3 +166,8 @@ def test_missed_eligible_only_for_stages_tonights_rosters_cover(settings: Settin
 def test_missed_eligible_for_a_configured_stage(settings: Settings) -> None:
     found = _university_child(settings, frozenset({"本科"}))
     assert found.filter(pl.col("kind") == "missed_eligible")["system_value"].to_list() == ["本科"]
+
+
+def test_a_row_without_town_goes_to_its_households_town(settings: Settings) -> None:
+    found = _kinds(settings, [{**ROSTER, "name": "王莉", "town": None, "village": None}], [F_HEAD, F_KID], [])
+    assert found.select("kind", "town", "village").rows() == [("name_mismatch", "卫民镇", "田上村")]
