@@ -319,17 +319,18 @@ def import_workbooks(paths: Sequence[Path | str], db_path: Path | str, *, now: d
     rep = ImportReport()
     now = now or dt.datetime.now().astimezone()
     db_path = Path(db_path)
-    if not db_path.exists():
+    try:
+        con = store.open_readonly(db_path)
+    except FileNotFoundError:
         rep.errors.append(f"{db_path}：数据库不存在 (no database)")
         return rep
     settings = settings or load_settings()
-    earlier = store.read_reviews(db_path)
-    carried = {r["item_key"]: r for r in review.carried_forward(earlier).iter_rows(named=True)}
     rows: list[dict[str, Any]] = []
     id_cands: list[dict[str, Any]] = []
     runs: dict[str, _Run | str] = {}
-    con = store.open_readonly(db_path)
     try:
+        earlier = store.read_reviews(db_path)
+        carried = {r["item_key"]: r for r in review.carried_forward(earlier).iter_rows(named=True)}
         for raw in paths:
             path, name = Path(raw), str(raw)
             rep.files += 1
