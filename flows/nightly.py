@@ -165,10 +165,11 @@ def stage_reports(results: pipeline.Results, reports: Path, run_id: str, setting
     return staging
 
 
-@task(**QUIET)
+@task(retries=2, retry_delay_seconds=5, **QUIET)
 def publish(db: Path, run_id: str, results: pipeline.Results, retention: StoreSettings) -> None:
-    """Not retried: a refusal (disk full, the file held open for writing) is not transient,
-    and a write either committed whole or left nothing."""
+    """A write either commits whole or leaves nothing, so a retry is safe; the store's
+    refusals (DiskFullError, FileHeldError, ForeignDatabaseError) are ReconErrors, not
+    transient I/O."""
     tables = pipeline.stored_tables(results)
     with _no_data_in_errors("publishing"):
         store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables,

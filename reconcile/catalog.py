@@ -363,14 +363,12 @@ def _migrate(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema, mode: 
     log.info("store: migrated %s to schema version %d (%d run tables)", lay.db.name, SCHEMA_VERSION, moved)
 
 
-def _publish_copy(lay: Layout, mode: int, *, strict: bool) -> None:
-    """Copy the committed catalog over ``<db>`` for analysts' own tools."""
+def _publish_copy(lay: Layout, mode: int) -> None:
+    """Copy the committed catalog over ``<db>`` for analysts' own tools (not while someone
+    holds ``<db>`` open for writing: their rows would be lost)."""
     holder = af.held_for_writing(lay.db)
     if holder is not None:
-        msg = _held_message(lay, holder)
-        if strict:
-            raise af.FileHeldError(msg)
-        log.warning("store: %s (the published copy was not refreshed)", msg)
+        log.warning("store: %s (the published copy was not refreshed)", _held_message(lay, holder))
         return
     _keep_aside_if_changed(lay)
     tmp = lay.tmp("publish")
@@ -534,7 +532,11 @@ def commit(
         shutil.rmtree(tmp.with_name(tmp.name + ".spill"), ignore_errors=True)
         if not committed and new_dir is not None:
             shutil.rmtree(new_dir, ignore_errors=True)  # partly written files too
-    _publish_copy(lay, mode, strict=strict)
+    try:  # past the commit point: a failure here must not make the caller think nothing happened
+        _publish_copy(lay, mode)
+    except OSError as exc:
+        log.error("store: the published copy %s was not refreshed (%s); the next write refreshes it",
+                  lay.db.name, type(exc).__name__)
     if sweep:
         _remove_unreferenced(lay, keep)
 
