@@ -30,7 +30,7 @@ from reconcile.ingest import (
 )
 
 ALIASES = load_header_aliases([HEADER_ALIASES_FILE])
-SAMPLES = Path(os.environ.get("RECON_SAMPLES", "/work/shared/samples"))
+SAMPLES = Path(os.environ.get("RECON_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "samples"))  # ../shared beside the checkout
 
 
 # ---- fixture writers ---------------------------------------------------------------------
