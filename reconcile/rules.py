@@ -716,9 +716,9 @@ def _with_places(out: pl.DataFrame, roster: pl.DataFrame, links: pl.DataFrame) -
         roster_places(roster, links), on="roster_rec").drop("roster_rec")
     mine = pl.col("source") == "roster"
     return out.join(where, on=["file", "sheet", "row"], how="left", maintain_order="left").with_columns(
-        pl.when(mine).then(pl.coalesce("town", "place_town")).otherwise("town").alias("town"),
-        pl.when(mine).then(pl.coalesce("village", "place_village")).otherwise("village").alias("village"),
-    ).drop("place_town", "place_village")
+        pl.when(mine).then(pl.coalesce("town", "place_town_name")).otherwise("town").alias("town"),
+        pl.when(mine).then(pl.coalesce("village", "place_village_name")).otherwise("village").alias("village"),
+    ).drop("place_town_key", "place_village_key", "place_town_name", "place_village_name")
 
 
 def find_discrepancies(
