@@ -52,6 +52,17 @@ def _prefect_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _flush_logs() -> None:
+    """Send the run's queued log lines while the server still listens: stopped first, the
+    exit-time flush prints 'Error logging to API' to a clerk's terminal."""
+    import logging
+
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]
+    for handler in {h for lg in loggers for h in getattr(lg, "handlers", ())}:
+        with contextlib.suppress(Exception):
+            handler.flush()
+
+
 @contextlib.contextmanager
 def ephemeral_server(timeout_s: float = 120.0) -> Iterator[str]:
     """Start the server, set ``PREFECT_API_URL`` for this process, stop the server after."""
@@ -82,6 +93,7 @@ def ephemeral_server(timeout_s: float = 120.0) -> Iterator[str]:
         os.environ["PREFECT_API_URL"] = url
         yield url
     finally:
+        _flush_logs()
         if before is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:
