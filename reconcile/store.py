@@ -279,13 +279,6 @@ TABLES: dict[str, dict[str, str]] = {
         "village": "VARCHAR", "head_name": "VARCHAR", "status_before": "VARCHAR", "status_now": "VARCHAR",
         "export_incomplete": "BOOLEAN", "students": "BIGINT", "student_rows": "VARCHAR", "message": "VARCHAR",
     },
-    # Each run's item map (issue 12, the clerks' round trip): kept when a same-night rerun
-    # supersedes the run, and as long as discrepancies, so a superseded run's returned
-    # workbook can still be read (store.read_item_map).
-    "item_refs": {
-        "run_id": "VARCHAR", "item_ref": "BIGINT", "item_key": "VARCHAR", "fingerprint": "VARCHAR",
-        "kind": "VARCHAR", "school": "VARCHAR", "town": "VARCHAR",
-    },
     # The matching model fitted tonight, per system, field and level (reconcile/model.py):
     # m, u, the level's weight in bits, and where m and u came from (`data`, `configuration`,
     # or `bound`: the configured value capped at what the data allows).

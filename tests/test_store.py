@@ -613,7 +613,7 @@ def test_item_map_is_kept_for_a_superseded_run(db):
     _run(db, "r2")  # same night: supersedes r1
     got = read_item_map(db, "r1")
     assert got.to_dicts() == [{"item_ref": 7, "item_key": "k-7", "fingerprint": "fp", "kind": "not_found",
-                               "school": "一中", "town": "城关镇"}]
+                               "school": "一中", "town": "城关镇", "row_hash": None}]
     assert got.schema["item_ref"] == pl.Int64
     assert _q(db, "SELECT count(*) FROM discrepancies WHERE run_id = 'r1'") == [(0,)]
     empty = read_item_map(db, "nobody")
