@@ -74,6 +74,11 @@ class SynthConfig:
     county: str = "花垣县"
     region: str = "433124"
     school_year: int = 2025  # the autumn term of this year; ages are taken on Sept 1
+    towns: tuple[str, ...] = ()  # town names (default: the generator's own list)
+    # Schooled away: this share of senior-secondary students (高中/中职) attend a school of
+    # one of these neighbouring counties, named "<county>第一中学" / "<county>职业中专".
+    away_share: float = 0.0
+    away_counties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -647,8 +652,9 @@ def _neighbours(region: str) -> list[str]:
 
 
 def _build_geo(cfg: SynthConfig, rng: _Rng) -> _Geo:
-    n_towns = max(5, min(len(_TOWNS), round(cfg.households ** 0.5 / 6)))
-    towns = list(_TOWNS[:n_towns])
+    names = cfg.towns or _TOWNS
+    n_towns = max(min(5, len(names)), min(len(names), round(cfg.households ** 0.5 / 6)))
+    towns = list(names[:n_towns])
     per_town = cfg.households / n_towns
     n_vill = max(2, min(25, round(per_town / 60)))
     villages: list[list[str]] = []
@@ -945,6 +951,9 @@ def _school_name_for(p: _Person, hh: _Household, geo: _Geo, rng: _Rng, cfg: Synt
     if rng.p(0.03):
         town = rng.choice(geo.towns)
     st = p.school_status
+    if st in ("高中", "中职") and cfg.away_share and cfg.away_counties and rng.p(cfg.away_share):
+        away = rng.choice(cfg.away_counties)
+        return f"{away}第一中学" if st == "高中" else f"{away}职业中专"
     if st == "学前":
         return f"{town}中心幼儿园"
     if st == "小学":
@@ -998,7 +1007,7 @@ def _build_claims(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder) -> dict[str, _Sc
             c = _Claim(student=k, school=school, stage=st, grade_idx=p.grade_idx,
                        guardian=_choose_guardian(p, hh, pb, rng), boarding=boarding,
                        class_no=1 + rng.randrange(3), university=school.endswith("学生资助管理中心"))
-            schools[school].claims.append(c)
+            schools.setdefault(school, _School(school, (st,))).claims.append(c)  # a school away: new
     # duplicate claims: same school (a second application) or another school of the same stage
     dup_rate = _rate(cfg, 0.006)
     for name in list(schools):

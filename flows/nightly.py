@@ -27,7 +27,8 @@ from reconcile.completeness import Previous
 from reconcile.config import Settings, load_settings
 from reconcile.errors import ReconError, redact
 
-__all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR"]
+__all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
+           "remove_leftovers", "swap_reports", "now", "StepError"]
 
 TIMEZONE = "Asia/Shanghai"
 TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' workbooks
@@ -42,7 +43,7 @@ class StepError(ReconError):
 
 
 @contextlib.contextmanager
-def _no_data_in_errors(step: str):
+def no_data_in_errors(step: str):
     """Exceptions leaving a task are what Prefect logs and stores in its database (state
     messages, tracebacks). Library errors quote cell values (an ID, a name): re-raise them
     with quoted text and ID-shaped numbers masked, and without the original chained (whose
@@ -65,7 +66,7 @@ def read_inbox(inbox: Path, settings: Settings) -> ingest.IngestResult:
     def on_file(rel: str, i: int, n: int) -> None:
         log.info("reading %d/%d: %s", i, n, rel)
 
-    with _no_data_in_errors("reading the inbox"):
+    with no_data_in_errors("reading the inbox"):
         result = ingest.read_inbox(inbox, settings.header_aliases, on_file=on_file)
     log.info("read %d files, %d sheets, %d file/row problems", result.files_read, len(result.tables), result.problems.height)
     # Whole-file problems name the file and the reason (never a cell value); row problems
@@ -105,7 +106,7 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
                       as_of: date | None = None, county: str | None = None,
                       previous: Previous | None = None) -> pipeline.Results:
     log = get_run_logger()
-    with _no_data_in_errors("reconciling"):
+    with no_data_in_errors("reconciling"):
         results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
                                      county=county, previous=previous, release_input=True)
         # The hash of each item's locked workbook cells, stored so the import can tell edits.
@@ -114,43 +115,48 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
     return results
 
 
+def write_reports(results: pipeline.Results, folder: Path, run_id: str) -> tuple[int, int, int]:
+    """Every workbook of one county's night into ``folder``: school, town and notice sets."""
+    items = results.discrepancies
+    eligible = results.eligible if results.eligible is not None else pl.DataFrame()
+    with no_data_in_errors("writing workbooks"):
+        if items.height < PARALLEL_REPORTS_FROM:
+            paths = report.write_school_workbooks(items, folder, run_id=run_id)
+            towns = report.write_clerk_workbooks(items, folder / TOWN_DIR, by="town", run_id=run_id)
+            notices = report.write_public_notices(eligible, folder / NOTICE_DIR)
+        else:
+            # openpyxl is pure Python: a large county's workbooks are written side by side in
+            # other processes (spawned: forking beside Prefect's threads is unsafe).
+            with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+                towns_job = pool.submit(report.write_clerk_workbooks, items, folder / TOWN_DIR, by="town", run_id=run_id)
+                notices_job = pool.submit(report.write_public_notices, eligible, folder / NOTICE_DIR)
+                paths = report.write_school_workbooks(items, folder, run_id=run_id)
+                towns, notices = towns_job.result(), notices_job.result()
+    return len(paths), len(towns), len(notices)
+
+
 @task(retries=1, retry_delay_seconds=2, **QUIET)
 def stage_reports(results: pipeline.Results, reports: Path, run_id: str) -> Path:
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
     staging = reports / f".staging-{run_id}"
     staging.mkdir(parents=True, exist_ok=True)
-    items = results.discrepancies
-    eligible = results.eligible if results.eligible is not None else pl.DataFrame()
-    with _no_data_in_errors("writing workbooks"):
-        if items.height < PARALLEL_REPORTS_FROM:
-            paths = report.write_school_workbooks(items, staging, run_id=run_id)
-            towns = report.write_clerk_workbooks(items, staging / TOWN_DIR, by="town", run_id=run_id)
-            notices = report.write_public_notices(eligible, staging / NOTICE_DIR)
-        else:
-            # openpyxl is pure Python: a large county's workbooks are written side by side in
-            # other processes (spawned: forking beside Prefect's threads is unsafe).
-            with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-                towns_job = pool.submit(report.write_clerk_workbooks, items, staging / TOWN_DIR, by="town", run_id=run_id)
-                notices_job = pool.submit(report.write_public_notices, eligible, staging / NOTICE_DIR)
-                paths = report.write_school_workbooks(items, staging, run_id=run_id)
-                towns, notices = towns_job.result(), notices_job.result()
-    get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists",
-                          len(paths), len(towns), len(notices))
+    written = write_reports(results, staging, run_id)
+    get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists", *written)
     return staging
 
 
 @task(retries=2, retry_delay_seconds=5, **QUIET)
-def publish(db: Path, run_id: str, results: pipeline.Results) -> None:
-    tables = pipeline.stored_tables(results)
-    with _no_data_in_errors("publishing"):
-        store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables)
+def publish(db: Path, run_id: str, results: pipeline.Results, county: str | None = None) -> None:
+    tables = pipeline.stored_tables(results, county)
+    with no_data_in_errors("publishing"):
+        store.finish_run(db, run_id=run_id, finished_at=now(), counts=results.counts, tables=tables)
 
 
 _FILE_REASONS = {"unreadable_file", "unreadable_sheet", "encoding_undetected", "no_data_rows",
                  "unsupported_file"}
 
 
-def _remove_leftovers(reports: Path) -> None:
+def remove_leftovers(reports: Path) -> None:
     """Staging/old report folders a killed run left behind (called under the run lock)."""
     if reports.is_dir():
         for p in reports.iterdir():
@@ -158,11 +164,11 @@ def _remove_leftovers(reports: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(ZoneInfo(TIMEZONE))
 
 
-def _swap_reports(staging: Path, final: Path) -> None:
+def swap_reports(staging: Path, final: Path) -> None:
     old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:6]}")
     if final.exists():
         final.rename(old)
@@ -177,7 +183,7 @@ def nightly_reconciliation(
 ) -> dict[str, int]:
     """Reconcile one inbox; publish to DuckDB and write the clerks' workbooks."""
     log = get_run_logger()
-    started = _now()
+    started = now()
     night = started.date()
     as_of_date = date.fromisoformat(as_of) if as_of else night
     run_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -186,7 +192,7 @@ def nightly_reconciliation(
     params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config,
               "county": county}
     with store.RunLock(db_path):
-        _remove_leftovers(reports_dir)
+        remove_leftovers(reports_dir)
         store.begin_run(db_path, run_id=run_id, started_at=started, night=night, as_of=as_of_date, parameters=params)
         staging: Path | None = None
         try:
@@ -196,14 +202,14 @@ def nightly_reconciliation(
             previous = read_previous_run(db_path)  # the last succeeded run, before computing
             results = reconcile_records(ingested, settings, decisions, as_of_date, county, previous)
             staging = stage_reports(results, reports_dir, run_id)
-            publish(db_path, run_id, results)
+            publish(db_path, run_id, results, county)
         except BaseException as exc:
-            store.fail_run(db_path, run_id=run_id, finished_at=_now(), error=redact(f"{type(exc).__name__}: {exc}"))
+            store.fail_run(db_path, run_id=run_id, finished_at=now(), error=redact(f"{type(exc).__name__}: {exc}"))
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
         final = reports_dir / night.isoformat()
-        _swap_reports(staging, final)
+        swap_reports(staging, final)
     counts = dict(results.counts)
     create_table_artifact(
         key="nightly-counts",

@@ -134,9 +134,12 @@ TABLES: dict[str, dict[str, str]] = {
         "counts": "JSON",
         **{c: "INTEGER" for c in COUNT_COLUMNS},
         "superseded_by": "VARCHAR",
+        "county": "VARCHAR",
+        "counties": "JSON",
     },
     "records": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "source": "VARCHAR",
         "file": "VARCHAR",
         "sheet": "VARCHAR",
@@ -160,6 +163,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "row_problems": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "source": "VARCHAR",
         "file": "VARCHAR",
         "sheet": "VARCHAR",
@@ -170,6 +174,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "matches": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "roster_file": "VARCHAR",
         "roster_sheet": "VARCHAR",
         "roster_row": "BIGINT",
@@ -179,6 +184,7 @@ TABLES: dict[str, dict[str, str]] = {
         "system_sheet": "VARCHAR",
         "system_row": "BIGINT",
         "system_rec": "INTEGER",
+        "system_county": "VARCHAR",
         "score": "DOUBLE",
         "weight": "DOUBLE",
         "status": "VARCHAR",
@@ -187,6 +193,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "discrepancies": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "kind": "VARCHAR",
         "severity": "VARCHAR",
         "source": "VARCHAR",
@@ -197,6 +204,7 @@ TABLES: dict[str, dict[str, str]] = {
         "system_file": "VARCHAR",
         "system_sheet": "VARCHAR",
         "system_row": "BIGINT",
+        "system_county": "VARCHAR",
         "field": "VARCHAR",
         "value": "VARCHAR",
         "system_value": "VARCHAR",
@@ -239,13 +247,13 @@ TABLES: dict[str, dict[str, str]] = {
     # issue 7: a town/village whose export looks cut short, and households that entered or
     # left a system since the previous run (see reconcile/completeness.py).
     "export_problems": {
-        "run_id": "VARCHAR", "system": "VARCHAR", "file": "VARCHAR", "town": "VARCHAR", "village": "VARCHAR",
+        "run_id": "VARCHAR", "county": "VARCHAR", "system": "VARCHAR", "file": "VARCHAR", "town": "VARCHAR", "village": "VARCHAR",
         "problem": "VARCHAR", "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
         "previous_households": "BIGINT", "found_households": "BIGINT", "other_system_households": "BIGINT",
         "roster_students": "BIGINT", "message": "VARCHAR",
     },
     "household_changes": {
-        "run_id": "VARCHAR", "system": "VARCHAR", "household": "VARCHAR", "change": "VARCHAR", "town": "VARCHAR",
+        "run_id": "VARCHAR", "county": "VARCHAR", "system": "VARCHAR", "household": "VARCHAR", "change": "VARCHAR", "town": "VARCHAR",
         "village": "VARCHAR", "head_name": "VARCHAR", "status_before": "VARCHAR", "status_now": "VARCHAR",
         "export_incomplete": "BOOLEAN", "students": "BIGINT", "student_rows": "VARCHAR", "message": "VARCHAR",
     },
@@ -588,8 +596,15 @@ def finish_run(
     finished_at: datetime,
     counts: dict,
     tables: dict[str, pl.DataFrame | Sequence[pl.DataFrame] | None],
+    county: str | None = None,
+    counties: dict | None = None,
+    error: str | None = None,
 ) -> None:
     """Store the run's tables and mark it 'succeeded', replacing earlier runs of its night.
+
+    ``county``: the county a county run is about (null for a province run); ``counties``
+    (a province run): each county's status, error and counts; ``error``: why some counties
+    failed while the others were published.
 
     ``tables`` maps table names (records, row_problems, matches, discrepancies) to frames,
     or to lists of frames (e.g. one per source: no need to concatenate them first); missing
@@ -630,9 +645,10 @@ def finish_run(
                 _insert_frame(con, table, run_id, tables[table])
         sets = ", ".join(f"{_q(c)} = ?" for c in COUNT_COLUMNS)
         con.execute(
-            f"UPDATE runs SET status = 'succeeded', error = NULL, finished_at = ?, counts = ?, {sets} "
-            "WHERE run_id = ?",
-            [_aware(finished_at), _json(counts), *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id],
+            f"UPDATE runs SET status = 'succeeded', error = ?, finished_at = ?, counts = ?, county = ?, counties = ?, "
+            f"{sets} WHERE run_id = ?",
+            [_scrub(error) if error else None, _aware(finished_at), _json(counts), county,
+             _json(counties) if counties is not None else None, *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id],
         )
 
     _publish(Path(db_path), run_id, change, "finish")
@@ -819,14 +835,14 @@ def read_previous(db_path: Path | str) -> tuple[str, pl.DataFrame, pl.DataFrame]
             return None
         run_id = rows[0][0]
         counts = con.sql(
-            "SELECT source AS system, file, regexp_replace(town, '\\s+', '', 'g') AS town, "
+            "SELECT county, source AS system, file, regexp_replace(town, '\\s+', '', 'g') AS town, "
             "regexp_replace(village, '\\s+', '', 'g') AS village, count(*)::BIGINT AS rows, "
             "count(DISTINCT household)::BIGINT AS households FROM records "
             "WHERE run_id = ? AND source IN ('dibao', 'filing') GROUP BY ALL ORDER BY ALL",
             params=[run_id],
         ).to_arrow_table()
         records = con.sql(
-            "SELECT source AS system, household, town, village, head_name, id_norm, status, poverty_status, "
+            "SELECT county, source AS system, household, town, village, head_name, id_norm, status, poverty_status, "
             "exit_year, approved_date FROM records WHERE run_id = ? AND source IN ('dibao', 'filing') "
             "ORDER BY source, file, sheet, row",
             params=[run_id],
