@@ -38,6 +38,8 @@ def task_runner(workers: int = 2, scheduler: str | None = None) -> DaskTaskRunne
 def match_county(county: str, inbox: str, folder: str, config: str | None) -> str:
     """One county read, normalised and matched against its own exports (on a worker)."""
     settings = load_settings(Path(config) if config else None)
+    if not (Path(inbox) / county).is_dir():
+        raise FileNotFoundError(f"{county}: inbox folder {Path(inbox) / county} cannot be read")
     with no_data_in_errors(f"{county}: matching"):
         ingested = ingest.read_inbox(Path(inbox) / county, settings.header_aliases)
         records, problems = pipeline.normalize_all(ingested, settings, release=True)

@@ -33,9 +33,10 @@ RESULT_TABLES = ("row_problems", "matches", "discrepancies", "export_problems", 
 
 
 def county_inboxes(inbox: Path) -> list[str]:
-    """The county folders of a province inbox (those holding roster/, dibao/ or filing/), by name."""
+    """The county folders of a province inbox, by name: every folder (or link to one, even
+    one that leads nowhere: that county then fails loudly instead of being left out)."""
     return sorted(p.name for p in Path(inbox).iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and any((p / s).is_dir() for s in SOURCES))
+                  if not p.name.startswith(".") and (p.is_dir() or p.is_symlink()))
 
 
 def write_previous(folder: Path, previous: Previous | None, county: str) -> None:
