@@ -5,7 +5,9 @@
 Generates a county (with its policy file in DIR/config/policy), reconciles it as of the
 truth's reference date, and compares each kind with truth/expected.csv: roster kinds by
 (file, sheet, row), missed_eligible by the child (any of the child's system records).
-Also runs a second night with one export cut, to show export_problems read the previous run.
+The truth is the generator's own (its standards table and its rules, no code of the product's);
+for each kind the wrong and missed rows are counted by the error classes injected into them
+(truth/records.csv), which tells a product fault from a hard input.
 """
 
 from __future__ import annotations
@@ -49,8 +51,33 @@ def score(found: pl.DataFrame, truth_dir: Path) -> list[dict]:
         hit = got.join(want, on=on, how="semi").height
         p = hit / got.height if got.height else 1.0
         r = hit / want.height if want.height else 1.0
-        out.append({"kind": kind, "truth": want.height, "found": got.height, "correct": hit, "precision": p, "recall": r})
+        wrong = got.join(want, on=on, how="anti")
+        missed = want.join(got, on=on, how="anti")
+        out.append({"kind": kind, "truth": want.height, "found": got.height, "correct": hit, "precision": p, "recall": r,
+                    "wrong_by_error": _by_error(wrong, records, on), "missed_by_error": _by_error(missed, records, on)})
     return out
+
+
+def _by_error(rows: pl.DataFrame, records: pl.DataFrame, on: list[str]) -> dict[str, int]:
+    """Error classes of the rows and of the person's system records ("system " + class): a
+    roster kind can fail on an error in the system record it should have been linked to."""
+    if rows.is_empty():
+        return {}
+    people = rows.select(on).unique() if on != KEY else rows.select(KEY).unique().join(
+        records.select(*KEY, "person_id"), on=KEY, how="left")
+    if on == KEY:
+        own = people.join(records.select(*KEY, "errors"), on=KEY, how="left")
+    else:
+        own = people.join(records.filter(pl.col("source") == "roster").select("person_id", "errors"), on="person_id", how="left")
+    system = people.join(records.filter(pl.col("source") != "roster").select(
+        "person_id", pl.col("errors").str.split(";").list.eval(pl.when(pl.element() != "").then(pl.lit("system ") + pl.element()))
+        .list.drop_nulls().list.join(";").alias("errors")), on="person_id", how="left")
+    errs = (pl.concat([own.select(*on, "errors"), system.select(*on, "errors")])
+            .with_columns(pl.col("errors").fill_null("").str.split(";")).explode("errors")
+            .filter(pl.col("errors") != "").unique([*on, "errors"]))
+    clean = people.join(errs, on=on, how="anti").height
+    counts = dict(errs.group_by("errors").agg(pl.len().alias("n")).sort(["n", "errors"], descending=[True, False]).iter_rows())
+    return {**({"(no error)": clean} if clean else {}), **counts}
 
 
 def main() -> None:
@@ -71,6 +98,12 @@ def main() -> None:
         for r in rows:
             ok = "met" if r["precision"] >= TARGET and r["recall"] >= TARGET else "MISSED"
             print(f"{r['kind']:<22}{r['truth']:>7}{r['found']:>7}{r['correct']:>9}{r['precision']:>11.4f}{r['recall']:>8.4f}  {ok}")
+        print("\nerror classes of the wrong (found, not in truth) and missed rows, per kind:")
+        for r in rows:
+            for label in ("wrong", "missed"):
+                classes = r[f"{label}_by_error"]
+                if classes:
+                    print(f"  {r['kind']} {label}: " + ", ".join(f"{k} {v}" for k, v in list(classes.items())[:8]))
         ep = results.export_problems
         print(f"\nexport_problems: {ep.height} row(s)")
         for row in ep.iter_rows(named=True):

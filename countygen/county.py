@@ -7,8 +7,14 @@
 * ``out_dir/inbox/filing/*.csv|xlsx`` the filing-card export per town (GB18030 or UTF-8 BOM),
 * ``out_dir/truth/`` beside (never inside) the inbox: ``persons.csv``, ``households.csv``,
   ``records.csv`` (every data row of every inbox file, the person it is about and the errors
-  injected into it), ``expected.csv`` (what a perfect tool reports for roster rows) and
-  ``notes.json`` (the export that was cut short, the reference date, the codes used).
+  injected into it), ``expected.csv`` (what a perfect tool reports for roster rows),
+  ``places.csv`` (how each file spells each place) and ``notes.json`` (the export that was cut
+  short, the reference date, the codes used, the stages the rosters cover),
+* ``out_dir/config/policy/<county>_<year>.toml`` the county's standards (``policy``) and
+  ``out_dir/config/place_aliases.toml`` its renamed and merged villages (``places``).
+
+Its errors come from sources the matcher does not use (``confusions``, ``name_errors``), and
+it imports nothing from the product.
 
 Everything is drawn from ``random.Random`` streams seeded with text derived from
 ``config.seed`` (string seeds hash with SHA-512, independent of ``PYTHONHASHSEED``), and no
@@ -21,12 +27,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import random
 import shutil
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from .draws import Rng
+from .ids import ROSTER_HEAD_ID_DAMAGE, ROSTER_ID_DAMAGE, SYSTEM_ID_DAMAGE, damage_id, id_check_char
+from .name_errors import NAME_KINDS, replace_rare, typo_name
+from .name_pool import FEMALE, MALE, NEUTRAL, RARE, SURNAMES, UY_FEMALE, UY_MALE
+from .places import PLACE_KINDS, PlaceSpeller, pick_old_names, write_aliases, write_places
+from .policy import policy_toml, stage_has_boarding_rule, stage_has_year_rule, yearly_amount
 
 
 
@@ -118,16 +129,6 @@ class SynthOutputExists(SynthError, FileExistsError):
 # ID numbers (GB 11643)
 # --------------------------------------------------------------------------------------
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
-
-
-def id_check_char(first17: str) -> str:
-    """The GB 11643 check character of the first 17 digits."""
-    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True))
-    return _ID_CHECK[total % 11]
-
-
 # --------------------------------------------------------------------------------------
 # vocabulary: headers, labels, error codes
 # --------------------------------------------------------------------------------------
@@ -196,77 +197,34 @@ EXPECTED_KINDS: dict[str, str] = {
     "id_invalid": "roster student ID cell invalid or damaged (checksum, length, number 000-tail, "
     "sci text, missing); cosmetic faults (spaces, full-width, apostrophe, lower x) are not",
     "duplicate_claim": "same student on two roster rows (both rows)",
-    "id_fact_conflict": "roster birth date or gender column contradicts the true ID",
+    "id_fact_conflict": "roster birth date or gender column contradicts the row's ID (the true one, or a "
+    "family member's typed into the row: id_family)",
     "household_exited": "found in filing as 已脱贫(不再享受政策) and not 在保 in dibao",
     "dibao_stopped": "found in dibao as 停保/注销 and not qualifying in filing",
     "subsidy_mismatch": "roster amount differs from the county policy (DIR/config/policy) for the row's "
     "stage, year, boarding and household category, where the row tells them all",
-    "age_stage_mismatch": "roster grade moved 3+ years away from the student's age (a 小学 row with a usable ID)",
+    "age_stage_mismatch": "roster grade 3+ years away from the age of the row's ID: a 小学 grade moved (the row's "
+    "own usable ID), or a family member's ID typed into the row (id_family)",
     "missed_eligible": "school-age child (age on Sept 1, 在校生状况) of a qualifying household, visible with a "
     "usable ID in a system export, on no roster; the row is one of the child's system records",
 }
 
 # errors column codes: <field>_<kind>; field in name, id, head_name, head_id
-_NAME_KINDS = ("homophone", "lookalike", "traditional", "rare_q", "rare_pinyin", "rare_common",
-               "space", "dot", "drop", "add")
 _ID_KINDS = ("digit", "swap", "lower_x", "fullwidth", "space", "apostrophe", "legacy15",
-             "number", "sci", "missing", "drop")
+             "number", "sci", "missing", "drop", "family")
 ERROR_CODES: tuple[str, ...] = (
-    *(f"name_{k}" for k in _NAME_KINDS),
+    *(f"name_{k}" for k in NAME_KINDS),
     *(f"id_{k}" for k in _ID_KINDS),
-    *(f"head_name_{k}" for k in _NAME_KINDS),
+    *(f"head_name_{k}" for k in NAME_KINDS),
     *(f"head_id_{k}" for k in _ID_KINDS),
     "birth_conflict", "gender_conflict", "duplicate", "amount_wrong", "grade_age",
+    *PLACE_KINDS,
 )
 _INVALID_ID_KINDS = ("id_digit", "id_swap", "id_number", "id_sci", "id_missing", "id_drop")
 
 # --------------------------------------------------------------------------------------
 # names
 # --------------------------------------------------------------------------------------
-
-_SURNAMES: tuple[tuple[str, float], ...] = (
-    ("王", 7.1), ("李", 7.0), ("张", 6.7), ("刘", 5.4), ("陈", 4.5), ("杨", 5.0), ("黄", 2.1),
-    ("赵", 2.0), ("吴", 3.0), ("周", 1.8), ("徐", 1.5), ("孙", 1.4), ("马", 1.3), ("朱", 1.2),
-    ("胡", 1.1), ("郭", 1.1), ("何", 1.0), ("高", 0.9), ("林", 0.9), ("罗", 0.9), ("郑", 0.8),
-    ("梁", 1.0), ("谢", 0.7), ("宋", 0.6), ("唐", 0.6), ("许", 0.6), ("韩", 0.5), ("冯", 0.5),
-    ("邓", 0.5), ("曹", 0.5), ("彭", 1.2), ("曾", 0.5), ("肖", 0.5), ("田", 1.5), ("董", 0.4),
-    ("袁", 0.4), ("潘", 0.4), ("于", 0.4), ("蒋", 0.4), ("蔡", 0.4), ("余", 0.4), ("杜", 0.4),
-    ("叶", 0.4), ("程", 0.3), ("苏", 0.3), ("魏", 0.3), ("吕", 0.3), ("丁", 0.3), ("任", 0.3),
-    ("沈", 0.3), ("姚", 0.3), ("卢", 0.3), ("姜", 0.3), ("崔", 0.3), ("钟", 0.3), ("谭", 0.3),
-    ("陆", 0.2), ("汪", 0.2), ("范", 0.2), ("金", 0.2), ("石", 2.0), ("廖", 0.2), ("贾", 0.2),
-    ("夏", 0.2), ("韦", 0.2), ("付", 0.2), ("方", 0.2), ("白", 0.2), ("邹", 0.2), ("孟", 0.2),
-    ("熊", 0.2), ("秦", 0.2), ("邱", 0.2), ("江", 0.2), ("尹", 0.2), ("薛", 0.2), ("闫", 0.2),
-    ("段", 0.2), ("雷", 0.2), ("侯", 0.2), ("龙", 1.5), ("史", 0.2), ("黎", 0.1), ("贺", 0.1),
-    ("顾", 0.1), ("毛", 0.1), ("郝", 0.1), ("龚", 0.1), ("邵", 0.1), ("万", 0.1), ("覃", 0.1),
-    ("武", 0.1), ("钱", 0.1), ("戴", 0.1), ("严", 0.1), ("莫", 0.1), ("孔", 0.1), ("向", 0.8),
-    ("麻", 0.6), ("滕", 0.4), ("隆", 0.3), ("栗", 0.05), ("欧阳", 0.08), ("司马", 0.03),
-    ("诸葛", 0.02), ("上官", 0.02), ("单", 0.06), ("仇", 0.04), ("解", 0.04), ("区", 0.03),
-    ("朴", 0.03), ("查", 0.03),
-)
-# the surname reading of multi-reading surnames (pypinyin's default reading is the common one)
-SURNAME_READINGS: dict[str, str] = {
-    "单": "shan", "曾": "zeng", "仇": "qiu", "解": "xie", "区": "ou", "朴": "piao", "查": "zha",
-}
-_MALE = "伟强军杰涛明浩宇轩博俊鹏辉刚勇磊斌峰超波龙飞海建华平文志国林鑫睿泽晨子豪航哲铭辰宏毅凯翔亮成诚康坤健庆永兵东力福生德贵祥荣嘉锦鸿天士玉"
-_FEMALE = "丽芳娜敏静燕艳霞娟玲婷雪琳慧洁萍红梅兰秀英颖倩欣怡佳琪涵萱悦诗雨可思晴瑶妍婉馨彤莉琴蓉丹凤玉珍翠菊桂云露薇婕"
-_NEUTRAL = "文华明子晨雨欣安宁乐然一嘉俊艺清逸家语梓天"
-# extra common characters that pinyin input offers as homophones
-_EXTRA = ("莉力立利理里礼俐章彰樟璋方放房坊敬镜境晶婧景井君均钧骏峻维为玮卫炜微民珉闵鸣名茗纳那"
-          "黎梨语羽禹育昱钰煜新心辛芯昕山善珊杉闪增赠求秋球谢鞋协欧鸥瓢漂飘渣扎宇与予屿洋阳扬"
-          "养仰旸飏婷庭亭廷停霆静净竞菁精经京惊涛滔韬桃陶淘伟尾委薇唯惟围帆凡繁樊梵烦浩昊皓号豪"
-          "好郝军钧珺骏俊竣峻晶颖影营盈莹赢迎英瑛樱鹰娜挪哪纳呐辉晖挥徽灰恢慧惠蕙汇会绘卉秀袖绣"
-          "琴勤芹秦擒禽晴情擎倩茜芊谦千迁纤佳家嘉加珈伽夹")
-_RARE = ("䶮", "龑", "𬱖", "喆", "堃", "犇", "淼", "燚", "赟", "玥", "珺", "彧", "翀", "昳")
-_LOOKALIKE: dict[str, str] = {
-    "己": "已", "已": "己", "末": "未", "未": "末", "士": "土", "土": "士", "天": "夭", "王": "玉",
-    "玉": "王", "日": "曰", "人": "入", "侯": "候", "戊": "戌", "贝": "见", "栗": "粟", "杨": "扬",
-    "晴": "睛", "凤": "风", "萍": "苹", "博": "搏", "辉": "晖", "琪": "棋", "婷": "亭", "斌": "赋",
-    "淼": "森", "喆": "哲", "堃": "坤", "清": "请", "俊": "浚", "浩": "洁", "洁": "浩", "彤": "肜",
-    "娟": "涓", "刚": "钢", "鹏": "朋", "明": "朋", "雪": "雷", "建": "健", "健": "建",
-}
-_UY_MALE = ("买买提", "艾力", "阿不都", "吐尔逊", "热合曼", "艾合买提", "库尔班", "努尔", "依明")
-_UY_FEMALE = ("阿依古丽", "古丽娜尔", "热依拉", "阿米娜", "帕提古丽", "迪丽努尔", "米娜瓦尔")
-_DOT_VARIANTS = ("•", "・", "．", ".", "")
 
 _TOWNS = (
     "卫民镇", "结补镇", "龙茶乡", "花垣镇", "龙潭镇", "边城镇", "双龙镇", "石栏镇", "吉卫镇",
@@ -296,20 +254,6 @@ _AID_ITEM = {
     "学前": "学前教育资助", "小学": "义务教育生活补助", "初中": "义务教育生活补助",
     "高中": "普通高中国家助学金", "中职": "中职国家助学金", "本科": "雨露计划", "大专": "雨露计划",
 }
-
-
-def _amount(stage: str, boarding: bool, grade_idx: int) -> int:
-    if stage == "学前":
-        return 1000
-    if stage == "小学":
-        return 1000 if boarding else 500
-    if stage == "初中":
-        return 1250 if boarding else 625
-    if stage == "高中":
-        return 2000
-    if stage == "中职":
-        return 2000
-    return 6000 if grade_idx == 0 else 2000
 
 
 # --------------------------------------------------------------------------------------
@@ -391,33 +335,15 @@ class _Rec:
     head: int = -1  # roster: the guardian named on the row; systems: the household head
 
 
-class _Rng(random.Random):
-    """random.Random with a weighted pick over (item, weight) pairs and a Bernoulli draw."""
-
-    def p(self, prob: float) -> bool:
-        return self.random() < prob
-
-    def pick(self, pairs: tuple[tuple[Any, float], ...] | list[tuple[Any, float]]) -> Any:
-        total = 0.0
-        for _, w in pairs:
-            total += w
-        x = self.random() * total
-        for item, w in pairs:
-            x -= w
-            if x < 0:
-                return item
-        return pairs[-1][0]
-
-
-def _year_month(rng: _Rng, y0: int, y1: int) -> str:
+def _year_month(rng: Rng, y0: int, y1: int) -> str:
     """A 'YYYY-MM' between January of y0 and August of y1 (before the term starts)."""
     y = rng.randrange(y0, y1 + 1)
     m = rng.randrange(1, 9 if y == y1 else 13)
     return f"{y}-{m:02d}"
 
 
-def _stream(cfg: SynthConfig, name: str) -> _Rng:
-    return _Rng(f"recon-synth:{cfg.seed}:{name}")
+def _stream(cfg: SynthConfig, name: str) -> Rng:
+    return Rng(f"recon-synth:{cfg.seed}:{name}")
 
 
 def _rate(cfg: SynthConfig, base: float) -> float:
@@ -429,208 +355,25 @@ def _rate(cfg: SynthConfig, base: float) -> float:
 # --------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _char_tables() -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    """(homophones of a character, toneless pinyin of a character) over the name pool."""
-    from pypinyin import lazy_pinyin
-
-    pool: list[str] = []
-    seen: dict[str, None] = {}
-    singles = "".join(s for s, _ in _SURNAMES if len(s) == 1)
-    for ch in singles + _MALE + _FEMALE + _NEUTRAL + _EXTRA + "".join(_RARE):
-        if ch not in seen:
-            seen[ch] = None
-            pool.append(ch)
-    reading: dict[str, str] = {}
-    groups: dict[str, list[str]] = {}
-    for ch in pool:
-        py = lazy_pinyin(ch)[0]
-        reading[ch] = py
-        if ch not in _RARE:
-            groups.setdefault(py, []).append(ch)
-    homo: dict[str, tuple[str, ...]] = {}
-    for ch in pool:
-        homo[ch] = tuple(c for c in groups.get(reading[ch], ()) if c != ch)
-    for ch, py in SURNAME_READINGS.items():
-        # a clerk typing the surname reading gets these; the common reading gives the others
-        homo["surname:" + ch] = tuple(c for c in groups.get(py, ()) if c != ch)
-    return homo, reading
-
-
-@lru_cache(maxsize=1)
-def _s2t() -> Any:
-    from opencc import OpenCC
-
-    return OpenCC("s2t")
-
-
 # --------------------------------------------------------------------------------------
 # error injection
 # --------------------------------------------------------------------------------------
 
 
-def _typo_name(rng: _Rng, name: str, sur_len: int, side: str) -> tuple[str, str]:
-    """One name error; returns (new name, kind) or (name, '') when nothing applies."""
-    homo, reading = _char_tables()
-    rare_pos = [i for i, ch in enumerate(name) if ch in _RARE]
-    options: list[tuple[str, float]] = []
-    if rare_pos:
-        options += [("rare_q", 4.0), ("rare_pinyin", 2.0 if side == "roster" else 0.5),
-                    ("rare_common", 0.5 if side == "roster" else 2.0)]
-    if "·" in name:
-        options.append(("dot", 6.0))
-    homo_pos = [i for i, ch in enumerate(name) if ch != "·" and homo.get(ch)]
-    if sur_len == 1 and homo.get("surname:" + name[0]):
-        homo_pos = sorted(set(homo_pos) | {0})
-    if homo_pos:
-        options.append(("homophone", 10.0))
-    look_pos = [i for i, ch in enumerate(name) if ch in _LOOKALIKE]
-    if look_pos:
-        options.append(("lookalike", 4.0))
-    if side == "roster":
-        options.append(("traditional", 2.5))
-    if sur_len:
-        options.append(("space", 3.0))
-        if len(name) - sur_len >= 2:
-            options.append(("drop", 1.5))
-        options.append(("add", 1.0))
-    if not options:
-        return name, ""
-    for _ in range(4):
-        kind = rng.pick(options)
-        new = _apply_name_typo(rng, kind, name, sur_len, rare_pos, homo_pos, look_pos, homo, reading)
-        if new and new != name:
-            return new, kind
-    return name, ""
-
-
-def _apply_name_typo(rng: _Rng, kind: str, name: str, sur_len: int, rare_pos: list[int],
-                     homo_pos: list[int], look_pos: list[int],
-                     homo: dict[str, tuple[str, ...]], reading: dict[str, str]) -> str:
-    if kind in ("rare_q", "rare_pinyin", "rare_common"):
-        i = rng.choice(rare_pos)
-        ch = name[i]
-        if kind == "rare_q":
-            rep = "?"
-        elif kind == "rare_pinyin":
-            rep = reading.get(ch, "?")
-        else:
-            cands = [c for c in homo.get(ch, ()) if c not in _RARE]
-            if not cands:
-                return name
-            rep = rng.choice(cands)
-        return name[:i] + rep + name[i + 1:]
-    if kind == "dot":
-        return name.replace("·", rng.choice(_DOT_VARIANTS))
-    if kind == "homophone":
-        i = rng.choice(homo_pos)
-        ch = name[i]
-        cands: tuple[str, ...] = homo.get(ch, ())
-        if i == 0 and sur_len == 1 and ch in SURNAME_READINGS and rng.p(0.5):
-            cands = homo.get("surname:" + ch, ()) or cands
-        if not cands:
-            return name
-        return name[:i] + rng.choice(cands) + name[i + 1:]
-    if kind == "lookalike":
-        i = rng.choice(look_pos)
-        return name[:i] + _LOOKALIKE[name[i]] + name[i + 1:]
-    if kind == "traditional":
-        return _s2t().convert(name)
-    if kind == "space":
-        sp = rng.choice((" ", " ", "　", "  "))
-        return name[:sur_len] + sp + name[sur_len:]
-    if kind == "drop":
-        i = rng.randrange(sur_len, len(name))
-        return name[:i] + name[i + 1:]
-    if kind == "add":
-        if rng.p(0.5):
-            return name + name[-1]
-        return name + rng.choice(_NEUTRAL)
-    raise AssertionError(kind)
-
-
-_FULLWIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
-
-
-def _sci_text(id18: str) -> str:
-    mant, exp = f"{int(id18):.5E}".split("E")
-    if "." in mant:
-        mant = mant.rstrip("0").rstrip(".")
-    return f"{mant}E{exp}"
-
-
-def _damage_id(rng: _Rng, id18: str, birth: dt.date,
-               weights: tuple[tuple[str, float], ...]) -> tuple[Any, str]:
-    """Damage an ID; returns (cell value: str | float | None, kind)."""
-    applicable: list[tuple[str, float]] = []
-    digits_only = id18[-1] != "X"
-    for kind, w in weights:
-        if kind == "lower_x" and id18[-1] != "X":
-            continue
-        if kind in ("number", "sci") and not digits_only:
-            continue
-        if kind == "legacy15" and not (1900 <= birth.year <= 1999):
-            continue
-        applicable.append((kind, w))
-    if not applicable:
-        return id18, ""
-    kind = rng.pick(applicable)
-    if kind == "digit":
-        i = rng.randrange(17)
-        d = rng.choice([c for c in "0123456789" if c != id18[i]])
-        return id18[:i] + d + id18[i + 1:], kind
-    if kind == "swap":
-        spots = [i for i in range(16) if id18[i] != id18[i + 1]]
-        i = rng.choice(spots)
-        return id18[:i] + id18[i + 1] + id18[i] + id18[i + 2:], kind
-    if kind == "lower_x":
-        return id18[:-1] + "x", kind
-    if kind == "fullwidth":
-        return id18.translate(_FULLWIDTH), kind
-    if kind == "space":
-        if rng.p(0.5):
-            return f"{id18[:6]} {id18[6:14]} {id18[14:]}", kind
-        return f"{id18[:6]} {id18[6:]}", kind
-    if kind == "apostrophe":
-        return "'" + id18, kind
-    if kind == "legacy15":
-        return id18[:6] + id18[8:17], kind
-    if kind == "number":
-        # Excel keeps 15 significant digits: typing the ID as a number zeroes the last three
-        return float(int(id18[:15]) * 1000), kind
-    if kind == "sci":
-        return _sci_text(id18), kind
-    if kind == "missing":
-        return None, kind
-    if kind == "drop":
-        i = rng.randrange(18)
-        return id18[:i] + id18[i + 1:], kind
-    raise AssertionError(kind)
-
-
-_ROSTER_ID_DAMAGE = (("digit", 22.0), ("swap", 14.0), ("lower_x", 30.0), ("fullwidth", 6.0),
-                     ("space", 12.0), ("apostrophe", 10.0), ("missing", 8.0), ("drop", 6.0))
-_ROSTER_HEAD_ID_DAMAGE = _ROSTER_ID_DAMAGE + (("legacy15", 25.0),)
-
-
-def _roster_id(rng: _Rng, cfg: SynthConfig, numeric_prone: bool, person: Any, rate: float,
+def _roster_id(rng: Rng, cfg: SynthConfig, numeric_prone: bool, person: Any, rate: float,
                damage: tuple[tuple[str, float], ...], code: str, errs: list[str]) -> Any:
     """An ID cell as a school types it: Excel-damaged in numeric-prone files, else typos."""
     r = rng.random()
     if numeric_prone and r < _rate(cfg, 0.07):
         kind = "number" if r < _rate(cfg, 0.06) else "sci"
-        value, k = _damage_id(rng, person.id18, person.birth, ((kind, 1.0),))
+        value, k = damage_id(rng, person.id18, person.birth, ((kind, 1.0),))
     elif rng.p(_rate(cfg, rate)):
-        value, k = _damage_id(rng, person.id18, person.birth, damage)
+        value, k = damage_id(rng, person.id18, person.birth, damage)
     else:
         return person.id18
     if k:
         errs.append(code + k)
     return value
-_SYSTEM_ID_DAMAGE = (("digit", 30.0), ("swap", 20.0), ("lower_x", 40.0), ("space", 8.0),
-                     ("legacy15", 25.0), ("missing", 6.0), ("drop", 6.0))
-
-
 # --------------------------------------------------------------------------------------
 # geography and population
 # --------------------------------------------------------------------------------------
@@ -651,14 +394,18 @@ def _neighbours(region: str) -> list[str]:
     return out[:5]
 
 
-def _build_geo(cfg: SynthConfig, rng: _Rng) -> _Geo:
+def _village_names() -> list[str]:
+    return [a + b + "村" for a in _V1 for b in _V2 if a != b]
+
+
+def _build_geo(cfg: SynthConfig, rng: Rng) -> _Geo:
     names = cfg.towns or _TOWNS
     n_towns = max(min(5, len(names)), min(len(names), round(cfg.households ** 0.5 / 6)))
     towns = list(names[:n_towns])
     per_town = cfg.households / n_towns
     n_vill = max(2, min(25, round(per_town / 60)))
     villages: list[list[str]] = []
-    combos = [a + b + "村" for a in _V1 for b in _V2 if a != b]
+    combos = _village_names()
     for t in towns:
         vs: list[str] = []
         picked = rng.sample(combos, n_vill + rng.randrange(0, 3))
@@ -673,7 +420,7 @@ def _build_geo(cfg: SynthConfig, rng: _Rng) -> _Geo:
 
 
 class _PopBuilder:
-    def __init__(self, cfg: SynthConfig, geo: _Geo, rng: _Rng) -> None:
+    def __init__(self, cfg: SynthConfig, geo: _Geo, rng: Rng) -> None:
         self.cfg = cfg
         self.geo = geo
         self.rng = rng
@@ -682,7 +429,7 @@ class _PopBuilder:
         self.persons: list[_Person] = []
         self.households: list[_Household] = []
         self.used17: set[str] = set()
-        self.sur_cum: list[tuple[str, float]] = list(_SURNAMES)
+        self.sur_cum: list[tuple[str, float]] = list(SURNAMES)
 
     # -- small helpers
     def surname(self) -> str:
@@ -690,11 +437,11 @@ class _PopBuilder:
 
     def given(self, gender: str) -> str:
         rng = self.rng
-        pool = _MALE if gender == "男" else _FEMALE
+        pool = MALE if gender == "男" else FEMALE
         n = 2 if rng.p(0.72) else 1
-        chars = [rng.choice(pool) if rng.p(0.85) else rng.choice(_NEUTRAL) for _ in range(n)]
+        chars = [rng.choice(pool) if rng.p(0.85) else rng.choice(NEUTRAL) for _ in range(n)]
         if rng.p(0.004):
-            chars[rng.randrange(n)] = rng.choice(_RARE)
+            chars[rng.randrange(n)] = rng.choice(RARE)
         return "".join(chars)
 
     def birth(self, age: int) -> dt.date:
@@ -774,12 +521,12 @@ class _PopBuilder:
             head_age = rng.randrange(26, 52)
             head_male = minority or rng.p(0.8)
             if minority:
-                father_name = rng.choice(_UY_MALE)
-                own = rng.choice([n for n in _UY_MALE if n != father_name])
+                father_name = rng.choice(UY_MALE)
+                own = rng.choice([n for n in UY_MALE if n != father_name])
                 h = self.person(hx, f"{own}·{father_name}", 0, "男", head_age, "户主", True, eth)
                 members.append(h)
                 if rng.p(0.85):
-                    members.append(self.person(hx, f"{rng.choice(_UY_FEMALE)}·{rng.choice(_UY_MALE)}",
+                    members.append(self.person(hx, f"{rng.choice(UY_FEMALE)}·{rng.choice(UY_MALE)}",
                                                0, "女", max(20, head_age + rng.randrange(-5, 3)),
                                                "配偶", True, eth))
                 fam, father, mother = own, h, (members[1] if len(members) > 1 else -1)
@@ -809,7 +556,7 @@ class _PopBuilder:
                     break
                 g = "男" if rng.p(0.53) else "女"
                 if minority:
-                    nm, sl = f"{rng.choice(_UY_MALE if g == '男' else _UY_FEMALE)}·{fam}", 0
+                    nm, sl = f"{rng.choice(UY_MALE if g == '男' else UY_FEMALE)}·{fam}", 0
                 else:
                     nm, sl = self.child_name(fam, g)
                 rel = "之子" if g == "男" else "之女"
@@ -946,7 +693,7 @@ class _School:
     claims: list[_Claim] = field(default_factory=list)
 
 
-def _school_name_for(p: _Person, hh: _Household, geo: _Geo, rng: _Rng, cfg: SynthConfig) -> str:
+def _school_name_for(p: _Person, hh: _Household, geo: _Geo, rng: Rng, cfg: SynthConfig) -> str:
     town = geo.towns[hh.town]
     if rng.p(0.03):
         town = rng.choice(geo.towns)
@@ -967,7 +714,7 @@ def _school_name_for(p: _Person, hh: _Household, geo: _Geo, rng: _Rng, cfg: Synt
     return f"{cfg.county}学生资助管理中心"
 
 
-def _choose_guardian(p: _Person, hh: _Household, pb: _PopBuilder, rng: _Rng) -> int:
+def _choose_guardian(p: _Person, hh: _Household, pb: _PopBuilder, rng: Rng) -> int:
     head = hh.head
     if not (hh.in_filing or hh.in_dibao):
         return head
@@ -1045,7 +792,7 @@ class _Layout:
     junior_alt: bool
 
 
-def _forced_features(rng: _Rng, schools: list[_School]) -> dict[str, dict[str, Any]]:
+def _forced_features(rng: Rng, schools: list[_School]) -> dict[str, dict[str, Any]]:
     """Make sure every file shape occurs at least once, whatever the county's size."""
     out: dict[str, dict[str, Any]] = {}
     order = list(range(len(schools)))
@@ -1064,7 +811,7 @@ def _forced_features(rng: _Rng, schools: list[_School]) -> dict[str, dict[str, A
     return out
 
 
-def _roster_layout(rng: _Rng, school: _School, cfg: SynthConfig, force: dict[str, Any]) -> _Layout:
+def _roster_layout(rng: Rng, school: _School, cfg: SynthConfig, force: dict[str, Any]) -> _Layout:
     uni = school.stages == ("本科", "大专")
     kg = school.stages == ("学前",)
     keep = {
@@ -1133,7 +880,7 @@ def _fmt_date(d: dt.date, style: str) -> Any:
     return d  # a real Excel date
 
 
-def _conflicting_birth(rng: _Rng, b: dt.date) -> dt.date:
+def _conflicting_birth(rng: Rng, b: dt.date) -> dt.date:
     for _ in range(10):
         how = rng.randrange(3)
         try:
@@ -1170,7 +917,7 @@ def _relation_text(student: _Person, guardian: _Person | None, style: str) -> st
     return rel
 
 
-def _student_no(rng: _Rng, p: _Person, region: str) -> str | None:
+def _student_no(rng: Rng, p: _Person, region: str) -> str | None:
     r = rng.random()
     if r < 0.8:
         return "G" + p.id18
@@ -1181,8 +928,9 @@ def _student_no(rng: _Rng, p: _Person, region: str) -> str | None:
 
 
 class _RosterWriter:
-    def __init__(self, cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> None:
-        self.cfg, self.geo, self.pb, self.inbox = cfg, geo, pb, inbox
+    def __init__(self, cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path, speller: PlaceSpeller) -> None:
+        self.cfg, self.geo, self.pb, self.inbox, self.speller = cfg, geo, pb, inbox, speller
+        self.file = ""
         self.rng = _stream(cfg, "roster")
         self.recs: list[_Rec] = []
         self.files = 0
@@ -1241,6 +989,7 @@ class _RosterWriter:
             sheets = [(nm, claims)]
         fname = f"{school.name}_资助名单.xlsx"
         rel = f"roster/{fname}"
+        self.file = rel
         wb = Workbook(write_only=True)
         ncol = len(lay.columns)
         last_col = _col_letter(ncol)
@@ -1269,12 +1018,12 @@ class _RosterWriter:
                 if blank_at and i == blank_at[0]:
                     blank_at.pop(0)
                     put([])
-                values, rec_errors = self.render(c, lay, i + 1)
+                values, rec_errors, facts_conflict = self.render(c, lay, i + 1)
                 amt = values[lay.columns.index("amount")] if "amount" in lay.columns else 0
                 total += amt if isinstance(amt, int) else 0
                 row_no = put(values)
                 self.recs.append(_Rec("roster", rel, sheet_name, row_no, c.student, rec_errors,
-                                      self.kinds(c, lay, rec_errors), c.guardian))
+                                      self.kinds(c, lay, rec_errors, facts_conflict), c.guardian))
             if lay.total_row:
                 tot: list[Any] = [None] * ncol
                 tot[0] = "合计"
@@ -1339,28 +1088,36 @@ class _RosterWriter:
         if len(grouped) > 1:
             ws.merged_cells.add(CellRange(f"{_col_letter(grouped[0] + 1)}{r}:{_col_letter(grouped[-1] + 1)}{r}"))
 
-    def render(self, c: _Claim, lay: _Layout, seq: int) -> tuple[list[Any], list[str]]:
+    def render(self, c: _Claim, lay: _Layout, seq: int) -> tuple[list[Any], list[str], bool]:
+        """The row's cells, its error classes, and whether its birth date or gender column
+        contradicts the ID in its ID cell."""
         rng, cfg, pb = self.rng, self.cfg, self.pb
         p = pb.persons[c.student]
         hh = pb.households[p.hh]
         g = pb.persons[c.guardian] if c.guardian >= 0 else None
         errs: list[str] = []
+        facts_conflict = False
         cols = lay.columns
         v: dict[str, Any] = {}
         # student name
         name = p.name
         extra = 0.0
-        if any(ch in _RARE for ch in name):
+        if any(ch in RARE for ch in name):
             extra = 0.5
         elif "·" in name:
             extra = 0.4
         if rng.p(_rate(cfg, 0.04 + extra)):
-            name, k = _typo_name(rng, name, p.sur_len, "roster")
+            name, k = typo_name(rng, name, p.sur_len, "roster")
             if k:
                 errs.append("name_" + k)
         v["name"] = name
         # student ID
-        v["id_number"] = _roster_id(rng, cfg, lay.numeric_prone, p, 0.05, _ROSTER_ID_DAMAGE, "id_", errs)
+        v["id_number"] = _roster_id(rng, cfg, lay.numeric_prone, p, 0.05, ROSTER_ID_DAMAGE, "id_", errs)
+        tells_grade = "grade" in cols and ("stage" in cols or "school" in cols)
+        family = _family_member(pb, c, rng) if tells_grade and rng.p(_rate(cfg, 0.004)) else None
+        if family is not None and not any(e.startswith("id_") for e in errs):
+            v["id_number"] = family.id18  # a brother's, a sister's or the guardian's ID on the student's row
+            errs.append("id_family")
         # facts
         gender = p.gender
         if "gender" in cols and rng.p(_rate(cfg, 0.005)):
@@ -1377,11 +1134,14 @@ class _RosterWriter:
         if g is not None:
             gname = g.name
             if rng.p(_rate(cfg, 0.04)):
-                gname, k = _typo_name(rng, gname, g.sur_len, "roster")
-                if k:
+                gname, k = typo_name(rng, gname, g.sur_len, "roster")
+                if k and "head_name" in cols:
                     errs.append("head_name_" + k)
             v["head_name"] = gname
-            v["head_id"] = _roster_id(rng, cfg, lay.numeric_prone, g, 0.08, _ROSTER_HEAD_ID_DAMAGE, "head_id_", errs)
+            head_errs: list[str] = []
+            v["head_id"] = _roster_id(rng, cfg, lay.numeric_prone, g, 0.08, ROSTER_HEAD_ID_DAMAGE, "head_id_", head_errs)
+            if "head_id" in cols:  # an error is recorded only where the row shows the cell
+                errs += head_errs
         v["relation"] = _relation_text(p, g, lay.relation_style)
         if c.duplicate:
             errs.append("duplicate")
@@ -1394,31 +1154,51 @@ class _RosterWriter:
         v["ethnicity"] = p.ethnicity
         v["student_no"] = _student_no(rng, p, cfg.region) if c.stage not in ("学前",) or rng.p(0.2) else None
         v["boarding"] = "是" if c.boarding else "否"
-        v["town"] = self.geo.towns[hh.town]
-        v["village"] = hh.village
+        v["town"], v["village"] = self.speller.spell(self.file, self.geo.towns[hh.town], hh.village, hh.hid, errs,
+                                                     "town" in cols, "village" in cols)
         v["aid_item"] = _AID_ITEM[c.stage] if not (c.stage == "本科" and c.grade_idx == 0) else "大学新生入学资助"
-        v["amount"] = _amount(c.stage, c.boarding, c.grade_idx)
         _policy_cells(self, c, lay, v, errs)  # issue 7: amounts by the county's policy, a few wrong
         v["phone"] = hh.phone
-        return [v.get(col) for col in cols], errs
+        if family is not None and "id_family" in errs:
+            shown_birth = birth if "birth_date" in cols else family.birth
+            shown_gender = gender if "gender" in cols else family.gender
+            if (shown_birth, shown_gender) != (family.birth, family.gender):
+                facts_conflict = True  # the row's own facts contradict the ID it carries
+        return [v.get(col) for col in cols], errs, facts_conflict
 
-    def kinds(self, c: _Claim, lay: _Layout, errs: list[str]) -> list[str]:
+    def kinds(self, c: _Claim, lay: _Layout, errs: list[str], facts_conflict: bool) -> list[str]:
         hh = self.pb.households[self.pb.persons[c.student].hh]
         out: list[str] = []
         if any(e in _INVALID_ID_KINDS for e in errs):
             out.append("id_invalid")
         if c.duplicate:
             out.append("duplicate_claim")
-        if "birth_conflict" in errs or "gender_conflict" in errs:
+        if "birth_conflict" in errs or "gender_conflict" in errs or facts_conflict:
             out.append("id_fact_conflict")
         dibao_visible = _dibao_visible(hh, c)
         visible = "village" in lay.columns or dibao_visible
         out += _eligibility_kinds(hh, visible and _in_cut_place(self, hh), dibao_visible)
         if "amount_wrong" in errs:
             out.append("subsidy_mismatch")
-        if "grade_age" in errs:
+        if "grade_age" in errs or "id_family" in errs:
             out.append("age_stage_mismatch")
         return out
+
+
+_ENTRY_AGE = {"学前": 3, "小学": 6, "初中": 12, "高中": 15, "中职": 15, "本科": 18, "大专": 18}
+
+
+def _family_member(pb: _PopBuilder, c: _Claim, rng: Rng) -> _Person | None:
+    """Another member of the student's household whose ID a clerk might copy into the row (a
+    brother or sister, else the guardian), 3+ years from the usual age of the row's grade, so
+    the row's grade contradicts the ID it carries (age_stage_mismatch)."""
+    p = pb.persons[c.student]
+    hh = pb.households[p.hh]
+    usual = _ENTRY_AGE[c.stage] + c.grade_idx
+    far = [k for k in (*hh.members, c.guardian) if k >= 0 and k != c.student and abs(pb.age(pb.persons[k].birth) - usual) >= 3]
+    kin = [k for k in far if pb.persons[k].school_status != "非在校生"]
+    pool = kin if kin and rng.p(0.6) else far
+    return pb.persons[rng.choice(sorted(set(pool)))] if pool else None
 
 
 def _eligibility_kinds(hh: _Household, cut_place: bool | None = None, dibao_visible: bool | None = None) -> list[str]:
@@ -1464,8 +1244,18 @@ def _col_letter(n: int) -> str:
 class _SystemRender:
     """Typed values of system rows with the side's error rates; per-household head typing."""
 
-    def __init__(self, cfg: SynthConfig, pb: _PopBuilder, rng: _Rng) -> None:
+    def __init__(self, cfg: SynthConfig, pb: _PopBuilder, rng: Rng) -> None:
         self.cfg, self.pb, self.rng = cfg, pb, rng
+
+    def head_cell(self, hh: _Household, head_name: str, errs: list[str]) -> str:
+        """The 户主姓名 cell of one member's row: the household's spelling, now and then its own typo."""
+        head = self.pb.persons[hh.head]
+        if self.rng.p(_rate(self.cfg, 0.01)):
+            own, k = typo_name(self.rng, head.name, head.sur_len, "system")
+            if k:
+                errs[:] = [e for e in errs if not e.startswith("head_name_")] + ["head_name_" + k]
+                return own
+        return head_name
 
     def name(self, p: _Person, errs: list[str], prefix: str) -> str:
         rng = self.rng
@@ -1477,20 +1267,24 @@ class _SystemRender:
             if rng.p(0.75):
                 nm, k = nm[:i] + "?" + nm[i + 1:], "rare_q"
             else:
-                nm, k = _apply_name_typo(rng, "rare_common", nm, p.sur_len, rare, [], [], *_char_tables()), "rare_common"
+                nm, k = replace_rare(rng, "rare_common", nm, rare), "rare_common"
             if nm != p.name:
                 errs.append(prefix + k)
             return nm
         if rng.p(_rate(self.cfg, 0.02)):
-            nm, k = _typo_name(rng, nm, p.sur_len, "system")
+            nm, k = typo_name(rng, nm, p.sur_len, "system")
             if k:
                 errs.append(prefix + k)
         return nm
 
-    def ident(self, p: _Person, errs: list[str], prefix: str) -> str | None:
+    def ident(self, p: _Person, errs: list[str], prefix: str, family: _Person | None = None) -> str | None:
+        """The ID cell; now and then another family member's ID (``family``: the head's)."""
         rng = self.rng
+        if family is not None and family is not p and rng.p(_rate(self.cfg, 0.003)):
+            errs.append(prefix + "family")
+            return family.id18
         if rng.p(_rate(self.cfg, 0.02)):
-            v, k = _damage_id(rng, p.id18, p.birth, _SYSTEM_ID_DAMAGE)
+            v, k = damage_id(rng, p.id18, p.birth, SYSTEM_ID_DAMAGE)
             if k:
                 errs.append(prefix + k)
             return v
@@ -1498,7 +1292,7 @@ class _SystemRender:
 
 
 def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_Household],
-                rng: _Rng, heads_only: bool) -> list[tuple[list[Any], int, list[str]]]:
+                rng: Rng, heads_only: bool, file: str, speller: PlaceSpeller) -> list[tuple[list[Any], int, list[str]]]:
     sr = _SystemRender(cfg, pb, rng)
     out: list[tuple[list[Any], int, list[str]]] = []
     for hh in households:
@@ -1508,7 +1302,7 @@ def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_
         head_name = sr.name(head, head_errs, prefix + "name_")
         head_id = sr.ident(head, head_errs, prefix + "id_")
         n = len(hh.members)
-        town, vil = geo.towns[hh.town], hh.village
+        town, vil = speller.spell(file, geo.towns[hh.town], hh.village, hh.hid, head_errs)
         amounts = [rng.choice((320, 410, 520, 600)) for _ in hh.members]
         if heads_only:
             out.append(([town, vil, head_name, head_id, n, hh.dibao_category, sum(amounts),
@@ -1517,12 +1311,13 @@ def _dibao_rows(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, households: list[_
         for k, amt in zip(hh.members, amounts, strict=True):
             p = pb.persons[k]
             errs = list(head_errs)
+            hn = sr.head_cell(hh, head_name, errs) if k != hh.head else head_name
             nm = sr.name(p, errs, "name_")
-            idv = sr.ident(p, errs, "id_")
+            idv = sr.ident(p, errs, "id_", head)
             since = hh.dibao_since
             if k != hh.head and rng.p(0.4):
                 since = _year_month(rng, int(since[:4]), min(int(since[:4]) + 2, cfg.school_year))
-            out.append(([town, vil, head_name, head_id, n, nm, idv, p.relation, hh.dibao_category, amt,
+            out.append(([town, vil, hn, head_id, n, nm, idv, p.relation, hh.dibao_category, amt,
                          since, _dibao_spelling(hh)], k, errs))
     return out
 
@@ -1559,7 +1354,8 @@ def _write_xls(path: Path, sheets: list[_XlsSheet]) -> None:
 _XLS_MAX_DATA = 65000
 
 
-def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> tuple[list[_Rec], int]:
+def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path,
+                 speller: PlaceSpeller) -> tuple[list[_Rec], int]:
     rng = _stream(cfg, "dibao")
     recs: list[_Rec] = []
     files = 0
@@ -1570,8 +1366,8 @@ def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> t
             by_town[hh.town].append(hh)
     # main register (Excel 97), all towns but the heads-only and the CSV town
     main_hh = [hh for t, hs in enumerate(by_town) if t not in (heads_only_town, csv_town) for hh in hs]
-    rows = _dibao_rows(cfg, geo, pb, main_hh, rng, heads_only=False)
     fname = "县城乡低保花名册.xls"
+    rows = _dibao_rows(cfg, geo, pb, main_hh, rng, False, f"dibao/{fname}", speller)
     # Excel 97 holds 65,536 rows a sheet: continue on further sheets, never splitting a household
     chunks: list[list[tuple[list[Any], int, list[str]]]] = [[]]
     i = 0
@@ -1600,8 +1396,8 @@ def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> t
     # heads-only register for one town
     if len(geo.towns) > heads_only_town and by_town[heads_only_town]:
         town = geo.towns[heads_only_town]
-        rows = _dibao_rows(cfg, geo, pb, by_town[heads_only_town], rng, heads_only=True)
         fname = f"{town}低保户主名册.xls"
+        rows = _dibao_rows(cfg, geo, pb, by_town[heads_only_town], rng, True, f"dibao/{fname}", speller)
         nm = "户主名册"
         _write_xls(inbox / "dibao" / fname,
                    [(nm, f"{town}城乡低保户花名册（户主）", DIBAO_HEADS_ONLY_HEADERS, [r[0] for r in rows], None)])
@@ -1611,8 +1407,8 @@ def _write_dibao(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> t
     # one town as CSV (GB18030, CRLF) with a title line above the header
     if len(geo.towns) > csv_town and by_town[csv_town]:
         town = geo.towns[csv_town]
-        rows = _dibao_rows(cfg, geo, pb, by_town[csv_town], rng, heads_only=False)
         fname = f"{town}_低保花名册.csv"
+        rows = _dibao_rows(cfg, geo, pb, by_town[csv_town], rng, False, f"dibao/{fname}", speller)
         with open(inbox / "dibao" / fname, "w", encoding="gb18030", newline="") as fh:
             w = csv.writer(fh, lineterminator="\r\n")
             w.writerow([f"{town}城乡低保对象花名册"])
@@ -1630,7 +1426,8 @@ def _export_order(geo: _Geo, pb: _PopBuilder) -> list[_Household]:
     return sorted(pb.households, key=lambda h: (h.town, vindex[h.town][h.village], h.hid))
 
 
-def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> tuple[list[_Rec], int, dict[str, Any]]:
+def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path,
+                  speller: PlaceSpeller) -> tuple[list[_Rec], int, dict[str, Any]]:
     rng = _stream(cfg, "filing")
     sr = _SystemRender(cfg, pb, rng)
     recs: list[_Rec] = []
@@ -1669,28 +1466,30 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
         if not hs:
             continue
         town = geo.towns[t]
+        fname = f"{town}_建档立卡人口.xlsx" if t == xlsx_town else f"{town}_建档立卡人口.csv"
         rows: list[tuple[list[Any], int, list[str]]] = []
         for hh in hs:
             if hh.cut:
                 continue
             head = pb.persons[hh.head]
             head_errs: list[str] = []
+            town_w, village_w = speller.spell(f"filing/{fname}", town, hh.village, hh.hid, head_errs)
             head_name = sr.name(head, head_errs, "head_name_")
             status = _STATUS_TO_CODE[hh.poverty_status] if t == code_town else _poverty_spelling(hh)
             htype = _HOUSEHOLD_TYPE_CODES.get(hh.household_type, hh.household_type) if t == code_town else hh.household_type
             for k in hh.members:
                 p = pb.persons[k]
                 errs = list(head_errs)
+                hn = sr.head_cell(hh, head_name, errs) if k != hh.head else head_name
                 nm = sr.name(p, errs, "name_")
-                idv = sr.ident(p, errs, "id_")
-                rows.append(([cfg.county, town, hh.village, hh.filing_no, head_name, person_no[k], nm, idv,
+                idv = sr.ident(p, errs, "id_", head)
+                rows.append(([cfg.county, town_w, village_w, hh.filing_no, hn, person_no[k], nm, idv,
                               p.relation, p.gender, p.school_status, htype, status,
                               hh.exit_year], k, errs))
         if t == xlsx_town:
             from openpyxl import Workbook
             from openpyxl.worksheet.cell_range import CellRange
 
-            fname = f"{town}_建档立卡人口.xlsx"
             wb = Workbook(write_only=True)
             ws = wb.create_sheet("建档立卡人口")
             ws.append([f"{cfg.county}{town}建档立卡贫困人口信息表"])
@@ -1704,7 +1503,6 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
             for j, (_, person, errs) in enumerate(rows):
                 recs.append(_Rec("filing", f"filing/{fname}", "建档立卡人口", 3 + j, person, errs))
         else:
-            fname = f"{town}_建档立卡人口.csv"
             utf8 = t % 4 == 1 or t == 3
             with open(inbox / "filing" / fname, "w", encoding="utf-8-sig" if utf8 else "gb18030",
                       newline="") as fh:
@@ -1724,7 +1522,7 @@ def _write_filing(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, inbox: Path) -> 
 
 
 def _write_truth(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, truth: Path, recs: list[_Rec],
-                 cut_note: dict[str, Any]) -> dict[str, int]:
+                 cut_note: dict[str, Any], roster_stages: list[str]) -> dict[str, int]:
     def b(x: bool) -> str:
         return "true" if x else "false"
 
@@ -1771,6 +1569,8 @@ def _write_truth(cfg: SynthConfig, geo: _Geo, pb: _PopBuilder, truth: Path, recs
         "expected_kinds": EXPECTED_KINDS,
         "error_codes": list(ERROR_CODES),
         "expected_by_kind": dict(sorted(kinds.items())),
+        "roster_stages": roster_stages,
+        "place_aliases": "config/place_aliases.toml (renamed and merged villages); truth/places.csv: how each file spells each place",
     }
     (truth / "notes.json").write_text(json.dumps(notes, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return kinds
@@ -1807,18 +1607,22 @@ def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = Fal
     truth.mkdir(parents=True, exist_ok=True)
 
     geo = _build_geo(cfg, _stream(cfg, "geo"))
+    old_names = pick_old_names(_stream(cfg, "places"), geo.towns, geo.villages, _village_names())
+    speller = PlaceSpeller(_stream(cfg, "spelling"), _rate(cfg, 0.25), _rate(cfg, 0.5), old_names)
     pb = _build_population(cfg, geo)
     _assign_systems(cfg, geo, pb)
     schools = _build_claims(cfg, geo, pb)
     # systems first: the filing writer decides the cut, which the roster's expectations need
-    filing_recs, filing_files, cut_note = _write_filing(cfg, geo, pb, inbox)
-    dibao_recs, dibao_files = _write_dibao(cfg, geo, pb, inbox)
-    rw = _RosterWriter(cfg, geo, pb, inbox)
+    filing_recs, filing_files, cut_note = _write_filing(cfg, geo, pb, inbox, speller)
+    dibao_recs, dibao_files = _write_dibao(cfg, geo, pb, inbox, speller)
+    rw = _RosterWriter(cfg, geo, pb, inbox, speller)
     _prepare_policy(rw, out_dir, cut_note)
     rw.write_all(schools)
     _mark_missed_eligible(cfg, pb, schools, filing_recs, dibao_recs)
     recs = rw.recs + dibao_recs + filing_recs
-    kinds = _write_truth(cfg, geo, pb, truth, recs, cut_note)
+    kinds = _write_truth(cfg, geo, pb, truth, recs, cut_note, _roster_stages(schools))
+    write_places(truth / "places.csv", speller)
+    write_aliases(out_dir / "config" / "place_aliases.toml", old_names)
     return SynthSummary(
         out_dir=out_dir,
         households=len(pb.households),
@@ -1835,7 +1639,6 @@ def generate_county(out_dir: Path, config: SynthConfig, *, overwrite: bool = Fal
 # wrong grades; spellings of statuses; eligible children on no roster
 # --------------------------------------------------------------------------------------
 
-_POLICY_TEMPLATE = "county_a_2025.toml"
 _HOUSEHOLD_TYPE_CODES = {"一般贫困户": "01", "低保贫困户": "02", "特困供养贫困户": "03", "低保户": "04", "五保户": "05"}
 _POVERTY_SPELLINGS = {
     "已脱贫(不再享受政策)": ("已脱贫(不再享受政策)", "已脱贫（不再享受政策）", "已脱贫不再享受政策", "脱贫不享受政策"),
@@ -1854,38 +1657,13 @@ def _dibao_spelling(hh: _Household) -> str:
     return opts[hh.hid % len(opts)]
 
 
-def policy_text(cfg: SynthConfig) -> str:
-    """The county's policy file: county A's standards of docs/domain.md under this county's name."""
-    from reconcile.config import PACKAGE_CONFIG  # interim: replaced by the generator's own table
-
-    text = (PACKAGE_CONFIG / "policy" / _POLICY_TEMPLATE).read_text(encoding="utf-8")
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("county = "):
-            line = f'county = "{cfg.county}"'
-        elif line.startswith("regions = "):
-            line = f'regions = ["{cfg.region}"]'
-        elif line.startswith("school_year = "):
-            line = f"school_year = {cfg.school_year}"
-        elif line.startswith("# County A"):
-            line = f"# Generated by recon synth for {cfg.county} (county A's standards of docs/domain.md)."
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
 def _prepare_policy(rw: "_RosterWriter", out_dir: Path, cut_note: dict[str, Any]) -> None:
-    """Write DIR/config/policy/<county>_<year>.toml and give the roster writer what it needs."""
-    import tomllib
-
-    from reconcile.policy import parse_policy  # interim: the generator gets its own truth
-
+    """Write DIR/config/policy/<county>_<year>.toml from the generator's own table."""
     cfg = rw.cfg
     folder = out_dir / "config" / "policy"
     folder.mkdir(parents=True, exist_ok=True)
-    text = policy_text(cfg)
     path = folder / f"{cfg.county}_{cfg.school_year}.toml"
-    path.write_text(text, encoding="utf-8")
-    rw.policy = parse_policy(tomllib.loads(text), source=path.name)  # type: ignore[attr-defined]
+    path.write_text(policy_toml(cfg.county, cfg.region, cfg.school_year), encoding="utf-8")
     rw.policy_rng = _stream(cfg, "policy")  # type: ignore[attr-defined]
     rw.cut_place = (cut_note.get("town"), cut_note.get("village")) if cut_note else None  # type: ignore[attr-defined]
 
@@ -1914,63 +1692,51 @@ def _visible_categories(hh: _Household, dibao_visible: bool = True) -> frozenset
 
 
 def _policy_cells(rw: Any, c: _Claim, lay: _Layout, v: dict[str, Any], errs: list[str]) -> None:
-    """Set the row's amount by the policy; now and then a wrong amount or a grade far from the
-    student's age, only where a tool can tell from the row (recorded in errs)."""
-    from reconcile.policy import Facts, age_window_fits, expected_amount, row_facts  # interim: the generator gets its own truth
-
-    policy = getattr(rw, "policy", None)
-    if policy is None:
-        return
+    """Set the row's amount by the county's table; now and then a wrong amount or a grade far
+    from the student's age, only where the row tells what the table asks (recorded in errs)."""
     rng, cfg, pb = rw.policy_rng, rw.cfg, rw.pb
     p = pb.persons[c.student]
     hh = pb.households[p.hh]
     cats = _visible_categories(hh, _dibao_visible(hh, c))
     eligible = bool(cats) and not _in_cut_place(rw, hh)
-    true = Facts(frozenset({c.stage}), c.grade_idx + 1, c.boarding if c.stage in ("小学", "初中", "高中", "中职") else None,
-                 cats or frozenset({"建档立卡"}), True)
-    exp = expected_amount(policy, true)
-    if exp is not None:
-        v["amount"] = int(exp.amount)
+    exp = yearly_amount(c.stage, c.grade_idx + 1, c.boarding, cats or frozenset({"建档立卡"}))
+    v["amount"] = exp
     cols = lay.columns
-
-    def seen() -> Facts:
-        f = row_facts(v["stage"] if "stage" in cols else None, v["grade"] if "grade" in cols else None,
-                      v["school"] if "school" in cols else None, v["boarding"] if "boarding" in cols else None, policy)
-        return Facts(f.stages, f.year, f.boarding, cats, f.in_province)
-
     clean_id = not any(e.startswith("id_") for e in errs)
-    # a grade far from the age (小学 rows with a usable ID), only where the row tells the stage
-    if c.stage == "小学" and "grade" in cols and clean_id and rng.p(_rate(cfg, 0.012)):
-        far = [g for g in range(6) if abs(g - c.grade_idx) >= 3]
+    # a grade 3+ years from the age (小学 rows with a usable ID, where the row tells the stage)
+    if (c.stage == "小学" and "grade" in cols and ("stage" in cols or "school" in cols) and clean_id
+            and rng.p(_rate(cfg, 0.012))):
+        age = pb.age(p.birth)
+        far = [g for g in range(6) if abs(age - (6 + g)) >= 3]
         if far:
-            old = v["grade"]
             v["grade"] = _GRADES["小学"][rng.choice(far)]
-            f = seen()
-            age = rw.pb.age(p.birth)
-            entry = {"学前": 3, "小学": 6, "初中": 12, "高中": 15, "中职": 15, "本科": 18, "大专": 18}
-            if f.stages and age_window_fits(age, f.stages, f.year, entry, 1, 2) is False:
-                errs.append("grade_age")
-            else:
-                v["grade"] = old
-    # a wrong amount, for eligible students whose row tells everything the policy asks
-    if eligible and exp is not None and "amount" in cols and rng.p(_rate(cfg, 0.02)):
-        e2 = expected_amount(policy, seen())
-        if e2 is not None and e2.amount == exp.amount:
-            delta = rng.choice((-500, -250, -200, 200, 250, 500, 1000))
-            v["amount"] = max(0, int(exp.amount) + delta) if int(exp.amount) + delta != int(exp.amount) else int(exp.amount) + 100
-            if v["amount"] != int(exp.amount):
-                errs.append("amount_wrong")
-            else:
-                v["amount"] = int(exp.amount)
+            errs.append("grade_age")
+    # a wrong amount, for eligible students whose row tells everything the table asks
+    tells = (("stage" in cols or ("school" in cols and "grade" in cols))
+             and ("boarding" in cols or not stage_has_boarding_rule(c.stage))
+             and ("grade" in cols or not stage_has_year_rule(c.stage)))
+    if eligible and tells and "amount" in cols and rng.p(_rate(cfg, 0.02)):
+        wrong = max(0, exp + rng.choice((-500, -250, -200, 200, 250, 500, 1000)))
+        if wrong != exp:
+            v["amount"] = wrong
+            errs.append("amount_wrong")
+
+
+def _roster_stages(schools: dict[str, _School]) -> list[str]:
+    """The stages the county's rosters cover (a stage with at least one roster row)."""
+    have = {c.stage for s in schools.values() for c in s.claims}
+    return [st for st in _STAGE_RANK if st in have]
 
 
 def _mark_missed_eligible(cfg: SynthConfig, pb: _PopBuilder, schools: dict[str, _School],
                           filing_recs: list[_Rec], dibao_recs: list[_Rec]) -> None:
     """Children of qualifying households, visible with a usable ID in a system export, of school
-    age (6–15, or 3–22 when the filing export says at school), on no roster: missed_eligible on
-    one of their system records (qualifying first, filing first)."""
+    age (6–15, or 3–22 when the filing export says at school), of a stage some roster covers
+    (the filing's 在校生状况, else 小学/初中 by age), on no roster: missed_eligible on one of
+    their system records (qualifying first, filing first)."""
     claimed = {c.student for s in schools.values() for c in s.claims}
-    broken = {"id_digit", "id_swap", "id_missing", "id_drop"}
+    covered = _roster_stages(schools)
+    broken = {"id_digit", "id_swap", "id_missing", "id_drop", "id_family"}
     by_person: dict[int, list[_Rec]] = {}
     for r in filing_recs + dibao_recs:
         if not (set(r.errors) & broken):
@@ -1988,7 +1754,13 @@ def _mark_missed_eligible(cfg: SynthConfig, pb: _PopBuilder, schools: dict[str, 
             continue
         age = pb.age(p.birth)
         at_school = p.school_status != "非在校生" and any(r.source == "filing" for r in recs)
-        if not (6 <= age <= 15 or (at_school and 3 <= age <= 22)):
+        if at_school and 3 <= age <= 22:
+            stage = p.school_status
+        elif 6 <= age <= 15:
+            stage = "小学" if age <= 11 else "初中"
+        else:
             continue
+        if stage not in covered:
+            continue  # no roster covers the stage (higher education, typically): not missed
         pick = sorted(qual, key=lambda r: (r.source != "filing", r.file, r.sheet, r.row))[0]
         pick.kinds.append("missed_eligible")

@@ -105,6 +105,26 @@ def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> Non
         w.writerows(rows)
 
 
+def _village_aliases(path: Path) -> list[str]:
+    """The ``[village]`` lines of a county's place_aliases.toml."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = lines.index("[village]") + 1 if "[village]" in lines else len(lines)
+    return [x for x in lines[start:] if x.strip() and not x.startswith("[")]
+
+
+def _write_aliases(path: Path, lines: list[str]) -> None:
+    """One place_aliases.toml for the province (an old village name two counties both
+    used keeps the first county's: the file has no county key yet)."""
+    seen: dict[str, str] = {}
+    for line in lines:
+        seen.setdefault(line.split("=", 1)[0].strip(), line)
+    text = ["# Places renamed or merged, every county of the province (written by recon synth).",
+            "[town]", "", "[village]", *seen.values()]
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+
+
 def generate_province(out_dir: Path, config: ProvinceConfig, *, overwrite: bool = False) -> ProvinceSummary:
     """Write a province's inboxes, policies and truth under ``out_dir`` (see the module doc)."""
     cfg = config
@@ -127,6 +147,7 @@ def generate_province(out_dir: Path, config: ProvinceConfig, *, overwrite: bool 
     expected: list[dict[str, str]] = []
     rows = {"roster": 0, "dibao": 0, "filing": 0}
     moves: list[tuple[Path, Path]] = []
+    aliases: list[str] = []
     for i, (name, region) in enumerate(chosen):
         county_cfg = SynthConfig(households=cfg.households, seed=cfg.seed * 100 + i, errors=cfg.errors, county=name,
                                  region=region, school_year=cfg.school_year, towns=_towns(i),
@@ -139,6 +160,7 @@ def generate_province(out_dir: Path, config: ProvinceConfig, *, overwrite: bool 
         shutil.move(str(build / name / "truth"), str(truth / name))
         for policy in (build / name / "config" / "policy").glob("*.toml"):
             shutil.move(str(policy), str(out_dir / "config" / "policy" / policy.name))
+        aliases.extend(_village_aliases(build / name / "config" / "place_aliases.toml"))
         # rows of schools of another county: that county's inbox, a file of their own
         renamed: dict[str, str] = {}
         for other in _neighbours(i, cfg.counties):
@@ -161,6 +183,7 @@ def generate_province(out_dir: Path, config: ProvinceConfig, *, overwrite: bool 
             raise SynthError(f"{dst} exists twice")  # cannot happen: names carry the home county
         shutil.move(str(src), str(dst))
     shutil.rmtree(build, ignore_errors=True)
+    _write_aliases(out_dir / "config" / "place_aliases.toml", aliases)
     away = [r for r in records if r["source"] == "roster" and not r["file"].startswith(f"{r['county']}/")]
     _write_csv(truth / "records.csv", ["county", "source", "file", "sheet", "row", "person_id", "errors",
                                        "head_person_id"], records)

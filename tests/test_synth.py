@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,6 +17,9 @@ import openpyxl
 import polars as pl
 import pytest
 
+import countygen
+from countygen.confusions import accent_variants, reading, traditional
+from countygen.places import PLACE_KINDS
 from countygen import (
     SynthError,
     DIBAO_HEADERS,
@@ -28,7 +34,7 @@ from countygen import (
 
 HOUSEHOLDS = 200
 SOURCES = ("roster", "dibao", "filing")
-TRUTH_FILES = ("persons.csv", "households.csv", "records.csv", "expected.csv", "notes.json")
+TRUTH_FILES = ("persons.csv", "households.csv", "records.csv", "expected.csv", "places.csv", "notes.json")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -98,6 +104,10 @@ class County:
         self.records = load_csv(self.truth / "records.csv")
         self.expected = load_csv(self.truth / "expected.csv")
         self.notes = json.loads((self.truth / "notes.json").read_text(encoding="utf-8"))
+        self.places: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        for row in load_csv(self.truth / "places.csv"):
+            key = (row["file"], row["town"], row["village"])
+            self.places.setdefault(key, []).append((row["town_as_written"], row["village_as_written"]))
         self._sheets: dict[str, dict[str, dict[int, list[object]]]] = {}
 
     def sheets(self, file: str) -> dict[str, dict[int, list[object]]]:
@@ -204,7 +214,8 @@ def test_every_record_points_at_its_persons_row(counties: dict[str, County], key
         if not any(e.startswith("id_") for e in codes):
             assert p["id_number"] in values, (r, values)
         if r["source"] != "roster":
-            assert p["town"] in values and p["village"] in values
+            spelled = c.places[(r["file"], p["town"], p["village"])]
+            assert any(t in values and v in values for t, v in spelled), (r, spelled)
             assert r["head_person_id"] == c.households[p["household_id"]]["head_person_id"]
         else:
             assert r["head_person_id"] in c.persons
@@ -303,7 +314,11 @@ def test_expected_agrees_with_truth(counties: dict[str, County]) -> None:
         elif e["kind"] == "id_invalid":
             assert set(r["errors"].split(";")) & {"id_digit", "id_swap", "id_number", "id_sci", "id_missing", "id_drop"}
         elif e["kind"] == "id_fact_conflict":
-            assert set(r["errors"].split(";")) & {"birth_conflict", "gender_conflict"}
+            assert set(r["errors"].split(";")) & {"birth_conflict", "gender_conflict", "id_family"}
+        elif e["kind"] == "age_stage_mismatch":
+            assert set(r["errors"].split(";")) & {"grade_age", "id_family"}
+        elif e["kind"] == "subsidy_mismatch":
+            assert "amount_wrong" in r["errors"].split(";")
         elif e["kind"] == "household_exited":
             # dibao 在保 only in a heads-only export the student can't be found in
             assert hh["poverty_status"] == "已脱贫(不再享受政策)"
@@ -357,13 +372,17 @@ def test_same_seed_same_output(counties: dict[str, County], tmp_path: Path) -> N
 
 
 def test_error_rate_scales(counties: dict[str, County]) -> None:
-    def errors(c: County) -> int:
-        return sum(1 for r in c.records if r["errors"])
+    def errors(c: County, places: bool) -> int:
+        """Rows with a row error (places=False) or a place spelling (chosen per file and place)."""
+        return sum(1 for r in c.records
+                   if any((e in PLACE_KINDS) == places for e in r["errors"].split(";") if e))
 
-    e0, e1, e3 = (errors(counties[k]) for k in ("e0", "e1", "e3"))
+    e0, e1, e3 = (errors(counties[k], False) for k in ("e0", "e1", "e3"))
     assert e0 == 0
     assert e1 > 0
     assert e3 > 2 * e1
+    p0, p1, p3 = (errors(counties[k], True) for k in ("e0", "e1", "e3"))
+    assert p0 == 0 < p1 < p3
     # a clean county still has households out of both systems, exited or stopped, but no damage
     clean_kinds = {e["kind"] for e in counties["e0"].expected}
     assert clean_kinds <= {"not_found", "household_exited", "dibao_stopped", "missed_eligible"}
@@ -388,3 +407,163 @@ def test_tiny_counties(tmp_path: Path, households: int) -> None:
     s = generate_county(tmp_path, SynthConfig(households=households, seed=5))
     assert s.households == households
     assert (tmp_path / "truth" / "records.csv").is_file()
+
+
+# ------------------------------------------------------------------------------ independence
+
+_PRODUCT = ("reconcile", "schemas")
+_MATCHER_SOURCES = ("pypinyin", "opencc", "pycorrector", "same_stroke", "stroke.txt")
+
+
+def test_countygen_imports_nothing_from_the_product(tmp_path: Path) -> None:
+    """Generating a county loads no module of the product (imports may be lazy: generate one)."""
+    code = (
+        "import sys; from pathlib import Path; import countygen; "
+        f"countygen.generate_county(Path({str(tmp_path / 'c')!r}), countygen.SynthConfig(households=30, seed=1, errors=3)); "
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    loaded = set(ast.literal_eval(out.stdout.strip().splitlines()[-1]))
+    assert not loaded & set(_PRODUCT), loaded & set(_PRODUCT)
+
+
+@pytest.mark.parametrize("word", _PRODUCT)
+def test_countygen_source_names_no_product_module(word: str) -> None:
+    src = Path(countygen.__file__).parent
+    for f in sorted(src.rglob("*.py")):
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            assert not re.match(rf"\s*(from|import)\s+{word}\b", line), f"{f.name}:{n}"
+
+
+@pytest.mark.parametrize("word", _MATCHER_SOURCES)
+def test_countygen_uses_none_of_the_matchers_sources(word: str) -> None:
+    src = Path(countygen.__file__).parent
+    for f in sorted(src.rglob("*.py")):
+        assert word not in f.read_text(encoding="utf-8"), f.name
+
+
+@pytest.mark.parametrize("word", ["sighan", "readings.tsv", "confusions", "name_errors"])
+def test_the_product_reads_none_of_the_generators_tables(word: str) -> None:
+    product = Path(countygen.__file__).parent.parent
+    for pkg in _PRODUCT:
+        for f in sorted((product / pkg).rglob("*.py")):
+            assert word not in f.read_text(encoding="utf-8"), f"{pkg}/{f.name}"
+
+
+# ------------------------------------------------------------------------------ error classes
+
+
+def _one_char_apart(values: list[object], true: str) -> list[tuple[str, str]]:
+    """(true character, written character) of each cell that differs from `true` in one place."""
+    out = []
+    for v in values:
+        if isinstance(v, str) and len(v) == len(true) and v != true:
+            diff = [(a, b) for a, b in zip(true, v) if a != b]
+            if len(diff) == 1:
+                out.append(diff[0])
+    return out
+
+
+def _swapped(true: str, sur: int) -> str:
+    return true[:sur] + true[sur + 1] + true[sur] + true[sur + 2:]
+
+
+def _observed() -> set[tuple[str, str]]:
+    rows = (Path(countygen.__file__).parent / "data" / "sighan_confusions.tsv").read_text(encoding="utf-8").splitlines()
+    return {tuple(r.split("\t")[:2]) for r in rows if r and not r.startswith("#")}
+
+
+NAME_CLASS_CHECKS = {
+    "homophone": lambda true, vals: any(reading(a) == reading(b) for a, b in _one_char_apart(vals, true)),
+    "accent": lambda true, vals: any(b in accent_variants(a) and reading(a) != reading(b) for a, b in _one_char_apart(vals, true)),
+    "confusion": lambda true, vals: any(pair in _observed() for pair in _one_char_apart(vals, true)),
+    "traditional": lambda true, vals: traditional(true) in vals and traditional(true) != true,
+    "transpose": lambda true, vals: any(_swapped(true, s) in vals for s in (1, 2) if len(true) - s >= 2),
+    "given_only": lambda true, vals: any(true[s:] in vals for s in (1, 2) if len(true) > s),
+}
+
+
+def _name_records(c: County, klass: str) -> list[tuple[str, list[object]]]:
+    out = []
+    for r in c.records:
+        codes = r["errors"].split(";")
+        vals = c.row(r["file"], r["sheet"], int(r["row"]))
+        if "name_" + klass in codes:
+            out.append((c.persons[r["person_id"]]["name"], vals))
+        if "head_name_" + klass in codes:
+            out.append((c.persons[r["head_person_id"]]["name"], vals))
+    return out
+
+
+@pytest.mark.parametrize("klass", sorted(NAME_CLASS_CHECKS))
+def test_name_error_classes_are_what_they_say(counties: dict[str, County], klass: str) -> None:
+    recs = _name_records(counties["e3"], klass)
+    assert recs, klass
+    for true, vals in recs:
+        assert NAME_CLASS_CHECKS[klass](true, vals), (klass, true, vals)
+
+
+def test_accent_errors_escape_the_matchers_pinyin_key(counties: dict[str, County]) -> None:
+    """The point of the accent class: the toneless pinyin key does not equate the two names."""
+    from reconcile.names import pinyin_key
+
+    recs = _name_records(counties["e3"], "accent")
+    assert recs
+    for true, vals in recs:
+        written = [v for v in vals if isinstance(v, str) and len(v) == len(true) and v != true
+                   and sum(a != b for a, b in zip(true, v)) == 1]
+        assert all(pinyin_key(w) != pinyin_key(true) for w in written), (true, written)
+
+
+def test_family_ids_belong_to_the_household(counties: dict[str, County]) -> None:
+    c = counties["e3"]
+    ids = {p["id_number"]: p for p in c.persons.values()}
+    seen = 0
+    for r in c.records:
+        if "id_family" not in r["errors"].split(";"):
+            continue
+        seen += 1
+        me = c.persons[r["person_id"]]
+        vals = [cell_text(v) for v in c.row(r["file"], r["sheet"], int(r["row"]))]
+        kin = [ids[v] for v in vals if v in ids and v != me["id_number"]]
+        assert kin and all(k["household_id"] == me["household_id"] for k in kin)
+        assert me["id_number"] not in vals
+    assert seen
+
+
+# ------------------------------------------------------------------------------ places
+
+
+def test_places_spelled_per_file_and_recorded(counties: dict[str, County]) -> None:
+    c = counties["e3"]
+    kinds = Counter()
+    for row in load_csv(c.truth / "places.csv"):
+        kinds.update(k for k in row["spelling"].split(";") if k)
+        cells = {cell_text(v) for rows in c.sheets(row["file"]).values() for vals in rows.values() for v in vals}
+        for written in (row["town_as_written"], row["village_as_written"]):
+            assert not written or written in cells, (row, written)
+    assert set(kinds) == set(PLACE_KINDS), kinds
+    # each file spells a place one way (but for a merged village's former households)
+    by_file_town = Counter((f, t, tw) for (f, t, _), spelled in c.places.items() for tw, _ in spelled)
+    towns_per_file = Counter((f, t) for f, t, _ in by_file_town)
+    assert all(n == 1 for n in towns_per_file.values())
+
+
+def test_alias_file_maps_old_names_to_villages(counties: dict[str, County]) -> None:
+    import tomllib
+
+    c = counties["e3"]
+    aliases = tomllib.loads((c.root / "config" / "place_aliases.toml").read_text(encoding="utf-8"))
+    assert set(aliases) == {"town", "village"} and aliases["village"]
+    canonical = {p["village"] for p in c.persons.values()}
+    assert not set(aliases["village"]) & canonical
+    assert set(aliases["village"].values()) <= canonical
+    for row in load_csv(c.truth / "places.csv"):
+        if "village_alias" in row["spelling"]:
+            assert aliases["village"][row["village_as_written"]] == row["village"]
+
+
+def test_clean_county_spells_every_place_one_way(counties: dict[str, County]) -> None:
+    rows = load_csv(counties["e0"].truth / "places.csv")
+    assert rows and all(r["spelling"] == "" for r in rows)
+    assert all(r["town_as_written"] in ("", r["town"]) and r["village_as_written"] in ("", r["village"]) for r in rows)
