@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 import uuid
 from datetime import date
 from pathlib import Path
@@ -35,8 +36,9 @@ def task_runner(workers: int = 2, scheduler: str | None = None) -> DaskTaskRunne
 
 
 @task(retries=1, retry_delay_seconds=5, **QUIET)
-def match_county(county: str, inbox: str, folder: str, config: str | None) -> str:
-    """One county read, normalised and matched against its own exports (on a worker)."""
+def match_county(county: str, inbox: str, folder: str, config: str | None) -> float:
+    """One county read, normalised and matched against its own exports (on a worker); its seconds."""
+    t0 = time.perf_counter()
     settings = load_settings(Path(config) if config else None)
     if not (Path(inbox) / county).is_dir():
         raise FileNotFoundError(f"{county}: inbox folder {Path(inbox) / county} cannot be read")
@@ -49,12 +51,13 @@ def match_county(county: str, inbox: str, folder: str, config: str | None) -> st
         matches, _ = review.apply_links(matches, records, decisions)
         staging.write_shard(Path(folder), records, crosscounty.in_province(problems, county), matches)
     get_run_logger().info("%s: %d roster rows matched against its own exports", county, records["roster"].height)
-    return folder
+    return time.perf_counter() - t0
 
 
 @task(**QUIET)
-def look_across(folders: dict[str, str], config: str | None, as_of: date) -> dict[str, str]:
-    """Students not found at home, looked for in the other counties' exports."""
+def look_across(folders: dict[str, str], config: str | None, as_of: date) -> float:
+    """Students not found at home, looked for in the other counties' exports; its seconds."""
+    t0 = time.perf_counter()
     settings = load_settings(Path(config) if config else None)
     with no_data_in_errors("cross-county look-up"):
         shards = {c: staging.read_shard(Path(f), c) for c, f in folders.items()}
@@ -62,12 +65,13 @@ def look_across(folders: dict[str, str], config: str | None, as_of: date) -> dic
         for county, borrowed in lent.items():
             staging.write_borrowed(Path(folders[county]), borrowed)
     get_run_logger().info("cross-county links: %s", {c: b.links.height for c, b in lent.items()})
-    return folders
+    return time.perf_counter() - t0
 
 
 @task(**QUIET)
 def judge_county(county: str, folder: str, reports: str, run_id: str, config: str | None, as_of: date) -> dict:
-    """One county's rules, clerk items and workbooks (on a worker)."""
+    """One county's rules, clerk items and workbooks (on a worker): its counts and seconds."""
+    t0 = time.perf_counter()
     settings = load_settings(Path(config) if config else None)
     path = Path(folder)
     with no_data_in_errors(f"{county}: rules"):
@@ -79,7 +83,7 @@ def judge_county(county: str, folder: str, reports: str, run_id: str, config: st
         results = dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
         staging.write_results(path, results)
     write_reports(results, Path(reports), run_id)
-    return results.counts
+    return {"counts": results.counts, "seconds": time.perf_counter() - t0}
 
 
 def _settle(futures: dict, log) -> tuple[dict, dict[str, str]]:
@@ -118,10 +122,10 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
                 staging.write_previous(work / c, None if previous is None else Previous(*previous), c)
             folders = {c: str(work / c) for c in counties}
             matched, failed = _settle({c: match_county.submit(c, inbox, folders[c], config) for c in counties}, log)
-            lent = look_across.submit({c: folders[c] for c in matched}, config, as_of_date).result() if matched else {}
+            across = look_across.submit({c: folders[c] for c in matched}, config, as_of_date).result() if matched else 0.0
             out = reports_dir / f".staging-{run_id}"
-            judged, more = _settle({c: judge_county.submit(c, lent[c], str(out / c), run_id, config, as_of_date)
-                                    for c in lent}, log)
+            judged, more = _settle({c: judge_county.submit(c, folders[c], str(out / c), run_id, config, as_of_date)
+                                    for c in sorted(matched)}, log)
             failed.update(more)
             if not judged:
                 raise RuntimeError(f"every county failed: {failed}")
@@ -130,9 +134,12 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
                 county_tables, _ = staging.read_results(Path(folders[c]), c)
                 for name, frames in county_tables.items():
                     tables.setdefault(name, []).extend(frames)
-            totals = {k: sum(int(n.get(k, 0)) for n in judged.values()) for k in sorted({k for n in judged.values() for k in n})}
+            seconds = {c: {"match": round(matched[c], 2), "rules": round(judged[c]["seconds"], 2)} for c in judged}
+            per_county = {c: judged[c]["counts"] for c in sorted(judged)}
+            totals = {k: sum(int(n.get(k, 0)) for n in per_county.values())
+                      for k in sorted({k for n in per_county.values() for k in n})}
             totals.update(counties=len(counties), counties_failed=len(failed))
-            status = {c: {"status": "succeeded", "counts": judged[c]} for c in judged}
+            status = {c: {"status": "succeeded", "counts": per_county[c], "seconds": seconds[c]} for c in judged}
             status.update({c: {"status": "failed", "error": e} for c, e in failed.items()})
             error = "；".join(f"{c} failed: {e}" for c, e in sorted(failed.items())) or None
             store.finish_run(db_path, run_id=run_id, finished_at=now(), counts=totals, tables=tables,
@@ -153,5 +160,5 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
                                                                          if k in store.COUNT_COLUMNS}}
                                  for c, s in sorted(status.items())])
     log.info("province run %s finished: %d counties, %d failed", run_id, len(counties), len(failed))
-    return {**totals, "run_id": run_id, "reports": str(final), "failed": failed,
-            "per_county": {c: judged[c] for c in sorted(judged)}}
+    return {**totals, "run_id": run_id, "reports": str(final), "failed": failed, "per_county": per_county,
+            "seconds": seconds, "cross_county_seconds": round(across, 2)}

@@ -208,8 +208,11 @@ def _province(args: argparse.Namespace) -> int:
     print(f"\nrecon province: run {counts['run_id']} finished in {time.perf_counter() - t0:.1f} s, "
           f"{counts['counties']} counties")
     for county, n in counts["per_county"].items():
+        s = counts["seconds"][county]
         print(f"  {county:<8} roster {n['roster_rows']}, matched {n['matched']}, review {n['review']}, "
-              f"not found {n['not_found']}, items {n['discrepancies']}")
+              f"not found {n['not_found']}, items {n['discrepancies']} ({s['match']:.1f} s matching, "
+              f"{s['rules']:.1f} s rules and workbooks)")
+    print(f"  across counties  {counts['cross_county_seconds']:.1f} s")
     for county, error in sorted(counts["failed"].items()):
         print(f"  {county:<8} FAILED: {error}", file=sys.stderr)
     print(f"  reports        {counts['reports']}/<county>/")
