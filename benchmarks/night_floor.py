@@ -1,6 +1,6 @@
 """A county night beside its floor, on the same generated county, in one invocation.
 
-    .venv/bin/python benchmarks/night_floor.py [--households 5000] [--dir DIR]
+    .venv/bin/python benchmarks/night_floor.py [--households 3000] [--dir DIR]
 
 The floor does the least any tool must: read every file (xlsx and xls with calamine, CSV
 with polars, GB18030 when not UTF-8), one hash join on the ID number, write the records
@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 import xlsxwriter
 
-from countygen import SynthConfig, generate_county
+from _truth import add_county_args, county_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 ID_HEADERS = {"roster": ("身份证号", "学生身份证号", "身份证件号"), "dibao": ("成员身份证号",), "filing": ("证件号码", "身份证号")}
@@ -101,37 +101,36 @@ def floor(inbox: Path, out: Path) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--households", type=int, default=5000)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--dir", type=Path, default=None, help="generate into (or reuse) this county folder")
+    add_county_args(ap)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="recon-floor-"))
-    county = args.dir or tmp / "county"
-    try:
-        if not (county / "inbox").is_dir():
-            t0 = time.perf_counter()
-            summary = generate_county(county, SynthConfig(households=args.households, seed=args.seed))
-            print(f"generated in {time.perf_counter() - t0:.0f} s: {summary}", flush=True)
-        t0 = time.perf_counter()
-        got = floor(county / "inbox", tmp)
-        t_floor = time.perf_counter() - t0
-        print(f"floor: {t_floor:.1f} s ({got['records']} rows read, {got['links']} links, "
-              f"{got['unmatched']} unmatched roster rows written per school)", flush=True)
-        notes = json.loads((county / "truth" / "notes.json").read_text(encoding="utf-8"))
-        cmd = [str(ROOT / ".venv" / "bin" / "recon"), "run", "--inbox", str(county / "inbox"), "--db",
-               str(tmp / "recon.duckdb"), "--reports", str(tmp / "reports"), "--as-of", notes["reference_date"]]
-        if (county / "config").is_dir():
-            cmd += ["--config", str(county / "config")]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        t_run = time.perf_counter() - t0
-        if proc.returncode:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            sys.exit(proc.returncode)
-        print(proc.stdout[proc.stdout.find("recon: run"):].splitlines()[1])
-        print(f"recon run: {t_run:.1f} s; floor: {t_floor:.1f} s; ratio {t_run / t_floor:.1f}x (target <= 5x)")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with county_dir(args) as county:
+        try:
+            _compare(county, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compare(county: Path, tmp: Path) -> None:
+    """Time the floor, then `recon run`, on one county; print both and the ratio."""
+    t0 = time.perf_counter()
+    got = floor(county / "inbox", tmp)
+    t_floor = time.perf_counter() - t0
+    print(f"floor: {t_floor:.1f} s ({got['records']} rows read, {got['links']} links, "
+          f"{got['unmatched']} unmatched roster rows written per school)", flush=True)
+    notes = json.loads((county / "truth" / "notes.json").read_text(encoding="utf-8"))
+    cmd = [str(ROOT / ".venv" / "bin" / "recon"), "run", "--inbox", str(county / "inbox"), "--db",
+           str(tmp / "recon.duckdb"), "--reports", str(tmp / "reports"), "--as-of", notes["reference_date"]]
+    if (county / "config").is_dir():
+        cmd += ["--config", str(county / "config")]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    t_run = time.perf_counter() - t0
+    if proc.returncode:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        sys.exit(proc.returncode)
+    print(proc.stdout[proc.stdout.find("recon: run"):].splitlines()[1])
+    print(f"recon run: {t_run:.1f} s; floor: {t_floor:.1f} s; ratio {t_run / t_floor:.1f}x (target <= 5x)")
 
 
 if __name__ == "__main__":

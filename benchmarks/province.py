@@ -80,6 +80,7 @@ def main() -> None:
             cmd = [str(ROOT / ".venv" / "bin" / "recon"), "province", "--inbox", str(prov / "inbox"),
                    "--db", str(out / "recon.duckdb"), "--reports", str(out / "reports"),
                    "--as-of", notes["reference_date"], "--config", str(prov / "config"), "--workers", str(workers)]
+            (out / ".prefect").mkdir(parents=True)
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**_env(), "PREFECT_HOME": str(out / ".prefect")})
             took = time.perf_counter() - t0

@@ -28,7 +28,7 @@ from reconcile.config import Settings, load_settings
 from reconcile.errors import ReconError, redact
 
 __all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
-           "remove_leftovers", "swap_reports", "now", "StepError"]
+           "remove_leftovers", "swap_reports", "now", "new_run", "StepError"]
 
 TIMEZONE = "Asia/Shanghai"
 TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' workbooks
@@ -168,6 +168,14 @@ def now() -> datetime:
     return datetime.now(ZoneInfo(TIMEZONE))
 
 
+def new_run(as_of: str | None) -> tuple[datetime, date, date, str]:
+    """A run's start, night (its local date: reruns of a night replace each other), as-of
+    date (default the night) and id."""
+    started = now()
+    night = started.date()
+    return started, night, date.fromisoformat(as_of) if as_of else night, f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
 def swap_reports(staging: Path, final: Path) -> None:
     old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:6]}")
     if final.exists():
@@ -183,10 +191,7 @@ def nightly_reconciliation(
 ) -> dict[str, int]:
     """Reconcile one inbox; publish to DuckDB and write the clerks' workbooks."""
     log = get_run_logger()
-    started = now()
-    night = started.date()
-    as_of_date = date.fromisoformat(as_of) if as_of else night
-    run_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    started, night, as_of_date, run_id = new_run(as_of)
     db_path, reports_dir = Path(db), Path(reports)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from reconcile import crosscounty, ingest, pipeline, report, review, staging, st
 from reconcile.completeness import Previous
 from reconcile.config import load_settings
 from reconcile.errors import redact
-from flows.nightly import QUIET, no_data_in_errors, now, remove_leftovers, swap_reports, write_reports
+from flows.nightly import QUIET, new_run, no_data_in_errors, now, remove_leftovers, swap_reports, write_reports
 
 __all__ = ["province_reconciliation", "task_runner"]
 
@@ -103,10 +102,7 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
                             config: str | None = None) -> dict:
     """Reconcile every county of a province inbox; publish to one DuckDB; workbooks per county."""
     log = get_run_logger()
-    started = now()
-    night = started.date()
-    as_of_date = date.fromisoformat(as_of) if as_of else night
-    run_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    started, night, as_of_date, run_id = new_run(as_of)
     db_path, reports_dir = Path(db), Path(reports)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     work = db_path.parent / f".province-{run_id}"
