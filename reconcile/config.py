@@ -24,6 +24,9 @@ __all__ = [
     "Settings",
     "load_settings",
     "CheckSettings",
+    "StoreSettings",
+    "NotifySettings",
+    "load_notify",
     "load_policies",
 ]
 
@@ -104,6 +107,23 @@ class CheckSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """How long the store keeps what (store.toml [retention])."""
+
+    records_nights: int = 30  # records and row_problems: the newest N nights with a succeeded run
+    history_days: int = 1095  # discrepancies, matches, item_refs, runs, reviews, ...: three years
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Whom a failed or missed night is told (notify.toml); nothing is sent when both are unset."""
+
+    webhook_url: str | None = None
+    command: tuple[str, ...] = ()
+    timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
 class Settings:
     header_aliases: Mapping[str, Mapping[str, tuple[str, ...]]]
     codes: Mapping[str, Mapping[str, str]]
@@ -113,6 +133,8 @@ class Settings:
     sources: tuple[Path, ...] = field(default=())
     policies: tuple[Any, ...] = field(default=())  # reconcile.policy.Policy, one per county and school year
     checks: CheckSettings = field(default_factory=CheckSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -199,6 +221,59 @@ def _check_settings(raw: Mapping[str, Any]) -> CheckSettings:
     return out
 
 
+def _store_settings(raw: Mapping[str, Any]) -> StoreSettings:
+    where = "store.toml"
+    ret = raw.get("retention", {})
+    unknown = sorted(set(ret) - {"records_nights", "history_days"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys retention.{unknown[0]}")
+    d = StoreSettings()
+    out: dict[str, int] = {}
+    for key in ("records_nights", "history_days"):
+        value = ret.get(key, getattr(d, key))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: retention.{key} must be a whole number of at least 1")
+        out[key] = value
+    if out["history_days"] < out["records_nights"]:
+        raise ConfigError(f"{where}: retention.history_days must be at least retention.records_nights")
+    return StoreSettings(**out)
+
+
+def _notify_settings(raw: Mapping[str, Any]) -> NotifySettings:
+    where = "notify.toml"
+    unknown = sorted(set(raw) - {"webhook_url", "command", "timeout_s"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]}")
+    url = raw.get("webhook_url") or None
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise ConfigError(f"{where}: webhook_url must be an http:// or https:// address")
+    command = raw.get("command", [])
+    if isinstance(command, str) or not all(isinstance(c, str) for c in command):
+        raise ConfigError(f"{where}: command must be a list of strings, e.g. [\"/usr/local/bin/tell\", \"--to\", \"x\"]")
+    try:
+        timeout = float(raw.get("timeout_s", 20.0))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: timeout_s must be a number of seconds") from None
+    return NotifySettings(webhook_url=url, command=tuple(command), timeout_s=timeout)
+
+
+def _config_dirs(config_dir: Path | None) -> list[Path]:
+    return [PACKAGE_CONFIG] + ([Path(config_dir)] if config_dir is not None else [])
+
+
+def _merged(dirs: list[Path], name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dirs:
+        if (d / name).exists():
+            out = _merge(out, _read_toml(d / name))
+    return out
+
+
+def load_notify(config_dir: Path | None = None) -> NotifySettings:
+    """notify.toml alone: the failure hook reads it even when the rest of a config is broken."""
+    return _notify_settings(_merged(_config_dirs(config_dir), "notify.toml"))
+
+
 def load_policies(dirs: list[Path]) -> tuple[tuple[Any, ...], list[Path]]:
     """Policy files from each dir's policy/ folder; a later dir's file for the same county and
     school year replaces an earlier one. A wrong file raises ConfigError naming file and key."""
@@ -257,4 +332,6 @@ def load_settings(config_dir: Path | None = None) -> Settings:
         sources=tuple(used + policy_files),
         policies=policies,
         checks=_check_settings(raw_checks),
+        store=_store_settings(_merged(dirs, "store.toml")),
+        notify=_notify_settings(_merged(dirs, "notify.toml")),
     )

@@ -1,7 +1,7 @@
-"""The DuckDB store analysts query: run bookkeeping, atomic publish, a single writer.
+"""The DuckDB store analysts query: run bookkeeping, retention, atomic publish, one writer.
 
-Tables (all keyed by ``run_id``; a night's rerun replaces that night's data)
----------------------------------------------------------------------------
+Tables (declared in :data:`TABLES`; every table but ``runs`` and ``reviews`` is keyed by ``run_id``)
+----------------------------------------------------------------------------------------------
 
 ``runs`` — one row per nightly run.
     ``run_id`` VARCHAR primary key; ``started_at`` / ``finished_at`` TIMESTAMPTZ;
@@ -43,46 +43,50 @@ Tables (all keyed by ``run_id``; a night's rerun replaces that night's data)
     ``system_file``, ``system_sheet``, ``system_row`` BIGINT, ``field``, ``value``,
     ``system_value``, ``message`` (Chinese), ``school``, ``town``.
 
+``item_refs`` — each run's item map (``item_ref`` → ``item_key``, ``fingerprint``, ``kind``,
+    ``school``, ``town``); kept when a rerun supersedes the run (``read_item_map``).
+
 Join records to matches on ``(run_id, source='roster', rec=roster_rec)`` and
 ``(run_id, source=system, rec=system_rec)``, or on the lineage columns.
-Only succeeded runs have rows in the data tables: a run stores its data at
-``finish_run`` in one step, a failed run stores none and leaves earlier data untouched,
-and a later run of the same ``night`` deletes the earlier run's data (its ``runs`` row
-stays, status ``superseded``).
+Only succeeded runs have rows in the run tables: a run stores its rows at ``finish_run`` in
+one step, a failed run stores none and leaves earlier rows untouched, and a later run of
+the same ``night`` drops the earlier run's rows (its ``runs`` row stays, status
+``superseded``; its ``item_refs`` stay).
 
-Publishing
-----------
-Analysts keep the published file open read-only, and DuckDB lets only one process hold a
-file while someone writes it. So the published file is never written in place: every
-change (``begin_run``, ``finish_run``, ``fail_run``) copies it to
-``.{name}.{run_id}.tmp`` in the same directory, applies the change there, checkpoints,
-closes, fsyncs and ``os.replace``-s the copy over the published path. Open connections
-keep reading the file they opened (the old data); new connections see the new file.
+Storage and retention
+---------------------
+``runs`` and ``reviews`` live in a small catalog file; every other table is one Parquet
+file per run, written once, that the catalog lists and reads through views of the same
+names (:mod:`reconcile.catalog`, :mod:`reconcile.partitions`). A night's publish writes its
+own files and a copy of the catalog, whatever the number of nights stored. ``records`` and
+``row_problems`` are kept for the newest ``records_nights`` nights; everything else (and
+``runs``, ``reviews``) for ``history_days`` (``store.toml``, :class:`~reconcile.config.StoreSettings`).
+Adding a table is a declaration in :data:`TABLES` (a run table by default; name it in
+:data:`SHORT_LIVED` to keep it as briefly as ``records``).
+
 Writers are serialised by :class:`RunLock` (an ``flock`` on ``{db_path}.lock``); hold it
 for the whole run. Each call takes it briefly itself when this process does not hold it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import json
 import logging
-import os
 import re
-import shutil
-import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from reconcile.errors import ReconError, RunLockedError
+from reconcile import atomic_files, catalog, partitions
+from reconcile.config import StoreSettings
+from reconcile.errors import ReconError
 from reconcile.fields import FIELDS, ID_FIELDS, LINEAGE, SOURCES
+from reconcile.run_lock import RunLock, writer
 
 __all__ = [
     "RunLock",
@@ -91,17 +95,31 @@ __all__ = [
     "fail_run",
     "open_readonly",
     "TABLES",
+    "CATALOG_TABLES",
     "DATA_TABLES",
+    "SHORT_LIVED",
+    "KEPT_WHEN_SUPERSEDED",
     "COUNT_COLUMNS",
     "INTERRUPTED_ERROR",
+    "ITEM_REF_COLUMNS",
     "schema_sql",
     "VIEWS",
     "add_reviews",
     "read_reviews",
     "read_previous",
+    "read_item_map",
+    "read_runs",
+    "run_state",
+    "DiskFullError",
+    "FileHeldError",
+    "ForeignDatabaseError",
 ]
 
 log = logging.getLogger(__name__)
+
+DiskFullError = atomic_files.DiskFullError
+FileHeldError = atomic_files.FileHeldError
+ForeignDatabaseError = catalog.ForeignDatabaseError
 
 INTERRUPTED_ERROR = "运行中断：进程在完成前结束 (run interrupted: the process ended before finishing)"
 
@@ -257,10 +275,24 @@ TABLES: dict[str, dict[str, str]] = {
         "village": "VARCHAR", "head_name": "VARCHAR", "status_before": "VARCHAR", "status_now": "VARCHAR",
         "export_incomplete": "BOOLEAN", "students": "BIGINT", "student_rows": "VARCHAR", "message": "VARCHAR",
     },
+    # Each run's item map (issue 12, the clerks' round trip): kept when a same-night rerun
+    # supersedes the run, and as long as discrepancies, so a superseded run's returned
+    # workbook can still be read (store.read_item_map).
+    "item_refs": {
+        "run_id": "VARCHAR", "item_ref": "BIGINT", "item_key": "VARCHAR", "fingerprint": "VARCHAR",
+        "kind": "VARCHAR", "school": "VARCHAR", "town": "VARCHAR",
+    },
 }
 
-# The tables finish_run fills from frames (everything but `runs` and `reviews`).
-DATA_TABLES: tuple[str, ...] = tuple(t for t in TABLES if t not in ("runs", "reviews"))
+# Tables kept in the catalog itself (not per run); every other table is a run table.
+CATALOG_TABLES: tuple[str, ...] = ("runs", "reviews")
+# The tables finish_run fills from frames.
+DATA_TABLES: tuple[str, ...] = tuple(t for t in TABLES if t not in CATALOG_TABLES)
+# Run tables kept only for the newest `records_nights` nights (the bulk of every night).
+SHORT_LIVED: tuple[str, ...] = ("records", "row_problems")
+# Run tables a same-night rerun does not drop.
+KEPT_WHEN_SUPERSEDED: tuple[str, ...] = ("item_refs",)
+ITEM_REF_COLUMNS: tuple[str, ...] = tuple(c for c in TABLES["item_refs"] if c != "run_id")
 
 
 def _q(identifier: str) -> str:
@@ -268,295 +300,26 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _ddl(table: str) -> str:
-    cols = ",\n    ".join(f"{_q(c)} {t}" for c, t in TABLES[table].items())
-    return f"CREATE TABLE IF NOT EXISTS {_q(table)} (\n    {cols}\n)"
-
-
 def schema_sql() -> str:
-    """The DDL of every table, for the README or a notebook."""
-    return ";\n\n".join(_ddl(t) for t in TABLES) + ";\n"
+    """The DDL of every table, for the README or a notebook (run tables are views over
+    Parquet in the store, with these columns)."""
+    return ";\n\n".join(
+        f"CREATE TABLE {_q(t)} (\n    " + ",\n    ".join(f"{_q(c)} {ty}" for c, ty in cols.items()) + "\n)"
+        for t, cols in TABLES.items()) + ";\n"
 
 
-# --------------------------------------------------------------------------- locking
-
-# Lock files this process holds (resolved path -> lock), so the write functions know
-# whether they run under the caller's lock or must take it themselves.
-_HELD: dict[str, "RunLock"] = {}
-
-
-def _lock_path(db_path: Path) -> Path:
-    return Path(f"{Path(db_path)}.lock")
+def _schema() -> catalog.Schema:
+    """Read at each call, so that tables declared after import are included."""
+    return catalog.Schema(
+        catalog_tables={t: TABLES[t] for t in CATALOG_TABLES},
+        run_tables={t: c for t, c in TABLES.items() if t not in CATALOG_TABLES},
+        views=VIEWS,
+    )
 
 
-class RunLock:
-    """Exclusive writer lock: an ``fcntl.flock`` on ``{db_path}.lock``.
-
-    Waits up to ``wait_s`` seconds (default: not at all), then raises
-    :class:`~reconcile.errors.RunLockedError`. The lock dies with the process, so a killed
-    run never leaves a stale lock behind. Not re-entrant: a second ``RunLock`` on the same
-    database, even in the same process, fails while the first is held.
-    """
-
-    def __init__(self, db_path: Path | str, *, wait_s: float = 0.0) -> None:
-        self.db_path = Path(db_path)
-        self.path = _lock_path(self.db_path)
-        self.wait_s = float(wait_s)
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> "RunLock":
-        if self._fd is not None:
-            raise RuntimeError("RunLock is not re-entrant")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + max(self.wait_s, 0.0)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        raise
-                    if time.monotonic() >= deadline:
-                        holder = _read_holder(fd)
-                        raise RunLockedError(
-                            f"另一个运行正在写入数据库，请等它结束后再试 "
-                            f"(another run holds the writer lock {str(self.path)!r}"
-                            f"{', pid ' + holder if holder else ''}; "
-                            f"waited {self.wait_s:g} s)"
-                        ) from None
-                    time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
-        except BaseException:
-            os.close(fd)
-            raise
-        # Record who holds it, for the message another process may show.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        _HELD[_key(self.db_path)] = self
-        return self
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        if _HELD.get(_key(self.db_path)) is self:
-            del _HELD[_key(self.db_path)]
-        try:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return ""
-    return text if text.isdigit() else ""
-
-
-def _key(db_path: Path) -> str:
-    return str(Path(db_path).resolve())
-
-
-@contextlib.contextmanager
-def _writer(db_path: Path) -> Iterator[None]:
-    """Run under this process's RunLock for db_path, taking it briefly if not held."""
-    if _key(db_path) in _HELD:
-        yield
-        return
-    with RunLock(db_path):
-        yield
-
-
-# --------------------------------------------------------------------------- publishing
-
-_WRITE_SUFFIXES = ("", ".wal")
-
-# DuckDB's own memory, per write: by default it may take 80 % of the machine, on top of
-# the frames the run holds. Large inserts spill to its temp folder beside the file.
-DUCKDB_MEMORY_LIMIT = "256MB"
-INSERT_SLICE_ROWS = 100_000
-
-
-def _tmp_path(db_path: Path, run_id: str) -> Path:
-    safe = re.sub(r"[^0-9A-Za-z._-]", "_", run_id)
-    return db_path.parent / f".{db_path.name}.{safe}.tmp"
-
-
-def _spill_dir(tmp: Path) -> Path:
-    """DuckDB's temp folder for one write (matched by ``_remove_stale``'s pattern)."""
-    return tmp.with_name(f"{tmp.name}.spill")
-
-
-def _remove_stale(db_path: Path) -> None:
-    """Remove temp files (and spill folders) a killed writer left (only ever called under the lock)."""
-    for p in db_path.parent.glob(f".{_glob_escape(db_path.name)}.*.tmp*"):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-
-
-def _glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def _fsync_path(path: Path, *, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (os.O_DIRECTORY if directory else 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _pause_point(op: str, point: str) -> None:
-    """Test hook for kill -9 tests: with RECON_TEST_PAUSE_AT='{op}:{point}' (e.g.
-    'finish:before_replace'), touch RECON_TEST_PAUSE_FILE and sleep, so a test can kill
-    the process exactly there. Does nothing unless the variable is set."""
-    if os.environ.get("RECON_TEST_PAUSE_AT") != f"{op}:{point}":
-        return
-    marker = os.environ.get("RECON_TEST_PAUSE_FILE")
-    if marker:
-        Path(marker).write_text(str(os.getpid()))
-    time.sleep(float(os.environ.get("RECON_TEST_PAUSE_S", "60")))
-
-
-def _publish(db_path: Path, run_id: str, change: Callable[[duckdb.DuckDBPyConnection], None],
-             op: str = "write") -> None:
-    """Copy the published file, apply `change` to the copy, swap it in atomically."""
-    db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with _writer(db_path):
-        _remove_stale(db_path)
-        tmp = _tmp_path(db_path, run_id)
-        try:
-            if db_path.exists():
-                shutil.copyfile(db_path, tmp)
-            _pause_point(op, "after_copy")
-            con = duckdb.connect(str(tmp), config={"memory_limit": DUCKDB_MEMORY_LIMIT,
-                                                  "temp_directory": str(_spill_dir(tmp))})
-            try:
-                _ensure_schema(con)
-                # No transaction around the change: the private copy is the unit of
-                # atomicity (on any failure it is deleted, unpublished), and statements
-                # that commit one by one let DuckDB write each inserted slice out instead
-                # of holding the whole night in transaction-local memory.
-                change(con)
-                _pause_point(op, "after_change")
-                con.execute("CHECKPOINT")
-            finally:
-                con.close()
-            wal = Path(f"{tmp}.wal")
-            if wal.exists():  # a checkpointed, closed database leaves none; be safe
-                raise ReconError(f"DuckDB left a write-ahead log next to {tmp.name}; not publishing")
-            _fsync_path(tmp)
-            _pause_point(op, "before_replace")
-            os.replace(tmp, db_path)
-            _pause_point(op, "after_replace")
-            _fsync_path(db_path.parent, directory=True)
-        finally:
-            for suffix in _WRITE_SUFFIXES:
-                with contextlib.suppress(FileNotFoundError):
-                    Path(f"{tmp}{suffix}").unlink()
-            shutil.rmtree(_spill_dir(tmp), ignore_errors=True)
-
-
-def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables; add columns a newer fields.py introduced."""
-    for table, columns in TABLES.items():
-        con.execute(_ddl(table))
-        have = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = 'main' AND table_name = ?",
-                [table],
-            ).fetchall()
-        }
-        for col, typ in columns.items():
-            if col not in have:
-                typ = typ.replace(" PRIMARY KEY", "")
-                con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(col)} {typ}")
-    for name, sql in VIEWS.items():
-        con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {sql}")
-
-
-# --------------------------------------------------------------------------- helpers
-
-_ID_RUN = re.compile(r"(?<![0-9])[0-9]{14,17}[0-9Xx](?![0-9])")
-
-
-def _scrub(text: str, limit: int = 4000) -> str:
-    """Keep ID-like digit runs out of stored error text (privacy), cap the length."""
-    text = _ID_RUN.sub(lambda m: m.group(0)[:6] + "*" * (len(m.group(0)) - 6), text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.astimezone()
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def _count(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _run_status(con: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
-    rows = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()
-    return rows[0][0] if rows else None
-
-
-def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str,
-                  frames: pl.DataFrame | Sequence[pl.DataFrame]) -> int:
-    """Insert one frame, or several with different columns, a slice at a time: only one
-    slice is ever converted to Arrow, so a county-wide insert stays within DuckDB's
-    memory limit instead of doubling the frame in memory."""
-    columns = TABLES[table]
-    total = 0
-    for frame in [frames] if isinstance(frames, pl.DataFrame) else frames:
-        keep = [c for c in frame.columns if c in columns and c != "run_id"]
-        extra = [c for c in frame.columns if c not in columns and c != "run_id"]
-        if extra:
-            log.debug("store: %s ignores columns %s", table, extra)  # names only, never values
-        if frame.height == 0 or not keep:
-            continue
-        view = f"_recon_in_{table}"
-        cols = ", ".join(_q(c) for c in keep)
-        for start in range(0, frame.height, INSERT_SLICE_ROWS):
-            con.register(view, frame.slice(start, INSERT_SLICE_ROWS).select(keep).to_arrow())
-            # On failure the private copy and its connection are discarded: no
-            # unregister there (it would raise and hide the real error).
-            con.execute(
-                f"INSERT INTO {_q(table)} BY NAME SELECT ?::VARCHAR AS run_id, {cols} FROM {_q(view)}",
-                [run_id],
-            )
-            con.unregister(view)
-        total += frame.height
-    return total
+def _commit(db_path: Path, *, op: str, tag: str, change, **kw: Any) -> None:
+    with writer(Path(db_path)):
+        catalog.commit(Path(db_path), _schema(), op=op, tag=tag, change=change, **kw)
 
 
 # --------------------------------------------------------------------------- API
@@ -571,7 +334,12 @@ def begin_run(
     as_of: date,
     parameters: dict,
 ) -> None:
-    """Record a new 'running' run; runs still 'running' from a killed process become 'failed'."""
+    """Record a new 'running' run; runs still 'running' from a killed process become 'failed'.
+
+    Refuses (ForeignDatabaseError) a --db file recon did not create, migrates a version-1
+    recon file, and refuses (FileHeldError) while someone holds the published file open
+    for writing. Files a killed run left are removed.
+    """
 
     def change(con: duckdb.DuckDBPyConnection) -> None:
         if _run_status(con, run_id) is not None:
@@ -586,7 +354,14 @@ def begin_run(
             [run_id, _aware(started_at), night, as_of, _json(parameters)],
         )
 
-    _publish(Path(db_path), run_id, change, "begin")
+    _commit(Path(db_path), op="begin", tag=run_id, change=change, sweep=True)
+
+
+def _item_refs(discrepancies: pl.DataFrame | Sequence[pl.DataFrame] | None) -> list[pl.DataFrame] | None:
+    if discrepancies is None:
+        return None
+    frames = [discrepancies] if isinstance(discrepancies, pl.DataFrame) else list(discrepancies)
+    return [f.select([c for c in ITEM_REF_COLUMNS if c in f.columns]) for f in frames]
 
 
 def finish_run(
@@ -595,70 +370,93 @@ def finish_run(
     run_id: str,
     finished_at: datetime,
     counts: dict,
-    tables: dict[str, pl.DataFrame | Sequence[pl.DataFrame] | None],
+    tables: Mapping[str, pl.DataFrame | Sequence[pl.DataFrame] | None],
+    retention: StoreSettings | None = None,
     county: str | None = None,
     counties: dict | None = None,
     error: str | None = None,
 ) -> None:
-    """Store the run's tables and mark it 'succeeded', replacing earlier runs of its night.
+    """Store the run's tables and mark it 'succeeded', replacing earlier runs of its night,
+    and drop what is past ``retention`` (default: :class:`StoreSettings`'s defaults).
+
+    ``tables`` maps table names (records, row_problems, matches, discrepancies, ...) to
+    frames, or to lists of frames (e.g. one per source: no need to concatenate them first);
+    missing columns are stored as NULL, columns the table doesn't know are ignored, a
+    ``run_id`` column in a frame is overwritten. A table not given gets no rows;
+    ``item_refs`` is taken from ``discrepancies`` unless given.
 
     ``county``: the county a county run is about (null for a province run); ``counties``
-    (a province run): each county's status, error and counts; ``error``: why some counties
-    failed while the others were published.
-
-    ``tables`` maps table names (records, row_problems, matches, discrepancies) to frames,
-    or to lists of frames (e.g. one per source: no need to concatenate them first); missing
-    columns are stored as NULL, columns the table doesn't know are ignored, a ``run_id``
-    column in a frame is overwritten. A table not given gets no rows.
+    (a province run): each county's status, error, counts and seconds; ``error``: why some
+    counties failed while the others were published.
     """
-    unknown = sorted(set(tables) - set(DATA_TABLES))
+    run_tables = [t for t in TABLES if t not in CATALOG_TABLES]  # read now: tables may be declared later
+    unknown = sorted(set(tables) - set(run_tables))
     if unknown:
-        raise ValueError(f"unknown tables {unknown}; expected some of {list(DATA_TABLES)}")
+        raise ValueError(f"unknown tables {unknown}; expected some of {run_tables}")
+    keep = retention or StoreSettings()
+    given = dict(tables)
+    if "item_refs" not in given:
+        given["item_refs"] = _item_refs(given.get("discrepancies"))
+    night = _night_of(Path(db_path), run_id)
 
     def change(con: duckdb.DuckDBPyConnection) -> None:
-        rows = con.execute("SELECT status, night FROM runs WHERE run_id = ?", [run_id]).fetchall()
-        if not rows:
-            raise ReconError(f"run {run_id!r} was never begun (call begin_run first)")
-        status, night = rows[0]
+        status = _run_status(con, run_id)
         if status != "running":
             raise ReconError(f"run {run_id!r} is {status!r}, not 'running'; cannot finish it")
-        earlier = [
-            r[0]
-            for r in con.execute(
-                "SELECT run_id FROM runs WHERE night = ? AND run_id <> ? AND status = 'succeeded'",
-                [night, run_id],
-            ).fetchall()
-        ]
+        earlier = [r[0] for r in con.execute(
+            "SELECT run_id FROM runs WHERE night = ? AND run_id <> ? AND status = 'succeeded'",
+            [night, run_id]).fetchall()]
         if earlier:
-            for table in DATA_TABLES:
-                con.execute(
-                    f"DELETE FROM {_q(table)} WHERE run_id IN (SELECT UNNEST(?::VARCHAR[]))",
-                    [earlier],
-                )
+            con.execute(
+                "DELETE FROM partitions WHERE run_id IN (SELECT UNNEST(?::VARCHAR[])) "
+                "AND table_name NOT IN (SELECT UNNEST(?::VARCHAR[]))",
+                [earlier, list(KEPT_WHEN_SUPERSEDED)])
             con.execute(
                 "UPDATE runs SET status = 'superseded', superseded_by = ? "
                 "WHERE run_id IN (SELECT UNNEST(?::VARCHAR[]))",
-                [run_id, earlier],
-            )
-        for table in DATA_TABLES:
-            if table in tables and tables[table] is not None:
-                _insert_frame(con, table, run_id, tables[table])
+                [run_id, earlier])
         sets = ", ".join(f"{_q(c)} = ?" for c in COUNT_COLUMNS)
         con.execute(
             f"UPDATE runs SET status = 'succeeded', error = ?, finished_at = ?, counts = ?, county = ?, counties = ?, "
             f"{sets} WHERE run_id = ?",
             [_scrub(error) if error else None, _aware(finished_at), _json(counts), county,
-             _json(counties) if counties is not None else None, *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id],
-        )
+             _json(counties) if counties is not None else None, *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id])
+        _apply_retention(con, keep)
 
-    _publish(Path(db_path), run_id, change, "finish")
+    frames = {t: given[t] for t in run_tables if given.get(t) is not None}
+    need = sum(partitions.estimate_bytes(f) for f in frames.values()) // 4  # type: ignore[arg-type]
+    _commit(Path(db_path), op="finish", tag=run_id, change=change, run_files=(night, run_id, frames), need_bytes=need)
+
+
+def _night_of(db_path: Path, run_id: str) -> date:
+    state = run_state(db_path, run_id)
+    if state is None:
+        raise ReconError(f"run {run_id!r} was never begun (call begin_run first)")
+    return state[1]
+
+
+def _apply_retention(con: duckdb.DuckDBPyConnection, keep: StoreSettings) -> None:
+    """records-like tables: the newest N nights with a succeeded run; the rest: history_days."""
+    con.execute(
+        "DELETE FROM partitions WHERE table_name IN (SELECT UNNEST(?::VARCHAR[])) AND night NOT IN ("
+        "SELECT DISTINCT night FROM runs WHERE status = 'succeeded' ORDER BY night DESC LIMIT ?)",
+        [list(SHORT_LIVED), keep.records_nights])
+    (newest,) = con.execute("SELECT max(night) FROM runs WHERE status = 'succeeded'").fetchall()[0]
+    if newest is None:
+        return
+    cutoff = newest - timedelta(days=keep.history_days)
+    con.execute("DELETE FROM partitions WHERE night < ?", [cutoff])
+    con.execute("DELETE FROM runs WHERE night < ?", [cutoff])
+    con.execute("DELETE FROM reviews WHERE CAST(imported_at AS DATE) < ?", [cutoff])
 
 
 def fail_run(db_path: Path, *, run_id: str, finished_at: datetime, error: str) -> None:
     """Mark the run 'failed' with ``error``; earlier runs' data stays as it was.
 
     A run that was never begun (begin_run itself failed) gets a 'failed' row of its own.
-    ID-shaped digit runs in ``error`` are masked before storing.
+    ID-shaped digit runs in ``error`` are masked before storing. When the disk is too full
+    to record it, the reason goes to the log and stderr (which need no space) and
+    DiskFullError is raised.
     """
     text = _scrub(str(error))
 
@@ -674,7 +472,14 @@ def fail_run(db_path: Path, *, run_id: str, finished_at: datetime, error: str) -
                 [_aware(finished_at), text, run_id],
             )
 
-    _publish(Path(db_path), run_id, change, "fail")
+    try:
+        # a failure is small to record: it may use what a run's margin keeps free
+        _commit(Path(db_path), op="fail", tag=run_id, change=change, strict=False,
+                margin=atomic_files.MIN_FREE_BYTES // 4)
+    except DiskFullError as exc:
+        atomic_files.say_without_space(f"run {run_id} failed: {text} — not recorded in the database: {exc}")
+        raise
+
 
 
 # --------------------------------------------------------------------------- analyst views
@@ -760,8 +565,6 @@ VIEWS: dict[str, str] = {
 
 def add_reviews(db_path: Path, reviews: pl.DataFrame) -> int:
     """Append clerks' decisions (columns of the ``reviews`` table) in one atomic publish."""
-    import uuid
-
     if reviews.height == 0:
         return 0
 
@@ -772,7 +575,8 @@ def add_reviews(db_path: Path, reviews: pl.DataFrame) -> int:
         con.execute(f"INSERT INTO reviews ({cols}) SELECT {cols} FROM _recon_in_reviews")
         con.unregister("_recon_in_reviews")
 
-    _publish(Path(db_path), f"review-{uuid.uuid4().hex[:8]}", change)
+    _commit(Path(db_path), op="review", tag=f"review-{uuid.uuid4().hex[:8]}", change=change,
+            need_bytes=int(reviews.estimated_size()))
     return reviews.height
 
 
@@ -781,14 +585,11 @@ def read_reviews(db_path: Path | str) -> pl.DataFrame:
     from reconcile.review import REVIEW_COLUMNS
 
     path = Path(db_path)
-    if not path.exists():
+    if not _exists(path):
         return pl.DataFrame(schema=REVIEW_COLUMNS)
     con = open_readonly(path)
     try:
-        have = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews'"
-        ).fetchall()[0][0]
-        if not have:
+        if not _has(con, "reviews"):
             return pl.DataFrame(schema=REVIEW_COLUMNS)
         cols = ", ".join(_q(c) for c in REVIEW_COLUMNS)
         frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").to_arrow_table())
@@ -797,26 +598,72 @@ def read_reviews(db_path: Path | str) -> pl.DataFrame:
     return frame.cast({c: t for c, t in REVIEW_COLUMNS.items()}, strict=False)
 
 
-def open_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the published database (for notebooks and tests).
-
-    It keeps seeing the file as it was when opened; call again to see a newer run. The file
-    is ATTACHed (as ``recon``, made the default) to a fresh in-memory database: a plain
-    ``duckdb.connect(path, read_only=True)`` in a process that still holds a connection to
-    the path reuses DuckDB's cached instance and so keeps showing the replaced file.
-    """
+def read_item_map(db_path: Path | str, run_id: str) -> pl.DataFrame:
+    """A run's item map (item_ref, item_key, fingerprint, kind, school, town), also for a
+    superseded run; an empty frame when the run or the database is unknown."""
+    types = {c: partitions.POLARS_TYPES[TABLES["item_refs"][c]] for c in ITEM_REF_COLUMNS}
     path = Path(db_path)
-    if not path.exists():
-        raise FileNotFoundError(f"no database at {path}")
-    con = duckdb.connect(":memory:")
+    if not _exists(path):
+        return pl.DataFrame(schema=types)
+    con = open_readonly(path)
     try:
-        literal = str(path.resolve()).replace("'", "''")
-        con.execute(f"ATTACH '{literal}' AS recon (READ_ONLY)")
-        con.execute("USE recon")
-    except BaseException:
+        if not _has(con, "item_refs"):
+            return pl.DataFrame(schema=types)
+        cols = ", ".join(_q(c) for c in ITEM_REF_COLUMNS)
+        table = con.sql(f"SELECT {cols} FROM item_refs WHERE run_id = ? ORDER BY item_ref, item_key",
+                        params=[run_id]).to_arrow_table()
+    finally:
         con.close()
-        raise
-    return con
+    return pl.from_arrow(table).cast(types)  # type: ignore[union-attr]
+
+
+def read_runs(db_path: Path | str) -> pl.DataFrame:
+    """Every run's bookkeeping row (run_id, status, night, started_at, finished_at, error);
+    empty when there is no database."""
+    cols = ("run_id", "status", "night", "started_at", "finished_at", "error")
+    types = {c: partitions.POLARS_TYPES[TABLES["runs"][c].replace(" PRIMARY KEY", "")] for c in cols}
+    path = Path(db_path)
+    if not _exists(path):
+        return pl.DataFrame(schema=types)
+    con = open_readonly(path)
+    try:
+        table = con.sql(f"SELECT {', '.join(cols)} FROM runs ORDER BY night, started_at").to_arrow_table()
+    finally:
+        con.close()
+    return pl.from_arrow(table).cast(types)  # type: ignore[union-attr]
+
+
+def run_state(db_path: Path | str, run_id: str) -> tuple[str, date] | None:
+    """A run's status and night, or None when the database does not know it."""
+    path = Path(db_path)
+    if not _exists(path):
+        return None
+    con = open_readonly(path)
+    try:
+        rows = con.execute("SELECT status, night FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    finally:
+        con.close()
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def open_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection where every table and view answers across nights.
+
+    It keeps seeing the store as it was when opened; call again to see a newer run. The
+    writer's catalog is ATTACHed (as ``recon``, made the default) to a fresh in-memory
+    database, so that a process that still holds a connection to it does not reuse
+    DuckDB's cached instance and keep showing a replaced file.
+    """
+    return catalog.connect_readonly(Path(db_path))
+
+
+def _exists(db_path: Path) -> bool:
+    return db_path.exists() or catalog.Layout(db_path).master.exists()
+
+
+def _has(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [name]).fetchall()[0][0])
 
 
 def read_previous(db_path: Path | str) -> tuple[str, pl.DataFrame, pl.DataFrame] | None:
@@ -824,7 +671,7 @@ def read_previous(db_path: Path | str) -> tuple[str, pl.DataFrame, pl.DataFrame]
     village, rows, households) and its system records (what the night-over-night checks
     compare with); None when there is no database or no succeeded run yet."""
     path = Path(db_path)
-    if not path.exists():
+    if not _exists(path):
         return None
     con = open_readonly(path)
     try:
@@ -850,3 +697,36 @@ def read_previous(db_path: Path | str) -> tuple[str, pl.DataFrame, pl.DataFrame]
     finally:
         con.close()
     return run_id, pl.from_arrow(counts), pl.from_arrow(records)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- helpers
+
+_ID_RUN = re.compile(r"(?<![0-9])[0-9]{14,17}[0-9Xx](?![0-9])")
+
+
+def _scrub(text: str, limit: int = 4000) -> str:
+    """Keep ID-like digit runs out of stored error text (privacy), cap the length."""
+    text = _ID_RUN.sub(lambda m: m.group(0)[:6] + "*" * (len(m.group(0)) - 6), text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.astimezone()
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _count(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _run_status(con: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
+    rows = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    return rows[0][0] if rows else None

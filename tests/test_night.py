@@ -131,7 +131,14 @@ def test_kill_9_mid_write_keeps_last_good_results(tmp_path: Path, point: str) ->
         [(st, err)] = _q(db, "select status, error from runs where run_id = 'killed'")
         assert st == "failed" and "interrupted" in err
     assert _q(db, "select run_id, count(*) from records group by run_id") == [("next", 500)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["paused", "recon.duckdb", "recon.duckdb.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["paused", "recon.duckdb", "recon.duckdb.d", "recon.duckdb.lock"]
+    root = tmp_path / "recon.duckdb.d"
+    assert sorted(p.name for p in root.iterdir()) == ["catalog.duckdb", "nights", "published.json"]
+    files = {p.parent.name for p in (root / "nights").rglob("*.parquet")}
+    # the killed run's files are gone unless it had published (then the next run's start
+    # deletes them, as it does the superseded run's: a reader opened before keeps its files)
+    assert "next" in files and ("killed" in files) == published
+    assert not [p for p in root.rglob("*") if p.is_file() and p.suffix not in (".parquet", ".duckdb", ".json")]
 
 
 # ---- two runs at once ------------------------------------------------------------------------
@@ -192,8 +199,8 @@ def _dump(db: Path) -> dict[str, list]:
 
     out = {}
     for t in DATA_TABLES:
-        # stored order (rowid), every column but run_id
-        out[t] = _q(db, f'select * exclude (run_id) from "{t}" order by rowid')
+        # every column but run_id, in stored order (one Parquet file per run, read in order)
+        out[t] = _q(db, f'select * exclude (run_id) from "{t}"')
     out["runs"] = _q(db, "select status, night, as_of, counts, roster_rows, matched, review, "
                          "not_found, discrepancies from runs")
     return out
