@@ -235,7 +235,7 @@ def stored_tables(results: Results, county: str | None = None) -> dict[str, pl.D
     return {
         "records": [tag(f) for f in results.records.values()],
         "row_problems": tag(results.problems),
-        "matches": tag(results.matches),
+        "matches": tag(results.matches).with_columns(pl.col("county").alias("system_county")),
         "discrepancies": tag(results.discrepancies),
         "export_problems": tag(results.export_problems),
         "household_changes": tag(results.household_changes),

@@ -46,8 +46,10 @@ Tables (declared in :data:`TABLES`; every table but ``runs`` and ``reviews`` is 
 ``item_refs`` — each run's item map (``item_ref`` → ``item_key``, ``fingerprint``, ``kind``,
     ``school``, ``town``); kept when a rerun supersedes the run (``read_item_map``).
 
-Join records to matches on ``(run_id, source='roster', rec=roster_rec)`` and
-``(run_id, source=system, rec=system_rec)``, or on the lineage columns.
+Join records to matches on ``(run_id, county, source='roster', rec=roster_rec)`` and
+``(run_id, county=system_county, source=system, rec=system_rec)`` (``rec`` counts within a
+county; in a province run a roster row may link to another county's record), or on the
+lineage columns.
 Only succeeded runs have rows in the run tables: a run stores its rows at ``finish_run`` in
 one step, a failed run stores none and leaves earlier rows untouched, and a later run of
 the same ``night`` drops the earlier run's rows (its ``runs`` row stays, status
@@ -496,9 +498,10 @@ VIEWS: dict[str, str] = {
         FROM discrepancies d JOIN latest_run lr USING (run_id)
         LEFT JOIN records rec ON rec.run_id = d.run_id AND rec.source = 'roster'
              AND rec.file = d.file AND rec.sheet = d.sheet AND rec.row = d.row""",
-    # Counts by town, school, stage, kind (and severity) for the newest run.
+    # Counts by county, town, school, stage, kind (and severity) for the newest run (town
+    # and school names repeat across the counties of a province).
     "discrepancy_totals": """
-        SELECT night, town, school, stage, kind, severity, count(*) AS n
+        SELECT night, county, town, school, stage, kind, severity, count(*) AS n
         FROM open_discrepancies GROUP BY ALL""",
     # Each succeeded run with the succeeded run before it.
     "run_pairs": """
@@ -506,13 +509,14 @@ VIEWS: dict[str, str] = {
         FROM runs WHERE status = 'succeeded'""",
     # Items night over night: new (not in the previous run), resolved (gone), still_open.
     "discrepancy_changes": """
-        WITH cur AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.school, d.town
+        WITH cur AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.county, d.school, d.town
                      FROM run_pairs p JOIN discrepancies d ON d.run_id = p.run_id),
-             prev AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.school, d.town
+             prev AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.county, d.school, d.town
                       FROM run_pairs p JOIN discrepancies d ON d.run_id = p.prev_run_id)
         SELECT coalesce(c.run_id, p.run_id) AS run_id, coalesce(c.night, p.night) AS night,
                coalesce(c.item_key, p.item_key) AS item_key, coalesce(c.kind, p.kind) AS kind,
-               coalesce(c.school, p.school) AS school, coalesce(c.town, p.town) AS town,
+               coalesce(c.county, p.county) AS county, coalesce(c.school, p.school) AS school,
+               coalesce(c.town, p.town) AS town,
                CASE WHEN p.item_key IS NULL THEN 'new' WHEN c.item_key IS NULL THEN 'resolved'
                     ELSE 'still_open' END AS change
         FROM cur c FULL OUTER JOIN prev p ON c.run_id = p.run_id AND c.item_key = p.item_key""",
@@ -526,10 +530,11 @@ VIEWS: dict[str, str] = {
         WITH lr AS (SELECT run_id, coalesce(as_of, night) AS as_of FROM latest_run),
         seen AS (
             SELECT s.id_norm FROM matches m JOIN records s ON s.run_id = m.run_id
-                   AND s.source = m.system AND s.rec = m.system_rec JOIN lr ON lr.run_id = m.run_id
+                   AND s.source = m.system AND s.rec = m.system_rec
+                   AND s.county IS NOT DISTINCT FROM coalesce(m.system_county, m.county) JOIN lr ON lr.run_id = m.run_id
             UNION SELECT r.id_norm FROM records r JOIN lr USING (run_id) WHERE r.source = 'roster'),
         kids AS (
-            SELECT rec.run_id, rec.source AS system, rec.town, rec.village, rec.household,
+            SELECT rec.run_id, rec.county, rec.source AS system, rec.town, rec.village, rec.household,
                    rec.name, rec.id_norm, rec.id_birth, date_sub('year', rec.id_birth, lr.as_of) AS age,
                    rec.school_status, rec.poverty_status, rec.status AS dibao_status,
                    rec.file, rec.sheet, rec.row
@@ -539,8 +544,8 @@ VIEWS: dict[str, str] = {
         WHERE age BETWEEN 6 AND 17 AND id_norm NOT IN (SELECT id_norm FROM seen WHERE id_norm IS NOT NULL)
         QUALIFY row_number() OVER (PARTITION BY id_norm ORDER BY system, file, sheet, row) = 1""",
     "coverage_by_town": """
-        SELECT town, count(*) AS children, count_if(age BETWEEN 6 AND 15) AS compulsory_age
-        FROM coverage_gaps GROUP BY town ORDER BY children DESC""",
+        SELECT county, town, count(*) AS children, count_if(age BETWEEN 6 AND 15) AS compulsory_age
+        FROM coverage_gaps GROUP BY county, town ORDER BY children DESC, county, town""",
     # Each reviewer's latest word per item (待核实 included).
     "review_decisions": """
         SELECT * FROM reviews
