@@ -19,6 +19,7 @@ someone changed since the last publish is kept aside, not overwritten.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -120,15 +121,13 @@ def _sql_str(text: str) -> str:
 
 
 def connect_readonly(db: Path) -> duckdb.DuckDBPyConnection:
-    """The catalog (or a not yet migrated version-1 file) attached read-only as ``recon``,
-    with relative Parquet paths resolved from the database's folder."""
+    """The catalog (or a not yet migrated version-1 file) attached read-only as ``recon``."""
     lay = Layout(Path(db))
     path = lay.master if lay.master.exists() else lay.db
     if not path.exists():
         raise FileNotFoundError(f"no database at {lay.db}")
     con = duckdb.connect(":memory:")
     try:
-        con.execute(f"SET file_search_path = {_sql_str(str(lay.db.parent.resolve()))}")
         con.execute(f"ATTACH {_sql_str(str(path.resolve()))} AS recon (READ_ONLY)")
         con.execute("USE recon")
     except BaseException:
@@ -215,7 +214,21 @@ def _open_tmp(lay: Layout, tmp: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _ensure_schema(con: duckdb.DuckDBPyConnection, schema: Schema) -> None:
+def _declaration_hash(schema: Schema, base: Path) -> str:
+    """Changes when a table, column or view is declared differently, or the folder moved."""
+    text = json.dumps([META_TABLES, schema.catalog_tables, schema.run_tables, schema.views, str(base)],
+                      sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _read_meta(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND table_name = 'recon_meta'").fetchall()[0][0]
+    return dict(con.execute("SELECT key, value FROM recon_meta").fetchall()) if have else {}
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection, schema: Schema, declared: str) -> None:
+    """Create missing tables and columns, mark the file (only when the declaration changed)."""
     for table, columns in {**META_TABLES, **schema.catalog_tables}.items():
         con.execute(_ddl(table, columns))
         have = {r[0] for r in con.execute(
@@ -224,24 +237,23 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, schema: Schema) -> None:
         for col, typ in columns.items():
             if col not in have:
                 con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(col)} {typ.replace(' PRIMARY KEY', '')}")
-    con.execute("INSERT OR REPLACE INTO recon_meta VALUES ('program', 'recon'), ('schema_version', ?)",
-                [str(SCHEMA_VERSION)])
+    con.execute("INSERT OR REPLACE INTO recon_meta VALUES ('program', 'recon'), ('schema_version', ?), "
+                "('declaration', ?)", [str(SCHEMA_VERSION), declared])
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, schema: Schema, base: Path | None = None) -> None:
-    """Views over the listed files; with ``base``, run-table views name absolute paths
-    (the published copy: analysts' own tools then need no search path)."""
+def _create_views(con: duckdb.DuckDBPyConnection, schema: Schema, base: Path, *, analyst_views: bool) -> None:
+    """Run-table views over the listed files (absolute paths: analysts' own tools, opening
+    the published copy from anywhere, need no search path), then the analyst views."""
     listed = con.execute("SELECT table_name, columns_hash, list(path ORDER BY night, run_id) FROM partitions "
                          "GROUP BY ALL ORDER BY table_name, min(night)").fetchall()
     groups: dict[str, list[list[str]]] = {}
     for table, _, files in listed:
-        groups.setdefault(table, []).append([str(base / f) if base else f for f in files])
+        groups.setdefault(table, []).append([str(base / f) for f in files])
     for table, columns in schema.run_tables.items():
         con.execute(f"CREATE OR REPLACE VIEW {_q(table)} AS {partitions.view_sql(table, columns, groups.get(table, []))}")
-    if base is not None:
-        return
-    for name, sql in schema.views.items():
-        con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {sql}")
+    if analyst_views:
+        for name, sql in schema.views.items():
+            con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {sql}")
 
 
 def _write_run_files(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema, night: date, run_id: str,
@@ -337,7 +349,7 @@ def _migrate(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema, mode: 
     log.info("store: migrated %s to schema version %d (%d run tables)", lay.db.name, SCHEMA_VERSION, moved)
 
 
-def _publish_copy(lay: Layout, schema: Schema, mode: int, *, strict: bool) -> None:
+def _publish_copy(lay: Layout, mode: int, *, strict: bool) -> None:
     """Copy the committed catalog over ``<db>`` for analysts' own tools."""
     holder = af.held_for_writing(lay.db)
     if holder is not None:
@@ -350,12 +362,6 @@ def _publish_copy(lay: Layout, schema: Schema, mode: int, *, strict: bool) -> No
     tmp = lay.tmp("publish")
     try:
         shutil.copyfile(lay.master, tmp)
-        con = duckdb.connect(str(tmp), config={"memory_limit": DUCKDB_MEMORY_LIMIT})
-        try:
-            _create_views(con, schema, base=lay.db.parent.resolve())
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
         os.chmod(tmp, mode)
         af.fsync_path(tmp)
         os.replace(tmp, lay.db)
@@ -411,7 +417,7 @@ def commit(
     op: str,
     tag: str,
     change: Callable[[duckdb.DuckDBPyConnection], None],
-    run_files: tuple[date, str, Mapping[str, object]] | None = None,
+    run_files: tuple[date | None, str, Mapping[str, object]] | None = None,  # (night or from runs, run_id, tables)
     need_bytes: int = 0,
     sweep: bool = False,
     strict: bool = True,
@@ -431,10 +437,7 @@ def commit(
     if strict and (holder := af.held_for_writing(lay.db)) is not None:
         raise af.FileHeldError(_held_message(lay, holder))
     migrate = False
-    if lay.master.exists():
-        _, _, meta = _inspect(lay.master)
-        _check_version(lay.master, meta)
-    elif lay.db.exists():
+    if not lay.master.exists() and lay.db.exists():
         tables, views, meta = _inspect(lay.db)
         if meta:
             _check_version(lay.db, meta)
@@ -452,6 +455,7 @@ def commit(
     af.check_free_space(lay.root, need_bytes + 2 * master_size + 2 * legacy_size, f"{op} of {tag}", margin)
     tmp = lay.tmp(tag)
     written: list[Path] = []
+    new_dir: Path | None = None
     keep: set[str] = set()
     committed = False
     try:
@@ -460,14 +464,29 @@ def commit(
         af.pause_point(op, "after_copy")
         con = _open_tmp(lay, tmp)
         try:
-            _ensure_schema(con, schema)
+            meta = _read_meta(con)
+            if meta:
+                _check_version(lay.master, meta)
+            base = lay.db.parent.resolve()
+            declared = _declaration_hash(schema, base)
+            redeclared = meta.get("declaration") != declared
+            if redeclared:
+                _ensure_schema(con, schema, declared)
             if migrate:
                 _migrate(con, lay, schema, mode)
             if run_files is not None:
                 night, run_id, frames = run_files
+                found = con.execute("SELECT night, status FROM runs WHERE run_id = ?", [run_id]).fetchall()
+                if not found:
+                    raise ReconError(f"run {run_id!r} was never begun (call begin_run first)")
+                if found[0][1] != "running":  # its files, if any, are published: never touch them
+                    raise ReconError(f"run {run_id!r} is {found[0][1]!r}, not 'running'; cannot finish it")
+                night = night or found[0][0]
+                new_dir = lay.run_dir(night, run_id)
                 written = _write_run_files(con, lay, schema, night, run_id, frames, mode)
             change(con)
-            _create_views(con, schema)
+            if redeclared or migrate or run_files is not None:
+                _create_views(con, schema, base, analyst_views=redeclared or migrate)
             af.pause_point(op, "after_change")
             keep = _referenced(con)
             con.execute("CHECKPOINT")
@@ -498,9 +517,9 @@ def commit(
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         shutil.rmtree(tmp.with_name(tmp.name + ".spill"), ignore_errors=True)
-        if not committed and run_files is not None:
-            shutil.rmtree(lay.run_dir(run_files[0], run_files[1]), ignore_errors=True)  # partly written too
-    _publish_copy(lay, schema, mode, strict=strict)
+        if not committed and new_dir is not None:
+            shutil.rmtree(new_dir, ignore_errors=True)  # partly written files too
+    _publish_copy(lay, mode, strict=strict)
     if sweep:
         _remove_unreferenced(lay, keep)
 

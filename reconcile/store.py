@@ -399,15 +399,14 @@ def finish_run(
     given = dict(tables)
     if "item_refs" not in given:
         given["item_refs"] = _item_refs(given.get("discrepancies"))
-    night = _night_of(Path(db_path), run_id)
 
     def change(con: duckdb.DuckDBPyConnection) -> None:
         status = _run_status(con, run_id)
         if status != "running":
             raise ReconError(f"run {run_id!r} is {status!r}, not 'running'; cannot finish it")
         earlier = [r[0] for r in con.execute(
-            "SELECT run_id FROM runs WHERE night = ? AND run_id <> ? AND status = 'succeeded'",
-            [night, run_id]).fetchall()]
+            "SELECT run_id FROM runs WHERE night = (SELECT night FROM runs WHERE run_id = ?) "
+            "AND run_id <> ? AND status = 'succeeded'", [run_id, run_id]).fetchall()]
         if earlier:
             con.execute(
                 "DELETE FROM partitions WHERE run_id IN (SELECT UNNEST(?::VARCHAR[])) "
@@ -427,14 +426,7 @@ def finish_run(
 
     frames = {t: given[t] for t in run_tables if given.get(t) is not None}
     need = sum(partitions.estimate_bytes(f) for f in frames.values()) // 4  # type: ignore[arg-type]
-    _commit(Path(db_path), op="finish", tag=run_id, change=change, run_files=(night, run_id, frames), need_bytes=need)
-
-
-def _night_of(db_path: Path, run_id: str) -> date:
-    state = run_state(db_path, run_id)
-    if state is None:
-        raise ReconError(f"run {run_id!r} was never begun (call begin_run first)")
-    return state[1]
+    _commit(Path(db_path), op="finish", tag=run_id, change=change, run_files=(None, run_id, frames), need_bytes=need)
 
 
 def _apply_retention(con: duckdb.DuckDBPyConnection, keep: StoreSettings) -> None:
