@@ -110,6 +110,8 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
     counties = staging.county_inboxes(Path(inbox))
     with store.RunLock(db_path):
         remove_leftovers(reports_dir)
+        for stale in db_path.parent.glob(".province-*"):  # a killed run's staging (it holds IDs)
+            shutil.rmtree(stale, ignore_errors=True)
         store.begin_run(db_path, run_id=run_id, started_at=started, night=night, as_of=as_of_date, parameters=params)
         try:
             staging.write_frame(store.read_reviews(db_path), work / "reviews.parquet")
