@@ -13,7 +13,7 @@ import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,13 +22,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from reconcile import ingest, pipeline, report, store
+from reconcile import ingest, night_reports, notify, pipeline, report, store
 from reconcile.completeness import Previous
-from reconcile.config import Settings, load_settings
+from reconcile.config import Settings, StoreSettings, load_settings
 from reconcile.errors import ReconError, redact
 
 __all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
-           "remove_leftovers", "swap_reports", "now", "new_run", "StepError"]
+           "now", "new_run", "record_failure", "StepError"]
 
 TIMEZONE = "Asia/Shanghai"
 TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' workbooks
@@ -138,30 +138,26 @@ def write_reports(results: pipeline.Results, folder: Path, run_id: str) -> tuple
 @task(retries=1, retry_delay_seconds=2, **QUIET)
 def stage_reports(results: pipeline.Results, reports: Path, run_id: str) -> Path:
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
-    staging = reports / f".staging-{run_id}"
+    staging = night_reports.staging_dir(reports, run_id)
     staging.mkdir(parents=True, exist_ok=True)
     written = write_reports(results, staging, run_id)
     get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists", *written)
     return staging
 
 
-@task(retries=2, retry_delay_seconds=5, **QUIET)
-def publish(db: Path, run_id: str, results: pipeline.Results, county: str | None = None) -> None:
+@task(**QUIET)
+def publish(db: Path, run_id: str, results: pipeline.Results, retention: StoreSettings,
+            county: str | None = None) -> None:
+    """Not retried: a refusal (disk full, the file held open for writing) is not transient,
+    and a write either committed whole or left nothing."""
     tables = pipeline.stored_tables(results, county)
     with no_data_in_errors("publishing"):
-        store.finish_run(db, run_id=run_id, finished_at=now(), counts=results.counts, tables=tables)
+        store.finish_run(db, run_id=run_id, finished_at=now(), counts=results.counts, tables=tables,
+                         retention=retention)
 
 
 _FILE_REASONS = {"unreadable_file", "unreadable_sheet", "encoding_undetected", "no_data_rows",
                  "unsupported_file"}
-
-
-def remove_leftovers(reports: Path) -> None:
-    """Staging/old report folders a killed run left behind (called under the run lock)."""
-    if reports.is_dir():
-        for p in reports.iterdir():
-            if p.is_dir() and p.name.startswith((".staging-", ".old-")):
-                shutil.rmtree(p, ignore_errors=True)
 
 
 def now() -> datetime:
@@ -176,15 +172,31 @@ def new_run(as_of: str | None) -> tuple[datetime, date, date, str]:
     return started, night, date.fromisoformat(as_of) if as_of else night, f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def swap_reports(staging: Path, final: Path) -> None:
-    old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:6]}")
-    if final.exists():
-        final.rename(old)
-    staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+def record_failure(db: Path, run_id: str, exc: BaseException) -> None:
+    """fail_run, whose own failure (a full disk) must not hide the night's reason."""
+    try:
+        store.fail_run(db, run_id=run_id, finished_at=now(), error=redact(f"{type(exc).__name__}: {exc}"))
+    except ReconError as second:
+        get_run_logger().error("the failure could not be recorded in the database: %s", second)
 
 
-@flow(name="nightly-reconciliation", persist_result=False, log_prints=False)
+def _on_failure(flow: object, flow_run: object, state: object) -> None:
+    """Prefect's on_failure hook: whatever failed (a task, the lock, a foreign --db), a
+    person is told without opening Prefect."""
+    params = getattr(flow_run, "parameters", {}) or {}
+    started = getattr(flow_run, "start_time", None) or now()
+    night = started.astimezone(ZoneInfo(TIMEZONE)).date()
+    try:
+        last = store.read_runs(params["db"]).filter(pl.col("night") == night).sort("started_at").tail(1)
+        run_id = last.get_column("run_id")[0] if last.height else None
+    except Exception:  # noqa: BLE001 - a foreign or broken --db: the note goes out without a run id
+        run_id = None
+    reason = redact(str(getattr(state, "message", "") or ""))
+    notify.tell(db=params.get("db", ""), reports=params.get("reports", ""), config=params.get("config"),
+                night=night, kind="failed", reason=reason, run_id=run_id, when=now())
+
+
+@flow(name="nightly-reconciliation", persist_result=False, log_prints=False, on_failure=[_on_failure])
 def nightly_reconciliation(
     inbox: str, db: str, reports: str, as_of: str | None = None, config: str | None = None,
     county: str | None = None,
@@ -197,8 +209,10 @@ def nightly_reconciliation(
     params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config,
               "county": county}
     with store.RunLock(db_path):
-        remove_leftovers(reports_dir)
+        for line in night_reports.repair(reports_dir, lambda rid: store.run_state(db_path, rid)):
+            log.warning("reports: %s (left by a killed run)", line)
         store.begin_run(db_path, run_id=run_id, started_at=started, night=night, as_of=as_of_date, parameters=params)
+        notify.tell_missed(db=db_path, reports=reports, config=config, until=night - timedelta(days=1), when=started)
         staging: Path | None = None
         try:
             settings = load_settings(Path(config) if config else None)
@@ -207,14 +221,14 @@ def nightly_reconciliation(
             previous = read_previous_run(db_path)  # the last succeeded run, before computing
             results = reconcile_records(ingested, settings, decisions, as_of_date, county, previous)
             staging = stage_reports(results, reports_dir, run_id)
-            publish(db_path, run_id, results, county)
+            publish(db_path, run_id, results, settings.store, county)
         except BaseException as exc:
-            store.fail_run(db_path, run_id=run_id, finished_at=now(), error=redact(f"{type(exc).__name__}: {exc}"))
+            record_failure(db_path, run_id, exc)
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
         final = reports_dir / night.isoformat()
-        swap_reports(staging, final)
+        night_reports.swap_into_place(staging, final, run_id)
     counts = dict(results.counts)
     create_table_artifact(
         key="nightly-counts",

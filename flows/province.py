@@ -18,11 +18,11 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
-from reconcile import crosscounty, ingest, pipeline, report, review, staging, store
+from reconcile import crosscounty, ingest, night_reports, pipeline, report, review, staging, store
 from reconcile.completeness import Previous
 from reconcile.config import load_settings
 from reconcile.errors import redact
-from flows.nightly import QUIET, new_run, no_data_in_errors, now, remove_leftovers, swap_reports, write_reports
+from flows.nightly import QUIET, new_run, no_data_in_errors, now, record_failure, write_reports
 
 __all__ = ["province_reconciliation", "task_runner"]
 
@@ -109,7 +109,8 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
     params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config}
     counties = staging.county_inboxes(Path(inbox))
     with store.RunLock(db_path):
-        remove_leftovers(reports_dir)
+        for line in night_reports.repair(reports_dir, lambda rid: store.run_state(db_path, rid)):
+            log.warning("reports: %s (left by a killed run)", line)
         for stale in db_path.parent.glob(".province-*"):  # a killed run's staging (it holds IDs)
             shutil.rmtree(stale, ignore_errors=True)
         store.begin_run(db_path, run_id=run_id, started_at=started, night=night, as_of=as_of_date, parameters=params)
@@ -121,7 +122,7 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
             folders = {c: str(work / c) for c in counties}
             matched, failed = _settle({c: match_county.submit(c, inbox, folders[c], config) for c in counties}, log)
             across = look_across.submit({c: folders[c] for c in matched}, config, as_of_date).result() if matched else 0.0
-            out = reports_dir / f".staging-{run_id}"
+            out = night_reports.staging_dir(reports_dir, run_id)
             judged, more = _settle({c: judge_county.submit(c, folders[c], str(out / c), run_id, config, as_of_date)
                                     for c in sorted(matched)}, log)
             failed.update(more)
@@ -141,17 +142,18 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
             status.update({c: {"status": "failed", "error": e} for c, e in failed.items()})
             error = "；".join(f"{c} failed: {e}" for c, e in sorted(failed.items())) or None
             store.finish_run(db_path, run_id=run_id, finished_at=now(), counts=totals, tables=tables,
-                             counties=status, error=error)
+                             retention=load_settings(Path(config) if config else None).store, counties=status,
+                             error=error)
         except BaseException as exc:
-            store.fail_run(db_path, run_id=run_id, finished_at=now(), error=redact(f"{type(exc).__name__}: {exc}"))
-            shutil.rmtree(reports_dir / f".staging-{run_id}", ignore_errors=True)
+            record_failure(db_path, run_id, exc)
+            shutil.rmtree(night_reports.staging_dir(reports_dir, run_id), ignore_errors=True)
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
         final = reports_dir / night.isoformat()
         final.mkdir(parents=True, exist_ok=True)
         for c in sorted(judged):
-            swap_reports(out / c, final / c)
+            night_reports.swap_into_place(out / c, final / c, run_id)
         shutil.rmtree(out, ignore_errors=True)
     create_table_artifact(key="province-counts", description="Counts per county (no names or IDs).",
                           table=[{"county": c, "status": s["status"], **{k: v for k, v in s.get("counts", {}).items()

@@ -96,6 +96,11 @@ class Layout:
     def stamp(self) -> Path:
         return self.root / "published.json"
 
+    @property
+    def schema_dir(self) -> Path:
+        """Each run table's declared columns, in files of no rows (sorted before any night)."""
+        return self.nights / "0000-00-00" / "schema"
+
     def run_dir(self, night: date, run_id: str) -> Path:
         return self.nights / night.isoformat() / re.sub(r"[^0-9A-Za-z._-]", "_", run_id)
 
@@ -241,19 +246,27 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, schema: Schema, declared: str
                 "('declaration', ?)", [str(SCHEMA_VERSION), declared])
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, schema: Schema, base: Path, *, analyst_views: bool) -> None:
-    """Run-table views over the listed files (absolute paths: analysts' own tools, opening
-    the published copy from anywhere, need no search path), then the analyst views."""
-    listed = con.execute("SELECT table_name, columns_hash, list(path ORDER BY night, run_id) FROM partitions "
-                         "GROUP BY ALL ORDER BY table_name, min(night)").fetchall()
-    groups: dict[str, list[list[str]]] = {}
-    for table, _, files in listed:
-        groups.setdefault(table, []).append([str(base / f) for f in files])
+def _create_views(con: duckdb.DuckDBPyConnection, schema: Schema, lay: Layout, *, analyst_views: bool) -> None:
+    """Run-table views over a glob of every run's file (absolute: analysts' own tools,
+    opening the published copy from anywhere, need no search path), then the analyst views.
+    Created when the declaration changes, not per run: the catalog stays the same size."""
+    base = lay.nights.resolve().as_posix()
+    hashes = dict(con.execute("SELECT table_name, list(DISTINCT columns_hash) FROM partitions GROUP BY 1").fetchall())
     for table, columns in schema.run_tables.items():
-        con.execute(f"CREATE OR REPLACE VIEW {_q(table)} AS {partitions.view_sql(table, columns, groups.get(table, []))}")
+        mixed = bool(set(hashes.get(table, [])) - {partitions.columns_hash(columns)})
+        glob = f"{base}/*/*/{table}.parquet"
+        con.execute(f"CREATE OR REPLACE VIEW {_q(table)} AS {partitions.view_sql(table, columns, glob, mixed=mixed)}")
     if analyst_views:
         for name, sql in schema.views.items():
             con.execute(f"CREATE OR REPLACE VIEW {_q(name)} AS {sql}")
+
+
+def _write_schema_files(lay: Layout, schema: Schema, mode: int) -> None:
+    lay.schema_dir.mkdir(parents=True, exist_ok=True)
+    for d in (lay.nights, lay.schema_dir.parent, lay.schema_dir):
+        os.chmod(d, af.dir_mode(mode))
+    for table, columns in schema.run_tables.items():
+        partitions.write_schema_file(lay.schema_dir / f"{table}.parquet", columns, mode)
 
 
 def _write_run_files(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema, night: date, run_id: str,
@@ -277,8 +290,9 @@ def _write_run_files(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema
     return written
 
 
-def _referenced(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute("SELECT path FROM partitions").fetchall()}
+def _referenced(con: duckdb.DuckDBPyConnection, lay: Layout) -> set[str]:
+    listed = {r[0] for r in con.execute("SELECT path FROM partitions").fetchall()}
+    return listed | {lay.rel(p) for p in lay.schema_dir.glob("*.parquet")}
 
 
 def _remove_unreferenced(lay: Layout, keep: set[str], within: Path | None = None) -> None:
@@ -472,6 +486,7 @@ def commit(
             redeclared = meta.get("declaration") != declared
             if redeclared:
                 _ensure_schema(con, schema, declared)
+                _write_schema_files(lay, schema, mode)
             if migrate:
                 _migrate(con, lay, schema, mode)
             if run_files is not None:
@@ -485,10 +500,10 @@ def commit(
                 new_dir = lay.run_dir(night, run_id)
                 written = _write_run_files(con, lay, schema, night, run_id, frames, mode)
             change(con)
-            if redeclared or migrate or run_files is not None:
-                _create_views(con, schema, base, analyst_views=redeclared or migrate)
+            if redeclared or migrate:
+                _create_views(con, schema, lay, analyst_views=True)
             af.pause_point(op, "after_change")
-            keep = _referenced(con)
+            keep = _referenced(con, lay)
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -76,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--households", type=int, default=SAMPLE_HOUSEHOLDS)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--errors", type=float, default=1.0, help="multiplies every error rate (default 1)")
+    status = sub.add_parser("status", help="the last nights' runs; a night that failed or never ran is told "
+                                           "(its 运行失败说明.txt, notify.toml); exit 1 when one did")
+    status.add_argument("--db", type=Path, default=DEFAULT_DB, help="DuckDB file")
+    status.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="folder for the clerks' workbooks")
+    status.add_argument("--config", type=Path, default=None, help="folder with notify.toml")
+    status.add_argument("--due", default="08:00",
+                        help="Asia/Shanghai time by which tonight's run should have finished (default 08:00): "
+                             "before it, nights through yesterday are checked; after it, through today")
     review = sub.add_parser("review", help="clerks' returned workbooks")
     rsub = review.add_subparsers(dest="review_command", required=True)
     imp = rsub.add_parser("import", help="read returned clerk workbooks into the reviews table")
@@ -153,10 +162,15 @@ def _print_summary(counts: dict[str, object], seconds: float) -> None:
 def _run(args: argparse.Namespace) -> int:
     params = _flow_params(args)
     _quiet_prefect()
-    from flows.nightly import nightly_reconciliation
+    from .prefect_server import ephemeral_server
 
     t0 = time.perf_counter()
-    counts = nightly_reconciliation(**params)
+    # Our own ephemeral server, killed by the kernel with this process (Prefect's own one
+    # outlives a kill -9); a configured PREFECT_API_URL is used as it is.
+    with contextlib.nullcontext() if os.environ.get("PREFECT_API_URL") else ephemeral_server():
+        from flows.nightly import nightly_reconciliation
+
+        counts = nightly_reconciliation(**params)
     _print_summary(counts, time.perf_counter() - t0)
     print(f"  database       {params['db']}")
     return 0
@@ -220,6 +234,40 @@ def _province(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from . import night_reports, notify, store
+    from .night_alerts import LOOKBACK_NIGHTS, missed_nights
+    from .run_lock import RunLock
+
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    try:
+        hour, minute = (int(x) for x in args.due.split(":"))
+        due = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError:
+        raise ReconError(f"--due must be HH:MM, not {args.due!r}") from None
+    until = now.date() if now >= due else now.date() - timedelta(days=1)
+    try:
+        with RunLock(args.db):  # a run in progress is not a missed night: answer later
+            for line in night_reports.repair(args.reports, lambda rid: store.run_state(args.db, rid)):
+                print(f"  repaired: {line}")
+    except ReconError as exc:
+        print(f"recon status: a run is in progress ({exc})")
+        return 0
+    runs = store.read_runs(args.db)
+    for row in runs.tail(LOOKBACK_NIGHTS).iter_rows(named=True):
+        print(f"  {row['night']}  {row['run_id']:<28} {row['status']:<10} {row['error'] or ''}")
+    told = notify.tell_missed(db=args.db, reports=str(args.reports),
+                              config=str(args.config) if args.config else None, until=until, when=now)
+    for night in told:
+        print(f"  ! {night}: no succeeded run; wrote {args.reports / night.isoformat() / night_reports.FAILURE_NOTE}")
+    missed = [n for n, _, _ in missed_nights(runs, until)]
+    print(f"recon status: {len(missed)} night(s) through {until} without a succeeded run")
+    return 1 if missed else 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.counties:
@@ -235,7 +283,8 @@ def _synth(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "serve": _serve, "synth": _synth, "review": _review, "province": _province}[args.command](args)
+        return {"run": _run, "serve": _serve, "synth": _synth, "review": _review,
+                "status": _status, "province": _province}[args.command](args)
     except (ReconError, SynthError) as exc:
         print(f"recon: {exc}", file=sys.stderr)
         return 2

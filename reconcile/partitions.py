@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from reconcile.errors import ReconError
 
-__all__ = ["POLARS_TYPES", "SLICE_ROWS", "columns_hash", "estimate_bytes", "view_sql", "write_table"]
+__all__ = ["POLARS_TYPES", "SLICE_ROWS", "columns_hash", "estimate_bytes", "view_sql", "write_schema_file", "write_table"]
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,21 @@ def write_table(path: Path, table: str, columns: Mapping[str, str], run_id: str,
     return rows
 
 
-def view_sql(table: str, columns: Mapping[str, str], groups: Sequence[Sequence[str]]) -> str:
-    """A view of ``table`` over its Parquet files: one scan per group of files with the
-    same columns (so binding reads one file's schema, not all of them), unioned by name
-    with a typed empty row so that columns older files lack read as NULL."""
-    typed = ", ".join(f"CAST(NULL AS {_base_type(t)}) AS {_q(c)}" for c, t in columns.items())
-    parts = [f"SELECT * FROM (SELECT {typed} LIMIT 0)"]
-    for files in groups:
-        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        parts.append(f"SELECT * FROM read_parquet([{listed}])")
+def write_schema_file(path: Path, columns: Mapping[str, str], mode: int) -> None:
+    """A table's declared columns in a Parquet file of no rows: the first file its glob
+    finds, so a view binds to the declaration even before (or after) any run's file."""
+    empty = pl.DataFrame(schema={c: POLARS_TYPES[_base_type(t)] for c, t in columns.items()})
+    pq.write_table(empty.to_arrow(), path, compression="zstd")
+    os.chmod(path, mode)
+
+
+def view_sql(table: str, columns: Mapping[str, str], glob: str, *, mixed: bool) -> str:
+    """A view of ``table`` over every run's file (one glob: the view never changes as runs
+    come and go), showing only the runs the catalog lists for it. ``mixed``: files were
+    written under different declarations, so columns are matched by name (binding then
+    reads every file's footer; otherwise only the schema file's)."""
     cols = ", ".join(f"CAST({_q(c)} AS {_base_type(t)}) AS {_q(c)}" for c, t in columns.items())
-    return f"SELECT {cols} FROM ({' UNION ALL BY NAME '.join(parts)})"
+    options = ", union_by_name = true" if mixed else ""
+    listed = "'" + table.replace("'", "''") + "'"
+    return (f"SELECT {cols} FROM read_parquet('{glob.replace(chr(39), chr(39) * 2)}'{options}) "
+            f"WHERE run_id IN (SELECT run_id FROM partitions WHERE table_name = {listed})")

@@ -577,41 +577,39 @@ def add_reviews(db_path: Path, reviews: pl.DataFrame) -> int:
     return reviews.height
 
 
+def _query_frame(db_path: Path | str, table: str, sql: str, params: list, schema: Mapping[str, pl.DataType],
+                 *, strict: bool = True) -> pl.DataFrame:
+    """``sql`` over ``table`` as a frame of ``schema``; empty when there is no database or
+    no such table yet."""
+    path = Path(db_path)
+    if not _exists(path):
+        return pl.DataFrame(schema=dict(schema))
+    con = open_readonly(path)
+    try:
+        if not _has(con, table):
+            return pl.DataFrame(schema=dict(schema))
+        frame = pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+    finally:
+        con.close()
+    return frame.cast(dict(schema), strict=strict)  # type: ignore[union-attr]
+
+
 def read_reviews(db_path: Path | str) -> pl.DataFrame:
     """Every stored decision (empty frame when there is no database or no table yet)."""
     from reconcile.review import REVIEW_COLUMNS
 
-    path = Path(db_path)
-    if not _exists(path):
-        return pl.DataFrame(schema=REVIEW_COLUMNS)
-    con = open_readonly(path)
-    try:
-        if not _has(con, "reviews"):
-            return pl.DataFrame(schema=REVIEW_COLUMNS)
-        cols = ", ".join(_q(c) for c in REVIEW_COLUMNS)
-        frame = pl.from_arrow(con.sql(f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id").to_arrow_table())
-    finally:
-        con.close()
-    return frame.cast({c: t for c, t in REVIEW_COLUMNS.items()}, strict=False)
+    cols = ", ".join(_q(c) for c in REVIEW_COLUMNS)
+    return _query_frame(db_path, "reviews", f"SELECT {cols} FROM reviews ORDER BY imported_at, review_id", [],
+                        REVIEW_COLUMNS, strict=False)
 
 
 def read_item_map(db_path: Path | str, run_id: str) -> pl.DataFrame:
     """A run's item map (item_ref, item_key, fingerprint, kind, school, town), also for a
     superseded run; an empty frame when the run or the database is unknown."""
     types = {c: partitions.POLARS_TYPES[TABLES["item_refs"][c]] for c in ITEM_REF_COLUMNS}
-    path = Path(db_path)
-    if not _exists(path):
-        return pl.DataFrame(schema=types)
-    con = open_readonly(path)
-    try:
-        if not _has(con, "item_refs"):
-            return pl.DataFrame(schema=types)
-        cols = ", ".join(_q(c) for c in ITEM_REF_COLUMNS)
-        table = con.sql(f"SELECT {cols} FROM item_refs WHERE run_id = ? ORDER BY item_ref, item_key",
-                        params=[run_id]).to_arrow_table()
-    finally:
-        con.close()
-    return pl.from_arrow(table).cast(types)  # type: ignore[union-attr]
+    cols = ", ".join(_q(c) for c in ITEM_REF_COLUMNS)
+    return _query_frame(db_path, "item_refs", f"SELECT {cols} FROM item_refs WHERE run_id = ? "
+                        "ORDER BY item_ref, item_key", [run_id], types)
 
 
 def read_runs(db_path: Path | str) -> pl.DataFrame:
@@ -619,15 +617,7 @@ def read_runs(db_path: Path | str) -> pl.DataFrame:
     empty when there is no database."""
     cols = ("run_id", "status", "night", "started_at", "finished_at", "error")
     types = {c: partitions.POLARS_TYPES[TABLES["runs"][c].replace(" PRIMARY KEY", "")] for c in cols}
-    path = Path(db_path)
-    if not _exists(path):
-        return pl.DataFrame(schema=types)
-    con = open_readonly(path)
-    try:
-        table = con.sql(f"SELECT {', '.join(cols)} FROM runs ORDER BY night, started_at").to_arrow_table()
-    finally:
-        con.close()
-    return pl.from_arrow(table).cast(types)  # type: ignore[union-attr]
+    return _query_frame(db_path, "runs", f"SELECT {', '.join(cols)} FROM runs ORDER BY night, started_at", [], types)
 
 
 def run_state(db_path: Path | str, run_id: str) -> tuple[str, date] | None:

@@ -14,11 +14,14 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
+from reconcile.errors import ReconError
 
 ROOT = Path(__file__).resolve().parent.parent
 NIGHT = date(2026, 11, 23)
@@ -134,7 +137,7 @@ def test_kill_9_mid_write_keeps_last_good_results(tmp_path: Path, point: str) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["paused", "recon.duckdb", "recon.duckdb.d", "recon.duckdb.lock"]
     root = tmp_path / "recon.duckdb.d"
     assert sorted(p.name for p in root.iterdir()) == ["catalog.duckdb", "nights", "published.json"]
-    files = {p.parent.name for p in (root / "nights").rglob("*.parquet")}
+    files = {p.parent.name for p in (root / "nights").rglob("*.parquet")} - {"schema"}
     # the killed run's files are gone unless it had published (then the next run's start
     # deletes them, as it does the superseded run's: a reader opened before keeps its files)
     assert "next" in files and ("killed" in files) == published
@@ -246,3 +249,238 @@ if __name__ == "__main__" and sys.argv[1:2] == ["write"]:
     sys.path.insert(0, str(ROOT))
     db, run_id, n, wait_s = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
     sys.exit(_write(db, run_id, n, wait_s))
+
+
+# ---- kill -9 of `recon run`: the reports swap, and no Prefect server left -----------------------
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _servers(procs: list) -> list:
+    import psutil
+
+    out = []
+    for p in procs:
+        try:
+            if "prefect.server.api.server:create_app" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _gone(procs: list, timeout: float = 15) -> bool:
+    import psutil
+
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        alive = []
+        for p in procs:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_kill_9_of_recon_run_between_publish_and_swap(tmp_path: Path) -> None:
+    """`recon run` killed after the database says the run succeeded and before the reports
+    swap: its Prefect server dies with it, and the next start puts the run's workbooks in
+    place (the database and reports/<night> agree again)."""
+    from countygen import SynthConfig, generate_county
+    from reconcile import night_reports, store
+
+    generate_county(tmp_path / "county", SynthConfig(households=40, seed=3))
+    db, reports, marker = tmp_path / "recon.duckdb", tmp_path / "reports", tmp_path / "paused"
+    env = dict(os.environ, RECON_TEST_PAUSE_AT="finish:after_replace", RECON_TEST_PAUSE_FILE=str(marker),
+               PREFECT_HOME=str(tmp_path / "prefect"), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    cmd = [sys.executable, "-m", "reconcile.cli", "run", "--inbox", str(tmp_path / "county" / "inbox"),
+           "--db", str(db), "--reports", str(reports)]
+    victim = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(marker, victim, timeout=240)
+    servers = _servers(_descendants(victim.pid))
+    assert len(servers) == 1, "recon run starts one Prefect server of its own"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert _gone(servers), "the Prefect server outlived the killed run"
+
+    [(run_id, status, night)] = _q(db, "select run_id, status, night from runs")
+    assert status == "succeeded"
+    final = reports / night.isoformat()
+    assert not final.exists() and night_reports.staging_dir(reports, run_id).is_dir()   # the window
+    # What the next start (the flow, `recon status`) does first, under the run lock:
+    done = night_reports.repair(reports, lambda rid: store.run_state(db, rid))
+    assert done == [f"swapped the workbooks of succeeded run {run_id} into {final.name}"]
+    assert night_reports.run_of(final) == run_id and list(final.glob("*.xlsx"))
+    assert not [p for p in reports.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("left, status, expect", [
+    # a succeeded run's staging folder: swapped in (the old workbooks go)
+    ({".staging-r2": "new", "2026-11-23": "old"}, "succeeded", {"2026-11-23": "new"}),
+    # a failed or killed run's staging folder: removed, last good workbooks stay
+    ({".staging-r2": "new", "2026-11-23": "old"}, "failed", {"2026-11-23": "old"}),
+    ({".staging-r2": "new"}, None, {}),
+    # killed between the two renames: the previous folder is put back
+    ({".old-2026-11-23-abc123": "old", ".staging-r2": "new"}, "running", {"2026-11-23": "old"}),
+    ({".old-2026-11-23-abc123": "older", "2026-11-23": "old"}, None, {"2026-11-23": "old"}),
+])
+def test_repair_after_a_kill(tmp_path: Path, left: dict, status: str | None, expect: dict) -> None:
+    from reconcile import night_reports
+
+    for name, content in left.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "一中.xlsx").write_text(content)
+    night_reports.repair(tmp_path, lambda rid: (status, NIGHT) if status and rid == "r2" else None)
+    got = {p.name: (p / "一中.xlsx").read_text() for p in tmp_path.iterdir()}
+    assert got == expect
+
+
+def _runs(rows: list[tuple]):
+    import polars as pl
+
+    return pl.DataFrame(rows, schema={"run_id": pl.String, "status": pl.String, "night": pl.Date,
+                                      "started_at": pl.Datetime("us", "UTC"), "finished_at": pl.Datetime("us", "UTC"),
+                                      "error": pl.String}, orient="row")
+
+
+D = [NIGHT + timedelta(days=i) for i in range(5)]
+S = datetime(2026, 11, 23, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("rows, until, missed", [
+    ([], D[4], []),                                                        # nothing recorded yet
+    ([("a", "succeeded", D[0], S, S, None), ("b", "succeeded", D[1], S, S, None)], D[1], []),
+    ([("a", "succeeded", D[0], S, S, None)], D[2], [D[1], D[2]]),           # two nights never ran
+    ([("a", "succeeded", D[0], S, S, None), ("b", "failed", D[1], S, S, "运行中断")], D[1], [D[1]]),
+    ([("a", "superseded", D[0], S, S, None), ("b", "succeeded", D[0], S, S, None)], D[0], []),
+])
+def test_missed_nights(rows, until, missed) -> None:
+    from reconcile.night_alerts import missed_nights
+
+    got = missed_nights(_runs(rows), until)
+    assert [n for n, _, _ in got] == missed
+    for night, reason, run_id in got:
+        assert reason and (run_id is None) == (night not in {r[2] for r in rows})
+
+
+def test_missed_nights_look_back_a_week_at_most() -> None:
+    from reconcile.night_alerts import LOOKBACK_NIGHTS, missed_nights
+
+    got = missed_nights(_runs([("a", "succeeded", D[0], S, S, None)]), D[0] + timedelta(days=30))
+    assert len(got) == LOOKBACK_NIGHTS and got[-1][0] == D[0] + timedelta(days=30)
+
+
+# ---- nobody is told: the note and the notifier -------------------------------------------------
+
+TELL = textwrap.dedent("""
+    import json, os, sys
+    with open(os.environ["TOLD_FILE"], "a", encoding="utf-8") as f:
+        f.write(json.dumps({"note": sys.argv[-1], "night": os.environ["RECON_NIGHT"],
+                            "event": os.environ["RECON_EVENT"], "reason": os.environ["RECON_REASON"]},
+                           ensure_ascii=False) + "\\n")
+""")
+
+
+def _notify_config(tmp_path: Path, url: str | None = None, extra: str = "") -> Path:
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (tmp_path / "tell.py").write_text(TELL)
+    lines = [f"command = [{json.dumps(sys.executable)}, {json.dumps(str(tmp_path / 'tell.py'))}]"]
+    if url:
+        lines.append(f"webhook_url = {json.dumps(url)}")
+    (cfg / "notify.toml").write_text("\n".join(lines) + "\n")
+    if extra:
+        (cfg / "store.toml").write_text(extra)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_a_failed_night_is_told_without_opening_prefect(harness, tmp_path: Path, monkeypatch) -> None:
+    from flows.nightly import nightly_reconciliation
+    from reconcile import night_reports
+
+    told = tmp_path / "told.jsonl"
+    monkeypatch.setenv("TOLD_FILE", str(told))
+    # a configuration error (a retention of 0 nights) makes the night fail after it began
+    cfg = _notify_config(tmp_path, extra="[retention]\nrecords_nights = 0\n")
+    (tmp_path / "inbox").mkdir()
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    with pytest.raises(ReconError, match="retention.records_nights"):
+        nightly_reconciliation(inbox=str(tmp_path / "inbox"), db=str(db), reports=str(reports), config=str(cfg))
+    [(run_id, status, night, error)] = _q(db, "select run_id, status, night, error from runs")
+    assert status == "failed" and "records_nights" in error
+    note = reports / night.isoformat() / night_reports.FAILURE_NOTE
+    text = note.read_text(encoding="utf-8")
+    assert "运行失败" in text and run_id in text and "store.toml" in text and "recon run" in text
+    [event] = [json.loads(line) for line in told.read_text(encoding="utf-8").splitlines()]
+    assert event["event"] == "failed" and event["note"] == str(note) and event["night"] == night.isoformat()
+    assert "records_nights" in event["reason"]
+
+
+def test_recon_status_tells_of_missed_nights(tmp_path: Path, monkeypatch, capsys) -> None:
+    import http.server
+    import threading
+    from zoneinfo import ZoneInfo
+
+    from reconcile import night_reports, store
+    from reconcile.cli import main
+
+    posts: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    told = tmp_path / "told.jsonl"
+    monkeypatch.setenv("TOLD_FILE", str(told))
+    cfg = _notify_config(tmp_path, url=f"http://127.0.0.1:{server.server_port}/recon")
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    last = today - timedelta(days=2)
+    store.begin_run(db, run_id="ok", started_at=T0, night=last, as_of=last, parameters={})
+    store.finish_run(db, run_id="ok", finished_at=T0, counts={}, tables=_frames("ok", 3))
+    store.begin_run(db, run_id="killed", started_at=T0, night=today - timedelta(days=1), as_of=last, parameters={})
+    argv = ["status", "--db", str(db), "--reports", str(reports), "--config", str(cfg), "--due", "00:00"]
+    try:
+        assert main(argv) == 1
+        out = capsys.readouterr().out
+        assert "2 night(s) through" in out
+        missed = [today - timedelta(days=1), today]
+        for night in missed:
+            assert "运行缺失说明" in (reports / night.isoformat() / night_reports.FAILURE_NOTE).read_text(encoding="utf-8")
+        assert sorted(p["night"] for p in posts) == [n.isoformat() for n in missed]
+        assert {p["event"] for p in posts} == {"missed"}
+        assert [p["run_id"] for p in sorted(posts, key=lambda p: p["night"])] == ["killed", None]
+        assert len(told.read_text(encoding="utf-8").splitlines()) == 2
+        # told once: asking again sends nothing new
+        assert main(argv) == 1
+        assert len(posts) == 2
+    finally:
+        server.shutdown()

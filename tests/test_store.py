@@ -122,7 +122,7 @@ def _leftovers(db: Path) -> list[str]:
 
 
 def _parquet_runs(db: Path) -> set[str]:
-    return {p.parent.name for p in (db.parent / f"{db.name}.d" / "nights").rglob("*.parquet")}
+    return {p.parent.name for p in (db.parent / f"{db.name}.d" / "nights").rglob("*.parquet")} - {"schema"}
 
 
 def test_begin_finish_creates_tables(db):
@@ -623,3 +623,14 @@ def test_adding_a_table_is_a_declaration(db, monkeypatch):
     finish_run(db, run_id="r1", finished_at=T0, counts={}, tables={
         "model_parameters": pl.DataFrame({"comparison": ["name"], "level": ["exact"], "m": [0.9], "u": [0.001]})})
     assert _q(db, "SELECT run_id, comparison, m FROM model_parameters") == [("r1", "name", 0.9)]
+
+
+def test_a_column_declared_later_reads_null_in_older_nights(db, monkeypatch):
+    _run(db, "r1", night=NIGHT - timedelta(days=1))
+    monkeypatch.setitem(TABLES, "discrepancies", {**TABLES["discrepancies"], "advice": "VARCHAR"})
+    tables = _tables("r2")
+    tables["discrepancies"] = tables["discrepancies"].with_columns(advice=pl.lit("核对户口本"))
+    begin_run(db, run_id="r2", started_at=T0, night=NIGHT, as_of=NIGHT, parameters={})
+    finish_run(db, run_id="r2", finished_at=T0, counts={}, tables=tables)
+    assert _q(db, "SELECT run_id, advice FROM discrepancies ORDER BY run_id") == [("r1", None), ("r2", "核对户口本")]
+    assert _q(db, "SELECT count(*) FROM night_over_night") == [(2,)]
