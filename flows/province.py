@@ -8,9 +8,12 @@ paths (Parquet files in a staging folder beside the database), never frames.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -24,7 +27,34 @@ from reconcile.config import load_settings
 from reconcile.errors import redact
 from flows.nightly import QUIET, new_run, no_data_in_errors, now, record_failure, write_reports
 
-__all__ = ["province_reconciliation", "task_runner"]
+__all__ = ["province_reconciliation", "task_runner", "one_prefect_server"]
+
+
+@contextlib.contextmanager
+def one_prefect_server() -> Iterator[None]:
+    """Local workers report to one Prefect API: PREFECT_API_URL's, else a temporary server
+    started here for the run. Without it every worker process starts an ephemeral server
+    of its own (about 10 s each; on a loaded machine they time out and the county fails),
+    and the nanny's kill at shutdown leaves them running."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
+    os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the worker processes
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        with contextlib.suppress(Exception):  # the run's last log lines, before the server goes
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler.flush()
+        server.stop()
 
 
 def task_runner(workers: int = 2, scheduler: str | None = None) -> DaskTaskRunner:

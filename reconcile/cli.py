@@ -213,12 +213,14 @@ def _province(args: argparse.Namespace) -> int:
     if args.scheduler is None and args.workers < 1:
         raise ReconError("--workers must be at least 1")
     _quiet_prefect()
-    from flows.province import province_reconciliation, task_runner
+    from flows.province import one_prefect_server, province_reconciliation, task_runner
 
     t0 = time.perf_counter()
     flow = province_reconciliation.with_options(task_runner=task_runner(args.workers, args.scheduler))
-    counts = flow(inbox=str(args.inbox.resolve()), db=str(args.db.resolve()), reports=str(args.reports.resolve()),
-                  as_of=args.as_of, config=str(args.config.resolve()) if args.config else None)
+    # A remote cluster's workers need a Prefect server they can reach: PREFECT_API_URL.
+    with one_prefect_server() if args.scheduler is None else contextlib.nullcontext():
+        counts = flow(inbox=str(args.inbox.resolve()), db=str(args.db.resolve()), reports=str(args.reports.resolve()),
+                      as_of=args.as_of, config=str(args.config.resolve()) if args.config else None)
     print(f"\nrecon province: run {counts['run_id']} finished in {time.perf_counter() - t0:.1f} s, "
           f"{counts['counties']} counties")
     for county, n in counts["per_county"].items():
