@@ -243,7 +243,8 @@ def test_doubtful_links_reach_review_and_the_clerks_workbook(harness, county: Pa
     the model's probability; the fitted model is stored beside them."""
     from flows.nightly import nightly_reconciliation
     from reconcile.comparisons import COMPARISONS
-    from reconcile.report import KIND_LABELS, SHEET_PROBLEMS
+    from reconcile.report import HEADER_ROW, SHEET_PROBLEMS
+    from reconcile.vocabulary import kind_label
 
     config = tmp_path / "config"
     config.mkdir()
@@ -261,12 +262,13 @@ def test_doubtful_links_reach_review_and_the_clerks_workbook(harness, county: Pa
                           where d.kind = 'needs_review' and (r.rec in (select roster_rec from matches where status = 'matched')
                           or r.rec not in (select roster_rec from matches where status = 'review'))""") == [(0,)]
 
-    label = KIND_LABELS["needs_review"]
+    label = kind_label("needs_review")
     rows = []
     for book in sorted(Path(counts["reports"]).glob("*.xlsx")):  # the school workbooks
         ws = openpyxl.load_workbook(book)[SHEET_PROBLEMS]
-        header = [c.value for c in ws[1]]
-        rows += [dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True) if r[header.index("问题类型")] == label]
+        header = [c.value for c in ws[HEADER_ROW]]
+        rows += [dict(zip(header, r)) for r in ws.iter_rows(min_row=HEADER_ROW + 1, values_only=True)
+                 if r[header.index("问题类型")] == label]
     assert len(rows) == n_items
     assert all(r["系统中姓名"] and "匹配可能性" in r["说明"] for r in rows)
 
