@@ -94,8 +94,11 @@ def test_students_schooled_away_are_found_in_their_home_exports(province: Path, 
     try:
         links = pl.from_arrow(con.sql("select * from matches where status = 'matched'").to_arrow_table())
         items = pl.from_arrow(con.sql("select * from discrepancies").to_arrow_table())
+        fitted = con.sql("select county, system from model_parameters group by all order by all").fetchall()
     finally:
         con.close()
+    # each county's own matching model is stored under its name
+    assert fitted == sorted((c["county"], s) for c in _notes(province) for s in ("dibao", "filing"))
     rows = away.select(pl.col("file").alias("roster_file"), pl.col("sheet").alias("roster_sheet"),
                        pl.col("row").alias("roster_row"), pl.col("county").alias("home"))
     found = rows.join(links, on=["roster_file", "roster_sheet", "roster_row"], how="inner")
