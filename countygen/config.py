@@ -27,6 +27,11 @@ class SynthConfig:
     county: str = "花垣县"
     region: str = "433124"
     school_year: int = 2025  # the autumn term of this year; ages are taken on Sept 1
+    towns: tuple[str, ...] = ()  # town names (default: the generator's own list)
+    # Schooled away: this share of senior-secondary students (高中/中职) attend a school of
+    # one of these neighbouring counties, named "<county>第一中学" / "<county>职业中专".
+    away_share: float = 0.0
+    away_counties: tuple[str, ...] = ()
     # The county's aid centre's list of higher-education students (雨露计划, 本科/大专). Off: the
     # rosters cover 学前..中职, as a county's school rosters do, and no 本科/大专 child is missed.
     university_list: bool = False

@@ -41,8 +41,9 @@ def village_names() -> list[str]:
 
 
 def build_geo(cfg: SynthConfig, rng: Rng) -> Geo:
-    n_towns = max(5, min(len(_TOWNS), round(cfg.households ** 0.5 / 6)))
-    towns = list(_TOWNS[:n_towns])
+    names = cfg.towns or _TOWNS
+    n_towns = max(min(5, len(names)), min(len(names), round(cfg.households ** 0.5 / 6)))
+    towns = list(names[:n_towns])
     per_town = cfg.households / n_towns
     n_vill = max(2, min(25, round(per_town / 60)))
     villages: list[list[str]] = []

@@ -45,6 +45,9 @@ def _school_name_for(p: Person, hh: Household, geo: Geo, rng: Rng, cfg: SynthCon
     if rng.p(0.03):
         town = rng.choice(geo.towns)
     st = p.school_status
+    if st in ("高中", "中职") and cfg.away_share and cfg.away_counties and rng.p(cfg.away_share):
+        away = rng.choice(cfg.away_counties)
+        return f"{away}第一中学" if st == "高中" else f"{away}职业中专"
     if st == "学前":
         return f"{town}中心幼儿园"
     if st == "小学":
@@ -100,7 +103,7 @@ def build_claims(cfg: SynthConfig, geo: Geo, pb: PopBuilder) -> dict[str, School
                        class_no=1 + rng.randrange(3), university=school.endswith("学生资助管理中心"))
             if c.university and not cfg.university_list:
                 continue  # drawn all the same, so the rest of the county does not change
-            schools[school].claims.append(c)
+            schools.setdefault(school, School(school, (st,))).claims.append(c)  # a school away: new
     # duplicate claims: same school (a second application) or another school of the same stage
     dup_rate = error_rate(cfg, 0.006)
     for name in list(schools):

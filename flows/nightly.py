@@ -28,7 +28,8 @@ from reconcile.completeness import Previous
 from reconcile.config import Settings, StoreSettings, load_settings
 from reconcile.errors import ReconError, redact, scrub
 
-__all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR"]
+__all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
+           "now", "new_run", "record_failure", "StepError"]
 
 TIMEZONE = "Asia/Shanghai"
 TOWN_DIR = "乡镇"  # <reports>/<night>/乡镇/<town>.xlsx: the town clerks' workbooks
@@ -42,7 +43,7 @@ class StepError(ReconError):
 
 
 @contextlib.contextmanager
-def _no_data_in_errors(step: str):
+def no_data_in_errors(step: str):
     """Exceptions leaving a task are what Prefect logs and stores in its database (state
     messages, tracebacks). Library errors quote cell values (an ID, a name): re-raise them
     with quoted text and ID-shaped numbers masked, and without the original chained (whose
@@ -87,7 +88,7 @@ def read_inbox(inbox: Path, settings: Settings) -> ingest.IngestResult:
     def on_file(rel: str, i: int, n: int) -> None:
         log.info("reading %d/%d: %s", i, n, redact(rel))   # a file named after a student holds the ID
 
-    with _no_data_in_errors("reading the inbox"):
+    with no_data_in_errors("reading the inbox"):
         result = ingest.read_inbox(inbox, settings.header_aliases, on_file=on_file)
     log.info("read %d files, %d sheets, %d file/row problems", result.files_read, len(result.tables), result.problems.height)
     # Whole-file problems name the file and the reason (their value is 「reason」 and a technical
@@ -126,7 +127,7 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
                       as_of: date | None = None, county: str | None = None,
                       previous: Previous | None = None) -> pipeline.Results:
     log = get_run_logger()
-    with _no_data_in_errors("reconciling"):
+    with no_data_in_errors("reconciling"):
         results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
                                      county=county, previous=previous, release_input=True)
         # The hash of each item's locked workbook cells, stored so the import can tell edits.
@@ -135,55 +136,70 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
     return results
 
 
+def write_reports(results: pipeline.Results, folder: Path, run_id: str, settings: Settings | None = None,
+                  night: date | None = None) -> tuple[int, int, int]:
+    """Every workbook of one county's night into ``folder``: school, town and notice sets."""
+    items = results.discrepancies
+    eligible = results.eligible if results.eligible is not None else pl.DataFrame()
+    ns = settings.notice if settings is not None else None
+    when: dict[str, Any] = {"night": night, "notice": ns}
+    with no_data_in_errors("writing workbooks"):
+        if items.height < PARALLEL_REPORTS_FROM:
+            paths = report.write_school_workbooks(items, folder, run_id=run_id, **when)
+            towns = report.write_clerk_workbooks(items, folder / TOWN_DIR, by="town", run_id=run_id, **when)
+            notices = report.write_public_notices(eligible, folder / NOTICE_DIR, start=night, notice=ns)
+        else:
+            # openpyxl is pure Python: a large county's workbooks are written side by side in
+            # other processes (spawned: forking beside Prefect's threads is unsafe).
+            with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+                towns_job = pool.submit(report.write_clerk_workbooks, items, folder / TOWN_DIR, by="town", run_id=run_id,
+                                        **when)
+                notices_job = pool.submit(report.write_public_notices, eligible, folder / NOTICE_DIR, start=night,
+                                          notice=ns)
+                paths = report.write_school_workbooks(items, folder, run_id=run_id, **when)
+                towns, notices = towns_job.result(), notices_job.result()
+    return len(paths), len(towns), len(notices)
+
+
 @task(retries=1, retry_delay_seconds=2, **QUIET)
 def stage_reports(results: pipeline.Results, reports: Path, run_id: str, settings: Settings | None = None,
                   night: date | None = None) -> Path:
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
     staging = night_reports.staging_dir(reports, run_id)
     staging.mkdir(parents=True, exist_ok=True)
-    items = results.discrepancies
-    eligible = results.eligible if results.eligible is not None else pl.DataFrame()
-    ns = settings.notice if settings is not None else None
-    when: dict[str, Any] = {"night": night, "notice": ns}
-    with _no_data_in_errors("writing workbooks"):
-        if items.height < PARALLEL_REPORTS_FROM:
-            paths = report.write_school_workbooks(items, staging, run_id=run_id, **when)
-            towns = report.write_clerk_workbooks(items, staging / TOWN_DIR, by="town", run_id=run_id, **when)
-            notices = report.write_public_notices(eligible, staging / NOTICE_DIR, start=night, notice=ns)
-        else:
-            # openpyxl is pure Python: a large county's workbooks are written side by side in
-            # other processes (spawned: forking beside Prefect's threads is unsafe).
-            with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-                towns_job = pool.submit(report.write_clerk_workbooks, items, staging / TOWN_DIR, by="town", run_id=run_id,
-                                        **when)
-                notices_job = pool.submit(report.write_public_notices, eligible, staging / NOTICE_DIR, start=night,
-                                          notice=ns)
-                paths = report.write_school_workbooks(items, staging, run_id=run_id, **when)
-                towns, notices = towns_job.result(), notices_job.result()
-    get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists",
-                          len(paths), len(towns), len(notices))
+    written = write_reports(results, staging, run_id, settings, night)
+    get_run_logger().info("wrote %d school workbooks, %d town workbooks, %d public-notice lists", *written)
     return staging
 
 
 @task(retries=2, retry_delay_seconds=5, **QUIET)
-def publish(db: Path, run_id: str, results: pipeline.Results, retention: StoreSettings) -> None:
+def publish(db: Path, run_id: str, results: pipeline.Results, retention: StoreSettings,
+            county: str | None = None) -> None:
     """A write either commits whole or leaves nothing, so a retry is safe; the store's
     refusals (DiskFullError, FileHeldError, ForeignDatabaseError) are ReconErrors, not
     transient I/O."""
-    tables = pipeline.stored_tables(results)
-    with _no_data_in_errors("publishing"):
-        store.finish_run(db, run_id=run_id, finished_at=_now(), counts=results.counts, tables=tables,
+    tables = pipeline.stored_tables(results, county)
+    with no_data_in_errors("publishing"):
+        store.finish_run(db, run_id=run_id, finished_at=now(), counts=results.counts, tables=tables,
                          retention=retention)
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(ZoneInfo(TIMEZONE))
 
 
-def _record_failure(db: Path, run_id: str, exc: BaseException) -> None:
+def new_run(as_of: str | None) -> tuple[datetime, date, date, str]:
+    """A run's start, night (its local date: reruns of a night replace each other), as-of
+    date (default the night) and id."""
+    started = now()
+    night = started.date()
+    return started, night, date.fromisoformat(as_of) if as_of else night, f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def record_failure(db: Path, run_id: str, exc: BaseException) -> None:
     """fail_run, whose own failure (a full disk) must not hide the night's reason."""
     try:
-        store.fail_run(db, run_id=run_id, finished_at=_now(), error=redact(f"{type(exc).__name__}: {exc}"))
+        store.fail_run(db, run_id=run_id, finished_at=now(), error=redact(f"{type(exc).__name__}: {exc}"))
     except ReconError as second:
         get_run_logger().error("the failure could not be recorded in the database: %s", second)
 
@@ -192,7 +208,7 @@ def _on_failure(flow: object, flow_run: object, state: object) -> None:
     """Prefect's on_failure hook: whatever failed (a task, the lock, a foreign --db), a
     person is told without opening Prefect."""
     params = getattr(flow_run, "parameters", {}) or {}
-    started = getattr(flow_run, "start_time", None) or _now()
+    started = getattr(flow_run, "start_time", None) or now()
     night = started.astimezone(ZoneInfo(TIMEZONE)).date()
     try:
         last = store.read_runs(params["db"]).filter(pl.col("night") == night).sort("started_at").tail(1)
@@ -201,7 +217,7 @@ def _on_failure(flow: object, flow_run: object, state: object) -> None:
         run_id = None
     reason = redact(str(getattr(state, "message", "") or ""))
     notify.tell(db=params.get("db", ""), reports=params.get("reports", ""), config=params.get("config"),
-                night=night, kind="failed", reason=reason, run_id=run_id, when=_now())
+                night=night, kind="failed", reason=reason, run_id=run_id, when=now())
 
 
 @flow(name="nightly-reconciliation", persist_result=False, log_prints=False, on_failure=[_on_failure])
@@ -211,10 +227,7 @@ def nightly_reconciliation(
 ) -> dict[str, int]:
     """Reconcile one inbox; publish to DuckDB and write the clerks' workbooks."""
     log = get_run_logger()
-    started = _now()
-    night = started.date()
-    as_of_date = date.fromisoformat(as_of) if as_of else night
-    run_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    started, night, as_of_date, run_id = new_run(as_of)
     db_path, reports_dir = Path(db), Path(reports)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     params = {"inbox": inbox, "db": db, "reports": reports, "as_of": as_of_date.isoformat(), "config": config,
@@ -232,9 +245,9 @@ def nightly_reconciliation(
             previous = read_previous_run(db_path)  # the last succeeded run, before computing
             results = reconcile_records(ingested, settings, decisions, as_of_date, county, previous)
             staging = stage_reports(results, reports_dir, run_id, settings, night)
-            publish(db_path, run_id, results, settings.store)
+            publish(db_path, run_id, results, settings.store, county)
         except BaseException as exc:
-            _record_failure(db_path, run_id, exc)
+            record_failure(db_path, run_id, exc)
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise

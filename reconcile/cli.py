@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from countygen import SynthConfig, SynthError, generate_county
+from countygen.province import COUNTIES, ProvinceConfig, generate_province
 
 from .config import DEFAULT_DB, DEFAULT_REPORTS, SAMPLE_DIR, DATA_DIR, load_settings
 from .errors import ReconError
@@ -59,8 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run every night on a schedule (needs a Prefect server)")
     _run_options(serve)
     serve.add_argument("--cron", default="0 2 * * *", help='cron schedule in Asia/Shanghai time (default "0 2 * * *")')
-    synth = sub.add_parser("synth", help="generate a synthetic county: DIR/inbox and DIR/truth")
+    province = sub.add_parser("province", help="reconcile a province inbox (one folder per county) on Dask")
+    province.add_argument("--inbox", type=Path, required=True, help="folder with one inbox per county: DIR/<county>/{roster,dibao,filing}")
+    province.add_argument("--db", type=Path, default=DEFAULT_DB, help="DuckDB file (one for the province)")
+    province.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="folder for the workbooks: <reports>/<night>/<county>/")
+    province.add_argument("--as-of", type=_date, default=None, help="reference date of the check (default today)")
+    province.add_argument("--config", type=Path, default=None, help="folder with configuration overrides (as for run)")
+    where = province.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=2, help="worker processes of a local Dask cluster (default 2)")
+    where.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
+    synth = sub.add_parser("synth", help="generate a synthetic county (DIR/inbox, DIR/truth), or a province with --counties")
     synth.add_argument("dir", type=Path)
+    synth.add_argument("--counties", type=int, default=0,
+                       help=f"write a province of this many counties (1-{len(COUNTIES)}): DIR/inbox/<county>/...")
+    synth.add_argument("--away", type=float, default=ProvinceConfig.away_share,
+                       help="with --counties: share of senior-secondary students schooled in a neighbouring county")
     synth.add_argument("--households", type=int, default=SAMPLE_HOUSEHOLDS)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--errors", type=float, default=1.0, help="multiplies every error rate (default 1)")
@@ -187,6 +201,39 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _province(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        from .config import load_settings
+
+        load_settings(args.config)  # fail fast, before Prefect starts, on a bad config folder
+    if not args.inbox.is_dir():
+        raise ReconError(f"inbox folder {args.inbox} does not exist")
+    if args.scheduler is None and args.workers < 1:
+        raise ReconError("--workers must be at least 1")
+    _quiet_prefect()
+    from flows.province import one_prefect_server, province_reconciliation, task_runner
+
+    t0 = time.perf_counter()
+    flow = province_reconciliation.with_options(task_runner=task_runner(args.workers, args.scheduler))
+    # A remote cluster's workers need a Prefect server they can reach: PREFECT_API_URL.
+    with one_prefect_server() if args.scheduler is None else contextlib.nullcontext():
+        counts = flow(inbox=str(args.inbox.resolve()), db=str(args.db.resolve()), reports=str(args.reports.resolve()),
+                      as_of=args.as_of, config=str(args.config.resolve()) if args.config else None)
+    print(f"\nrecon province: run {counts['run_id']} finished in {time.perf_counter() - t0:.1f} s, "
+          f"{counts['counties']} counties")
+    for county, n in counts["per_county"].items():
+        s = counts["seconds"][county]
+        print(f"  {county:<8} roster {n['roster_rows']}, matched {n['matched']}, review {n['review']}, "
+              f"not found {n['not_found']}, items {n['discrepancies']} ({s['match']:.1f} s matching, "
+              f"{s['rules']:.1f} s rules and workbooks)")
+    print(f"  across counties  {counts['cross_county_seconds']:.1f} s")
+    for county, error in sorted(counts["failed"].items()):
+        print(f"  {county:<8} FAILED: {error}", file=sys.stderr)
+    print(f"  reports        {counts['reports']}/<county>/")
+    print(f"  database       {args.db.resolve()}")
+    return 1 if counts["failed"] else 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
@@ -223,6 +270,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if args.counties:
+        province = generate_province(args.dir, ProvinceConfig(counties=args.counties, households=args.households,
+                                                              seed=args.seed, errors=args.errors, away_share=args.away))
+        print(f"generated {args.dir} in {time.perf_counter() - t0:.1f} s: {province}")
+        return 0
     summary = generate_county(args.dir, SynthConfig(households=args.households, seed=args.seed, errors=args.errors))
     print(f"generated {args.dir} in {time.perf_counter() - t0:.1f} s: {summary}")
     return 0
@@ -232,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": _run, "serve": _serve, "synth": _synth, "review": _review,
-                "status": _status}[args.command](args)
+                "status": _status, "province": _province}[args.command](args)
     except (ReconError, SynthError) as exc:
         print(f"recon: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "relation", "dibao_category", "monthly_amount", "approved_date", "status",
     ),
     "filing": (
-        "county", "town", "village", "household_no", "head_name", "person_no", "name",
+        "county_name", "town", "village", "household_no", "head_name", "person_no", "name",
         "id_number", "relation", "gender", "school_status", "household_type",
         "poverty_status", "exit_year",
     ),

@@ -28,8 +28,10 @@ from .places import observed_places, resolve_places, with_place_names
 from . import policy as pol
 from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
+from .crosscounty import Borrowed
 
-__all__ = ["Results", "normalize_all", "match_all", "link_all", "reconcile", "summarise", "records_table", "stored_tables"]
+__all__ = ["Results", "normalize_all", "match_all", "link_all", "reconcile", "judge", "summarise", "records_table",
+           "stored_tables"]
 
 Progress = Callable[[str], None]
 
@@ -63,8 +65,8 @@ def choose_county_policy(records: dict[str, pl.DataFrame], settings: Settings, c
     if county:
         return pol.choose_policy(settings.policies, county=county, region=county, school_year=year)
     filing = records.get("filing")
-    if filing is not None and "county" in filing.columns:
-        name = _mode(filing["county"].str.strip_chars())
+    if filing is not None and "county_name" in filing.columns:
+        name = _mode(filing["county_name"].str.strip_chars())
         found = pol.choose_policy(settings.policies, county=name, school_year=year) if name else None
         if found:
             return found
@@ -186,32 +188,52 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     if has_decisions:
         matches, link_counts = review.apply_links(matches, records, decisions)
         review_counts.update(link_counts)
+    return judge(records, problems, matches, settings, progress, decisions=decisions, as_of=as_of, county=county,
+                 previous=previous, counts=review_counts, model_parameters=model_parameters)
+
+
+def judge(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches: pl.DataFrame, settings: Settings,
+          progress: Progress | None = None, *, decisions: pl.DataFrame | None = None, as_of: dt.date | None = None,
+          county: str | None = None, previous: Previous | None = None, counts: dict[str, int] | None = None,
+          borrowed: Borrowed | None = None, model_parameters: pl.DataFrame | None = None) -> Results:
+    """Everything after matching: rules, clerk decisions, 公示名单, completeness, counts.
+    ``borrowed`` (a province run): the other counties' records this county's roster was
+    linked to and what of its own they claimed (see ``reconcile.crosscounty``); the exports'
+    completeness and night-over-night changes stay the county's own. ``model_parameters``:
+    the matching model fitted per system (``link_all``), stored as it is."""
     if progress:
         progress("applying discrepancy rules")
-    systems = {s: records[s] for s in SYSTEMS}
+    review_counts = dict(counts or {})
+    own = {s: records[s] for s in SYSTEMS}
+    systems, links = (own, matches) if borrowed is None else borrowed.extend(own, matches)
     policy = choose_county_policy(records, settings, county, as_of)
-    problems_export = export_problems(records["roster"], systems, settings, previous.counts if previous else None)
-    ctx = RuleContext(as_of=as_of, policy=policy, incomplete=problems_export)
-    discrepancies = find_discrepancies(records["roster"], systems, matches, settings, ctx)
-    discrepancies, annotated = review.annotate(discrepancies, records, decisions)
+    problems_export = export_problems(records["roster"], own, settings, previous.counts if previous else None)
+    ctx = RuleContext(as_of=as_of, policy=policy, incomplete=problems_export,
+                      claimed=borrowed.claimed if borrowed else None,
+                      elsewhere=borrowed.elsewhere if borrowed else None)
+    discrepancies = find_discrepancies(records["roster"], systems, links, settings, ctx)
+    discrepancies, annotated = review.annotate(discrepancies, {"roster": records["roster"], **systems}, decisions)
     review_counts.update(annotated)
     eligible = notice_rows(review.eligible_students(
-        records["roster"], systems, matches, discrepancies, settings.qualifying_poverty, settings.qualifying_dibao
+        records["roster"], systems, links, discrepancies, settings.qualifying_poverty, settings.qualifying_dibao
     ), records["roster"], settings, policy)
-    changes = household_changes(records["roster"], systems, matches, settings,
+    changes = household_changes(records["roster"], own, matches, settings,
                                 previous.records if previous else None, as_of, problems_export)
+    if borrowed is not None:
+        discrepancies = borrowed.mark(discrepancies)
+        links = borrowed.stored_links(links)
     # The output shapes are a contract with analysts: check them before anything is published.
     RowProblemSchema.validate(problems)
-    MatchSchema.validate(matches)
+    MatchSchema.validate(links)
     DiscrepancySchema.validate(discrepancies)
     ExportProblemSchema.validate(problems_export)
     HouseholdChangeSchema.validate(changes)
-    counts = summarise(records, problems, matches, discrepancies)
-    counts.update(review_counts)
-    counts["eligible"] = eligible.height
-    counts["export_problems"] = problems_export.height
-    counts["household_changes"] = changes.height
-    return Results(records, compact(problems), compact(matches), compact(discrepancies), counts, compact(eligible),
+    counts_out = summarise(records, problems, links, discrepancies)
+    counts_out.update(review_counts)
+    counts_out["eligible"] = eligible.height
+    counts_out["export_problems"] = problems_export.height
+    counts_out["household_changes"] = changes.height
+    return Results(records, compact(problems), compact(links), compact(discrepancies), counts_out, compact(eligible),
                    problems_export, changes, policy, model_parameters)
 
 
@@ -220,15 +242,21 @@ def records_table(results: Results) -> pl.DataFrame:
     return pl.concat(list(results.records.values()), how="diagonal_relaxed")
 
 
-def stored_tables(results: Results) -> dict[str, pl.DataFrame | list[pl.DataFrame] | None]:
+def stored_tables(results: Results, county: str | None = None) -> dict[str, pl.DataFrame | list[pl.DataFrame] | None]:
     """What a run publishes (``store.finish_run``'s ``tables``): records one frame per
-    source, so a county-wide run never holds a concatenated copy."""
+    source, so a county-wide run never holds a concatenated copy; every frame carries
+    ``county`` (this county's name: the policy's, else ``county`` as given)."""
+    name = results.policy.county if results.policy is not None else county
+
+    def tag(frame: pl.DataFrame | None) -> pl.DataFrame | None:
+        return None if frame is None else frame.with_columns(pl.lit(name, pl.String).alias("county"))
+
     return {
-        "records": list(results.records.values()),
-        "row_problems": results.problems,
-        "matches": results.matches,
-        "discrepancies": results.discrepancies,
-        "export_problems": results.export_problems,
-        "household_changes": results.household_changes,
-        "model_parameters": results.model_parameters,
+        "records": [tag(f) for f in results.records.values()],
+        "row_problems": tag(results.problems),
+        "matches": tag(results.matches).with_columns(pl.col("county").alias("system_county")),
+        "discrepancies": tag(results.discrepancies),
+        "export_problems": tag(results.export_problems),
+        "household_changes": tag(results.household_changes),
+        "model_parameters": tag(results.model_parameters),
     }

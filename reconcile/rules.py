@@ -24,7 +24,8 @@ from .idcard import check_char_expr, digit_diff_positions
 from .memory import compact
 from .vocabulary import ID_STATUS_TEXT, KINDS as VOCAB, SYSTEM_LABELS, USABLE_ID_STATUSES
 
-__all__ = ["find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr"]
+__all__ = ["find_discrepancies", "DISCREPANCY_COLUMNS", "RuleContext", "roster_places", "qualifies_expr",
+           "claim_identities"]
 
 USABLE = list(USABLE_ID_STATUSES)
 NAME_LEVEL_TEXT = level_labels("name")  # how far apart two names are, as a clerk is told
@@ -340,8 +341,9 @@ def dibao_stopped(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleCo
     )
 
 
-def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
-    """The same student on two roster rows: same ID, or the same system person, or same name and birth."""
+def claim_identity(r: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """roster_rec → ``_who``, the student a roster row claims for: the matched system
+    person's ID, else the row's own valid ID, else name and birth date."""
     sys_id = (
         links.select("roster_rec", "system", "system_id", "status", "s_id_status", "via")
         .filter((pl.col("status") == "matched") & pl.col("s_id_status").is_in(USABLE) & (pl.col("via") != "household_head"))
@@ -349,13 +351,24 @@ def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Rule
         .group_by("roster_rec", maintain_order=True)
         .agg(pl.col("system_id").first().alias("_sid"))
     )
-    who = r.select(
+    return r.select(
         pl.col("rec").alias("roster_rec"),
         pl.when(pl.col("id_status").is_in(USABLE)).then(pl.col("id_norm")).alias("_rid"),
         pl.concat_str([pl.col("name_norm"), pl.coalesce("birth", "id_birth").cast(pl.String)], separator="|").alias("_nb"),
-    ).join(sys_id, on="roster_rec", how="left").with_columns(
-        pl.coalesce("_sid", "_rid", "_nb").alias("_who")
+    ).join(sys_id, on="roster_rec", how="left").select(
+        "roster_rec", pl.coalesce("_sid", "_rid", "_nb").alias("_who")
     ).filter(pl.col("_who").is_not_null())
+
+
+def claim_identities(roster: pl.DataFrame, systems: Mapping[str, pl.DataFrame], matches: pl.DataFrame) -> pl.DataFrame:
+    """:func:`claim_identity` from the stored shapes (records and matches), for a province's
+    look across county lines."""
+    return claim_identity(roster, _links(matches, systems))
+
+
+def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
+    """The same student on two roster rows: same ID, or the same system person, or same name and birth."""
+    who = claim_identity(r, links)
     counts = who.group_by("_who").agg(pl.len().alias("n")).filter(pl.col("n") > 1)
     dup = who.join(counts, on="_who")
     base = _roster_base(r).join(dup.select("roster_rec", "_who", "n"), on="roster_rec")
@@ -413,6 +426,11 @@ class RuleContext:
     as_of: dt.date | None = None
     policy: pol.Policy | None = None
     incomplete: pl.DataFrame | None = None
+    # A province run (reconcile.crosscounty): this county's system records that another
+    # county's roster was linked to (system, rec), and this roster's rows whose student is on
+    # another county's roster too (roster_rec, places).
+    claimed: pl.DataFrame | None = None
+    elsewhere: pl.DataFrame | None = None
 
 
 def roster_places(r: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
@@ -649,7 +667,10 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
     )
     at_school = pl.col("_ss").is_not_null() & (pl.col("_ss") != "非在校生") & ~pl.col("_ss").str.contains("非|未|辍|失学")
     # Covered: linked to a roster row, or the same ID / name and birth date on any roster.
-    linked = links.select("system", pl.col("system_rec").alias("rec")).unique()
+    linked = links.select("system", pl.col("system_rec").alias("rec"))
+    if ctx.claimed is not None:  # on another county's roster: not missed here
+        linked = pl.concat([linked, ctx.claimed.select("system", pl.col("rec").cast(linked.schema["rec"]))])
+    linked = linked.unique()
     covered_ids = pl.concat([
         r.filter(pl.col("id_status").is_in(USABLE)).select("id_norm"),
         recs.join(linked, on=["system", "rec"], how="semi").select("id_norm"),
@@ -721,6 +742,20 @@ def _with_places(out: pl.DataFrame, roster: pl.DataFrame, links: pl.DataFrame) -
     ).drop("place_town_key", "place_village_key", "place_town_name", "place_village_name")
 
 
+def duplicate_elsewhere(r: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+    """duplicate_claim across county lines: the student is on another county's roster too."""
+    base = _roster_base(r)
+    if ctx.elsewhere is None:
+        return _finish(base.head(0), "duplicate_claim")
+    out = base.join(ctx.elsewhere.select("roster_rec", "places"), on="roster_rec", how="inner", maintain_order="left")
+    return _finish(
+        out.with_columns(
+            pl.format("同一学生也在其他县的资助名单上（{}），可能重复申报，请与该县核实只保留一条。", pl.col("places")).alias("message")
+        ),
+        "duplicate_claim",
+    )
+
+
 def find_discrepancies(
     roster: pl.DataFrame, systems: Mapping[str, pl.DataFrame], matches: pl.DataFrame, settings: Settings,
     context: RuleContext | None = None,
@@ -745,5 +780,8 @@ def find_discrepancies(
         moved = extra[0].select("file", "sheet", "row")
         frames[0] = frames[0].join(moved, on=["file", "sheet", "row"], how="anti")  # not_found → export_incomplete
         frames += extra
+        if ctx.elsewhere is not None:  # one duplicate_claim item a row, the county's own first
+            seen = frames[RULES.index(duplicate_claim)].select("file", "sheet", "row")
+            frames.append(duplicate_elsewhere(roster, ctx).join(seen, on=["file", "sheet", "row"], how="anti"))
     out = _with_places(pl.concat(frames, how="vertical_relaxed"), roster, links)
     return out.sort(["file", "sheet", "row", "kind", "system"], nulls_last=True, maintain_order=True)

@@ -48,8 +48,10 @@ Tables (declared in :data:`TABLES`; every table but ``runs`` and ``reviews`` is 
 ``item_refs`` — each run's item map (``item_ref`` → ``item_key``, ``fingerprint``, ``kind``,
     ``school``, ``town``); kept when a rerun supersedes the run (``read_item_map``).
 
-Join records to matches on ``(run_id, source='roster', rec=roster_rec)`` and
-``(run_id, source=system, rec=system_rec)``, or on the lineage columns.
+Join records to matches on ``(run_id, county, source='roster', rec=roster_rec)`` and
+``(run_id, county=system_county, source=system, rec=system_rec)`` (``rec`` counts within a
+county; in a province run a roster row may link to another county's record), or on the
+lineage columns.
 Only succeeded runs have rows in the run tables: a run stores its rows at ``finish_run`` in
 one step, a failed run stores none and leaves earlier rows untouched, and a later run of
 the same ``night`` drops the earlier run's rows (its ``runs`` row stays, status
@@ -156,9 +158,12 @@ TABLES: dict[str, dict[str, str]] = {
         "counts": "JSON",
         **{c: "INTEGER" for c in COUNT_COLUMNS},
         "superseded_by": "VARCHAR",
+        "county": "VARCHAR",
+        "counties": "JSON",
     },
     "records": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "source": "VARCHAR",
         "file": "VARCHAR",
         "sheet": "VARCHAR",
@@ -183,6 +188,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "row_problems": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "source": "VARCHAR",
         "file": "VARCHAR",
         "sheet": "VARCHAR",
@@ -193,6 +199,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "matches": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "roster_file": "VARCHAR",
         "roster_sheet": "VARCHAR",
         "roster_row": "BIGINT",
@@ -202,6 +209,7 @@ TABLES: dict[str, dict[str, str]] = {
         "system_sheet": "VARCHAR",
         "system_row": "BIGINT",
         "system_rec": "INTEGER",
+        "system_county": "VARCHAR",
         "score": "DOUBLE",
         "weight": "DOUBLE",
         "status": "VARCHAR",
@@ -210,6 +218,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "discrepancies": {
         "run_id": "VARCHAR",
+        "county": "VARCHAR",
         "kind": "VARCHAR",
         "severity": "VARCHAR",
         "source": "VARCHAR",
@@ -220,6 +229,7 @@ TABLES: dict[str, dict[str, str]] = {
         "system_file": "VARCHAR",
         "system_sheet": "VARCHAR",
         "system_row": "BIGINT",
+        "system_county": "VARCHAR",
         "field": "VARCHAR",
         "value": "VARCHAR",
         "system_value": "VARCHAR",
@@ -269,13 +279,14 @@ TABLES: dict[str, dict[str, str]] = {
     # issue 7: a town/village whose export looks cut short, and households that entered or
     # left a system since the previous run (see reconcile/completeness.py).
     "export_problems": {
-        "run_id": "VARCHAR", "system": "VARCHAR", "file": "VARCHAR", "town": "VARCHAR", "village": "VARCHAR",
-        "town_key": "VARCHAR", "village_key": "VARCHAR", "problem": "VARCHAR", "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
+        "run_id": "VARCHAR", "county": "VARCHAR", "system": "VARCHAR", "file": "VARCHAR", "town": "VARCHAR",
+        "village": "VARCHAR", "town_key": "VARCHAR", "village_key": "VARCHAR", "problem": "VARCHAR",
+        "expected_rows": "BIGINT", "expected_from": "VARCHAR", "found_rows": "BIGINT",
         "previous_households": "BIGINT", "found_households": "BIGINT", "other_system_households": "BIGINT",
         "roster_students": "BIGINT", "message": "VARCHAR",
     },
     "household_changes": {
-        "run_id": "VARCHAR", "system": "VARCHAR", "household": "VARCHAR", "change": "VARCHAR", "town": "VARCHAR",
+        "run_id": "VARCHAR", "county": "VARCHAR", "system": "VARCHAR", "household": "VARCHAR", "change": "VARCHAR", "town": "VARCHAR",
         "village": "VARCHAR", "head_name": "VARCHAR", "status_before": "VARCHAR", "status_now": "VARCHAR",
         "export_incomplete": "BOOLEAN", "students": "BIGINT", "student_rows": "VARCHAR", "message": "VARCHAR",
     },
@@ -283,7 +294,8 @@ TABLES: dict[str, dict[str, str]] = {
     # m, u, the level's weight in bits, and where m and u came from (`data`, `configuration`,
     # or `bound`: the configured value capped at what the data allows).
     "model_parameters": {
-        "run_id": "VARCHAR", "system": "VARCHAR", "field": "VARCHAR", "level": "VARCHAR", "label": "VARCHAR",
+        "run_id": "VARCHAR", "county": "VARCHAR", "system": "VARCHAR", "field": "VARCHAR", "level": "VARCHAR",
+        "label": "VARCHAR",
         "m": "DOUBLE", "u": "DOUBLE", "bits": "DOUBLE", "m_from": "VARCHAR", "u_from": "VARCHAR",
         "u_seen": "BIGINT", "random_pairs": "BIGINT", "prior": "DOUBLE", "prior_bits": "DOUBLE",
         "em_iterations": "BIGINT", "converged": "BOOLEAN", "fitted": "BOOLEAN",
@@ -380,6 +392,9 @@ def finish_run(
     counts: dict,
     tables: Mapping[str, pl.DataFrame | Sequence[pl.DataFrame] | None],
     retention: StoreSettings | None = None,
+    county: str | None = None,
+    counties: dict | None = None,
+    error: str | None = None,
 ) -> None:
     """Store the run's tables and mark it 'succeeded', replacing earlier runs of its night,
     and drop what is past ``retention`` (default: :class:`StoreSettings`'s defaults).
@@ -389,6 +404,10 @@ def finish_run(
     missing columns are stored as NULL, columns the table doesn't know are ignored, a
     ``run_id`` column in a frame is overwritten. A table not given gets no rows;
     ``item_refs`` is taken from ``discrepancies`` unless given.
+
+    ``county``: the county a county run is about (null for a province run); ``counties``
+    (a province run): each county's status, error, counts and seconds; ``error``: why some
+    counties failed while the others were published.
     """
     run_tables = [t for t in TABLES if t not in CATALOG_TABLES]  # read now: tables may be declared later
     unknown = sorted(set(tables) - set(run_tables))
@@ -417,9 +436,10 @@ def finish_run(
                 [run_id, earlier])
         sets = ", ".join(f"{_q(c)} = ?" for c in COUNT_COLUMNS)
         con.execute(
-            f"UPDATE runs SET status = 'succeeded', error = NULL, finished_at = ?, counts = ?, {sets} "
-            "WHERE run_id = ?",
-            [_aware(finished_at), _json(counts), *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id])
+            f"UPDATE runs SET status = 'succeeded', error = ?, finished_at = ?, counts = ?, county = ?, counties = ?, "
+            f"{sets} WHERE run_id = ?",
+            [_scrub(error) if error else None, _aware(finished_at), _json(counts), county,
+             _json(counties) if counties is not None else None, *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id])
         _apply_retention(con, keep)
 
     frames = {t: given[t] for t in run_tables if given.get(t) is not None}
@@ -488,28 +508,30 @@ VIEWS: dict[str, str] = {
         FROM discrepancies d JOIN latest_run lr USING (run_id)
         LEFT JOIN records rec ON rec.run_id = d.run_id AND rec.source = 'roster'
              AND rec.file = d.file AND rec.sheet = d.sheet AND rec.row = d.row""",
-    # Counts by town, school, stage, kind (and severity) for the newest run.
+    # Counts by county, town, school, stage, kind (and severity) for the newest run (town
+    # and school names repeat across the counties of a province).
     "discrepancy_totals": """
-        SELECT night, town, school, stage, kind, severity, count(*) AS n
+        SELECT night, county, town, school, stage, kind, severity, count(*) AS n
         FROM open_discrepancies GROUP BY ALL""",
     # Children of qualifying households at a stage no roster covered that night (本科/大专 …):
     # not put to the towns as possible drop-outs, counted per town and stage instead.
     "missed_by_stage": """
-        SELECT night, town, system_value AS stage, count(*) AS n
-        FROM open_discrepancies WHERE kind = 'missed_other_stage' GROUP BY ALL ORDER BY town, stage""",
+        SELECT night, county, town, system_value AS stage, count(*) AS n
+        FROM open_discrepancies WHERE kind = 'missed_other_stage' GROUP BY ALL ORDER BY county, town, stage""",
     # Each succeeded run with the succeeded run before it.
     "run_pairs": """
         SELECT run_id, night, lag(run_id) OVER (ORDER BY night, finished_at) AS prev_run_id
         FROM runs WHERE status = 'succeeded'""",
     # Items night over night: new (not in the previous run), resolved (gone), still_open.
     "discrepancy_changes": """
-        WITH cur AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.school, d.town
+        WITH cur AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.county, d.school, d.town
                      FROM run_pairs p JOIN discrepancies d ON d.run_id = p.run_id),
-             prev AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.school, d.town
+             prev AS (SELECT p.run_id, p.night, d.item_key, d.kind, d.county, d.school, d.town
                       FROM run_pairs p JOIN discrepancies d ON d.run_id = p.prev_run_id)
         SELECT coalesce(c.run_id, p.run_id) AS run_id, coalesce(c.night, p.night) AS night,
                coalesce(c.item_key, p.item_key) AS item_key, coalesce(c.kind, p.kind) AS kind,
-               coalesce(c.school, p.school) AS school, coalesce(c.town, p.town) AS town,
+               coalesce(c.county, p.county) AS county, coalesce(c.school, p.school) AS school,
+               coalesce(c.town, p.town) AS town,
                CASE WHEN p.item_key IS NULL THEN 'new' WHEN c.item_key IS NULL THEN 'resolved'
                     ELSE 'still_open' END AS change
         FROM cur c FULL OUTER JOIN prev p ON c.run_id = p.run_id AND c.item_key = p.item_key""",
@@ -523,10 +545,11 @@ VIEWS: dict[str, str] = {
         WITH lr AS (SELECT run_id, coalesce(as_of, night) AS as_of FROM latest_run),
         seen AS (
             SELECT s.id_norm FROM matches m JOIN records s ON s.run_id = m.run_id
-                   AND s.source = m.system AND s.rec = m.system_rec JOIN lr ON lr.run_id = m.run_id
+                   AND s.source = m.system AND s.rec = m.system_rec
+                   AND s.county IS NOT DISTINCT FROM coalesce(m.system_county, m.county) JOIN lr ON lr.run_id = m.run_id
             UNION SELECT r.id_norm FROM records r JOIN lr USING (run_id) WHERE r.source = 'roster'),
         kids AS (
-            SELECT rec.run_id, rec.source AS system, rec.town, rec.village, rec.household,
+            SELECT rec.run_id, rec.county, rec.source AS system, rec.town, rec.village, rec.household,
                    rec.name, rec.id_norm, rec.id_birth, date_sub('year', rec.id_birth, lr.as_of) AS age,
                    rec.school_status, rec.poverty_status, rec.status AS dibao_status,
                    rec.file, rec.sheet, rec.row
@@ -536,8 +559,8 @@ VIEWS: dict[str, str] = {
         WHERE age BETWEEN 6 AND 17 AND id_norm NOT IN (SELECT id_norm FROM seen WHERE id_norm IS NOT NULL)
         QUALIFY row_number() OVER (PARTITION BY id_norm ORDER BY system, file, sheet, row) = 1""",
     "coverage_by_town": """
-        SELECT town, count(*) AS children, count_if(age BETWEEN 6 AND 15) AS compulsory_age
-        FROM coverage_gaps GROUP BY town ORDER BY children DESC""",
+        SELECT county, town, count(*) AS children, count_if(age BETWEEN 6 AND 15) AS compulsory_age
+        FROM coverage_gaps GROUP BY county, town ORDER BY children DESC, county, town""",
     # Each reviewer's latest word per item (待核实 included).
     "review_decisions": """
         SELECT * FROM reviews
@@ -667,14 +690,14 @@ def read_previous(db_path: Path | str) -> tuple[str, pl.DataFrame, pl.DataFrame]
             return None
         run_id = rows[0][0]
         counts = con.sql(
-            "SELECT source AS system, file, regexp_replace(town, '\\s+', '', 'g') AS town, "
+            "SELECT county, source AS system, file, regexp_replace(town, '\\s+', '', 'g') AS town, "
             "regexp_replace(village, '\\s+', '', 'g') AS village, count(*)::BIGINT AS rows, "
             "count(DISTINCT household)::BIGINT AS households FROM records "
             "WHERE run_id = ? AND source IN ('dibao', 'filing') GROUP BY ALL ORDER BY ALL",
             params=[run_id],
         ).to_arrow_table()
         records = con.sql(
-            "SELECT source AS system, household, town, village, head_name, id_norm, status, poverty_status, "
+            "SELECT county, source AS system, household, town, village, head_name, id_norm, status, poverty_status, "
             "exit_year, approved_date FROM records WHERE run_id = ? AND source IN ('dibao', 'filing') "
             "ORDER BY source, file, sheet, row",
             params=[run_id],

@@ -249,7 +249,7 @@ FIELD_LABELS: Mapping[str, str] = MappingProxyType({
     "town": "乡镇", "village": "村", "aid_item": "资助项目", "amount": "资助金额",
     "phone": "联系电话", "household_size": "保障人数", "dibao_category": "低保类别",
     "monthly_amount": "月保障金额", "approved_date": "批准日期", "status": "低保状态",
-    "county": "县", "household_no": "户编号", "person_no": "人编号",
+    "county_name": "县", "household_no": "户编号", "person_no": "人编号",
     "school_status": "在校生状况", "household_type": "贫困户属性",
     "poverty_status": "脱贫状态", "exit_year": "脱贫年度",
 })

@@ -1,0 +1,157 @@
+"""End to end: a small generated province through the real Prefect flow, on a local Dask
+cluster of 2 workers (started once) and on one worker, with students schooled across
+county lines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from countygen.province import ProvinceConfig, generate_province
+
+AS_OF = "2025-09-01"
+# Differ between two runs of the same data by design.
+VOLATILE = {"run_id", "row_hash"}
+TABLES = ("records", "row_problems", "matches", "discrepancies", "export_problems", "household_changes")
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("province")
+    generate_province(out, ProvinceConfig(counties=3, households=120, seed=4, away_share=0.6))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scheduler(harness):
+    """Two worker processes reporting to the harness's Prefect server (no server of their own)."""
+    from distributed import LocalCluster
+    from prefect.settings import PREFECT_API_URL
+
+    env = {"PREFECT_API_URL": PREFECT_API_URL.value(), "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, env=env) as cluster:
+        yield cluster.scheduler_address
+
+
+def _run(province: Path, out: Path, runner) -> dict:
+    from flows.province import province_reconciliation
+
+    flow = province_reconciliation.with_options(task_runner=runner)
+    return flow(inbox=str(province / "inbox"), db=str(out / "recon.duckdb"), reports=str(out / "reports"),
+                as_of=AS_OF, config=str(province / "config"))
+
+
+def _tables(db: Path) -> dict[str, pl.DataFrame]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        out = {}
+        for t in TABLES:
+            frame = pl.from_arrow(con.sql(f"select * from {t}").to_arrow_table())
+            frame = frame.drop([c for c in frame.columns if c in VOLATILE])
+            out[t] = frame.sort(frame.columns, nulls_last=True)
+        return out
+    finally:
+        con.close()
+
+
+def _away(province: Path) -> pl.DataFrame:
+    """Roster rows of students schooled away whose household is in an export of their home county."""
+    def read(name: str) -> pl.DataFrame:
+        return pl.read_csv(province / "truth" / name, schema_overrides={"sheet": pl.String, "row": pl.Int64}).with_columns(
+            pl.col("sheet").fill_null(""))
+
+    in_systems = read("records.csv").filter(pl.col("source") != "roster").select("person_id").unique()
+    return read("away.csv").join(in_systems, on="person_id", how="semi")
+
+
+@pytest.fixture(scope="module")
+def two_workers(province: Path, scheduler: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    from flows.province import task_runner
+
+    out = tmp_path_factory.mktemp("two")
+    return _run(province, out, task_runner(scheduler=scheduler)), out
+
+
+def test_students_schooled_away_are_found_in_their_home_exports(province: Path, two_workers) -> None:
+    counts, out = two_workers
+    assert counts["counties"] == 3 and counts["failed"] == {}
+    away = _away(province)
+    assert away.height >= 5
+    con = duckdb.connect(str(out / "recon.duckdb"), read_only=True)
+    try:
+        links = pl.from_arrow(con.sql("select * from matches where status = 'matched'").to_arrow_table())
+        items = pl.from_arrow(con.sql("select * from discrepancies").to_arrow_table())
+        fitted = con.sql("select county, system from model_parameters group by all order by all").fetchall()
+    finally:
+        con.close()
+    # each county's own matching model is stored under its name
+    assert fitted == sorted((c["county"], s) for c in _notes(province) for s in ("dibao", "filing"))
+    rows = away.select(pl.col("file").alias("roster_file"), pl.col("sheet").alias("roster_sheet"),
+                       pl.col("row").alias("roster_row"), pl.col("county").alias("home"))
+    found = rows.join(links, on=["roster_file", "roster_sheet", "roster_row"], how="inner")
+    # linked into the exports of the county the household lives in, from the school's county
+    assert found.select("roster_file", "roster_sheet", "roster_row").unique().height >= 0.9 * away.height
+    assert (found["system_county"] == found["home"]).all()
+    assert (found["county"] != found["home"]).all()
+    assert found["system_file"].str.starts_with(found["home"] + "/").all()
+    # never not_found; an item about a borrowed record says whose export it came from
+    keys = rows.rename({"roster_file": "file", "roster_sheet": "sheet", "roster_row": "row"})
+    theirs = items.join(keys, on=["file", "sheet", "row"], how="inner")
+    assert theirs.filter(pl.col("kind") == "not_found").is_empty()
+    borrowed = theirs.filter(pl.col("system_county").is_not_null() & (pl.col("system_county") != pl.col("county")))
+    assert borrowed.height and borrowed["message"].str.contains("导出中找到").all()
+    assert (borrowed["system_county"] == borrowed["home"]).all()
+    # every county's workbooks under <reports>/<night>/<county>/
+    night = Path(counts["reports"])
+    assert sorted(p.name for p in night.iterdir()) == sorted(c["county"] for c in _notes(province))
+    assert all(any((night / c["county"]).glob("*.xlsx")) for c in _notes(province))
+
+
+def _notes(province: Path) -> list[dict]:
+    import json
+
+    return json.loads((province / "truth" / "notes.json").read_text(encoding="utf-8"))["counties"]
+
+
+def test_one_worker_gives_the_same_tables_and_a_county_that_cannot_be_read_fails_alone(
+        province: Path, two_workers, tmp_path: Path) -> None:
+    """One run on one worker, of the same counties plus one whose share is not there: the
+    three counties' tables equal the two-worker run's; the fourth fails loudly, alone."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    broken = tmp_path / "province"
+    (broken / "inbox").mkdir(parents=True)
+    for county in (province / "inbox").iterdir():
+        os.symlink(county, broken / "inbox" / county.name)
+    os.symlink(tmp_path / "not-mounted", broken / "inbox" / "古丈县")  # a county share that is not there
+    os.symlink(province / "config", broken / "config")
+    counts = _run(broken, tmp_path, ThreadPoolTaskRunner(max_workers=1))
+    assert set(counts["failed"]) == {"古丈县"} and counts["counties"] == 4
+
+    _, out2 = two_workers
+    one, two = _tables(tmp_path / "recon.duckdb"), _tables(out2 / "recon.duckdb")
+    for table in TABLES:
+        assert one[table].height > 0 or table in ("export_problems", "household_changes")
+        assert one[table].equals(two[table]), table
+    assert one["records"]["county"].n_unique() == 3 and one["records"]["county"].null_count() == 0
+
+    con = duckdb.connect(str(tmp_path / "recon.duckdb"), read_only=True)
+    try:
+        [(status, error, counties)] = con.execute("select status, error, counties from runs").fetchall()
+    finally:
+        con.close()
+    assert status == "succeeded" and "古丈县" in error
+    assert '"古丈县": {"error"' in counties
