@@ -101,3 +101,12 @@ def respell_county(inbox: Path) -> dict[str, str]:
                        lambda n, v: v.translate(RESPELL_CHARS).replace("社区", "社区居委会"))
     assert n_f and n_d
     return {filing.name: f"{n_f} rows", dibao.name: f"{n_d} rows"}
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """One Prefect test server for every flow test of the session (its start-up is paid once)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -22,14 +22,6 @@ PROPER_NAMES = {"Excel"}  # the program's name is what clerks call it
 HEADER = ["序号", "学生姓名", "性别", "出生日期", "身份证号", "乡镇", "村", "年级", "资助金额"]
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def _roster(path: Path, rows: list[list], *, title: str | None = None, school: str | None = None) -> None:
     wb = openpyxl.Workbook()
     ws = wb.active

@@ -407,14 +407,6 @@ def _notify_config(tmp_path: Path, url: str | None = None, extra: str = "") -> P
     return cfg
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def test_a_failed_night_is_told_without_opening_prefect(harness, tmp_path: Path, monkeypatch) -> None:
     from flows.nightly import nightly_reconciliation
     from reconcile import night_reports

@@ -20,14 +20,6 @@ TABLES = ("records", "row_problems", "matches", "discrepancies", "export_problem
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
 def province(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("province")
     generate_province(out, ProvinceConfig(counties=3, households=120, seed=4, away_share=0.6))

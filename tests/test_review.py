@@ -153,14 +153,6 @@ def test_import_refuses_bad_rows_and_files_with_clear_messages(inbox: Path, tmp_
 # --------------------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def test_round_trip_two_nights_with_clerk_decisions(harness, county: Path, inbox: Path, tmp_path: Path) -> None:
     from flows.nightly import TOWN_DIR, nightly_reconciliation
 
