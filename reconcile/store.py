@@ -113,7 +113,6 @@ __all__ = [
     "REVIEWS_SCHEMA",
     "read_item_map",
     "read_previous",
-    "read_item_map",
     "read_runs",
     "run_state",
     "DiskFullError",

@@ -104,6 +104,24 @@ def respell_county(inbox: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def generated_county(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`generated_county(households=, seed=)`: a county from the generator, made once per
+    session for each shape and shared read-only (a test that edits files copies them)."""
+    from countygen import SynthConfig, generate_county
+
+    made: dict[tuple[int, int], Path] = {}
+
+    def make(*, households: int, seed: int) -> Path:
+        if (households, seed) not in made:
+            out = tmp_path_factory.mktemp(f"county{households}_{seed}")
+            generate_county(out, SynthConfig(households=households, seed=seed))
+            made[households, seed] = out
+        return made[households, seed]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def harness():
     """One Prefect test server for every flow test of the session (its start-up is paid once)."""
     from prefect.testing.utilities import prefect_test_harness

@@ -13,17 +13,14 @@ import openpyxl
 import polars as pl
 import pytest
 
-from countygen import SynthConfig, generate_county
 from reconcile import report
 
 ID_SHAPED = re.compile(r"\d{6}(?:19|20)\d{2}[01]\d[0-3]\d\d{3}[\dXx]")
 
 
 @pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("county")
-    generate_county(out, SynthConfig(households=250, seed=5))
-    return out
+def county(generated_county) -> Path:
+    return generated_county(households=250, seed=5)
 
 
 def _query(db: Path, sql: str) -> list[tuple]:
@@ -71,9 +68,10 @@ def test_nightly_flow_end_to_end(harness, county: Path, tmp_path: Path, caplog: 
     assert again["discrepancies"] == counts["discrepancies"]
 
 
-def test_failed_run_is_marked_and_keeps_previous_results(harness, county: Path, tmp_path: Path) -> None:
+def test_failed_run_is_marked_and_keeps_previous_results(harness, generated_county, tmp_path: Path) -> None:
     from flows.nightly import nightly_reconciliation
 
+    county = generated_county(households=60, seed=11)  # any county will do: a small one
     db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
     nightly_reconciliation(inbox=str(county / "inbox"), db=str(db), reports=str(reports))
     bad = tmp_path / "settings"

@@ -139,14 +139,17 @@ def build_inbox(base: Path) -> tuple[Path, Path, dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory):
+def night(harness, tmp_path_factory: pytest.TempPathFactory):
+    """`recon run` as a user runs it against a Prefect server (the session's test server,
+    so its start-up is not paid again; tests/test_night.py runs it without one)."""
+    from prefect.settings import PREFECT_API_URL
+
     base = tmp_path_factory.mktemp("night")
     county, inbox, expected = build_inbox(base)
     db, reports = base / "recon.duckdb", base / "reports"
     notes = json.loads((county / "truth" / "notes.json").read_text(encoding="utf-8"))
     env = dict(os.environ, PREFECT_HOME=str(base / "prefect"), DO_NOT_TRACK="1",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    env.pop("PREFECT_API_URL", None)
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=PREFECT_API_URL.value())
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "reconcile.cli", "run", "--inbox", str(inbox), "--db", str(db),
