@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import math
 import re
@@ -518,8 +519,13 @@ def text_lines(text: Any, width: float) -> int:
     """Lines a wrapped cell ``width`` characters wide needs for ``text`` (estimated)."""
     if text is None:
         return 1
+    return _text_lines(str(text), width)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # labels and messages repeat across a night's rows
+def _text_lines(text: str, width: float) -> int:
     room = max(width - 1.0, 1.0)
-    lines = [max(1, math.ceil(_width(part) * 1.1 / room)) for part in str(text).split("\n")]
+    lines = [max(1, math.ceil(_width(part) * 1.1 / room)) for part in text.split("\n")]
     # Chinese line breaking keeps closing punctuation off a line's start: long texts need a line more.
     return sum(n + (1 if n > 2 else 0) for n in lines)
 
@@ -621,7 +627,7 @@ def write_clerk_workbooks(
         title = f"{group} 待核实问题" + (f"（{night.year}年{night.month}月{night.day}日）" if night else "")
         lines = instructions(by, group, ns.return_to, deadline)
         path = out_dir / f"{name}.xlsx"
-        with Book(path, STYLES, stamp=stamp) as book:
+        with Book(path, STYLES, stamp=stamp, rows=rows.height) as book:
             _problem_sheet(book, rows, title=title, lines=lines, with_school=(by == "town"))
             _help_sheet(book, by, kinds)
             _meta_sheet(book, {"format": META_FORMAT, "run_id": run_id, "scope": by, "name": group,
@@ -685,7 +691,7 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
     for group, name in zip(groups, _unique_names(groups)):
         rows = parts[(group,)]
         path = out_dir / f"{name}.xlsx"
-        with Book(path, STYLES, stamp=stamp) as book:
+        with Book(path, STYLES, stamp=stamp, rows=rows.height) as book:
             ws = book.sheet(SHEET_NOTICE)
             book.widths(ws, NOTICE_WIDTHS)
             ws.set_row(0, 24)

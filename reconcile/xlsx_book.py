@@ -12,6 +12,7 @@ Rows and columns here are 1-based, as Excel shows them.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -24,12 +25,13 @@ import xlsxwriter
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
-__all__ = ["Book", "FORMULA_START", "needs_quote", "column_pixels"]
+__all__ = ["Book", "FORMULA_START", "STREAM_FROM_ROWS", "needs_quote", "column_pixels"]
 
 # What makes Excel (or LibreOffice) treat a typed-in cell as a formula; CR is written as LF.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _OPTIONS = {"constant_memory": True, "strings_to_formulas": False, "strings_to_numbers": False,
             "strings_to_urls": False, "nan_inf_to_errors": False}
+STREAM_FROM_ROWS = 20_000  # a workbook this long is streamed (constant memory); shorter ones are built in memory
 _PX_PER_CHAR = 7  # Calibri 11's digit width in pixels
 
 
@@ -46,13 +48,20 @@ def column_pixels(width: float) -> int:
 
 class Book:
     """One workbook being written to ``path``; ``styles`` maps a style name to xlsxwriter
-    format properties. Use as a context manager: the file appears on a clean exit only."""
+    format properties; ``rows``, the rows it will have, chooses streaming. Use as a context
+    manager: the file appears on a clean exit only."""
 
     def __init__(self, path: Path, styles: Mapping[str, Mapping[str, Any]], *, stamp: datetime,
-                 author: str = "recon") -> None:
+                 rows: int = 0, author: str = "recon") -> None:
+        streaming = rows >= STREAM_FROM_ROWS
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._wb = xlsxwriter.Workbook(str(self._tmp), _OPTIONS)
+        # Streaming writes each sheet through a temporary file (and the package through a
+        # temporary folder): memory stays flat, but on a slow disk a small workbook costs
+        # more in file operations than in writing; below STREAM_FROM_ROWS it is built in memory.
+        self._buf = None if streaming else io.BytesIO()
+        target = str(self._tmp) if streaming else self._buf
+        self._wb = xlsxwriter.Workbook(target, {**_OPTIONS, "constant_memory": streaming, "in_memory": not streaming})
         self._wb.set_properties({"author": author, "created": stamp})
         self._styles = styles
         self._formats: dict[tuple[tuple[str, ...], bool], Format | None] = {}
@@ -64,7 +73,10 @@ class Book:
         try:
             if kind is None:
                 self._wb.close()
-                with open(self._tmp, "rb") as fh:
+                with open(self._tmp, "rb+" if self._buf is None else "wb") as fh:
+                    if self._buf is not None:
+                        fh.write(self._buf.getbuffer())
+                        fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(self._tmp, self.path)
         finally:
