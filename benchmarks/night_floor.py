@@ -7,7 +7,6 @@ with polars, GB18030 when not UTF-8), one hash join on the ID number, write the 
 and the links to DuckDB, and the unmatched roster rows to one xlsx per school with
 xlsxwriter (constant-memory mode). Then `recon run` as a user runs it (a new process,
 Prefect start-up included). Prints both wall times and their ratio (target: <= 5x).
-xlsxwriter is a benchmark-only dependency (the `bench` group).
 """
 
 from __future__ import annotations
