@@ -134,7 +134,8 @@ class Book:
                 self.text(ws, row, col, text, *styles, mark)
                 return
             parts = [marked, text[:1], marked, text[1:]]
-        ws.write_rich_string(row - 1, col - 1, *parts, self.style(styles, quote=needs_quote(text)))
+        fmt = self.style(styles, quote=needs_quote(text))
+        ws.write_rich_string(row - 1, col - 1, *parts, *([fmt] if fmt is not None else []))
 
     def merged_text(self, ws: Worksheet, row: int, first_col: int, last_col: int, text: str, *styles: str) -> None:
         """``text`` in one cell merged across a row's columns."""
