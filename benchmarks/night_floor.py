@@ -1,12 +1,13 @@
 """A county night beside its floor, on the same generated county, in one invocation.
 
-    .venv/bin/python benchmarks/night_floor.py [--households 3000] [--dir DIR]
+    .venv/bin/python benchmarks/night_floor.py [--households 3000] [--dir DIR] [--log FILE]
 
 The floor does the least any tool must: read every file (xlsx and xls with calamine, CSV
 with polars, GB18030 when not UTF-8), one hash join on the ID number, write the records
 and the links to DuckDB, and the unmatched roster rows to one xlsx per school with
 xlsxwriter (constant-memory mode). Then `recon run` as a user runs it (a new process,
 Prefect start-up included). Prints both wall times and their ratio (target: <= 5x).
+``--log FILE`` keeps recon's own output (its timestamped step log) for a look at where the time went.
 """
 
 from __future__ import annotations
@@ -101,16 +102,17 @@ def floor(inbox: Path, out: Path) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     add_county_args(ap)
+    ap.add_argument("--log", type=Path, default=None, help="write recon run's output here")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="recon-floor-"))
     with county_dir(args) as county:
         try:
-            _compare(county, tmp)
+            _compare(county, tmp, args.log)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _compare(county: Path, tmp: Path) -> None:
+def _compare(county: Path, tmp: Path, log: Path | None = None) -> None:
     """Time the floor, then `recon run`, on one county; print both and the ratio."""
     t0 = time.perf_counter()
     got = floor(county / "inbox", tmp)
@@ -125,6 +127,8 @@ def _compare(county: Path, tmp: Path) -> None:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     t_run = time.perf_counter() - t0
+    if log is not None:
+        log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
         sys.exit(proc.returncode)

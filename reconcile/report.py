@@ -39,13 +39,13 @@ import polars as pl
 from xlsxwriter.worksheet import Worksheet
 
 from reconcile.config import NoticeSettings
-from reconcile.xlsx_book import Book
 from reconcile.fields import ID_FIELDS
 from reconcile.notice import notice_period, return_deadline
 from reconcile.vocabulary import (
     DECISION_LIST, DECISION_LABELS, SCHOOL_KINDS, TOWN_KINDS, FIELD_LABELS, KINDS, NO_SCHOOL, NO_TOWN, SEVERITY_LABELS, SEVERITY_RANK, SYSTEM_LABELS,
     mask_id, mask_text,
 )
+from reconcile.xlsx_book import Book
 
 __all__ = [
     "write_school_workbooks",
@@ -174,12 +174,22 @@ def _final(value: Any, *, from_input: bool = True) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        # XML turns CR into LF on reading: write what will be read back.
-        text = _ILLEGAL_CHARACTERS.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
-        if from_input:
-            text = mask_text(text)[:_EXCEL_MAX_CHARS]  # longer makes Excel call the file corrupt
-        return text or None
+        return _final_text(value, from_input) if len(value) <= _CACHED_CHARS else _clean(value, from_input)
     return value
+
+
+_CACHED_CHARS = 200  # labels, file and sheet names, messages: the same few texts on many rows
+
+
+def _clean(value: str, from_input: bool) -> str | None:
+    # XML turns CR into LF on reading: write what will be read back.
+    text = _ILLEGAL_CHARACTERS.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
+    if from_input:
+        text = mask_text(text)[:_EXCEL_MAX_CHARS]  # longer makes Excel call the file corrupt
+    return text or None
+
+
+_final_text = functools.lru_cache(maxsize=1 << 16)(_clean)
 
 
 def _prepare(discrepancies: pl.DataFrame) -> pl.DataFrame:
