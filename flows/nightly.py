@@ -149,7 +149,7 @@ def write_reports(results: pipeline.Results, folder: Path, run_id: str, settings
             towns = report.write_clerk_workbooks(items, folder / TOWN_DIR, by="town", run_id=run_id, **when)
             notices = report.write_public_notices(eligible, folder / NOTICE_DIR, start=night, notice=ns)
         else:
-            # openpyxl is pure Python: a large county's workbooks are written side by side in
+            # The writer is pure Python: a large county's workbooks are written side by side in
             # other processes (spawned: forking beside Prefect's threads is unsafe).
             with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
                 towns_job = pool.submit(report.write_clerk_workbooks, items, folder / TOWN_DIR, by="town", run_id=run_id,

@@ -12,38 +12,31 @@ the 公示名单 per school.
 Privacy: ID numbers show only the region code (first 6), the last 4 characters and the
 positions where roster and system disagree (at most a few); any other run of 14 or more
 digits in any cell is masked the same way. Safety: no cell from input can run as a
-formula — input strings are written as text (``data_type 's'``), and those starting with
-``= + - @`` or a tab/CR also get Excel's quote prefix. Output is reproducible: the same
+formula — input strings are written as text (never a formula cell), and those starting
+with ``= + - @`` or a tab/CR also get Excel's quote prefix. Output is reproducible: the same
 frame gives byte-identical files (fixed document and zip timestamps).
+
+Written with xlsxwriter, streaming (``reconcile.xlsx_book``): rows go out in order, each
+row's height first. The layout is data here: COLUMNS (widths, wrapping, printing) and
+STYLES (the cell formats by name).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
-from copy import copy
+import functools
 import hashlib
-import io
 import math
-import os
 import re
 import unicodedata
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.cell.rich_text import CellRichText, TextBlock
-from openpyxl.cell.text import InlineFont
-from openpyxl.styles import Alignment, Font, PatternFill, Protection
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.datavalidation import DataValidation
-from openpyxl.worksheet.worksheet import Worksheet
-from openpyxl.writer.excel import ExcelWriter
+from xlsxwriter.worksheet import Worksheet
 
 from reconcile.config import NoticeSettings
 from reconcile.fields import ID_FIELDS
@@ -52,6 +45,7 @@ from reconcile.vocabulary import (
     DECISION_LIST, DECISION_LABELS, SCHOOL_KINDS, TOWN_KINDS, FIELD_LABELS, KINDS, NO_SCHOOL, NO_TOWN, SEVERITY_LABELS, SEVERITY_RANK, SYSTEM_LABELS,
     mask_id, mask_text,
 )
+from reconcile.xlsx_book import Book
 
 __all__ = [
     "write_school_workbooks",
@@ -133,10 +127,8 @@ _INPUT_COLUMNS: dict[str, pl.DataType] = {
 _CARRIED_INTO: tuple[tuple[str, str], ...] = (
     (COL_DECISION, "carried_decision"), (COL_NOTE, "carried_note"), (COL_REVIEWER, "carried_reviewer"))
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # CR is written as LF
 _EXCEL_MAX_CHARS = 32767
-# Runs of 14+ digits (ASCII or full-width, single spaces allowed inside), optional X last.
-_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_ILLEGAL_CHARACTERS = re.compile(r"[\000-\010\013\014\016-\037]")  # not allowed in XML 1.0
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -182,27 +174,22 @@ def _final(value: Any, *, from_input: bool = True) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        # XML turns CR into LF on reading: write what will be read back.
-        text = ILLEGAL_CHARACTERS_RE.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
-        if from_input:
-            text = mask_text(text)[:_EXCEL_MAX_CHARS]  # longer makes Excel call the file corrupt
-        return text or None
+        return _final_text(value, from_input) if len(value) <= _CACHED_CHARS else _clean(value, from_input)
     return value
 
 
-def _put(ws: Worksheet, row: int, col: int, value: Any, *, from_input: bool = True, rich: Any = None) -> None:
-    """Write one cell; strings from input are always text, never formulas."""
-    cell = ws.cell(row=row, column=col)
-    value = _final(value, from_input=from_input)
-    if value is None:
-        return
-    if isinstance(value, str):
-        cell.value = rich if rich is not None else value
-        cell.data_type = "s"
-        if value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START):
-            cell.quotePrefix = True
-    else:
-        cell.value = value
+_CACHED_CHARS = 200  # labels, file and sheet names, messages: the same few texts on many rows
+
+
+def _clean(value: str, from_input: bool) -> str | None:
+    # XML turns CR into LF on reading: write what will be read back.
+    text = _ILLEGAL_CHARACTERS.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
+    if from_input:
+        text = mask_text(text)[:_EXCEL_MAX_CHARS]  # longer makes Excel call the file corrupt
+    return text or None
+
+
+_final_text = functools.lru_cache(maxsize=1 << 16)(_clean)
 
 
 def _prepare(discrepancies: pl.DataFrame) -> pl.DataFrame:
@@ -333,33 +320,10 @@ def _merge(idx: list[int]) -> list[tuple[int, int]]:
     return spans
 
 
-_HIGHLIGHT = InlineFont(b=True, color="FFC00000", u="single")
-
-
-def _rich(text: str, spans: list[tuple[int, int]]) -> CellRichText | None:
-    if not spans:
-        return None
-    parts: list[Any] = []
-    pos = 0
-    for i, j in spans:
-        if i > pos:
-            parts.append(text[pos:i])
-        parts.append(TextBlock(_HIGHLIGHT, text[i:j]))
-        pos = j
-    if pos < len(text):
-        parts.append(text[pos:])
-    return CellRichText(parts)
-
-
-def _style_header(ws: Worksheet, headers: Sequence[str], *, row: int = 1) -> None:
-    bold = Font(bold=True)
-    fill = PatternFill(fill_type="solid", fgColor=HEAD_FILL)
-    center = Alignment(horizontal="center", vertical="center", wrap_text=True)
+def _style_header(book: Book, ws: Worksheet, headers: Sequence[str], *, row: int = 1,
+                  edit: Sequence[str] = ()) -> None:
     for col, title in enumerate(headers, start=1):
-        cell = ws.cell(row=row, column=col, value=title)
-        cell.font = bold
-        cell.fill = fill
-        cell.alignment = center
+        book.text(ws, row, col, title, "edit_head" if title in edit else "head")
 
 
 def column_px(width: float) -> float:
@@ -384,44 +348,22 @@ def _layout(with_school: bool) -> list[tuple[str, float, bool, bool]]:
     return [(h, round(note, 1) if h == "说明" else w, wrap, printed) for h, w, wrap, printed in cols]
 
 
-# Cell styles, as data: name -> (fill colour or None, wrapped, unlocked, text format).
-STYLES: dict[str, tuple[str | None, bool, bool, bool]] = {
-    "body": (None, False, False, False),
-    "wrap": (None, True, False, False),
-    "diff": ("FFFFF2CC", True, False, False),
-    "review": ("FFE2EFDA", True, True, True),
+# Cell styles, as data: name -> xlsxwriter format properties (a cell may merge several, in order).
+STYLES: dict[str, dict[str, Any]] = {
+    "body": {"valign": "top"},
+    "wrap": {"valign": "top", "text_wrap": True},
+    "diff": {"valign": "top", "text_wrap": True, "pattern": 1, "bg_color": "#FFF2CC"},
+    # the review columns: the only unlocked cells; text format, so a corrected ID typed here stays text
+    "review": {"valign": "top", "text_wrap": True, "pattern": 1, "bg_color": "#E2EFDA", "locked": False,
+               "num_format": "@"},
+    "head": {"bold": True, "pattern": 1, "bg_color": "#DDEBF7", "align": "center", "valign": "vcenter",
+             "text_wrap": True},
+    "edit_head": {"bold": True, "pattern": 1, "bg_color": "#C6E0B4", "align": "center", "valign": "vcenter",
+                  "text_wrap": True},
+    "bold": {"bold": True},
+    "title": {"bold": True, "font_size": 14, "align": "center"},
+    "mark": {"bold": True, "font_color": "#C00000", "underline": 1},  # the characters that differ
 }
-HEAD_FILL, EDIT_HEAD_FILL = "FFDDEBF7", "FFC6E0B4"
-
-
-def _styler(name: str) -> Any:
-    fill, wrap, unlocked, text = STYLES[name]
-
-    def setter(cell: Any) -> None:
-        cell.alignment = Alignment(wrap_text=wrap, vertical="top")
-        if fill:
-            cell.fill = PatternFill(fill_type="solid", fgColor=fill)
-        if unlocked:
-            cell.protection = Protection(locked=False)
-        if text:
-            cell.number_format = "@"  # corrected IDs typed here stay text
-
-    return setter
-
-
-class _Styles:
-    """Cell styles set once per sheet and copied after: setting openpyxl style objects cell
-    by cell hashes them every time, which dominated writing a large county's workbooks."""
-
-    def __init__(self) -> None:
-        self._arrays: dict[str, Any] = {}
-
-    def apply(self, cell: Any, key: str) -> None:
-        if key in self._arrays:
-            cell._style = copy(self._arrays[key])
-        else:
-            _styler(key)(cell)
-            self._arrays[key] = copy(cell._style)
 
 
 _FORMAT_ONLY = str.maketrans({"/": "-", ".": "-", "年": "-", "月": "-", "日": None, " ": None, "\u3000": None})
@@ -451,104 +393,82 @@ def instructions(scope: str, name: str, return_to: str, deadline: dt.date | None
     return first, second
 
 
-def _problem_sheet(ws: Worksheet, rows: pl.DataFrame, *, title: str, lines: tuple[str, str],
+def _problem_sheet(book: Book, rows: pl.DataFrame, *, title: str, lines: tuple[str, str],
                    with_school: bool = False) -> None:
-    ws.title = SHEET_PROBLEMS
-    styles = _Styles()
+    ws = book.sheet(SHEET_PROBLEMS)
     layout = _layout(with_school)
     headers = [c[0] for c in layout]
     col = {h: i for i, h in enumerate(headers, start=1)}
     ncols = len(headers)
     last_printed = max(i for i, c in enumerate(layout, start=1) if c[3])
+    printed_width = sum(w for _h, w, _wr, p in layout if p)
+    wrapped = [(h, w) for h, w, wrap, _p in layout if wrap]
+    plain = {h: "wrap" if wrap else "body" for h, _w, wrap, _p in layout}
+    book.widths(ws, [w for _h, w, _wr, _p in layout], hidden=[col[h] for h in HIDDEN])
     for r, text in enumerate(lines, start=1):
-        _put(ws, r, 1, text, from_input=False)
-        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=last_printed)
-        ws.cell(row=r, column=1).alignment = Alignment(wrap_text=True, vertical="top")
-        ws.cell(row=r, column=1).font = Font(bold=(r == 2))
-    _style_header(ws, headers, row=HEADER_ROW)
-    for h in REVIEW_HEADERS:
-        ws.cell(row=HEADER_ROW, column=col[h]).fill = PatternFill(fill_type="solid", fgColor=EDIT_HEAD_FILL)
+        ws.set_row(r - 1, row_height([(text, printed_width)]))
+        book.merged_text(ws, r, 1, last_printed, text, "wrap", *(("bold",) if r == 2 else ()))
+    ws.set_row(HEADER_ROW - 1, row_height([(h, w) for h, w, _wr, p in layout if p]))
+    _style_header(book, ws, headers, row=HEADER_ROW, edit=REVIEW_HEADERS)
     first = HEADER_ROW + 1
+    r = first - 1
     for r, d in enumerate(rows.iter_rows(named=True), start=first):
         cells = _cells(d)
         cells["序号"] = r - HEADER_ROW
         cells[COL_HASH] = row_hash(cells)
         if with_school:
             cells[COL_SCHOOL] = _final("\n".join(v for v in (d["school"], d.get("village")) if v))
-        rich: dict[str, Any] = {}
+        for h, carried in _CARRIED_INTO:
+            cells[h] = _final(d[carried])
+        spans: dict[str, list[tuple[int, int]]] = {}
         for left, right in PAIRS:
             a, b = cells.get(left), cells.get(right)
             if isinstance(a, str) and isinstance(b, str) and a != b and _comparable(a) != _comparable(b):
-                sa, sb = _diff_spans(a, b)
-                rich[left], rich[right] = _rich(a, sa), _rich(b, sb)
+                spans[left], spans[right] = _diff_spans(a, b)
         keep = [int(p) for p in (d["diff_positions"] or []) if p is not None]
         if keep and not cells.get("系统中身份证号") and isinstance(cells.get("身份证号"), str):
             # No system ID to compare with (id_invalid): mark where the roster's ID is damaged.
             for h in ("身份证号", "名单值"):
                 if isinstance(cells.get(h), str) and len(cells[h]) == len(d["id_number"] or ""):
-                    rich[h] = _rich(cells[h], _spans_by_position(cells[h], keep))
-        rich = {h: v for h, v in rich.items() if v is not None}
-        # Styles first: copying a style array replaces all of a cell's style (quote prefix too).
-        for h, c, wrap in ((c[0], i, c[2]) for i, c in enumerate(layout, start=1)):
-            cell = ws.cell(row=r, column=c)
+                    spans[h] = _spans_by_position(cells[h], keep)
+        ws.set_row(r - 1, row_height([(cells.get(h), w) for h, w in wrapped]))
+        for h in headers:
+            value = cells.get(h)
             if h in REVIEW_HEADERS:
-                styles.apply(cell, "review")
-                cell.data_type = "s"
-            elif h in rich:
-                styles.apply(cell, "diff")
-            else:
-                styles.apply(cell, "wrap" if wrap else "body")
-        for h, value in cells.items():
-            _put(ws, r, col[h], value, from_input=False, rich=rich.get(h))
-        for h, carried in _CARRIED_INTO:
-            _put(ws, r, col[h], d[carried])
-    last = max(ws.max_row, HEADER_ROW)
-    ws.freeze_panes = f"A{first}"
-    ws.auto_filter.ref = f"A{HEADER_ROW}:{get_column_letter(ncols)}{last}"
-    for i, (h, w, wrap, _printed) in enumerate(layout, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = w
-    for h in HIDDEN:
-        ws.column_dimensions[get_column_letter(col[h])].hidden = True
-    printed_width = sum(w for _h, w, _wr, p in layout if p)
-    for r, text in enumerate(lines, start=1):
-        ws.row_dimensions[r].height = row_height([(text, printed_width)])
-    ws.row_dimensions[HEADER_ROW].height = row_height([(h, w) for h, w, _wr, p in layout if p])
-    wrapped = [(get_column_letter(i), w) for i, (_h, w, wrap, _p) in enumerate(layout, start=1) if wrap]
-    for r in range(first, last + 1):
-        ws.row_dimensions[r].height = row_height([(ws[f"{c}{r}"].value, w) for c, w in wrapped])
+                book.value(ws, r, col[h], value, "review")
+            elif spans.get(h):
+                book.rich(ws, r, col[h], value, spans[h], "mark", "diff")
+            elif value is not None:
+                book.value(ws, r, col[h], value, plain[h])
+    last = max(r, HEADER_ROW)
+    ws.freeze_panes(first - 1, 0)
+    ws.autofilter(HEADER_ROW - 1, 0, last - 1, ncols - 1)
     if last >= first:
-        dv = DataValidation(
-            type="list", formula1='"' + ",".join(DECISION_LABELS) + '"', allow_blank=True,
-            showErrorMessage=True, errorTitle="核实结论", error="请从下拉列表中选择：" + " / ".join(DECISION_LABELS),
-            showInputMessage=True, promptTitle="核实结论", prompt="请选择核实结果，并填写核实人",
-        )
-        letter = get_column_letter(col[COL_DECISION])
-        dv.add(f"{letter}{first}:{letter}{last}")
-        ws.add_data_validation(dv)
+        c = col[COL_DECISION] - 1
+        ws.data_validation(first - 1, c, last - 1, c, {
+            "validate": "list", "source": list(DECISION_LABELS), "ignore_blank": True,
+            "error_title": "核实结论", "error_message": "请从下拉列表中选择：" + " / ".join(DECISION_LABELS),
+            "input_title": "核实结论", "input_message": "请选择核实结果，并填写核实人",
+        })
     # Locked except the four review columns; filtering and column widths still allowed.
-    ws.protection.sheet = True
-    ws.protection.autoFilter = False
-    ws.protection.formatColumns = False
-    ws.protection.formatRows = False
-    ws.protection.selectLockedCells = False
-    ws.protection.selectUnlockedCells = False
+    ws.protect("", {"autofilter": True, "format_columns": True, "format_rows": True,
+                    "select_locked_cells": True, "select_unlocked_cells": True})
     # Printing: A4 landscape at PRINT_SCALE, header row on every page, lineage left off.
-    _print_setup(ws, landscape=True, title_rows=f"{HEADER_ROW}:{HEADER_ROW}")
-    ws.print_area = f"A1:{get_column_letter(last_printed)}{last}"
-    ws.oddHeader.center.text = title[:200].replace("&", "&&")
+    _print_setup(ws, landscape=True, title_rows=(HEADER_ROW, HEADER_ROW), header=title)
+    ws.print_area(0, 0, last - 1, last_printed - 1)
 
 
-def _meta_sheet(wb: Workbook, meta: dict[str, str]) -> None:
-    ws = wb.create_sheet(SHEET_META)
+def _meta_sheet(book: Book, meta: dict[str, str]) -> None:
+    ws = book.sheet(SHEET_META)
     for r, (k, v) in enumerate(meta.items(), start=1):
-        _put(ws, r, 1, k, from_input=False)
-        _put(ws, r, 2, v, from_input=False)
-    ws.sheet_state = "veryHidden"
-    ws.protection.sheet = True
+        book.value(ws, r, 1, _final(k, from_input=False))
+        book.value(ws, r, 2, _final(v, from_input=False))
+    ws.very_hidden()
+    ws.protect()
 
 
-def read_meta(wb: Workbook) -> dict[str, str] | None:
-    """The hidden run information of a clerk workbook (None when absent)."""
+def read_meta(wb: Any) -> dict[str, str] | None:
+    """The hidden run information of a clerk workbook read with openpyxl (None when absent)."""
     if SHEET_META not in wb.sheetnames:
         return None
     return meta_from_rows(wb[SHEET_META].iter_rows(min_row=1, max_col=2, values_only=True))
@@ -574,30 +494,28 @@ _HELP_NOTES = (
 )
 
 
-def _help_sheet(ws: Worksheet, scope: str, kinds: Sequence[str]) -> None:
-    ws.title = SHEET_HELP
-    _style_header(ws, _HELP_HEADERS)
-    for i, w in enumerate(_HELP_WIDTHS, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = w
+def _help_sheet(book: Book, scope: str, kinds: Sequence[str]) -> None:
+    ws = book.sheet(SHEET_HELP)
+    book.widths(ws, _HELP_WIDTHS)
+    ws.set_row(0, row_height(zip(_HELP_HEADERS, _HELP_WIDTHS)))
+    _style_header(book, ws, _HELP_HEADERS)
     r = 2
     for code in kinds:
         k = KINDS[code]
-        for c, value in enumerate((k.label, k.what, k.todo), start=1):
-            _put(ws, r, c, value, from_input=False)
-            ws.cell(row=r, column=c).alignment = Alignment(wrap_text=True, vertical="top")
-        ws.row_dimensions[r].height = row_height(list(zip((k.label, k.what, k.todo), _HELP_WIDTHS)))
+        texts = (k.label, k.what, k.todo)
+        ws.set_row(r - 1, row_height(list(zip(texts, _HELP_WIDTHS))))
+        for c, value in enumerate(texts, start=1):
+            book.value(ws, r, c, _final(value, from_input=False), "wrap")
         r += 1
     r += 1
     total = sum(_HELP_WIDTHS)
     for note in _HELP_NOTES:
         note = note.format(scope="本表只供本乡镇" if scope == "town" else "本表只供本校")
-        _put(ws, r, 1, note, from_input=False)
-        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=len(_HELP_HEADERS))
-        ws.cell(row=r, column=1).alignment = Alignment(wrap_text=True, vertical="top")
-        ws.row_dimensions[r].height = row_height([(note, total)])
+        ws.set_row(r - 1, row_height([(note, total)]))
+        book.merged_text(ws, r, 1, len(_HELP_HEADERS), _final(note, from_input=False), "wrap")
         r += 1
-    ws.freeze_panes = "A2"
-    _print_setup(ws, landscape=True, title_rows="1:1")
+    ws.freeze_panes(1, 0)
+    _print_setup(ws, landscape=True, title_rows=(1, 1))
 
 
 # Points per line of wrapped text: an 11 pt CJK font (LibreOffice falls back to Noto Sans CJK,
@@ -611,8 +529,13 @@ def text_lines(text: Any, width: float) -> int:
     """Lines a wrapped cell ``width`` characters wide needs for ``text`` (estimated)."""
     if text is None:
         return 1
+    return _text_lines(str(text), width)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # labels and messages repeat across a night's rows
+def _text_lines(text: str, width: float) -> int:
     room = max(width - 1.0, 1.0)
-    lines = [max(1, math.ceil(_width(part) * 1.1 / room)) for part in str(text).split("\n")]
+    lines = [max(1, math.ceil(_width(part) * 1.1 / room)) for part in text.split("\n")]
     # Chinese line breaking keeps closing punctuation off a line's start: long texts need a line more.
     return sum(n + (1 if n > 2 else 0) for n in lines)
 
@@ -622,48 +545,29 @@ def row_height(cells: Iterable[tuple[Any, float]]) -> float:
     return LINE_PT * max([1, *(text_lines(t, w) for t, w in cells)]) + _PAD_PT
 
 
-def _print_setup(ws: Worksheet, *, landscape: bool, title_rows: str, scale: int = PRINT_SCALE) -> None:
+_HEADER_MAX = 255  # Excel's limit on a page header's code, "&C" included
+
+
+def _print_setup(ws: Worksheet, *, landscape: bool, title_rows: tuple[int, int], scale: int = PRINT_SCALE,
+                 header: str | None = None) -> None:
     """A4 at a fixed scale (never fit-to-page: that shrinks text below 9 pt on paper)."""
-    ws.page_setup.orientation = "landscape" if landscape else "portrait"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.scale = scale
-    ws.sheet_properties.pageSetUpPr.fitToPage = False
-    ws.print_title_rows = title_rows
-    ws.page_margins.left = ws.page_margins.right = MARGIN_IN
-    ws.page_margins.top = ws.page_margins.bottom = 0.6
-    ws.page_margins.header = ws.page_margins.footer = 0.25
-    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
+    if landscape:
+        ws.set_landscape()
+    else:
+        ws.set_portrait()
+    ws.set_paper(9)  # A4
+    ws.set_print_scale(scale)
+    ws.repeat_rows(title_rows[0] - 1, title_rows[1] - 1)
+    ws.set_margins(left=MARGIN_IN, right=MARGIN_IN, top=0.6, bottom=0.6)
+    if header:
+        text = header[:200]
+        while len(text.replace("&", "&&")) > _HEADER_MAX - 2:
+            text = text[:-1]
+        ws.set_header("&C" + text.replace("&", "&&"), {"margin": 0.25})
+    else:
+        ws.set_header("", {"margin": 0.25})
+    ws.set_footer("&C第 &P 页，共 &N 页", {"margin": 0.25})
 
-
-def _workbook_bytes(wb: Workbook, stamp: datetime) -> bytes:
-    """Serialise with fixed document properties and zip timestamps (reproducible)."""
-    wb.properties.creator = "recon"
-    wb.properties.lastModifiedBy = "recon"
-    wb.properties.created = stamp
-    wb.properties.modified = stamp  # openpyxl's save_workbook would stamp "now" here
-    raw = io.BytesIO()
-    ExcelWriter(wb, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, allowZip64=True)).save()
-    out = io.BytesIO()
-    with zipfile.ZipFile(raw) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = 0o644 << 16
-            zout.writestr(fixed, zin.read(info.filename))
-    return out.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # --------------------------------------------------------------------------- API
@@ -726,18 +630,18 @@ def write_clerk_workbooks(
     frame = _prepare(discrepancies.filter(pl.col("kind").is_in(list(kinds))))
     group_col = "_school" if by == "school" else "_town"
     groups = sorted(set(frame.get_column(group_col).to_list()))
+    parts = frame.partition_by(group_col, as_dict=True, maintain_order=True)
     paths: list[Path] = []
     for group, name in zip(groups, _unique_names(groups)):
-        rows = frame.filter(pl.col(group_col) == group)
-        wb = Workbook()
+        rows = parts[(group,)]
         title = f"{group} 待核实问题" + (f"（{night.year}年{night.month}月{night.day}日）" if night else "")
         lines = instructions(by, group, ns.return_to, deadline)
-        _problem_sheet(wb.active, rows, title=title, lines=lines, with_school=(by == "town"))
-        _help_sheet(wb.create_sheet(SHEET_HELP), by, kinds)
-        _meta_sheet(wb, {"format": META_FORMAT, "run_id": run_id, "scope": by, "name": group, "items": str(rows.height),
-                         "header_row": str(HEADER_ROW)})
         path = out_dir / f"{name}.xlsx"
-        _write_atomic(path, _workbook_bytes(wb, stamp))
+        with Book(path, STYLES, stamp=stamp, rows=rows.height) as book:
+            _problem_sheet(book, rows, title=title, lines=lines, with_school=(by == "town"))
+            _help_sheet(book, by, kinds)
+            _meta_sheet(book, {"format": META_FORMAT, "run_id": run_id, "scope": by, "name": group,
+                               "items": str(rows.height), "header_row": str(HEADER_ROW)})
         paths.append(path)
     return paths
 
@@ -791,41 +695,34 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = eligible.with_columns(pl.col("school").cast(pl.String).fill_null(NO_SCHOOL).alias("_school"))
     groups = sorted(set(frame.get_column("_school").to_list()))
+    parts = frame.partition_by("_school", as_dict=True, maintain_order=True)
+    ncols = len(NOTICE_HEADERS)
     paths = []
     for group, name in zip(groups, _unique_names(groups)):
-        rows = frame.filter(pl.col("_school") == group)
-        wb = Workbook()
-        ws = wb.active
-        ws.title = SHEET_NOTICE
-        ncols = len(NOTICE_HEADERS)
-        _put(ws, 1, 1, f"{group} 学生资助公示名单", from_input=True)
-        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=ncols)
-        ws.cell(row=1, column=1).font = Font(bold=True, size=14)
-        ws.cell(row=1, column=1).alignment = Alignment(horizontal="center")
-        ws.row_dimensions[1].height = 24
-        _style_header(ws, NOTICE_HEADERS, row=2)
-        ws.row_dimensions[2].height = row_height(zip(NOTICE_HEADERS, NOTICE_WIDTHS))
-        r = 3
-        for i, d in enumerate(rows.iter_rows(named=True), start=1):
-            values = (i, d["name"], mask_id(d["id_number"]), d["stage"], d["grade"], d["aid_item"], d["amount"])
-            for c, v in enumerate(values, start=1):
-                _put(ws, r, c, v)
-                ws.cell(row=r, column=c).alignment = Alignment(wrap_text=True, vertical="top")
-            ws.row_dimensions[r].height = row_height(zip(values, NOTICE_WIDTHS))
-            r += 1
-        r += 1
-        for note in notice_text(start, ns):
-            _put(ws, r, 1, note, from_input=False)
-            ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=ncols)
-            ws.cell(row=r, column=1).alignment = Alignment(wrap_text=True, vertical="top")
-            ws.row_dimensions[r].height = row_height([(note, sum(NOTICE_WIDTHS))])
-            r += 1
-        for c, w in enumerate(NOTICE_WIDTHS, start=1):
-            ws.column_dimensions[get_column_letter(c)].width = w
-        ws.freeze_panes = "A3"
-        _print_setup(ws, landscape=False, title_rows="1:2", scale=100)
-        ws.print_area = f"A1:{get_column_letter(ncols)}{r - 1}"
+        rows = parts[(group,)]
         path = out_dir / f"{name}.xlsx"
-        _write_atomic(path, _workbook_bytes(wb, stamp))
+        with Book(path, STYLES, stamp=stamp, rows=rows.height) as book:
+            ws = book.sheet(SHEET_NOTICE)
+            book.widths(ws, NOTICE_WIDTHS)
+            ws.set_row(0, 24)
+            book.merged_text(ws, 1, 1, ncols, _final(f"{group} 学生资助公示名单") or "", "title")
+            ws.set_row(1, row_height(zip(NOTICE_HEADERS, NOTICE_WIDTHS)))
+            _style_header(book, ws, NOTICE_HEADERS, row=2)
+            r = 3
+            for i, d in enumerate(rows.iter_rows(named=True), start=1):
+                values = [_final(v) for v in (i, d["name"], mask_id(d["id_number"]), d["stage"], d["grade"],
+                                              d["aid_item"], d["amount"])]
+                ws.set_row(r - 1, row_height(zip(values, NOTICE_WIDTHS)))
+                for c, v in enumerate(values, start=1):
+                    book.value(ws, r, c, v, "wrap")
+                r += 1
+            r += 1
+            for note in notice_text(start, ns):
+                ws.set_row(r - 1, row_height([(note, sum(NOTICE_WIDTHS))]))
+                book.merged_text(ws, r, 1, ncols, _final(note, from_input=False), "wrap")
+                r += 1
+            ws.freeze_panes(2, 0)
+            _print_setup(ws, landscape=False, title_rows=(1, 2), scale=100)
+            ws.print_area(0, 0, r - 2, ncols - 1)
         paths.append(path)
     return paths

@@ -65,8 +65,11 @@ def test_clerk_workbook_layout(inbox: Path, tmp_path: Path, settings) -> None:
         for row in wsr.iter_rows(min_row=report.HEADER_ROW + 1):
             cell = row[col["系统中姓名"] - 1]
             if isinstance(cell.value, openpyxl.cell.rich_text.CellRichText):
-                blocks = [b for b in cell.value if not isinstance(b, str)]
+                # marked runs are bold red; the others are plain text or runs in the default font
+                blocks = [b for b in cell.value if not isinstance(b, str) and b.font.b]
                 assert blocks and all(b.font.color.rgb == "FFC00000" for b in blocks)
+                assert all(not b.font.b and (b.font.color is None or b.font.color.rgb != "FFC00000")
+                           for b in cell.value if not isinstance(b, str) and b not in blocks)
                 found = True
     assert found
     del rich

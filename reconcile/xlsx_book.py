@@ -1,0 +1,150 @@
+"""Writing the workbooks we hand out, through xlsxwriter in constant-memory (streaming) mode.
+
+Why a module of its own: every workbook we produce must keep the same promises, whatever
+it lays out. A string is always written as text, never a formula (and one that Excel would
+read as a formula when retyped gets the quote prefix); cell styles are named data, one
+format per name and workbook; the bytes are reproducible (fixed document time, fixed zip
+entry times); and a file is replaced whole (written beside, synced, renamed) or not at all.
+openpyxl stays what reads clerks' returned workbooks. Rows are written in order (the
+writer keeps only the current row in memory): callers set a row's height before its cells.
+Rows and columns here are 1-based, as Excel shows them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import xlsxwriter
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
+
+__all__ = ["Book", "FORMULA_START", "STREAM_FROM_ROWS", "needs_quote", "column_pixels"]
+
+# What makes Excel (or LibreOffice) treat a typed-in cell as a formula; CR is written as LF.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+_OPTIONS = {"constant_memory": True, "strings_to_formulas": False, "strings_to_numbers": False,
+            "strings_to_urls": False, "nan_inf_to_errors": False}
+STREAM_FROM_ROWS = 20_000  # a workbook this long is streamed (constant memory); shorter ones are built in memory
+_PX_PER_CHAR = 7  # Calibri 11's digit width in pixels
+
+
+def needs_quote(text: str) -> bool:
+    """Whether a text cell gets Excel's quote prefix (it would run as a formula if retyped)."""
+    return text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START)
+
+
+def column_pixels(width: float) -> int:
+    """Pixels for a column ``width`` characters wide as stored in the file (``<col width>``):
+    never wider than asked, so a layout that fits the page still fits."""
+    return max(1, math.floor(width * _PX_PER_CHAR + 1e-9))
+
+
+class Book:
+    """One workbook being written to ``path``; ``styles`` maps a style name to xlsxwriter
+    format properties; ``rows``, the rows it will have, chooses streaming. Use as a context
+    manager: the file appears on a clean exit only."""
+
+    def __init__(self, path: Path, styles: Mapping[str, Mapping[str, Any]], *, stamp: datetime,
+                 rows: int = 0, author: str = "recon") -> None:
+        streaming = rows >= STREAM_FROM_ROWS
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        # Streaming writes each sheet through a temporary file (and the package through a
+        # temporary folder): memory stays flat, but on a slow disk a small workbook costs
+        # more in file operations than in writing; below STREAM_FROM_ROWS it is built in memory.
+        self._buf = None if streaming else io.BytesIO()
+        target = str(self._tmp) if streaming else self._buf
+        self._wb = xlsxwriter.Workbook(target, {**_OPTIONS, "constant_memory": streaming, "in_memory": not streaming})
+        self._wb.set_properties({"author": author, "created": stamp})
+        self._styles = styles
+        self._formats: dict[tuple[tuple[str, ...], bool], Format | None] = {}
+
+    def __enter__(self) -> Book:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if kind is None:
+                self._wb.close()
+                with open(self._tmp, "rb+" if self._buf is None else "wb") as fh:
+                    if self._buf is not None:
+                        fh.write(self._buf.getbuffer())
+                        fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp.exists():
+                self._tmp.unlink()
+
+    def sheet(self, name: str) -> Worksheet:
+        return self._wb.add_worksheet(name)
+
+    def style(self, names: Sequence[str], *, quote: bool = False) -> Format | None:
+        """The format of the named styles merged in order (None: the default), cached."""
+        key = (tuple(names), quote)
+        if key not in self._formats:
+            props: dict[str, Any] = {}
+            for name in names:
+                props.update(self._styles[name])
+            if quote:
+                props["quote_prefix"] = True
+            self._formats[key] = self._wb.add_format(props) if props else None
+        return self._formats[key]
+
+    def text(self, ws: Worksheet, row: int, col: int, text: str, *styles: str) -> None:
+        """A string cell: text, never a formula."""
+        ws.write_string(row - 1, col - 1, text, self.style(styles, quote=needs_quote(text)))
+
+    def value(self, ws: Worksheet, row: int, col: int, value: Any, *styles: str) -> None:
+        """Text as text, numbers as numbers; None leaves the cell empty (styled, if styles)."""
+        if value is None:
+            if styles:
+                ws.write_blank(row - 1, col - 1, None, self.style(styles))
+        elif isinstance(value, str):
+            self.text(ws, row, col, value, *styles)
+        elif isinstance(value, bool):
+            ws.write_boolean(row - 1, col - 1, value, self.style(styles))
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            ws.write_number(row - 1, col - 1, value, self.style(styles))
+        else:
+            self.text(ws, row, col, str(value), *styles)
+
+    def rich(self, ws: Worksheet, row: int, col: int, text: str, spans: Sequence[tuple[int, int]], mark: str,
+             *styles: str) -> None:
+        """A text cell whose characters in ``spans`` (start, end) get the ``mark`` style's font."""
+        marked = self.style((mark,))
+        parts: list[Any] = []
+        pos = 0
+        for i, j in spans:
+            if i > pos:
+                parts.append(text[pos:i])
+            parts += [marked, text[i:j]]
+            pos = j
+        if pos < len(text):
+            parts.append(text[pos:])
+        if len(parts) == 2:  # all of it marked: xlsxwriter wants two runs at least
+            if len(text) < 2:
+                self.text(ws, row, col, text, *styles, mark)
+                return
+            parts = [marked, text[:1], marked, text[1:]]
+        fmt = self.style(styles, quote=needs_quote(text))
+        ws.write_rich_string(row - 1, col - 1, *parts, *([fmt] if fmt is not None else []))
+
+    def merged_text(self, ws: Worksheet, row: int, first_col: int, last_col: int, text: str, *styles: str) -> None:
+        """``text`` in one cell merged across a row's columns."""
+        fmt = self.style(styles, quote=needs_quote(text))
+        ws.merge_range(row - 1, first_col - 1, row - 1, last_col - 1, "", fmt)
+        ws.write_string(row - 1, first_col - 1, text, fmt)
+
+    @staticmethod
+    def widths(ws: Worksheet, widths: Sequence[float], hidden: Sequence[int] = ()) -> None:
+        """Column widths in characters (file units), columns 1.. in order; ``hidden`` by number."""
+        for c, w in enumerate(widths, start=1):
+            ws.set_column_pixels(c - 1, c - 1, column_pixels(w), None, {"hidden": True} if c in hidden else None)
