@@ -218,7 +218,7 @@ _PLACE = Comparison("place", "住址", (
 # is not at school, or at another stage, is someone else; one stage apart is an export a
 # school year behind (a child moved up in September).
 _STAGE_RANK = {"学前": 0, "小学": 1, "初中": 2, "高中": 3, "中职": 3, "本科": 4, "大专": 4}
-_rs, _ss = _c("r_stage"), _c("s_school_status")
+_rs, _ss = _c("r_stage").cast(pl.String), _c("s_school_status").cast(pl.String)
 
 
 def _rank(e: pl.Expr) -> pl.Expr:

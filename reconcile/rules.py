@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import polars as pl
 
 from . import policy as pol
-from .comparisons import USABLE, level_labels
+from .comparisons import level_labels
 from .config import Settings
 from .idcard import check_char_expr, digit_diff_positions
 from .memory import compact
