@@ -47,7 +47,8 @@ SESSIONS = (
 
 ROSTER_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "birth", "gender_norm",
-    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "town_key", "village_key", "stage",
+    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "head_id_status", "head_id_known", "town_key",
+    "village_key", "stage",
 ]
 SYSTEM_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "gender_norm",
@@ -79,8 +80,11 @@ def _prep(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
         shared = pl.col("id_norm").is_not_null() & pl.col("household").is_not_null() & (pl.len().over("household", "id_norm") > 1)
         df = df.with_columns(shared.alias("id_shared"))
     # Excel's short scientific display rounds its last digit: trust one digit fewer.
-    known = pl.when(pl.col("id_status") == "sci_damaged").then(pl.col("id_known") - 1).otherwise(pl.col("id_known"))
-    return df.with_columns(pl.col("rec").cast(pl.UInt32), known.alias("id_known"))
+    def known(p: str) -> pl.Expr:
+        return pl.when(pl.col(f"{p}_status") == "sci_damaged").then(pl.col(f"{p}_known") - 1).otherwise(pl.col(f"{p}_known"))
+
+    heads = [known("head_id").alias("head_id_known")] if "head_id_known" in cols else []
+    return df.with_columns(pl.col("rec").cast(pl.UInt32), known("id").alias("id_known"), *heads)
 
 
 def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: str) -> pl.DataFrame:
@@ -283,11 +287,11 @@ def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
     head = pl.col("s_is_head_row") & (pl.col("via") == "household") & (pl.col("r_name_norm") != pl.col("s_name_norm"))
     swap = {
         "r_name_norm": "r_head_name_norm", "r_name_py": "r_head_py", "r_id_norm": "r_head_id_norm",
+        "r_id_status": "r_head_id_status", "r_id_known": "r_head_id_known",
     }
     out = df.with_columns(
         [pl.when(head).then(pl.col(src)).otherwise(pl.col(dst)).alias(dst) for dst, src in swap.items()]
         + [
-            pl.when(head).then(pl.lit("valid")).otherwise(pl.col("r_id_status")).alias("r_id_status"),
             pl.when(head).then(None).otherwise(pl.col("r_birth")).alias("r_birth"),
             pl.when(head).then(None).otherwise(pl.col("r_id_birth")).alias("r_id_birth"),
             pl.when(head).then(None).otherwise(pl.col("r_gender_norm")).alias("r_gender_norm"),
