@@ -152,7 +152,7 @@ _NAME = Comparison("name", "姓名", (
     Level("exact", "姓名相同", lambda c: (_rn == _sn) | (
         _rn.str.replace_all(DOT, "", literal=True) == _sn.str.replace_all(DOT, "", literal=True)), tf=True),
     Level("pinyin", "读音相同，可能是同音字录入错误", lambda c: _c("r_name_py") == _c("s_name_py")),
-    Level("fuzzy", "读音相近（n/l、z/zh、an/ang 等口音不分的音），可能是录入错误",
+    Level("fuzzy", "读音相近（平翘舌、前后鼻音、鼻音边音等口音不分的音），可能是录入错误",
           lambda c: fuzzy_pinyin(_c("r_name_py")) == fuzzy_pinyin(_c("s_name_py"))),
     Level("transposed", "名字中两个字顺序颠倒", lambda c: (_rn.str.len_chars() == 3) & (_sn.str.len_chars() == 3)
           & (_rn.str.slice(0, 1) == _sn.str.slice(0, 1)) & (_rn.str.slice(1).str.reverse() == _sn.str.slice(1))
