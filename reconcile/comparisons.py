@@ -9,8 +9,12 @@ so adding a level is one entry here (and its starting m/u in `settings.toml`).
 Conditions are expression builders over the comparison frame of `match.compare_pairs`:
 the roster's columns as `r_<col>`, the system's as `s_<col>`, the helper columns `_dist`
 (name edit distance), `_id_dist` (ID edit distance), `_id_ham` (positions that differ),
-`_id_swap` (two adjacent characters swapped), `_wild`, `_look`, and the levels of fields
-compared before (`lv_id`, ...).
+`_id_swap` (two adjacent characters swapped), `_wild`, `_look`, `_r_id_family` (the
+roster's ID is carried by another member of the system row's household, of another name),
+`s_id_shared` (the system row's ID is carried by another row of its household too),
+`_r_name_other` (the roster's name is another row's of the system row's household),
+`_head_member` (the roster's guardian's ID is a member's of the system row's household), and
+the levels of fields compared before (`lv_id`, ...).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from types import MappingProxyType
 
 import polars as pl
 
-from .names import DOT
+from .names import DOT, fuzzy_pinyin
 
 __all__ = ["Context", "Level", "Comparison", "COMPARISONS", "USABLE", "DAMAGED", "level_labels"]
 
@@ -101,6 +105,13 @@ _both18 = (_rid.str.len_chars() == 18) & (_sid.str.len_chars() == 18)
 # (lengths are unsigned: subtract as signed)
 _len_off_one = (_rid.str.len_chars().cast(pl.Int32) - _sid.str.len_chars().cast(pl.Int32)).abs() == 1
 _usable_both = _c("r_id_status").is_in(USABLE) & _c("s_id_status").is_in(USABLE)
+# The roster's ID belongs to another member of this household (with another name); or it is
+# this row's but the roster's name is another member's (the roster row is about that one);
+# or the system row's ID is carried by another row of its household too and does not
+# settle this pair (the IDs or the names differ).
+_r_family = (_c("_r_id_family").fill_null(False) & (_rid != _sid)) | (_c("_r_name_other").fill_null(False) & (_rid == _sid))
+_s_shared = _c("s_id_shared").fill_null(False)
+_id_family = _r_family | (_s_shared & ((_rid != _sid) | (_c("r_name_norm") != _c("s_name_norm"))))
 
 
 def _prefix(ctx: Context) -> pl.Expr:
@@ -116,6 +127,10 @@ def _prefix(ctx: Context) -> pl.Expr:
 
 _ID = Comparison("id", "身份证号", (
     Level("null", "缺少身份证号", lambda c: _rid.is_null() | _sid.is_null(), evidence=False),
+    # A family member's ID typed into the row (a clerk copying the sibling's or the
+    # guardian's): the number is the household's, not the person's; which member the row
+    # is about, the other fields tell.
+    Level("family", "身份证号是同户另一成员的，只说明是这一户", lambda c: _id_family, evidence=False),
     Level("exact", "身份证号相同", lambda c: _both18 & (_rid == _sid)),
     Level("one_digit", "身份证号有一位不同（或多、少一位）",
           lambda c: (_both18 & (_c("_id_ham") == 1)) | (_len_off_one & (_c("_id_dist") == 1))),
@@ -137,6 +152,8 @@ _NAME = Comparison("name", "姓名", (
     Level("exact", "姓名相同", lambda c: (_rn == _sn) | (
         _rn.str.replace_all(DOT, "", literal=True) == _sn.str.replace_all(DOT, "", literal=True)), tf=True),
     Level("pinyin", "读音相同，可能是同音字录入错误", lambda c: _c("r_name_py") == _c("s_name_py")),
+    Level("fuzzy", "读音相近（平翘舌、前后鼻音、鼻音边音等口音不分的音），可能是录入错误",
+          lambda c: fuzzy_pinyin(_c("r_name_py")) == fuzzy_pinyin(_c("s_name_py"))),
     Level("transposed", "名字中两个字顺序颠倒", lambda c: (_rn.str.len_chars() == 3) & (_sn.str.len_chars() == 3)
           & (_rn.str.slice(0, 1) == _sn.str.slice(0, 1)) & (_rn.str.slice(1).str.reverse() == _sn.str.slice(1))
           & (_rn.str.slice(1, 1) != _rn.str.slice(2, 1))),
@@ -154,8 +171,10 @@ _NAME = Comparison("name", "姓名", (
 # tell an ID typed into a sibling's row) and a system's own gender column are evidence of
 # their own.
 _ids_compared = _c("lv_id").is_not_null()
-_sb = _c("s_id_birth")
-_rb = pl.when(_c("r_birth").is_not_null()).then(_c("r_birth")).when(~_ids_compared).then(_c("r_id_birth"))
+# A date or gender read from a family member's ID (see the ID's `family` level) is not the
+# person's.
+_sb = pl.when(~_s_shared).then(_c("s_id_birth"))
+_rb = pl.when(_c("r_birth").is_not_null()).then(_c("r_birth")).when(~_ids_compared & ~_r_family).then(_c("r_id_birth"))
 _rb_from_id = _c("r_birth").is_null()
 _BIRTH = Comparison("birth", "出生日期", (
     Level("null", "缺少出生日期（或只有已比较过的身份证号中的日期）", lambda c: _sb.is_null() | _rb.is_null(), evidence=False),
@@ -167,8 +186,8 @@ _BIRTH = Comparison("birth", "出生日期", (
 ))
 
 _rg_col, _sg_col = _c("r_gender_norm"), _c("s_gender_norm")
-_rg = pl.coalesce(_rg_col, _c("r_id_gender"))
-_sg = pl.coalesce(_sg_col, _c("s_id_gender"))
+_rg = pl.coalesce(_rg_col, pl.when(~_r_family).then(_c("r_id_gender")))
+_sg = pl.coalesce(_sg_col, pl.when(~_s_shared).then(_c("s_id_gender")))
 _GENDER = Comparison("gender", "性别", (
     Level("null", "缺少性别（或两边都只有已比较过的身份证号中的性别）", lambda c: _rg.is_null() | _sg.is_null() | (
         _rg_col.is_null() & _sg_col.is_null() & _ids_compared), evidence=False),
@@ -180,6 +199,8 @@ _GENDER = Comparison("gender", "性别", (
 _rh, _sh = _c("r_head_name_norm"), _c("s_head_name_norm")
 _HEAD = Comparison("head", "户主", (
     Level("exact", "户主相同", lambda c: (_c("r_head_id_norm") == _c("s_head_id_norm")) | (_rh == _sh)),
+    # the roster's guardian is not the system's head but a member of its household
+    Level("member", "监护人是该户成员", lambda c: _c("_head_member").fill_null(False)),
     Level("null", "缺少户主", lambda c: _rh.is_null() | _sh.is_null(), evidence=False),
     Level("pinyin", "户主姓名读音相同", lambda c: _c("r_head_py") == _c("s_head_py")),
     Level("else", "户主不同"),
@@ -194,9 +215,29 @@ _PLACE = Comparison("place", "住址", (
     Level("else", "不同乡镇"),
 ))
 
+# ------------------------------------------------------------------------------ stage
+# The roster's 学段 against the filing card's 在校生状况 (学前 ... 本科, 非在校生): a namesake who
+# is not at school, or at another stage, is someone else; one stage apart is an export a
+# school year behind (a child moved up in September).
+_STAGE_RANK = {"学前": 0, "小学": 1, "初中": 2, "高中": 3, "中职": 3, "本科": 4, "大专": 4}
+_rs, _ss = _c("r_stage").cast(pl.String), _c("s_school_status").cast(pl.String)
+
+
+def _rank(e: pl.Expr) -> pl.Expr:
+    return e.replace_strict(_STAGE_RANK, default=None, return_dtype=pl.Int32)
+
+
+_STAGE = Comparison("stage", "学段", (
+    Level("null", "缺少学段或系统的在校生状况", lambda c: _rs.is_null() | _ss.is_null(), evidence=False),
+    Level("agree", "学段与系统的在校生状况相同", lambda c: _rs == _ss),
+    Level("adjacent", "学段与系统的在校生状况差一个学段（系统可能还是上一学年的）",
+          lambda c: (_rank(_rs) - _rank(_ss)).abs() == 1),
+    Level("else", "学段与系统的在校生状况不符"),
+))
+
 # The compared fields, in the order their levels are computed (birth and gender read `lv_id`).
 COMPARISONS: Mapping[str, Comparison] = MappingProxyType(
-    {c.field: c for c in (_ID, _NAME, _BIRTH, _GENDER, _HEAD, _PLACE)}
+    {c.field: c for c in (_ID, _NAME, _BIRTH, _GENDER, _HEAD, _PLACE, _STAGE)}
 )
 
 

@@ -41,17 +41,19 @@ BLOCKS = (
 SESSIONS = (
     Session("id", ("id",), pl.col("lv_id") == "exact"),
     Session("name_birth", ("name", "birth"), pl.col("lv_name").is_in(["exact", "pinyin"]) & (pl.col("lv_birth") == "exact")),
-    Session("household", ("head",), pl.col("lv_head") == "exact"),
+    # one household lives in one village: its pairs agree on the place by construction too
+    Session("household", ("head", "place"), pl.col("lv_head") == "exact"),
 )
 
 ROSTER_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "birth", "gender_norm",
-    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "town_key", "village_key",
+    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "head_id_status", "head_id_known", "town_key",
+    "village_key", "stage",
 ]
 SYSTEM_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "gender_norm",
     "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "household", "town_key",
-    "village_key", "is_head_row",
+    "village_key", "is_head_row", "school_status",
 ]
 
 # Scoring works through the candidate pairs this many at a time: a county-wide run has tens
@@ -74,9 +76,15 @@ def _prep(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
     df = df.select(cols)
     if "is_head_row" in cols:
         df = df.with_columns(pl.col("is_head_row").cast(pl.Boolean).fill_null(False))
+    if "household" in cols:  # an ID on two rows of one household is one member's, not both's
+        shared = pl.col("id_norm").is_not_null() & pl.col("household").is_not_null() & (pl.len().over("household", "id_norm") > 1)
+        df = df.with_columns(shared.alias("id_shared"))
     # Excel's short scientific display rounds its last digit: trust one digit fewer.
-    known = pl.when(pl.col("id_status") == "sci_damaged").then(pl.col("id_known") - 1).otherwise(pl.col("id_known"))
-    return df.with_columns(pl.col("rec").cast(pl.UInt32), known.alias("id_known"))
+    def known(p: str) -> pl.Expr:
+        return pl.when(pl.col(f"{p}_status") == "sci_damaged").then(pl.col(f"{p}_known") - 1).otherwise(pl.col(f"{p}_known"))
+
+    heads = [known("head_id").alias("head_id_known")] if "head_id_known" in cols else []
+    return df.with_columns(pl.col("rec").cast(pl.UInt32), known("id").alias("id_known"), *heads)
 
 
 def _pairs(left: pl.DataFrame, right: pl.DataFrame, on: list[str] | str, via: str) -> pl.DataFrame:
@@ -197,6 +205,13 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
             .select("r", "s", pl.lit("household").alias("via"))
         )
 
+    # A heads-only export: the guardian by name within the head's village (the guardian's ID
+    # may be damaged or missing; the domain's rule: such a student is found through the
+    # guardian's name and ID).
+    def via_head_name() -> pl.DataFrame:
+        heads = s.filter(pl.col("is_head_row")).select("rec", pl.col("name_py").alias("head_py"), "village_key")
+        return _pairs(r, heads, ["head_py", "village_key"], "household")
+
     # In BLOCKS order: of a pair found by several blocks the first one found is kept. Each
     # block is built only when its turn comes, so one block's raw pairs exist at a time.
     blocks: list[Callable[[], pl.DataFrame]] = [
@@ -206,6 +221,7 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         lambda: _pairs(rb, sb, ["b", "name_py"], "name_birth"),
         lambda: _pairs(r, s, "head_id_norm", "household"),
         via_member,
+        via_head_name,
         birth_char,
         lambda: _pairs(r, s, ["name_py", "village_key"], "name_place"),
         lambda: _pairs(r, s, ["name_py", "head_py"], "name_place"),
@@ -271,11 +287,11 @@ def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
     head = pl.col("s_is_head_row") & (pl.col("via") == "household") & (pl.col("r_name_norm") != pl.col("s_name_norm"))
     swap = {
         "r_name_norm": "r_head_name_norm", "r_name_py": "r_head_py", "r_id_norm": "r_head_id_norm",
+        "r_id_status": "r_head_id_status", "r_id_known": "r_head_id_known",
     }
     out = df.with_columns(
         [pl.when(head).then(pl.col(src)).otherwise(pl.col(dst)).alias(dst) for dst, src in swap.items()]
         + [
-            pl.when(head).then(pl.lit("valid")).otherwise(pl.col("r_id_status")).alias("r_id_status"),
             pl.when(head).then(None).otherwise(pl.col("r_birth")).alias("r_birth"),
             pl.when(head).then(None).otherwise(pl.col("r_id_birth")).alias("r_id_birth"),
             pl.when(head).then(None).otherwise(pl.col("r_gender_norm")).alias("r_gender_norm"),
@@ -286,13 +302,40 @@ def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
+def _household_flags(df: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
+    """`_r_id_family`: the roster's ID is carried by another row of the system row's household
+    whose name is another (a family member's ID typed into the roster row); `_r_name_other`:
+    the roster's name (its reading) is another row's of that household, not this row's (the
+    roster row is about that member, whatever ID it carries); `_head_member`: the roster's
+    guardian (ID or name) is a member of that household."""
+    members = s.select(pl.col("household").alias("s_household"), pl.col("rec").alias("_t"), pl.col("id_norm").alias("_tid"),
+                       pl.col("name_norm").alias("_tname"), pl.col("name_py").alias("_tpy")).drop_nulls(["s_household", "_tid"])
+    keys = df.select("r", "s", "s_household", "r_id_norm", "r_head_id_norm", "r_name_norm", "r_name_py")
+    fam = keys.join(members, left_on=["s_household", "r_id_norm"], right_on=["s_household", "_tid"]).filter(
+        (pl.col("_t") != pl.col("s")) & (pl.col("_tname") != pl.col("r_name_norm"))
+        & (pl.col("_tpy") != pl.col("r_name_py")).fill_null(True)).select("r", "s").unique()
+    named = s.select(pl.col("household").alias("s_household"), pl.col("rec").alias("_t"), pl.col("name_py").alias("_tpy")).drop_nulls()
+    other = keys.join(df.select("r", "s", "s_name_py"), on=["r", "s"]).join(
+        named, left_on=["s_household", "r_name_py"], right_on=["s_household", "_tpy"]).filter(
+        (pl.col("_t") != pl.col("s")) & (pl.col("s_name_py") != pl.col("r_name_py")).fill_null(True)).select("r", "s").unique()
+    head = pl.concat([
+        keys.join(members, left_on=["s_household", "r_head_id_norm"], right_on=["s_household", "_tid"]).select("r", "s"),
+        keys.join(df.select("r", "s", "r_head_py"), on=["r", "s"]).join(
+            named, left_on=["s_household", "r_head_py"], right_on=["s_household", "_tpy"]).select("r", "s"),
+    ]).unique()
+    out = df
+    for flag, rows in (("_r_id_family", fam), ("_r_name_other", other), ("_head_member", head)):
+        out = out.join(rows.with_columns(pl.lit(True).alias(flag)), on=["r", "s"], how="left", maintain_order="left")
+    return out
+
+
 def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
     """Each pair's comparison level per field (`lv_<field>`)."""
     df = (
         pairs.join(r.rename({c: f"r_{c}" for c in r.columns}), left_on="r", right_on="r_rec", how="left")
         .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")
     )
-    df = _as_head_pair(df)
+    df = _household_flags(_as_head_pair(df), s)
     rn, sn = pl.col("r_name_norm"), pl.col("s_name_norm")
     # Name edit distance, worked out only where it can be at most 1 (a length difference of
     # at most 1 and the same first or last character, or a one-character name): elsewhere

@@ -30,6 +30,7 @@ import polars as pl
 
 __all__ = [
     "DOT",
+    "fuzzy_pinyin",
     "WILDCARD",
     "SURNAME_READINGS",
     "COMPOUND_SURNAMES",
@@ -217,6 +218,20 @@ def normalize_name(s: str | None) -> str | None:
 
 
 # ------------------------------------------------------------------------ pinyin
+# 模糊音, as Chinese input methods offer them: the sounds a southern or south-western accent
+# does not tell apart (front/back nasals, retroflex/flat initials, n/l, f/h), folded in this
+# order (nasals before n/l; h alone only once zh/ch/sh are gone).
+_FUZZY = (("ng", "n"), ("zh", "z"), ("ch", "c"), ("sh", "s"), ("h", "f"), ("n", "l"))
+
+
+def fuzzy_pinyin(key: pl.Expr) -> pl.Expr:
+    """A `pinyin_keys` key with the accent pairs folded: 张林 zhanglin and 赞宁 zanning
+    share one. Coarser than the key (the model learns how often strangers share it)."""
+    for a, b in _FUZZY:
+        key = key.str.replace_all(a, b, literal=True)
+    return key
+
+
 def pinyin_keys(s: pl.Series, *, normalized: bool = True) -> pl.Series:
     """Toneless lower-case pinyin keys (String, null for null/empty).
 

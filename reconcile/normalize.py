@@ -106,7 +106,8 @@ def _names(df: pl.DataFrame) -> pl.DataFrame:
 def _ids(df: pl.DataFrame) -> pl.DataFrame:
     df = normalize_ids(df, "id_number", "id_number_kind" if "id_number_kind" in df.columns else None, "id")
     df = normalize_ids(df, "head_id", "head_id_kind" if "head_id_kind" in df.columns else None, "head_id")
-    return df.drop(["head_id_known", "head_id_birth", "head_id_gender", "head_id_region"], strict=False)
+    # (the guardian's known prefix stays: a heads-only export is matched on the guardian's ID)
+    return df.drop(["head_id_birth", "head_id_gender", "head_id_region"], strict=False)
 
 
 def _student_no_id(df: pl.DataFrame) -> pl.DataFrame:

@@ -136,7 +136,10 @@ def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleCon
 def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
     base = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_known"), on="roster_rec")
     out = base.lazy().join(links.lazy(), on="roster_rec", how="inner", maintain_order="left").filter(
-        (pl.col("lv_id") != "exact") & pl.col("id_number").is_not_null() & pl.col("system_id").is_not_null()
+        # (no ID level: a family member's number on one side, both numbers valid, still differs)
+        (pl.col("lv_id") != "exact").fill_null(
+            pl.col("id_status").is_in(USABLE) & pl.col("s_id_status").is_in(USABLE) & (pl.col("id_number") != pl.col("system_id")))
+        & pl.col("id_number").is_not_null() & pl.col("system_id").is_not_null()
         & (pl.col("id_status") != "missing") & (pl.col("via") != "household_head")
     )
     diff = digit_diff_positions(pl.col("id_number"), pl.col("system_id"))

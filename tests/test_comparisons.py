@@ -25,11 +25,14 @@ BASE: dict[str, Any] = {
     "r_gender_norm": "女", "r_id_gender": "女", "s_gender_norm": "女", "s_id_gender": "女",
     "r_head_name_norm": "王建国", "s_head_name_norm": "王建国", "r_head_id_norm": None, "s_head_id_norm": None,
     "r_head_py": "wang jian guo", "s_head_py": "wang jian guo", "r_village_key": "田上", "s_village_key": "田上",
-    "r_town_key": "卫民", "s_town_key": "卫民",
+    "r_town_key": "卫民", "s_town_key": "卫民", "_r_id_family": None, "_r_name_other": None, "s_id_shared": None,
+    "_head_member": None, "r_stage": "小学", "s_school_status": "小学",
 }
 
 TYPES = {bool: pl.Boolean, int: pl.Int64, str: pl.String, dt.date: pl.Date}
-SCHEMA = {c: TYPES[type(v)] if v is not None else pl.String for c, v in BASE.items()} | {"lv_id": pl.String}
+SCHEMA = {c: TYPES[type(v)] if v is not None else pl.String for c, v in BASE.items()} | {
+    "lv_id": pl.String, "_r_id_family": pl.Boolean, "_r_name_other": pl.Boolean, "s_id_shared": pl.Boolean,
+    "_head_member": pl.Boolean}
 TWO_OFF = A[:8] + str((int(A[8]) + 1) % 10) + A[9:14] + str((int(A[14]) + 1) % 10) + A[15:]
 
 CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
@@ -45,9 +48,20 @@ CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("damaged ID, other prefix", "id", {"r_id_norm": B[:15] + "000", "r_id_status": "number_damaged", "r_id_known": 15}, None),
     ("other ID, one failing", "id", {"r_id_norm": B[:17] + "0", "r_id_status": "checksum", "_id_ham": 6}, "bad_else"),
     ("other valid ID", "id", {"r_id_norm": B, "_id_ham": 6}, "else"),
+    ("roster ID is another member's", "id", {"r_id_norm": B, "_id_ham": 6, "_r_id_family": True}, None),
+    ("system ID also on another row of its household", "id", {"r_id_norm": B, "_id_ham": 6, "s_id_shared": True}, None),
+    ("shared system ID, same name: settles it", "id", {"s_id_shared": True}, "exact"),
+    ("same ID, roster name another member's", "id", {"s_name_norm": "王强", "_r_name_other": True}, None),
+    ("birth from another member's roster ID", "birth", {"r_birth": None, "lv_id": None, "r_id_norm": B, "_r_id_family": True}, None),
+    ("birth from a shared system ID", "birth", {"r_birth": D2, "s_id_shared": True}, None),
+    ("gender from a shared system ID", "gender", {"s_gender_norm": None, "s_id_gender": "男", "s_id_shared": True}, None),
     ("same name", "name", {}, "exact"),
     ("name dot ignored", "name", {"r_name_norm": "王·丽"}, "exact"),
     ("homophone", "name", {"s_name_norm": "王莉", "_dist": 1}, "pinyin"),
+    ("accent pair (n/l, in/ing)", "name", {"r_name_norm": "王林", "r_name_py": "wang lin", "s_name_norm": "王宁",
+                                           "s_name_py": "wang ning", "_dist": 1}, "fuzzy"),
+    ("retroflex vs flat initial", "name", {"r_name_py": "zhang li", "s_name_norm": "臧丽", "s_name_py": "zang li",
+                                           "_dist": 1}, "fuzzy"),
     ("rare character as ?", "name", {"s_name_norm": "王?", "s_name_py": "wang ?", "_wild": True, "_dist": 1}, "wildcard"),
     ("given name transposed", "name", {"r_name_norm": "吴芳晨", "s_name_norm": "吴晨芳", "r_name_py": "wu fang chen",
                                         "s_name_py": "wu chen fang", "_dist": 2}, "transposed"),
@@ -68,12 +82,18 @@ CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("same head", "head", {}, "exact"),
     ("head by ID", "head", {"s_head_name_norm": "王建", "r_head_id_norm": A, "s_head_id_norm": A}, "exact"),
     ("head homophone", "head", {"s_head_name_norm": "王建郭"}, "pinyin"),
+    ("guardian a member, not the head", "head", {"s_head_name_norm": "李强", "s_head_py": "li qiang", "_head_member": True},
+     "member"),
     ("other head", "head", {"s_head_name_norm": "李强", "s_head_py": "li qiang"}, "else"),
     ("no head", "head", {"s_head_name_norm": None}, None),
     ("same village", "place", {}, "village"),
     ("same village, no town", "place", {"s_town_key": None}, "village"),
     ("same town", "place", {"s_village_key": "坝溪"}, "town"),
     ("elsewhere", "place", {"s_village_key": "远", "s_town_key": "别"}, "else"),
+    ("same stage", "stage", {}, "agree"),
+    ("system a school year behind", "stage", {"s_school_status": "学前"}, "adjacent"),
+    ("not at school", "stage", {"s_school_status": "非在校生"}, "else"),
+    ("no school status (dibao)", "stage", {"s_school_status": None}, None),
 ]
 
 

@@ -66,6 +66,8 @@ CASES = [
     ("ID missing, name and birth agree", {"id_number": None}, 3, "matched", None, "exact"),
     ("ID in student number only", {"id_number": None, "student_no": "G" + STUDENT}, 3, "matched", "exact", "exact"),
     ("lost check character", {"id_number": STUDENT[:17]}, 3, "matched", "one_digit", "exact"),
+    # the household's number, not the person's: the name and birth date find the member
+    ("sibling's ID typed into the row", {"id_number": SIBLING}, 3, "matched", None, "exact"),
     ("someone else entirely", {"name": "赵六", "id_number": make_id("433124", "20120305", "358"), "head_name": "赵五",
                                "head_id": None, "village": "远村"}, None, None, None, None),
 ]
@@ -85,9 +87,18 @@ def test_one_student(settings: Settings, case: str, change: dict[str, Any], row:
     assert '"id"' in got["why"] and '"name"' in got["why"]
 
 
-def test_heads_only_dibao_links_through_household(settings: Settings) -> None:
+def test_system_row_carrying_the_heads_id_is_found_by_the_other_fields(settings: Settings) -> None:
+    filing = [FILING[0], {**FILING[1], "id_number": HEAD}, *FILING[2:]]
+    links = _link(settings, [BASE_ROSTER], filing=filing).filter(pl.col("system") == "filing")
+    assert links.select("system_row", "status", "lv_id").rows() == [(3, "matched", None)]
+
+
+@pytest.mark.parametrize("guardian", [{}, {"head_id": HEAD[:15] + "000", "head_id_kind": "number"}, {"head_id": None}],
+                         ids=["guardian ID", "guardian ID cut by Excel", "no guardian ID"])
+def test_heads_only_dibao_links_through_household(settings: Settings, guardian: dict[str, Any]) -> None:
     dibao = [{"head_name": "王建国", "head_id": HEAD, "town": "卫民镇", "village": "田上村", "status": "在保"}]
-    links = _link(settings, [BASE_ROSTER], filing=FILING[3:], dibao=dibao).filter(pl.col("system") == "dibao")
+    roster = {**BASE_ROSTER, **guardian}
+    links = _link(settings, [roster], filing=FILING[3:], dibao=dibao).filter(pl.col("system") == "dibao")
     assert links.height == 1
     assert links["via"][0] == "household_head" and links["status"][0] == "matched"
 

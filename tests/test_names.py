@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.names import normalize_name, normalize_names, pinyin_key, pinyin_keys
+from reconcile.names import fuzzy_pinyin, normalize_name, normalize_names, pinyin_key, pinyin_keys
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -177,3 +177,19 @@ def test_traditional_and_simplified_agree(chars):
 @given(st.sampled_from(list(DOTS)), st.sampled_from(list(DOTS)))
 def test_dot_variants_agree(d1, d2):
     assert normalize_name(f"阿依古丽{d1}买买提") == normalize_name(f"阿依古丽{d2}买买提") == "阿依古丽·买买提"
+
+
+FUZZY = [
+    # (a, b, same key after folding the accent pairs)
+    ("zhanglin", "zanning", True),   # zh/z, n/l, in/ing
+    ("chenfang", "cenhan", True),    # ch/c, f/h, an/ang
+    ("shiwen", "siweng", True),      # sh/s, en/eng
+    ("wangli", "wangmei", False),
+    ("liuyang", "liuying", False),   # a vowel is not an accent pair
+]
+
+
+@pytest.mark.parametrize(("a", "b", "same"), FUZZY, ids=[f"{a}-{b}" for a, b, _ in FUZZY])
+def test_fuzzy_pinyin_folds_accent_pairs_only(a: str, b: str, same: bool) -> None:
+    got = pl.DataFrame({"a": [a], "b": [b]}).select(fuzzy_pinyin(pl.col("a")) == fuzzy_pinyin(pl.col("b"))).item()
+    assert got is same
