@@ -172,7 +172,7 @@ def test_one_worker_gives_the_same_tables_and_a_county_that_cannot_be_read_fails
     assert f'"{UNMOUNTED}": {{"error"' in counties
 
     _each_county_alone_is_its_part_of_the_province(province, one)
-    _a_corrected_id_applies_the_next_night(broken, tmp_path, one)
+    _a_corrected_id_applies_the_next_night(broken, province / "truth", tmp_path, one)
 
 
 def _each_county_alone_is_its_part_of_the_province(province: Path, tables: dict[str, pl.DataFrame]) -> None:
@@ -205,7 +205,8 @@ def _each_county_alone_is_its_part_of_the_province(province: Path, tables: dict[
     assert found_across > 0
 
 
-def _a_corrected_id_applies_the_next_night(province: Path, out: Path, tables: dict[str, pl.DataFrame]) -> None:
+def _a_corrected_id_applies_the_next_night(province: Path, truth_dir: Path, out: Path,
+                                           tables: dict[str, pl.DataFrame]) -> None:
     """A clerk writes the right ID on an invalid-ID item of one county's workbook; `recon
     review import` against the province database takes it; the next province night reads
     the roster row with that ID."""
@@ -213,7 +214,7 @@ def _a_corrected_id_applies_the_next_night(province: Path, out: Path, tables: di
 
     db = out / "recon.duckdb"
     records = tables["records"]
-    truth = pl.read_csv(province / "truth" / "records.csv", schema_overrides={"sheet": pl.String, "row": pl.Int64})
+    truth = pl.read_csv(truth_dir / "records.csv", schema_overrides={"sheet": pl.String, "row": pl.Int64})
     truth = truth.with_columns(pl.col("sheet").fill_null(""))
     systems = truth.filter(pl.col("source") != "roster").join(
         records.filter(pl.col("id_status") == "valid").select("file", "sheet", "row", "id_norm"),
