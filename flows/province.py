@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
@@ -27,7 +28,7 @@ from reconcile.config import load_settings
 from reconcile.errors import redact
 from flows.nightly import QUIET, new_run, no_data_in_errors, now, record_failure, write_reports
 
-__all__ = ["province_reconciliation", "task_runner", "one_prefect_server"]
+__all__ = ["province_reconciliation", "province_night", "task_runner", "one_prefect_server"]
 
 
 @contextlib.contextmanager
@@ -72,13 +73,15 @@ def match_county(county: str, inbox: str, folder: str, config: str | None) -> fl
     if not (Path(inbox) / county).is_dir():
         raise FileNotFoundError(f"{county}: inbox folder {Path(inbox) / county} cannot be read")
     with no_data_in_errors(f"{county}: matching"):
+        decisions = staging.read_frame(Path(folder).parent / "reviews.parquet")
         ingested = ingest.read_inbox(Path(inbox) / county, settings.header_aliases)
-        records, problems = pipeline.normalize_all(ingested, settings, release=True)
+        # clerks' corrected IDs go into the sheets first (lineage still the county's own, as in the sheets)
+        records, problems, counts = pipeline.normalize_corrected(ingested, settings, decisions, release=True)
         records = {s: crosscounty.in_province(f, county) for s, f in records.items()}
         matches, model = pipeline.link_all(records, settings)
-        decisions = staging.read_frame(Path(folder).parent / "reviews.parquet")
-        matches, _ = review.apply_links(matches, records, decisions)
+        matches, linked = review.apply_links(matches, records, decisions)
         staging.write_shard(Path(folder), records, crosscounty.in_province(problems, county), matches, model)
+        staging.write_counts(Path(folder), {**counts, **linked} if decisions is not None and decisions.height else {})
     get_run_logger().info("%s: %d roster rows matched against its own exports", county, records["roster"].height)
     return time.perf_counter() - t0
 
@@ -97,10 +100,17 @@ def look_across(folders: dict[str, str], config: str | None, as_of: date) -> flo
     return time.perf_counter() - t0
 
 
+# A county's clerk items are numbered from its place in the run times this (``item_ref``
+# is the workbook's 问题编号: one number for one item of the province's run).
+ITEM_REFS_PER_COUNTY = 1_000_000
+
+
 @task(**QUIET)
 def judge_county(county: str, folder: str, reports: str, run_id: str, config: str | None, as_of: date,
-                 night: date | None = None) -> dict:
-    """One county's rules, clerk items and workbooks (on a worker): its counts and seconds."""
+                 night: date | None = None, first_ref: int = 0) -> dict:
+    """One county's rules, clerk items and workbooks (on a worker): its counts and seconds.
+    ``first_ref``: its items' numbers start after this one, so that `recon review import`
+    finds each returned row's item among every county's."""
     t0 = time.perf_counter()
     settings = load_settings(Path(config) if config else None)
     path = Path(folder)
@@ -110,8 +120,9 @@ def judge_county(county: str, folder: str, reports: str, run_id: str, config: st
             dict(shard.records), staging.read_problems(path), shard.matches, settings,
             decisions=staging.read_frame(path.parent / "reviews.parquet"), as_of=as_of, county=county,
             previous=staging.read_previous(path), borrowed=staging.read_borrowed(path, county),
-            model_parameters=staging.read_model_parameters(path))
-        results = dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
+            model_parameters=staging.read_model_parameters(path), counts=staging.read_counts(path))
+        items = results.discrepancies.with_columns(pl.col("item_ref") + first_ref)
+        results = dataclasses.replace(results, discrepancies=report.with_row_hashes(items))
         staging.write_results(path, results)
     write_reports(results, Path(reports), run_id, settings, night)
     return {"counts": results.counts, "seconds": time.perf_counter() - t0}
@@ -155,7 +166,8 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
             matched, failed = _settle({c: match_county.submit(c, inbox, folders[c], config) for c in counties}, log)
             across = look_across.submit({c: folders[c] for c in matched}, config, as_of_date).result() if matched else 0.0
             out = night_reports.staging_dir(reports_dir, run_id)
-            judged, more = _settle({c: judge_county.submit(c, folders[c], str(out / c), run_id, config, as_of_date, night)
+            judged, more = _settle({c: judge_county.submit(c, folders[c], str(out / c), run_id, config, as_of_date, night,
+                                                           counties.index(c) * ITEM_REFS_PER_COUNTY)
                                     for c in sorted(matched)}, log)
             failed.update(more)
             if not judged:
@@ -194,3 +206,14 @@ def province_reconciliation(inbox: str, db: str, reports: str, as_of: str | None
     log.info("province run %s finished: %d counties, %d failed", run_id, len(counties), len(failed))
     return {**totals, "run_id": run_id, "reports": str(final), "failed": failed, "per_county": per_county,
             "seconds": seconds, "cross_county_seconds": round(across, 2)}
+
+
+@flow(name="province-night", persist_result=False, log_prints=False)
+def province_night(inbox: str, db: str, reports: str, as_of: str | None = None, config: str | None = None,
+                   workers: int = 2, scheduler: str | None = None) -> dict:
+    """The province run as ``recon serve --province`` schedules it. A served deployment
+    loads its flow from this module, so the Dask cluster (``workers`` local processes or an
+    existing ``scheduler``) is a parameter here and the province run a subflow on it."""
+    runner = task_runner(workers, scheduler)
+    return province_reconciliation.with_options(task_runner=runner)(inbox=inbox, db=db, reports=reports, as_of=as_of,
+                                                                    config=config)

@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run every night on a schedule (needs a Prefect server)")
     _run_options(serve)
     serve.add_argument("--cron", default="0 2 * * *", help='cron schedule in Asia/Shanghai time (default "0 2 * * *")')
+    serve.add_argument("--province", action="store_true",
+                       help="schedule the province run instead: --inbox holds one inbox per county (as for recon province)")
+    serve_on = serve.add_mutually_exclusive_group()
+    serve_on.add_argument("--workers", type=int, default=2, help="with --province: local Dask worker processes (default 2)")
+    serve_on.add_argument("--scheduler", default=None, help="with --province: address of an existing Dask scheduler")
     province = sub.add_parser("province", help="reconcile a province inbox (one folder per county) on Dask")
     province.add_argument("--inbox", type=Path, required=True, help="folder with one inbox per county: DIR/<county>/{roster,dibao,filing}")
     province.add_argument("--db", type=Path, default=DEFAULT_DB, help="DuckDB file (one for the province)")
@@ -175,6 +180,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.province and args.inbox is None:
+        raise ReconError("recon serve --province needs --inbox (one folder per county)")
+    if args.province and args.scheduler is None and args.workers < 1:
+        raise ReconError("--workers must be at least 1")
     params = _flow_params(args)
     _quiet_prefect()
     api = os.environ.get("PREFECT_API_URL")
@@ -186,6 +195,8 @@ def _serve(args: argparse.Namespace) -> int:
             "then point recon at it and serve:\n"
             "    PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/recon serve "
             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.items() if v)
+            + (f" --province --workers {args.workers}" if args.province and not args.scheduler else "")
+            + (f" --province --scheduler {args.scheduler}" if args.province and args.scheduler else "")
             + f' --cron "{args.cron}"',
             file=sys.stderr,
         )
@@ -193,7 +204,16 @@ def _serve(args: argparse.Namespace) -> int:
     from prefect.schedules import Cron
 
     from flows.nightly import TIMEZONE, nightly_reconciliation
+    from flows.province import province_night
 
+    if args.province:
+        province = {k: v for k, v in params.items() if k != "county"}
+        province.update(workers=args.workers, scheduler=args.scheduler)
+        province_night.serve(
+            name="province", schedule=Cron(args.cron, timezone=TIMEZONE), parameters=province,
+            description="Nightly reconciliation of every county of a province inbox, on Dask",
+        )
+        return 0
     nightly_reconciliation.serve(
         name="nightly", schedule=Cron(args.cron, timezone=TIMEZONE), parameters=params,
         description="Nightly reconciliation of the student-aid rosters",
@@ -203,14 +223,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _province(args: argparse.Namespace) -> int:
     if args.config is not None:
-        from .config import load_settings
-
         load_settings(args.config)  # fail fast, before Prefect starts, on a bad config folder
     if not args.inbox.is_dir():
         raise ReconError(f"inbox folder {args.inbox} does not exist")
     if args.scheduler is None and args.workers < 1:
         raise ReconError("--workers must be at least 1")
     _quiet_prefect()
+    # Prefect (and Dask) load after _quiet_prefect's settings, as in _run (no cycle: flows
+    # import reconcile, never this module); `recon synth` and `review import` stay light.
     from flows.province import one_prefect_server, province_reconciliation, task_runner
 
     t0 = time.perf_counter()

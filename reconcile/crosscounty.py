@@ -13,7 +13,8 @@ by the blocks, not by the province). The best link per roster row and system win
 What a county's rules then get from the others is a :class:`Borrowed`: the foreign system
 records its roster was linked to, the links, the records of its own exports that other
 counties' rosters claimed (not ``missed_eligible`` here), and its roster rows whose student
-another county's roster claims too (``duplicate_claim``). Pure: frames in, frames out.
+another county's roster claims too (``duplicate_claim``), and the models the look-up fitted
+(stored in ``model_parameters`` beside each county's own). Pure: frames in, frames out.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import polars as pl
 from .config import Settings
 from .fields import SYSTEMS
 from .match import match_system
+from .model import PARAMETER_COLUMNS, parameters_frame
 from .rules import USABLE, claim_identities, qualifies_expr
 from .vocabulary import SYSTEM_LABELS
 
@@ -53,13 +55,26 @@ class Borrowed:
     their columns, ``county`` their county, ``rec`` their own numbering); ``links``: those
     links (``match_all``'s shape plus ``system_county``); ``claimed``: (system, rec) of this
     county's records linked from another county's roster; ``elsewhere``: (roster_rec, places)
-    of this roster's rows whose student another county's roster also claims."""
+    of this roster's rows whose student another county's roster also claims; ``models``:
+    the models fitted by the look-up of this roster's rows (``parameters_frame`` rows plus
+    ``system_county``: the county whose exports a routed pass searched, null for the pass
+    over every other county's)."""
 
     county: str
     systems: Mapping[str, pl.DataFrame]
     links: pl.DataFrame
     claimed: pl.DataFrame
     elsewhere: pl.DataFrame | None = None
+    models: pl.DataFrame | None = None
+
+    def model_parameters(self, own: pl.DataFrame | None) -> pl.DataFrame | None:
+        """The county's own model (``system_county`` itself) and the look-up's, as stored."""
+        if own is None:
+            return self.models
+        own = own.with_columns(pl.lit(self.county, pl.String).alias("system_county"))
+        if self.models is None or self.models.is_empty():
+            return own
+        return pl.concat([own, self.models], how="diagonal_relaxed")
 
     def extend(self, own: Mapping[str, pl.DataFrame],
                matches: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
@@ -158,21 +173,27 @@ def _pool(shards: Mapping[str, Shard], counties: list[str], system: str) -> pl.D
     return pool.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec"))
 
 
-def _match_in(roster: pl.DataFrame, shards: Mapping[str, Shard], counties: list[str], settings: Settings) -> pl.DataFrame:
-    """Links from these roster rows into the named counties' exports, lineage included."""
-    out = []
+_MODEL_SCHEMA = {**PARAMETER_COLUMNS, "system_county": pl.String}
+
+
+def _match_in(roster: pl.DataFrame, shards: Mapping[str, Shard], counties: list[str], settings: Settings,
+              searched: str | None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Links from these roster rows into the named counties' exports, lineage included, and
+    the model fitted per system (``system_county``: ``searched``)."""
+    out, models = [], []
     for system in SYSTEMS:
         pool = _pool(shards, counties, system)
         if pool.is_empty() or roster.is_empty():
             continue
-        links, _ = match_system(roster, pool, system, settings.match)  # its model: not stored (the home fit is)
+        links, model = match_system(roster, pool, system, settings.match)
+        models.append(parameters_frame(model, system).with_columns(pl.lit(searched, pl.String).alias("system_county")))
         out.append(links.join(
             pool.select(pl.col("rec").alias("system_rec"), pl.col("county").alias("system_county"),
                         pl.col("origin_rec").alias("_origin"), pl.col("file").alias("system_file"),
                         pl.col("sheet").alias("system_sheet"), pl.col("row").alias("system_row")),
             on="system_rec", how="left",
         ).with_columns(pl.col("_origin").alias("system_rec")).drop("_origin"))
-    return pl.concat(out, how="diagonal_relaxed") if out else pl.DataFrame()
+    return (pl.concat(out, how="diagonal_relaxed") if out else pl.DataFrame()), models
 
 
 def _best(links: list[pl.DataFrame]) -> pl.DataFrame:
@@ -185,28 +206,35 @@ def _best(links: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _cross_links(county: str, shards: Mapping[str, Shard], by_region: Mapping[str, str], settings: Settings,
-                 as_of) -> pl.DataFrame:
-    """This county's unresolved roster rows linked into the other counties' exports."""
+                 as_of) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """This county's unresolved roster rows linked into the other counties' exports, and the
+    models fitted on the way."""
     lost = unresolved(shards[county], settings, as_of)
     others = [c for c in shards if c != county]
+    models: list[pl.DataFrame] = []
     if lost.is_empty() or not others:
-        return pl.DataFrame()
+        return pl.DataFrame(), pl.DataFrame(schema=_MODEL_SCHEMA)
     target = pl.when(pl.col("id_status").is_in(USABLE)).then(
         pl.col("id_region").replace_strict(dict(by_region), default=None, return_dtype=pl.String))
     lost = lost.with_columns(target.alias("_to"))
     found: list[pl.DataFrame] = []
     for to in sorted(c for c in lost["_to"].drop_nulls().unique().to_list() if c != county):
-        found.append(_match_in(lost.filter(pl.col("_to") == to).drop("_to"), shards, [to], settings))
+        links, fitted = _match_in(lost.filter(pl.col("_to") == to).drop("_to"), shards, [to], settings, to)
+        found.append(links)
+        models.extend(fitted)
     routed = _best(found)
     sure = routed.filter(pl.col("status") == "matched").select("roster_rec").unique() if routed.height else None
     rest = lost.drop("_to") if sure is None else lost.drop("_to").join(sure.rename({"roster_rec": "rec"}), on="rec", how="anti")
-    links = _best([routed, _match_in(rest, shards, others, settings)])
+    pooled, fitted = _match_in(rest, shards, others, settings, None)
+    models.extend(fitted)
+    models_frame = pl.concat(models, how="vertical_relaxed") if models else pl.DataFrame(schema=_MODEL_SCHEMA)
+    links = _best([routed, pooled])
     if links.is_empty():
-        return links
+        return links, models_frame
     roster = shards[county].records["roster"].select(
         pl.col("rec").alias("roster_rec"), pl.col("file").alias("roster_file"),
         pl.col("sheet").alias("roster_sheet"), pl.col("row").alias("roster_row"))
-    return links.join(roster, on="roster_rec", how="left").sort(_LINK_KEYS)
+    return links.join(roster, on="roster_rec", how="left").sort(_LINK_KEYS), models_frame
 
 
 def _elsewhere(extended: Mapping[str, tuple[Mapping[str, pl.DataFrame], pl.DataFrame]],
@@ -237,7 +265,8 @@ def look_across(shards: Mapping[str, Shard], settings: Settings, as_of=None) -> 
         region = home_region(shard)
         if region and region not in by_region:
             by_region[region] = county
-    cross = {c: _cross_links(c, shards, by_region, settings, as_of) for c in shards}
+    found = {c: _cross_links(c, shards, by_region, settings, as_of) for c in shards}
+    cross = {c: links for c, (links, _) in found.items()}
     borrowed: dict[str, Borrowed] = {}
     for county, links in cross.items():
         systems: dict[str, pl.DataFrame] = {}
@@ -255,7 +284,7 @@ def look_across(shards: Mapping[str, Shard], settings: Settings, as_of=None) -> 
             systems[system] = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         borrowed[county] = Borrowed(county, systems, links if links.height else pl.DataFrame(schema={
             "roster_rec": pl.UInt32, "system": pl.String, "system_rec": pl.UInt32, "system_county": pl.String}),
-            claimed=pl.DataFrame(schema={"system": pl.String, "rec": pl.UInt32}))
+            claimed=pl.DataFrame(schema={"system": pl.String, "rec": pl.UInt32}), models=found[county][1])
     # what each county's records were claimed by the others
     for county in shards:
         claims = [b.links.filter(pl.col("system_county") == county).select("system", pl.col("system_rec").alias("rec"))

@@ -30,7 +30,7 @@ from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
 from .crosscounty import Borrowed
 
-__all__ = ["Results", "normalize_all", "match_all", "link_all", "reconcile", "judge", "summarise", "records_table",
+__all__ = ["Results", "normalize_all", "normalize_corrected", "match_all", "link_all", "reconcile", "judge", "summarise", "records_table",
            "stored_tables"]
 
 Progress = Callable[[str], None]
@@ -101,6 +101,25 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
     # One display name per place key for the whole night, whichever source spelt it most.
     records = with_place_names(records, settings.places)
     return records, pl.concat(problems, how="vertical_relaxed")
+
+
+def normalize_corrected(ingested: IngestResult, settings: Settings, decisions: pl.DataFrame | None, *,
+                        release: bool = False) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict[str, int]]:
+    """``normalize_all`` with the clerks' corrected values (``recon review import``) written
+    into the roster sheets first, and how many rows they changed (``clerk_corrections``).
+    ``release``: as for ``normalize_all``; the raw sheets are kept until the corrections
+    are in (they need them again), and ``ingested.tables`` is empty afterwards."""
+    has_decisions = decisions is not None and decisions.height > 0
+    records, problems = normalize_all(ingested, settings, release=release and not has_decisions)
+    counts: dict[str, int] = {}
+    if has_decisions:
+        tables, fixed = review.corrected_tables(ingested.tables, records["roster"], decisions)
+        if fixed:
+            records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings)
+        counts["clerk_corrections"] = fixed
+    if release:
+        ingested.tables.clear()
+    return records, problems, counts
 
 
 def link_all(records: dict[str, pl.DataFrame], settings: Settings,
@@ -174,16 +193,8 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     freed while matching runs; the caller's ``IngestResult`` then has no tables."""
     if progress:
         progress("normalising records")
-    has_decisions = decisions is not None and decisions.height > 0  # corrections need the raw sheets again
-    records, problems = normalize_all(ingested, settings, release=release_input and not has_decisions)
-    review_counts: dict[str, int] = {}
-    if has_decisions:
-        tables, fixed = review.corrected_tables(ingested.tables, records["roster"], decisions)
-        if fixed:
-            records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings)
-        review_counts["clerk_corrections"] = fixed
-    if release_input:
-        ingested.tables.clear()
+    records, problems, review_counts = normalize_corrected(ingested, settings, decisions, release=release_input)
+    has_decisions = decisions is not None and decisions.height > 0
     matches, model_parameters = link_all(records, settings, progress)
     if has_decisions:
         matches, link_counts = review.apply_links(matches, records, decisions)
@@ -222,6 +233,7 @@ def judge(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches: pl.
     if borrowed is not None:
         discrepancies = borrowed.mark(discrepancies)
         links = borrowed.stored_links(links)
+        model_parameters = borrowed.model_parameters(model_parameters)
     # The output shapes are a contract with analysts: check them before anything is published.
     RowProblemSchema.validate(problems)
     MatchSchema.validate(links)
@@ -258,5 +270,6 @@ def stored_tables(results: Results, county: str | None = None) -> dict[str, pl.D
         "discrepancies": tag(results.discrepancies),
         "export_problems": tag(results.export_problems),
         "household_changes": tag(results.household_changes),
-        "model_parameters": tag(results.model_parameters),
+        "model_parameters": None if results.model_parameters is None
+        else tag(results.model_parameters).with_columns(pl.col("county").alias("system_county")),
     }

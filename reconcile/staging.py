@@ -6,6 +6,7 @@ Under the run's staging folder, one folder per county::
     <county>/roster.parquet, dibao.parquet, filing.parquet   records after normalising
     <county>/problems.parquet, matches.parquet              row problems, own links
     <county>/model_parameters.parquet                       the model fitted on its own exports
+    <county>/review_counts.json                             clerks' corrections and links applied
     <county>/borrowed_*.parquet                             what the cross-county look-up lent it
     <county>/out_*.parquet, out_counts.json                 its results, ready to publish
 
@@ -27,7 +28,7 @@ from .pipeline import Results
 
 __all__ = ["write_shard", "read_shard", "read_problems", "write_borrowed", "read_borrowed", "write_results",
            "read_results", "RESULT_TABLES", "county_inboxes", "write_frame", "read_frame", "write_previous",
-           "read_previous", "read_model_parameters"]
+           "read_previous", "read_model_parameters", "write_counts", "read_counts"]
 
 # What a county publishes (store table -> staged file); records are its source files.
 RESULT_TABLES = ("row_problems", "matches", "discrepancies", "export_problems", "household_changes", "model_parameters")
@@ -90,6 +91,17 @@ def read_model_parameters(folder: Path) -> pl.DataFrame | None:
     return read_frame(folder / "model_parameters.parquet")
 
 
+def write_counts(folder: Path, counts: dict[str, int]) -> None:
+    """What the clerks' decisions changed while the county was matched (``judge``'s counts)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "review_counts.json").write_text(json.dumps(counts, sort_keys=True), encoding="utf-8")
+
+
+def read_counts(folder: Path) -> dict[str, int]:
+    path = folder / "review_counts.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def read_shard(folder: Path, county: str) -> Shard:
     return Shard(county, {s: _read(folder / f"{s}.parquet") for s in SOURCES}, _read(folder / "matches.parquet"))
 
@@ -105,6 +117,8 @@ def write_borrowed(folder: Path, borrowed: Borrowed) -> None:
     _write(borrowed.claimed, folder / "borrowed_claimed.parquet")
     if borrowed.elsewhere is not None:
         _write(borrowed.elsewhere, folder / "borrowed_elsewhere.parquet")
+    if borrowed.models is not None:
+        _write(borrowed.models, folder / "borrowed_models.parquet")
 
 
 def read_borrowed(folder: Path, county: str) -> Borrowed:
@@ -112,6 +126,7 @@ def read_borrowed(folder: Path, county: str) -> Borrowed:
     return Borrowed(
         county, {s: _read(folder / f"borrowed_{s}.parquet") for s in SYSTEMS}, _read(folder / "borrowed_links.parquet"),
         _read(folder / "borrowed_claimed.parquet"), pl.read_parquet(elsewhere) if elsewhere.exists() else None,
+        read_frame(folder / "borrowed_models.parquet"),
     )
 
 

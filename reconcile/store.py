@@ -291,9 +291,13 @@ TABLES: dict[str, dict[str, str]] = {
     },
     # The matching model fitted tonight, per system, field and level (reconcile/model.py):
     # m, u, the level's weight in bits, and where m and u came from (`data`, `configuration`,
-    # or `bound`: the configured value capped at what the data allows).
+    # or `bound`: the configured value capped at what the data allows). `system_county`: whose
+    # exports the model was fitted on — the county's own; in a province run also the
+    # cross-county look-up's models of the county's roster, by the county a routed pass
+    # searched (NULL: the pass over every other county's exports).
     "model_parameters": {
-        "run_id": "VARCHAR", "county": "VARCHAR", "system": "VARCHAR", "field": "VARCHAR", "level": "VARCHAR",
+        "run_id": "VARCHAR", "county": "VARCHAR", "system_county": "VARCHAR", "system": "VARCHAR",
+        "field": "VARCHAR", "level": "VARCHAR",
         "label": "VARCHAR",
         "m": "DOUBLE", "u": "DOUBLE", "bits": "DOUBLE", "m_from": "VARCHAR", "u_from": "VARCHAR",
         "u_seen": "BIGINT", "random_pairs": "BIGINT", "prior": "DOUBLE", "prior_bits": "DOUBLE",

@@ -20,6 +20,17 @@ def test_serve_without_server_says_exactly_how(monkeypatch: pytest.MonkeyPatch, 
     assert '--cron "30 1 * * *"' in err
 
 
+def test_serve_province_without_server_says_how_and_needs_a_province_inbox(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["serve", "--province"]) == 2
+    assert "--inbox" in capsys.readouterr().err
+    (tmp_path / "inbox").mkdir()
+    code = main(["serve", "--province", "--inbox", str(tmp_path / "inbox"), "--workers", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "prefect server start" in err and "--province --workers 3" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

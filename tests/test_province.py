@@ -1,22 +1,35 @@
 """End to end: a small generated province through the real Prefect flow, on a local Dask
 cluster of 2 workers (started once) and on one worker, with students schooled across
-county lines."""
+county lines; each county alone as `recon run` reconciles it; a clerk's corrected ID
+imported into the province database and applied the next night."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import datetime as dt
+import json
+
 import duckdb
+import openpyxl
 import polars as pl
 import pytest
 
 from countygen.province import ProvinceConfig, generate_province
+from reconcile import crosscounty, ingest, pipeline, report
+from reconcile.config import load_settings
+from reconcile.review_import import import_workbooks
 
 AS_OF = "2025-09-01"
 # Differ between two runs of the same data by design.
 VOLATILE = {"run_id", "row_hash"}
-TABLES = ("records", "row_problems", "matches", "discrepancies", "export_problems", "household_changes")
+# Every table a run publishes.
+TABLES = ("records", "row_problems", "matches", "discrepancies", "export_problems", "household_changes",
+          "model_parameters", "item_refs")
+# A county whose share is not there: named to sort last, so the others' item numbers
+# (counted from each county's place in the run) are those of the run without it.
+UNMOUNTED = "龙山县"
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +65,16 @@ def _tables(db: Path) -> dict[str, pl.DataFrame]:
         out = {}
         for t in TABLES:
             frame = pl.from_arrow(con.sql(f"select * from {t}").to_arrow_table())
-            frame = frame.drop([c for c in frame.columns if c in VOLATILE])
-            out[t] = frame.sort(frame.columns, nulls_last=True)
+            out[t] = _sorted(frame.drop([c for c in frame.columns if c in VOLATILE]))
+        [(counties,)] = con.execute("select counties from runs where status = 'succeeded'").fetchall()
+        out["counts"] = {c: s.get("counts") for c, s in json.loads(counties).items()}
         return out
     finally:
         con.close()
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(sorted(frame.columns)).sort(sorted(frame.columns), nulls_last=True)
 
 
 def _away(province: Path) -> pl.DataFrame:
@@ -128,22 +146,107 @@ def test_one_worker_gives_the_same_tables_and_a_county_that_cannot_be_read_fails
     (broken / "inbox").mkdir(parents=True)
     for county in (province / "inbox").iterdir():
         os.symlink(county, broken / "inbox" / county.name)
-    os.symlink(tmp_path / "not-mounted", broken / "inbox" / "古丈县")  # a county share that is not there
+    os.symlink(tmp_path / "not-mounted", broken / "inbox" / UNMOUNTED)  # a county share that is not there
     os.symlink(province / "config", broken / "config")
     counts = _run(broken, tmp_path, ThreadPoolTaskRunner(max_workers=1))
-    assert set(counts["failed"]) == {"古丈县"} and counts["counties"] == 4
+    assert set(counts["failed"]) == {UNMOUNTED} and counts["counties"] == 4
 
     _, out2 = two_workers
     one, two = _tables(tmp_path / "recon.duckdb"), _tables(out2 / "recon.duckdb")
     for table in TABLES:
         assert one[table].height > 0 or table in ("export_problems", "household_changes")
         assert one[table].equals(two[table]), table
+    assert {c: n for c, n in one["counts"].items() if c != UNMOUNTED} == two["counts"]
     assert one["records"]["county"].n_unique() == 3 and one["records"]["county"].null_count() == 0
+    # the look-up's models are stored beside each county's own
+    models = one["model_parameters"].select("county", "system_county", "system").unique()
+    assert models.filter(pl.col("county") != pl.col("system_county")).height > 0
+    assert models.filter(pl.col("county") == pl.col("system_county")).height == 6
 
     con = duckdb.connect(str(tmp_path / "recon.duckdb"), read_only=True)
     try:
         [(status, error, counties)] = con.execute("select status, error, counties from runs").fetchall()
     finally:
         con.close()
-    assert status == "succeeded" and "古丈县" in error
-    assert '"古丈县": {"error"' in counties
+    assert status == "succeeded" and UNMOUNTED in error
+    assert f'"{UNMOUNTED}": {{"error"' in counties
+
+    _each_county_alone_is_its_part_of_the_province(province, one)
+    _a_corrected_id_applies_the_next_night(broken, province / "truth", tmp_path, one)
+
+
+def _each_county_alone_is_its_part_of_the_province(province: Path, tables: dict[str, pl.DataFrame]) -> None:
+    """`recon run` on one county's inbox gives the province's records, row problems, own
+    links and model of that county; the province adds only links into other counties'
+    exports, for roster rows the county run could not place in a qualifying household."""
+    settings = load_settings(province / "config")
+    found_across = 0
+    for county in sorted(p.name for p in (province / "inbox").iterdir()):
+        alone = pipeline.reconcile(ingest.read_inbox(province / "inbox" / county, settings.header_aliases), settings,
+                                   as_of=dt.date.fromisoformat(AS_OF), county=county)
+        stored = pipeline.stored_tables(alone)
+        mine = pl.col("county") == county
+        for table, rows, lineage in (("records", mine, ["file"]), ("row_problems", mine, ["file"]),
+                                     ("matches", mine & (pl.col("system_county") == county), ["roster_file", "system_file"]),
+                                     ("model_parameters", mine & (pl.col("system_county") == county), [])):
+            frame = stored[table]
+            frame = pl.concat(frame, how="diagonal_relaxed") if isinstance(frame, list) else frame
+            frame = frame.with_columns(pl.format("{}/{}", pl.lit(county), c).alias(c) for c in lineage)
+            province_part = tables[table].filter(rows)
+            assert province_part.height > 0, (county, table)
+            assert _sorted(frame.select(province_part.columns)).equals(_sorted(province_part)), (county, table)
+        across = tables["matches"].filter(mine & (pl.col("system_county") != county))
+        lost = crosscounty.unresolved(crosscounty.Shard(county, alone.records, alone.matches), settings,
+                                      dt.date.fromisoformat(AS_OF)).select(
+            pl.format("{}/{}", pl.lit(county), "file").alias("roster_file"), pl.col("sheet").alias("roster_sheet"),
+            pl.col("row").alias("roster_row"))
+        assert across.join(lost, on=["roster_file", "roster_sheet", "roster_row"], how="anti").is_empty(), county
+        found_across += across.height
+    assert found_across > 0
+
+
+def _a_corrected_id_applies_the_next_night(province: Path, truth_dir: Path, out: Path,
+                                           tables: dict[str, pl.DataFrame]) -> None:
+    """A clerk writes the right ID on an invalid-ID item of one county's workbook; `recon
+    review import` against the province database takes it; the next province night reads
+    the roster row with that ID."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    db = out / "recon.duckdb"
+    records = tables["records"]
+    truth = pl.read_csv(truth_dir / "records.csv", schema_overrides={"sheet": pl.String, "row": pl.Int64})
+    truth = truth.with_columns(pl.col("sheet").fill_null(""))
+    systems = truth.filter(pl.col("source") != "roster").join(
+        records.filter(pl.col("id_status") == "valid").select("file", "sheet", "row", "id_norm"),
+        on=["file", "sheet", "row"]).group_by("person_id").agg(pl.col("id_norm").first())
+    items = tables["discrepancies"].filter(pl.col("kind") == "id_invalid").join(
+        truth.select("file", "sheet", "row", "person_id"), on=["file", "sheet", "row"]).join(systems, on="person_id")
+    item = items.sort("county", "item_ref").row(0, named=True)
+    night = sorted(p for p in (out / "reports").iterdir() if p.is_dir())[-1]
+    book = next(b for b in sorted((night / item["county"]).rglob("*.xlsx")) if _fill(b, item["item_ref"], item["id_norm"]))
+    assert import_workbooks([book], db, settings=load_settings(province / "config")).imported == 1
+
+    counts = _run(province, out, ThreadPoolTaskRunner(max_workers=1))
+    assert counts["per_county"][item["county"]]["clerk_corrections"] == 1
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        [(id_norm, status)] = con.execute(
+            "select id_norm, id_status from records where run_id = ? and source = 'roster' and file = ? and sheet = ? "
+            "and row = ?", [counts["run_id"], item["file"], item["sheet"], item["row"]]).fetchall()
+    finally:
+        con.close()
+    assert (id_norm, status) == (item["id_norm"], "valid")
+
+
+def _fill(book: Path, ref: int, value: str) -> bool:
+    """Like a clerk: 已更正 and the ID on the row of item ``ref``, saved; False if not in this book."""
+    wb = openpyxl.load_workbook(book)
+    ws = wb[report.SHEET_PROBLEMS]
+    col = {c.value: c.column for c in ws[report.HEADER_ROW]}
+    for row in ws.iter_rows(min_row=report.HEADER_ROW + 1):
+        if row[col[report.COL_REF] - 1].value == ref:
+            for header, v in zip(report.REVIEW_HEADERS, ("已更正", value, None, "王老师")):
+                ws.cell(row=row[0].row, column=col[header], value=v)
+            wb.save(book)
+            return True
+    return False
