@@ -654,14 +654,19 @@ def _choose_id_columns(header: _Header, body: pl.DataFrame, source: str, rel: st
     return problems
 
 
+FIRST_ROWS_LOOK = 16           # rows looked at first for the first filled one
+
+
 def _first_filled_row(frame: pl.DataFrame, step: int = 1000) -> int | None:
     """Index of the first row holding anything, looked for a slice at a time (stripping every
     cell of a large sheet at once would copy all its text)."""
-    for at in range(0, frame.height, step):
-        found = frame.slice(at, step).select(
+    at, size = 0, min(FIRST_ROWS_LOOK, step)   # most sheets hold something in their top rows
+    while at < frame.height:
+        found = frame.slice(at, size).select(
             (~pl.all_horizontal(_clean(pl.all()).is_null())).arg_true().first()).item()
         if found is not None:
             return at + int(found)
+        at, size = at + size, step
     return None
 
 
@@ -883,7 +888,14 @@ def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: d
                 found.append((r, order[f], problem(source, rel, prob, sheet=sheet, row=r,
                                                    column=headers[f], value=value,
                                                    detail=_CELL_MESSAGES.get(prob))))
-    marks = out.select(
+    # Only the few rows holding a suspect cell are marked and unpivoted (one pass over the
+    # cells finds them), not every cell of the sheet.
+    suspect = out.filter(pl.any_horizontal(
+        (pl.col(f).is_in(EXCEL_ERRORS) | (pl.col(f).str.len_chars() > MAX_CELL_CHARS)
+         | pl.col(f).str.contains(_CONTROL)).fill_null(False)
+        for f in ordered
+    ))
+    marks = suspect.select(
         pl.col("row"),
         *[
             pl.when(pl.col(f).is_in(EXCEL_ERRORS)).then(pl.lit("error_value"))
@@ -897,7 +909,7 @@ def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: d
         pl.col("problem").is_not_null()
     )
     if bad.height:
-        values = out.select("row", *ordered).unpivot(index="row", variable_name="field",
+        values = suspect.select("row", *ordered).unpivot(index="row", variable_name="field",
                                                      value_name="value")
         bad = bad.join(values, on=["row", "field"], how="left")
         for r, f, prob, val in bad.iter_rows():
