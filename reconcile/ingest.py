@@ -888,14 +888,7 @@ def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: d
                 found.append((r, order[f], problem(source, rel, prob, sheet=sheet, row=r,
                                                    column=headers[f], value=value,
                                                    detail=_CELL_MESSAGES.get(prob))))
-    # Only the few rows holding a suspect cell are marked and unpivoted (one pass over the
-    # cells finds them), not every cell of the sheet.
-    suspect = out.filter(pl.any_horizontal(
-        (pl.col(f).is_in(EXCEL_ERRORS) | (pl.col(f).str.len_chars() > MAX_CELL_CHARS)
-         | pl.col(f).str.contains(_CONTROL)).fill_null(False)
-        for f in ordered
-    ))
-    marks = suspect.select(
+    marks = out.select(
         pl.col("row"),
         *[
             pl.when(pl.col(f).is_in(EXCEL_ERRORS)).then(pl.lit("error_value"))
@@ -909,7 +902,7 @@ def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: d
         pl.col("problem").is_not_null()
     )
     if bad.height:
-        values = suspect.select("row", *ordered).unpivot(index="row", variable_name="field",
+        values = out.select("row", *ordered).unpivot(index="row", variable_name="field",
                                                      value_name="value")
         bad = bad.join(values, on=["row", "field"], how="left")
         for r, f, prob, val in bad.iter_rows():
