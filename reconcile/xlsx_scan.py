@@ -186,7 +186,7 @@ def _scan_sheet(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int]) -
             letters, digits = zip(*found)
             s.cells += len(found)
             cols_seen.update(letters)
-            rows = list(map(int, digits))
+            rows = set(map(int, set(digits)))      # a row's cells share its digits
             lo, hi = min(rows), max(rows)
             r0 = lo if r0 is None else min(r0, lo)
             r1 = hi if r1 is None else max(r1, hi)
