@@ -654,14 +654,19 @@ def _choose_id_columns(header: _Header, body: pl.DataFrame, source: str, rel: st
     return problems
 
 
+FIRST_ROWS_LOOK = 16           # rows looked at first for the first filled one
+
+
 def _first_filled_row(frame: pl.DataFrame, step: int = 1000) -> int | None:
-    """Index of the first row holding anything, looked for a slice at a time (stripping every
-    cell of a large sheet at once would copy all its text)."""
-    for at in range(0, frame.height, step):
-        found = frame.slice(at, step).select(
+    """Index of the first row holding anything: looked for in the top rows, then a slice at a
+    time (stripping every cell of a large sheet at once would copy all its text)."""
+    at, size = 0, min(FIRST_ROWS_LOOK, step)   # most sheets hold something in their top rows
+    while at < frame.height:
+        found = frame.slice(at, size).select(
             (~pl.all_horizontal(_clean(pl.all()).is_null())).arg_true().first()).item()
         if found is not None:
             return at + int(found)
+        at, size = at + size, step
     return None
 
 

@@ -98,3 +98,26 @@ def test_cells_are_found_across_chunk_boundaries(tmp_path, monkeypatch) -> None:
     assert pieces.flagged() == whole.flagged()
     assert len(whole.flagged()["名单"]) == 399 // 7 + 399 // 11 - 399 // 77
     assert (pieces.sheets["名单"].cells, pieces.sheets["名单"].rows) == (whole.sheets["名单"].cells, (1, 400))
+
+
+# label, extra sheet XML, (value cells added, last row, last column) or None: nothing counted
+REF_CASES = [
+    ("the reference after other attributes", '<row r="500"><c s="1" t="n" r="C500"><v>1</v></c></row>', (1, 500, None)),
+    ("the first well-formed reference of the tag", '<row r="600"><c r="a600" r="Z600"><v>1</v></c></row>', (1, 600, 25)),
+    ("a formula with its value", '<row r="650"><c r="B650"><f>1+1</f><v>2</v></c></row>', (1, 650, None)),
+    ("start tag beyond the attribute bound", '<row r="700"><c r="Z700" x="' + "a" * 600 + '"><v>1</v></c></row>', None),
+    ("a value cell without a reference", '<row r="800"><c s="1"><v>1</v></c></row>', None),
+    ("a cell without a value", '<row r="900"><c r="Z900" s="1"></c></row>', None),
+]
+
+
+@pytest.mark.parametrize("label,extra,added", REF_CASES, ids=[c[0] for c in REF_CASES])
+def test_each_value_cell_is_located_by_its_reference(tmp_path, label, extra, added) -> None:
+    base = scan_xlsx(_xlsx(tmp_path)).sheets["名单"]
+    got = scan_xlsx(_xlsx(tmp_path, extra)).sheets["名单"]
+    if added is None:
+        assert (got.cells, got.rows, got.cols) == (base.cells, base.rows, base.cols)
+        return
+    n, last_row, last_col = added
+    assert got.cells == base.cells + n and got.rows == (base.rows[0], last_row)
+    assert got.cols == (base.cols[0], base.cols[1] if last_col is None else last_col)
