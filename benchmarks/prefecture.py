@@ -1,0 +1,200 @@
+"""A prefecture in one night, from files: `recon run` over one inbox holding every county.
+
+    nice -n 10 .venv/bin/python benchmarks/prefecture.py [--scale 0.1] [--counties 8]
+        [--households N] [--workers 2] [--dir DIR] [--keep]
+
+`--scale 1` is issue 14's prefecture: about 1,000,000 roster rows against 3,000,000 system
+rows; `--scale 0.1` a tenth of it (run that first). The generator (`countygen`, as
+`recon synth DIR --counties K` writes a province) writes every county's real files — xlsx
+rosters, dibao in .xls, filing in GB18030/UTF-8 CSVs — counties generated `--workers` at a
+time; they are then moved into ONE inbox (`roster/<county>_<file>`, ...), as a prefecture
+bureau would collect them, so blocks grow across counties (shared surnames, given names,
+birth dates). Generation is not timed against the targets.
+
+Then, in the same invocation:
+
+* the floor (benchmarks/night_floor.py's, imported): read every file, one hash join on the
+  ID, the records and links to DuckDB, the unmatched roster rows to per-school xlsx;
+* `recon run` as a user runs it (a new process, Prefect start-up included), with the
+  as-of checks on (`--as-of` the school year's reference date) and every workbook, its
+  wall time and the peak of the resident memory of it and all its child processes together
+  (psutil, sampled every 0.2 s);
+* precision and recall of the matched links against the generator's truth, and the
+  candidate pairs per roster row and system (mean, maximum, rows cut to the cap) that the
+  run stored in `runs.counts`.
+
+Prints every figure and the targets: <= 10 min wall, <= 6 GB peak, <= 5x the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import psutil
+
+from _truth import evaluate, load_truth
+from night_floor import floor
+from countygen.province import ProvinceConfig, generate_province
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from reconcile import store  # noqa: E402
+
+# Roster rows a generated household gives, on average (measured on the generator's
+# defaults): sizes the counties for --scale.
+ROSTER_PER_HOUSEHOLD = 1.42
+FULL_ROSTER = 1_000_000
+SOURCES = ("roster", "dibao", "filing")
+GB = 1024**3
+
+
+class TreeMeter:
+    """Peak resident memory of a process and all its descendants together."""
+
+    def __init__(self, pid: int, every: float = 0.2) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.peak_procs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for p in procs:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            if total > self.peak:
+                self.peak, self.peak_procs = total, len(procs)
+            self._stop.wait(every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def merge_inbox(province: Path, inbox: Path) -> None:
+    """Every county's files into one inbox: `<county>/<source>/<f>` -> `<source>/<county>_<f>`."""
+    for source in SOURCES:
+        (inbox / source).mkdir(parents=True, exist_ok=True)
+    for county in sorted(p for p in (province / "inbox").iterdir() if p.is_dir()):
+        for source in SOURCES:
+            for f in sorted((county / source).iterdir()):
+                shutil.move(str(f), str(inbox / source / f"{county.name}_{f.name}"))
+
+
+def merged_truth(truth_dir: Path) -> pl.DataFrame:
+    """The province's truth with file paths as `merge_inbox` renamed them."""
+    truth = load_truth(truth_dir)
+    parts = pl.col("file").str.split("/")
+    return truth.with_columns(pl.format("{}/{}_{}", parts.list.get(1), parts.list.get(0), parts.list.get(2)).alias("file"))
+
+
+def generate(out: Path, counties: int, households: int, seed: int, workers: int) -> Path:
+    """The prefecture's files under `out` (merged inbox in `out/inbox_all`), unless there already."""
+    if (out / "inbox_all" / "roster").is_dir():
+        return out / "inbox_all"
+    t0 = time.perf_counter()
+    summary = generate_province(out, ProvinceConfig(counties=counties, households=households, seed=seed),
+                                overwrite=True, workers=workers)
+    merge_inbox(out, out / "inbox_all")
+    print(f"generated in {time.perf_counter() - t0:.0f} s ({workers} worker(s)): {summary}", flush=True)
+    return out / "inbox_all"
+
+
+def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str) -> tuple[float, TreeMeter, str]:
+    cmd = [str(ROOT / ".venv" / "bin" / "recon"), "run", "--inbox", str(inbox), "--db", str(tmp / "recon.duckdb"),
+           "--reports", str(tmp / "reports"), "--as-of", as_of, "--config", str(config)]
+    t0 = time.perf_counter()
+    with open(tmp / "recon.log", "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        meter = TreeMeter(proc.pid)
+        rc = proc.wait()
+    took = time.perf_counter() - t0
+    meter.stop()
+    text = (tmp / "recon.log").read_text(encoding="utf-8", errors="replace")
+    if rc:
+        print(text[-4000:], file=sys.stderr)
+        sys.exit(rc)
+    return took, meter, text
+
+
+def stored_figures(db: Path, truth: pl.DataFrame) -> tuple[dict, dict]:
+    """The run's counts and the matched links' precision / recall."""
+    con = store.open_readonly(db)
+    try:
+        [(counts,)] = con.execute("select counts from runs where status = 'succeeded'").fetchall()
+        links = pl.from_arrow(con.sql(
+            "select roster_file, roster_sheet, roster_row, system, system_file, system_sheet, system_row, status, via "
+            "from matches").to_arrow_table())
+    finally:
+        con.close()
+    return json.loads(counts), evaluate(links, truth, ["matched"])  # type: ignore[arg-type]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0, help="share of issue 14's prefecture (1,000,000 roster rows)")
+    ap.add_argument("--counties", type=int, default=8)
+    ap.add_argument("--households", type=int, default=None, help="households per county (default: from --scale)")
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--workers", type=int, default=2, help="counties generated at a time")
+    ap.add_argument("--dir", type=Path, default=None, help="generate into (or reuse) this folder")
+    ap.add_argument("--keep", action="store_true", help="keep the run's database, reports and log")
+    args = ap.parse_args()
+    households = args.households or round(args.scale * FULL_ROSTER / ROSTER_PER_HOUSEHOLD / args.counties)
+    tmp = Path(tempfile.mkdtemp(prefix="recon-prefecture-"))
+    prov = args.dir or tmp / "prefecture"
+    work = tmp / "work"
+    try:
+        inbox = generate(prov, args.counties, households, args.seed, args.workers)
+        files = sorted(p.suffix for p in inbox.rglob("*.*"))
+        print("inbox files:", {s: files.count(s) for s in sorted(set(files))}, flush=True)
+        work.mkdir()
+        t0 = time.perf_counter()
+        got = floor(inbox, work)
+        t_floor = time.perf_counter() - t0
+        print(f"floor: {t_floor:.1f} s ({got['records']} rows read, {got['links']} links, "
+              f"{got['unmatched']} unmatched roster rows written per school)", flush=True)
+        notes = json.loads((prov / "truth" / "notes.json").read_text(encoding="utf-8"))
+        took, meter, log = run_recon(inbox, work, prov / "config", notes["reference_date"])
+        print(log[log.find("recon: run"):].rstrip())
+        counts, quality = stored_figures(work / "recon.duckdb", merged_truth(prov / "truth"))
+        for system in ("dibao", "filing"):
+            print(f"candidates {system}: {counts[f'candidate_pairs_{system}']} pairs, mean "
+                  f"{counts[f'candidates_mean_{system}']} / roster row, max {counts[f'candidates_max_{system}']}, "
+                  f"{counts[f'candidates_capped_{system}']} roster rows cut to the cap")
+        print(f"matched links: precision {quality['precision']:.4f}, recall {quality['recall']:.4f} "
+              f"({quality['links']} links, {quality['true_links']} true)")
+        load = os.getloadavg()
+        print(f"recon run: {took:.1f} s wall (target <= 600), peak {meter.peak / GB:.2f} GB over "
+              f"{meter.peak_procs} process(es) (target <= 6); floor {t_floor:.1f} s; ratio {took / t_floor:.1f}x "
+              f"(target <= 5x); roster {counts['roster_rows']} rows vs "
+              f"{counts['dibao_rows'] + counts['filing_rows']} system rows; load average "
+              f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+        if args.keep:
+            print(f"kept: {work}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
