@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -119,21 +120,72 @@ def generate(out: Path, counties: int, households: int, seed: int, workers: int)
     return out / "inbox_all"
 
 
-def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str) -> tuple[float, TreeMeter, str]:
+def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str,
+              timeout: float | None) -> tuple[float, TreeMeter, str, float]:
+    """`recon run` in a new process; past `timeout` seconds it and its children are stopped
+    and what it did until then is printed (the figures of a run too slow to wait for)."""
     cmd = [str(ROOT / ".venv" / "bin" / "recon"), "run", "--inbox", str(inbox), "--db", str(tmp / "recon.duckdb"),
            "--reports", str(tmp / "reports"), "--as-of", as_of, "--config", str(config)]
     t0 = time.perf_counter()
     with open(tmp / "recon.log", "w", encoding="utf-8") as log:
+        started = time.time()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
         meter = TreeMeter(proc.pid)
-        rc = proc.wait()
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            rc = proc.wait()
+            meter.stop()
+            text = (tmp / "recon.log").read_text(encoding="utf-8", errors="replace")
+            print(f"recon run stopped after {time.perf_counter() - t0:.0f} s (--timeout); peak so far "
+                  f"{meter.peak / GB:.2f} GB over {meter.peak_procs} process(es); its last lines:")
+            print("\n".join(text.splitlines()[-5:]))
+            for secs, step in phases(text, started=started):
+                print(f"  {secs:7.1f} s  {step}")
+            sys.exit(124)
     took = time.perf_counter() - t0
     meter.stop()
     text = (tmp / "recon.log").read_text(encoding="utf-8", errors="replace")
     if rc:
         print(text[-4000:], file=sys.stderr)
         sys.exit(rc)
-    return took, meter, text
+    return took, meter, text, started
+
+
+_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) \| \w+ +\| (?:Task|Flow) run '([^']+?)(?:-[0-9a-f]{3})?' - (.*)$")
+
+
+def phases(log: str, top: int = 10, started: float | None = None) -> list[tuple[float, str]]:
+    """Where the run's time went, from its log: each line's step (task and message, the
+    per-file `reading` lines taken together) until the next line; the longest `top`. After a
+    `blocking <system>` line come the comparisons, scoring and the model of that system.
+    `started` (epoch seconds the process started): the time to the first line is start-up."""
+    steps: dict[str, float] = {}
+    last: tuple[float, str] | None = None
+    if started is not None:
+        t = time.localtime(started)
+        last = (t.tm_hour * 3600 + t.tm_min * 60 + t.tm_sec + started % 1, "start-up (Prefect, imports, settings)")
+    for line in log.splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        h, mi, s, task, msg = m.groups()
+        ts = int(h) * 3600 + int(mi) * 60 + float(s)
+        if last is not None:
+            # after a task's last line the time is the next task's (tasks log no start line)
+            label = task if last[1].endswith("Finished in state Completed()") else last[1]
+            steps[label] = steps.get(label, 0.0) + (ts - last[0]) % 86400
+        if msg.startswith("reading "):
+            step = "reading files"
+        elif msg.startswith("blocking "):
+            step = f"comparing, scoring, model ({msg.split()[1].rstrip(':')})"
+        else:
+            step = re.sub(r"\d[\d,.]*", "N", msg)[:90]
+        last = (ts, f"{task}: {step}")
+    return sorted(((v, k) for k, v in steps.items()), reverse=True)[:top]
 
 
 def stored_figures(db: Path, truth: pl.DataFrame) -> tuple[dict, dict]:
@@ -158,6 +210,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="counties generated at a time")
     ap.add_argument("--dir", type=Path, default=None, help="generate into (or reuse) this folder")
     ap.add_argument("--keep", action="store_true", help="keep the run's database, reports and log")
+    ap.add_argument("--timeout", type=float, default=None, help="stop `recon run` after this many seconds")
+    ap.add_argument("--generate-only", action="store_true", help="write the prefecture's files (into --dir) and stop")
     args = ap.parse_args()
     households = args.households or round(args.scale * FULL_ROSTER / ROSTER_PER_HOUSEHOLD / args.counties)
     tmp = Path(tempfile.mkdtemp(prefix="recon-prefecture-"))
@@ -167,6 +221,8 @@ def main() -> None:
         inbox = generate(prov, args.counties, households, args.seed, args.workers)
         files = sorted(p.suffix for p in inbox.rglob("*.*"))
         print("inbox files:", {s: files.count(s) for s in sorted(set(files))}, flush=True)
+        if args.generate_only:
+            return
         work.mkdir()
         t0 = time.perf_counter()
         got = floor(inbox, work)
@@ -174,8 +230,11 @@ def main() -> None:
         print(f"floor: {t_floor:.1f} s ({got['records']} rows read, {got['links']} links, "
               f"{got['unmatched']} unmatched roster rows written per school)", flush=True)
         notes = json.loads((prov / "truth" / "notes.json").read_text(encoding="utf-8"))
-        took, meter, log = run_recon(inbox, work, prov / "config", notes["reference_date"])
+        took, meter, log, started = run_recon(inbox, work, prov / "config", notes["reference_date"], args.timeout)
         print(log[log.find("recon: run"):].rstrip())
+        print("where the time went (from the run's log):")
+        for secs, step in phases(log, started=started):
+            print(f"  {secs:7.1f} s  {step}")
         counts, quality = stored_figures(work / "recon.duckdb", merged_truth(prov / "truth"))
         for system in ("dibao", "filing"):
             print(f"candidates {system}: {counts[f'candidate_pairs_{system}']} pairs, mean "
