@@ -250,9 +250,16 @@ class _Features:
                 | (pl.col("r_ib").dt.year() == pl.col("s_b").dt.year())).fill_null(False).cast(pl.UInt8)
         score = (agree("r_n", "s_n") * 16 + agree("r_p", "s_p") * 8 + birth * 8 + year * 4 + agree("r_v", "s_v") * 4
                  + agree("r_h", "s_h") * 4 + agree("r_t", "s_t") * 2 + agree("r_g", "s_g"))
-        joined = (pairs.select("r", "s").join(self.r, on="r", how="left", maintain_order="left")
-                  .join(self.s, on="s", how="left", maintain_order="left"))
-        return joined.select(score.cast(pl.UInt8).alias("_close")).to_series()
+        # A slice at a time: an oversized block can hold tens of millions of pairs, and the
+        # joined fields would take some twenty columns each.
+        parts = []
+        for start in range(0, max(pairs.height, 1), CHUNK_PAIRS):
+            joined = (pairs.slice(start, CHUNK_PAIRS).select("r", "s")
+                      .join(self.r, on="r", how="left", maintain_order="left")
+                      .join(self.s, on="s", how="left", maintain_order="left"))
+            parts.append(joined.select(score.cast(pl.UInt8).alias("_close")).to_series())
+            del joined
+        return pl.concat(parts)
 
 
 def _bounded(pairs: pl.DataFrame, cap: int, features: _Features) -> tuple[pl.DataFrame, pl.Series]:

@@ -247,7 +247,7 @@ def test_generated_county_precision_and_recall_floors(settings: Settings, tmp_pa
 
 @pytest.mark.parametrize(("cap", "kept"), [(1, 1), (2, 2), (3, 3), (200, 3)])
 def test_max_candidates_bounds_candidates_per_roster_row_without_losing_the_true_one(
-        settings: Settings, cap: int, kept: int) -> None:
+        settings: Settings, cap: int, kept: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three system children share the student's name and birth date: with a cap below three
     the roster row keeps `cap` candidates — the one in her own village and with her own
     guardian ranks first and is still linked — and the row is counted as cut."""
@@ -266,7 +266,11 @@ def test_max_candidates_bounds_candidates_per_roster_row_without_losing_the_true
     records, _ = normalize_all(ingested(*tables), capped)
     r = match._prep(records["roster"], match.ROSTER_COLS)
     s = match._prep(records["filing"], match.SYSTEM_COLS)
-    assert match.candidate_pairs(r, s, capped.match).group_by("r").len()["len"].to_list() == [kept]
+    pairs = match.candidate_pairs(r, s, capped.match)
+    assert pairs.group_by("r").len()["len"].to_list() == [kept]
+    monkeypatch.setattr(match, "CHUNK_PAIRS", 1)  # the ranking works a slice at a time
+    assert match.candidate_pairs(r, s, capped.match).equals(pairs)
+    monkeypatch.undo()
     linked = link_systems(records, capped)
     fig = linked.blocking["filing"]
     assert (fig["max"], fig["capped"], fig["mean"]) == (kept, int(cap < 3), float(kept))
