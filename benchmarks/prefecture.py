@@ -1,7 +1,8 @@
 """A prefecture in one night, from files: `recon run` over one inbox holding every county.
 
     nice -n 10 .venv/bin/python benchmarks/prefecture.py [--scale 0.1] [--counties 8]
-        [--households N] [--workers 2] [--dir DIR] [--keep]
+        [--households N] [--workers 2] [--dir DIR] [--keep] [--timeout S] [--limit-gb 12]
+        [--generate-only]
 
 `--scale 1` is issue 14's prefecture: about 1,000,000 roster rows against 3,000,000 system
 rows; `--scale 0.1` a tenth of it (run that first). The generator (`countygen`, as
@@ -60,12 +61,17 @@ GB = 1024**3
 
 
 class TreeMeter:
-    """Peak resident memory of a process and all its descendants together."""
+    """Peak resident memory of a process and all its descendants together (and when it was);
+    past `limit` bytes the whole tree is killed, so that the benchmark cannot take a shared
+    machine down."""
 
-    def __init__(self, pid: int, every: float = 0.2) -> None:
+    def __init__(self, pid: int, limit: int, every: float = 0.2) -> None:
         self.proc = psutil.Process(pid)
+        self.limit = limit
         self.peak = 0
         self.peak_procs = 0
+        self.peak_at = 0.0
+        self.killed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
         self._thread.start()
@@ -83,7 +89,15 @@ class TreeMeter:
                 except psutil.Error:
                     pass
             if total > self.peak:
-                self.peak, self.peak_procs = total, len(procs)
+                self.peak, self.peak_procs, self.peak_at = total, len(procs), time.time()
+            if total > self.limit:
+                self.killed = True
+                for p in reversed(procs):
+                    try:
+                        p.kill()
+                    except psutil.Error:
+                        pass
+                return
             self._stop.wait(every)
 
     def stop(self) -> None:
@@ -120,8 +134,23 @@ def generate(out: Path, counties: int, households: int, seed: int, workers: int)
     return out / "inbox_all"
 
 
-def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str,
-              timeout: float | None) -> tuple[float, TreeMeter, str, float]:
+def step_at(log: str, when: float) -> str:
+    """The run's last log line before `when` (epoch seconds): the step it was in."""
+    t = time.localtime(when)
+    at = t.tm_hour * 3600 + t.tm_min * 60 + t.tm_sec + when % 1
+    found = "start-up"
+    for line in log.splitlines():
+        m = _LINE.match(line)
+        if m:
+            h, mi, s, task, msg = m.groups()
+            if int(h) * 3600 + int(mi) * 60 + float(s) > at:
+                break
+            found = f"{task}: {msg[:80]}"
+    return found
+
+
+def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str, timeout: float | None,
+              limit: int) -> tuple[float, TreeMeter, str, float]:
     """`recon run` in a new process; past `timeout` seconds it and its children are stopped
     and what it did until then is printed (the figures of a run too slow to wait for)."""
     cmd = [str(ROOT / ".venv" / "bin" / "recon"), "run", "--inbox", str(inbox), "--db", str(tmp / "recon.duckdb"),
@@ -130,7 +159,7 @@ def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str,
     with open(tmp / "recon.log", "w", encoding="utf-8") as log:
         started = time.time()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        meter = TreeMeter(proc.pid)
+        meter = TreeMeter(proc.pid, limit)
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -141,7 +170,8 @@ def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str,
             meter.stop()
             text = (tmp / "recon.log").read_text(encoding="utf-8", errors="replace")
             print(f"recon run stopped after {time.perf_counter() - t0:.0f} s (--timeout); peak so far "
-                  f"{meter.peak / GB:.2f} GB over {meter.peak_procs} process(es); its last lines:")
+                  f"{meter.peak / GB:.2f} GB over {meter.peak_procs} process(es) during "
+                  f"{step_at(text, meter.peak_at)}; its last lines:")
             print("\n".join(text.splitlines()[-5:]))
             for secs, step in phases(text, started=started):
                 print(f"  {secs:7.1f} s  {step}")
@@ -149,6 +179,10 @@ def run_recon(inbox: Path, tmp: Path, config: Path, as_of: str,
     took = time.perf_counter() - t0
     meter.stop()
     text = (tmp / "recon.log").read_text(encoding="utf-8", errors="replace")
+    if meter.killed:
+        print(f"recon run killed after {took:.0f} s: its processes passed --limit-gb ({meter.peak / GB:.2f} GB) "
+              f"during {step_at(text, meter.peak_at)}")
+        sys.exit(137)
     if rc:
         print(text[-4000:], file=sys.stderr)
         sys.exit(rc)
@@ -211,6 +245,7 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None, help="generate into (or reuse) this folder")
     ap.add_argument("--keep", action="store_true", help="keep the run's database, reports and log")
     ap.add_argument("--timeout", type=float, default=None, help="stop `recon run` after this many seconds")
+    ap.add_argument("--limit-gb", type=float, default=12.0, help="kill `recon run` when its processes pass this")
     ap.add_argument("--generate-only", action="store_true", help="write the prefecture's files (into --dir) and stop")
     args = ap.parse_args()
     households = args.households or round(args.scale * FULL_ROSTER / ROSTER_PER_HOUSEHOLD / args.counties)
@@ -230,7 +265,8 @@ def main() -> None:
         print(f"floor: {t_floor:.1f} s ({got['records']} rows read, {got['links']} links, "
               f"{got['unmatched']} unmatched roster rows written per school)", flush=True)
         notes = json.loads((prov / "truth" / "notes.json").read_text(encoding="utf-8"))
-        took, meter, log, started = run_recon(inbox, work, prov / "config", notes["reference_date"], args.timeout)
+        took, meter, log, started = run_recon(inbox, work, prov / "config", notes["reference_date"], args.timeout,
+                                              int(args.limit_gb * GB))
         print(log[log.find("recon: run"):].rstrip())
         print("where the time went (from the run's log):")
         for secs, step in phases(log, started=started):
@@ -244,7 +280,7 @@ def main() -> None:
               f"({quality['links']} links, {quality['true_links']} true)")
         load = os.getloadavg()
         print(f"recon run: {took:.1f} s wall (target <= 600), peak {meter.peak / GB:.2f} GB over "
-              f"{meter.peak_procs} process(es) (target <= 6); floor {t_floor:.1f} s; ratio {took / t_floor:.1f}x "
+              f"{meter.peak_procs} process(es) during {step_at(log, meter.peak_at)} (target <= 6); floor {t_floor:.1f} s; ratio {took / t_floor:.1f}x "
               f"(target <= 5x); roster {counts['roster_rows']} rows vs "
               f"{counts['dibao_rows'] + counts['filing_rows']} system rows; load average "
               f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
