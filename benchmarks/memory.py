@@ -232,15 +232,15 @@ def main() -> None:
                 return out
             return run
 
-        orig_match_system = match.match_system
+        orig_link_system = match.link_system
 
-        def match_system(roster, system, name, ms, *rest):
+        def link_system(roster, system, name, ms, *rest):
             current["system"] = name
-            return orig_match_system(roster, system, name, ms, *rest)
+            return orig_link_system(roster, system, name, ms, *rest)
 
-        for name in ("candidate_pairs", "score_pairs", "assign"):
+        for name in ("_candidates", "score_pairs", "assign"):
             setattr(match, name, labelled(name, getattr(match, name)))
-        pipeline.match_system = match_system
+        pipeline.link_system = link_system
 
         t0 = time.perf_counter()
         results = pipeline.reconcile(ingested, settings, progress=progress, release_input=True)

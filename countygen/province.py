@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +126,10 @@ def _write_aliases(path: Path, lines: list[str]) -> None:
     path.write_text("\n".join(text) + "\n", encoding="utf-8")
 
 
-def generate_province(out_dir: Path, config: ProvinceConfig, *, overwrite: bool = False) -> ProvinceSummary:
-    """Write a province's inboxes, policies and truth under ``out_dir`` (see the module doc)."""
+def generate_province(out_dir: Path, config: ProvinceConfig, *, overwrite: bool = False,
+                      workers: int = 1) -> ProvinceSummary:
+    """Write a province's inboxes, policies and truth under ``out_dir`` (see the module doc);
+    ``workers`` counties at a time (processes), for a prefecture-sized province."""
     cfg = config
     if not 1 <= cfg.counties <= len(COUNTIES):
         raise ValueError(f"counties must be between 1 and {len(COUNTIES)}")
@@ -148,11 +151,18 @@ def generate_province(out_dir: Path, config: ProvinceConfig, *, overwrite: bool 
     rows = {"roster": 0, "dibao": 0, "filing": 0}
     moves: list[tuple[Path, Path]] = []
     aliases: list[str] = []
-    for i, (name, region) in enumerate(chosen):
-        county_cfg = SynthConfig(households=cfg.households, seed=cfg.seed * 100 + i, errors=cfg.errors, county=name,
-                                 region=region, school_year=cfg.school_year, towns=_towns(i),
-                                 away_share=cfg.away_share, away_counties=_neighbours(i, cfg.counties))
-        summary = generate_county(build / name, county_cfg)
+    configs = [SynthConfig(households=cfg.households, seed=cfg.seed * 100 + i, errors=cfg.errors, county=name,
+                           region=region, school_year=cfg.school_year, towns=_towns(i),
+                           away_share=cfg.away_share, away_counties=_neighbours(i, cfg.counties))
+               for i, (name, region) in enumerate(chosen)]
+    outs = [build / name for name in names]
+    if workers > 1 and len(configs) > 1:
+        # Each county is its own seeded generator: the same files whichever process writes them.
+        with ProcessPoolExecutor(min(workers, len(configs))) as pool:
+            summaries = list(pool.map(generate_county, outs, configs))
+    else:
+        summaries = [generate_county(o, c) for o, c in zip(outs, configs)]
+    for i, ((name, region), summary) in enumerate(zip(chosen, summaries)):
         for k, v in summary.rows.items():
             rows[k] += v
         (inbox / name).parent.mkdir(parents=True, exist_ok=True)

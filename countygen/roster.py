@@ -17,7 +17,7 @@ from .name_pool import RARE
 from .places import PlaceSpeller
 from .policy import stage_has_boarding_rule, stage_has_year_rule, yearly_amount
 from .population import PopBuilder
-from .sheets import col_letter
+from .xlsx import XlsxBook
 from .truth import dibao_visible, eligibility_kinds, visible_categories
 from .vocabulary import AID_ITEM, ENTRY_AGE, GRADES, INVALID_ID_KINDS, JUNIOR_ALT, ROSTER_COLUMNS, ROSTER_GROUP_HEADERS, ROSTER_HEADER_VARIANTS, STAGE_RANK, UNIVERSITIES
 
@@ -302,9 +302,6 @@ class RosterWriter:
         return GRADES[c.stage][c.grade_idx]
 
     def write_school(self, school: School, force: dict[str, Any]) -> None:
-        from openpyxl import Workbook
-        from openpyxl.worksheet.cell_range import CellRange
-
         rng = self.rng
         lay = _roster_layout(rng, school, self.cfg, force)
         order = STAGE_RANK
@@ -345,25 +342,23 @@ class RosterWriter:
         fname = f"{school.name}_资助名单.xlsx"
         rel = f"roster/{fname}"
         self.file = rel
-        wb = Workbook(write_only=True)
+        wb = XlsxBook(self.inbox / "roster" / fname, "recon-synth", dt.datetime(self.cfg.school_year, 9, 1))
         ncol = len(lay.columns)
-        last_col = col_letter(ncol)
         fill_day = 5 + rng.randrange(20)
         for sheet_name, part in sheets:
-            ws = wb.create_sheet(sheet_name)
+            ws = wb.sheet(sheet_name)
             r = 0
 
             def put(values: list[Any]) -> int:
                 nonlocal r
-                ws.append(values)
-                r += 1
+                r = ws.append(values)
                 return r
 
             put([f"{school.name}{self.cfg.school_year}年秋季学期家庭经济困难学生资助名单"])
-            ws.merged_cells.add(CellRange(f"A{r}:{last_col}{r}"))
+            ws.merge(r, 1, r, ncol)
             if lay.title_rows == 2:
                 put([f"填报单位：{school.name}（盖章）    填报日期：{self.cfg.school_year}年9月{fill_day}日"])
-                ws.merged_cells.add(CellRange(f"A{r}:{last_col}{r}"))
+                ws.merge(r, 1, r, ncol)
             if lay.blank_after_title:
                 put([])
             self._header(ws, put, lay, lambda: r)
@@ -390,14 +385,10 @@ class RosterWriter:
             if lay.footer:
                 put([f"制表人：{self.pb.persons[rng.randrange(len(self.pb.persons))].name}    "
                      f"审核人：{self.pb.persons[rng.randrange(len(self.pb.persons))].name}"])
-        wb.properties.creator = "recon-synth"
-        wb.properties.created = dt.datetime(self.cfg.school_year, 9, 1)
-        wb.save(self.inbox / "roster" / fname)
+        wb.close()
         self.files += 1
 
     def _header(self, ws: Any, put: Any, lay: _Layout, row: Any) -> None:
-        from openpyxl.worksheet.cell_range import CellRange
-
         cols = lay.columns
         if lay.header_style == "single":
             put([lay.headers[c] for c in cols])
@@ -422,7 +413,7 @@ class RosterWriter:
             r = row()
             for _, i0, i1 in bands:
                 if i1 > i0:
-                    ws.merged_cells.add(CellRange(f"{col_letter(i0 + 1)}{r}:{col_letter(i1 + 1)}{r}"))
+                    ws.merge(r, i0 + 1, r, i1 + 1)
             put([lay.headers[c] for c in cols])
             return
         grouped = [i for i, c in enumerate(cols) if c in ("head_name", "head_id", "relation")]
@@ -439,9 +430,9 @@ class RosterWriter:
         put(bottom)
         for i, c in enumerate(cols):
             if i not in grouped:
-                ws.merged_cells.add(CellRange(f"{col_letter(i + 1)}{r}:{col_letter(i + 1)}{r + 1}"))
+                ws.merge(r, i + 1, r + 1, i + 1)
         if len(grouped) > 1:
-            ws.merged_cells.add(CellRange(f"{col_letter(grouped[0] + 1)}{r}:{col_letter(grouped[-1] + 1)}{r}"))
+            ws.merge(r, grouped[0] + 1, r, grouped[-1] + 1)
 
     def render(self, c: Claim, lay: _Layout, seq: int) -> tuple[list[Any], list[str], bool]:
         """The row's cells, its error classes, and whether its birth date or gender column

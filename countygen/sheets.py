@@ -1,19 +1,11 @@
-"""Spreadsheet writing shared by the exports: column letters and Excel 97 (.xls) files."""
+"""Excel 97 (.xls) files for the exports that come as .xls."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-__all__ = ["col_letter", "write_xls"]
-
-
-def col_letter(n: int) -> str:
-    s = ""
-    while n:
-        n, rem = divmod(n - 1, 26)
-        s = chr(65 + rem) + s
-    return s
+__all__ = ["write_xls"]
 
 
 _XlsSheet = tuple[str, str, tuple[str, ...], list[list[Any]], list[Any] | None]

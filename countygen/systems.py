@@ -15,7 +15,8 @@ from .model import Geo, Household, Person, Rec
 from .name_errors import replace_rare, typo_name
 from .places import PlaceSpeller
 from .population import PopBuilder
-from .sheets import col_letter, write_xls
+from .sheets import write_xls
+from .xlsx import XlsxBook
 from .vocabulary import DIBAO_HEADERS, DIBAO_HEADS_ONLY_HEADERS, DIBAO_SPELLINGS, FILING_HEADERS, HOUSEHOLD_TYPE_CODES, POVERTY_SPELLINGS, STATUS_TO_CODE
 
 __all__ = ["in_charset", "write_dibao", "write_filing"]
@@ -250,19 +251,14 @@ def write_filing(cfg: SynthConfig, geo: Geo, pb: PopBuilder, inbox: Path,
                               p.relation, p.gender, p.school_status, htype, status,
                               hh.exit_year], k, errs))
         if t == xlsx_town:
-            from openpyxl import Workbook
-            from openpyxl.worksheet.cell_range import CellRange
-
-            wb = Workbook(write_only=True)
-            ws = wb.create_sheet("建档立卡人口")
+            wb = XlsxBook(inbox / "filing" / fname, "recon-synth", dt.datetime(cfg.school_year, 9, 1))
+            ws = wb.sheet("建档立卡人口")
             ws.append([f"{cfg.county}{town}建档立卡贫困人口信息表"])
-            ws.merged_cells.add(CellRange(f"A1:{col_letter(len(FILING_HEADERS))}1"))
+            ws.merge(1, 1, 1, len(FILING_HEADERS))
             ws.append(list(FILING_HEADERS))
             for vals, _, _ in rows:
                 ws.append(vals)
-            wb.properties.creator = "recon-synth"
-            wb.properties.created = dt.datetime(cfg.school_year, 9, 1)
-            wb.save(inbox / "filing" / fname)
+            wb.close()
             for j, (_, person, errs) in enumerate(rows):
                 recs.append(Rec("filing", f"filing/{fname}", "建档立卡人口", 3 + j, person, errs))
         else:

@@ -15,6 +15,7 @@ from countygen.province import COUNTIES, ProvinceConfig, generate_province
 
 from .config import DEFAULT_DB, DEFAULT_REPORTS, SAMPLE_DIR, DATA_DIR, load_settings
 from .errors import ReconError
+from .fields import SYSTEMS
 from .review_import import import_workbooks
 
 __all__ = ["main"]
@@ -156,6 +157,10 @@ def _print_summary(counts: dict[str, object], seconds: float) -> None:
     print(f"  rows read      roster {counts['roster_rows']}, dibao {counts['dibao_rows']}, filing {counts['filing_rows']}")
     print(f"  row problems   {counts['problem_rows']} (table row_problems)")
     print(f"  roster rows    matched {counts['matched']}, for review {counts['review']}, not found {counts['not_found']}")
+    for system in SYSTEMS:
+        if f"candidates_max_{system}" in counts:
+            print(f"  candidates     {system}: {counts[f'candidates_mean_{system}']} a roster row on average, "
+                  f"{counts[f'candidates_max_{system}']} at most, {counts[f'candidates_capped_{system}']} row(s) cut to the cap")
     print(f"  discrepancies  {counts['discrepancies']}" + ("".join(f"\n    {k:<18} {v}" for k, v in sorted(kinds.items()))))
     print(f"  export         {counts.get('export_problems', 0)} place(s) probably cut from an export (table export_problems)")
     print(f"  night/night    {counts.get('household_changes', 0)} household(s) entered or left a system (table household_changes)")

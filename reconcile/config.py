@@ -50,7 +50,7 @@ class MatchSettings:
     review: float
     margin_bits: float
     prior_bits: float
-    max_block: int
+    max_candidates: int
     min_known_prefix: int
     # per field and level name: the declared level (`comparisons.COMPARISONS`) with its
     # starting m and u from settings.toml
@@ -222,7 +222,7 @@ def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
             review=float(raw["review"]),
             margin_bits=float(raw["margin_bits"]),
             prior_bits=float(raw["prior_bits"]),
-            max_block=int(raw["max_block"]),
+            max_candidates=int(raw["max_candidates"]),
             min_known_prefix=int(raw["min_known_prefix"]),
             levels=MappingProxyType(levels),
             **{k: type(getattr(d, k))(raw.get(k, getattr(d, k))) for k in (
@@ -235,8 +235,8 @@ def _match_settings(raw: Mapping[str, Any], where: str) -> MatchSettings:
         raise ConfigError(f"{where}: bad value in [match] ({exc})") from exc
     if not 0 < out.review <= out.matched < 1:
         raise ConfigError(f"{where}: need 0 < match.review <= match.matched < 1")
-    if out.max_block < 1 or out.u_batch_pairs < 1 or out.u_max_pairs < out.u_batch_pairs:
-        raise ConfigError(f"{where}: need match.max_block >= 1 and match.u_max_pairs >= match.u_batch_pairs >= 1")
+    if out.max_candidates < 1 or out.u_batch_pairs < 1 or out.u_max_pairs < out.u_batch_pairs:
+        raise ConfigError(f"{where}: need match.max_candidates >= 1 and match.u_max_pairs >= match.u_batch_pairs >= 1")
     return out
 
 

@@ -10,7 +10,9 @@ and probability; every link keeps each field's level and contribution in `why`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import polars as pl
@@ -23,7 +25,8 @@ from .idcard import is_adjacent_swap
 from .model import Model, Session, encode, fit_model, level_counts
 from .names import in_charset, lookalike_chars
 
-__all__ = ["candidate_pairs", "compare_pairs", "score_pairs", "assign", "match_system", "BLOCKS", "SESSIONS", "USABLE"]
+__all__ = ["candidate_pairs", "blocking_figures", "compare_pairs", "score_pairs", "assign", "match_system", "link_system",
+           "SystemLinks", "BLOCKS", "SESSIONS", "USABLE"]
 
 Progress = Callable[[str], None]
 # Blocking rules, strongest first; a pair found by several keeps the first.
@@ -180,7 +183,13 @@ def _births(r: pl.DataFrame) -> pl.DataFrame:
 
 
 def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
-    """All blocked candidate pairs (r, s) with the strongest block that found them."""
+    """All blocked candidate pairs (r, s) with the strongest block that found them, at most
+    `max_candidates` per roster row (see `_bounded`)."""
+    return _candidates(r, s, ms)[0]
+
+
+def _candidates(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> tuple[pl.DataFrame, int]:
+    """`candidate_pairs` and the number of roster rows that had more candidates than the cap."""
     rb = _births(r)
     sb = s.select("rec", pl.col("id_birth").alias("b"), "name_py", "name_norm").drop_nulls("b")
     first = pl.col("name_norm").str.slice(0, 1).alias("c")
@@ -226,25 +235,92 @@ def candidate_pairs(r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.D
         lambda: _pairs(r, s, ["name_py", "village_key"], "name_place"),
         lambda: _pairs(r, s, ["name_py", "head_py"], "name_place"),
     ]
-    return _first_block_per_pair(blocks, ms.max_block)
+    features = _Features(r, s)
+    return _first_block_per_pair(blocks, ms.max_candidates, features)
 
 
-def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]], max_block: int) -> pl.DataFrame:
-    """Each distinct pair once, with the strongest block that found it, sorted by (r, s).
+class _Features:
+    """The few fields a pair is ranked on when its roster row has too many candidates: the
+    tighter keys (birth date, birth year, town, village, gender, the guardian's name) that
+    an oversized block did not use, as agreements, each a bit of a small score."""
+
+    def __init__(self, r: pl.DataFrame, s: pl.DataFrame) -> None:
+        self.r = r.select(
+            pl.col("rec").alias("r"), pl.col("name_norm").alias("r_n"), pl.col("name_py").alias("r_p"),
+            pl.col("birth").alias("r_b"), pl.col("id_birth").alias("r_ib"), pl.col("gender_norm").alias("r_g"),
+            pl.col("town_key").alias("r_t"), pl.col("village_key").alias("r_v"), pl.col("head_py").alias("r_h"),
+        )
+        self.s = s.select(
+            pl.col("rec").alias("s"), pl.col("name_norm").alias("s_n"), pl.col("name_py").alias("s_p"),
+            pl.col("id_birth").alias("s_b"), pl.col("gender_norm").alias("s_g"),
+            pl.col("town_key").alias("s_t"), pl.col("village_key").alias("s_v"), pl.col("head_py").alias("s_h"),
+        )
+
+    def closeness(self, pairs: pl.DataFrame) -> pl.Series:
+        """Per pair (in `pairs`' order) a score 0-63: higher agrees on more and stronger fields."""
+        def agree(a: str, b: str) -> pl.Expr:
+            return (pl.col(a) == pl.col(b)).fill_null(False).cast(pl.UInt8)
+
+        birth = ((pl.col("r_b") == pl.col("s_b")) | (pl.col("r_ib") == pl.col("s_b"))).fill_null(False).cast(pl.UInt8)
+        year = ((pl.col("r_b").dt.year() == pl.col("s_b").dt.year())
+                | (pl.col("r_ib").dt.year() == pl.col("s_b").dt.year())).fill_null(False).cast(pl.UInt8)
+        score = (agree("r_n", "s_n") * 16 + agree("r_p", "s_p") * 8 + birth * 8 + year * 4 + agree("r_v", "s_v") * 4
+                 + agree("r_h", "s_h") * 4 + agree("r_t", "s_t") * 2 + agree("r_g", "s_g"))
+        # A slice at a time: an oversized block can hold tens of millions of pairs, and the
+        # joined fields would take some twenty columns each.
+        parts = []
+        for start in range(0, max(pairs.height, 1), CHUNK_PAIRS):
+            joined = (pairs.slice(start, CHUNK_PAIRS).select("r", "s")
+                      .join(self.r, on="r", how="left", maintain_order="left")
+                      .join(self.s, on="s", how="left", maintain_order="left"))
+            parts.append(joined.select(score.cast(pl.UInt8).alias("_close")).to_series())
+            del joined
+        return pl.concat(parts)
+
+
+def _bounded(pairs: pl.DataFrame, cap: int, features: _Features) -> tuple[pl.DataFrame, pl.Series]:
+    """`pairs` with at most `cap` per roster row: a row with more keeps the `cap` that agree
+    best on the fields the blocks did not join on (`_Features`), the stronger block first on a
+    tie, then the lower system rec (deterministic). Returns the pairs kept (their order kept
+    for the rows not cut) and the roster recs that were cut."""
+    n = pl.len().over("r")
+    none = pl.Series("r", [], dtype=pl.UInt32)
+    if not pairs.height:
+        return pairs, none
+    # A block may find a pair twice (two birth dates, first and last character): the rows
+    # over the cap are counted again by distinct pair.
+    rank = pl.col("via").cast(VIA).to_physical()
+    over = (pairs.filter(n > cap).with_columns(rank.alias("_rank")).sort("_rank").unique(["r", "s"], keep="first")
+            .filter(pl.len().over("r") > cap))
+    if not over.height:
+        return pairs, none
+    top = (
+        over.with_columns(features.closeness(over))
+        .sort(["r", "_close", "_rank", "s"], descending=[False, True, False, False])
+        .filter(pl.int_range(pl.len()).over("r") < cap)
+        .drop("_close", "_rank")
+    )
+    return pairs.join(over.select("r").unique(), on="r", how="anti").vstack(top.select(pairs.columns)), over["r"].unique()
+
+
+def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]], cap: int,
+                          features: _Features) -> tuple[pl.DataFrame, int]:
+    """Each distinct pair once, with the strongest block that found it, sorted by (r, s), at
+    most `cap` per roster row; and how many roster rows had more (they keep their `cap` best,
+    `_bounded`: a common key is ranked, not dropped, so a true candidate is not lost with it).
 
     A county-wide run finds tens of millions of pairs, many several times. Each block is
-    built, cut at once to one u64 per pair — r (28 bits), s (32) and the block's rank (4),
-    in that order — and released before the next is built. One sort of that single column
-    then puts each pair's rows together, strongest block first, and the first of each pair
-    is kept: no hash table, no second copy of (r, s, via) rows. A roster row with more than
-    `max_block` candidates in one block (a key too common to tell anyone apart) gets none
-    from that block."""
+    built, cut to `cap` per roster row, cut at once to one u64 per pair — r (28 bits), s (32)
+    and the block's rank (4), in that order — and released before the next is built. One sort
+    of that single column then puts each pair's rows together, strongest block first, and the
+    first of each pair is kept: no hash table, no second copy of (r, s, via) rows. The union
+    is cut to `cap` per roster row again."""
     r64, s64 = pl.col("r").cast(pl.UInt64), pl.col("s").cast(pl.UInt64)
     rank = pl.col("via").cast(VIA).to_physical().cast(pl.UInt64)  # VIA's order is BLOCKS'
-    keyed, seen = [], []
+    keyed, seen, cut = [], [], []
     for build in blocks:
-        b = build()
-        b = b.filter(pl.len().over("r") <= max_block)
+        b, cut_here = _bounded(build(), cap, features)
+        cut.append(cut_here)
         if b.height:
             seen.append(b["via"][0])
             if b["r"].max() >= _MAX_RECS or b["s"].max() >= _MAX_RECS:  # type: ignore[operator]
@@ -253,16 +329,32 @@ def _first_block_per_pair(blocks: Sequence[Callable[[], pl.DataFrame]], max_bloc
         del b
     assert seen == sorted(seen, key=BLOCKS.index), "blocks must come in BLOCKS order"
     if not keyed:
-        return pl.DataFrame(schema={"r": pl.UInt32, "s": pl.UInt32, "via": VIA})
+        return pl.DataFrame(schema={"r": pl.UInt32, "s": pl.UInt32, "via": VIA}), 0
     k = pl.concat(keyed).sort()
     del keyed
     pair = pl.col("k") // 16
     k = k.to_frame("k").filter((pair != pair.shift(1)).fill_null(True))
-    return k.select(
+    out = k.select(
         (pl.col("k") // 2**36).cast(pl.UInt32).alias("r"),
         (pl.col("k") // 16 % 2**32).cast(pl.UInt32).alias("s"),
         pl.lit(pl.Series(BLOCKS, dtype=VIA)).gather(pl.col("k") % 16).alias("via"),
     )
+    del k
+    out, cut_all = _bounded(out, cap, features)
+    capped = pl.concat([*cut, cut_all]).n_unique()
+    return out.sort(["r", "s"]), capped
+
+
+def blocking_figures(pairs: pl.DataFrame, roster_rows: int, capped: int) -> dict[str, float]:
+    """Candidate pairs per roster row (mean over all roster rows, maximum) and the roster
+    rows whose candidates were cut to the cap: the figures a run reports per system."""
+    per_row = pairs.group_by("r").len()["len"] if pairs.height else pl.Series("len", [], dtype=pl.UInt32)
+    return {
+        "pairs": pairs.height,
+        "mean": round(pairs.height / roster_rows, 2) if roster_rows else 0.0,
+        "max": int(per_row.max() or 0),  # type: ignore[arg-type]
+        "capped": capped,
+    }
 
 
 def _wild_char(p: str, q: str) -> bool:
@@ -660,17 +752,37 @@ def assign(scored: pl.DataFrame, ms: MatchSettings, rounds: int = 6) -> pl.DataF
     ).sort("r")
 
 
-def match_system(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, ms: MatchSettings,
-                 progress: Progress | None = None) -> tuple[pl.DataFrame, Model]:
-    """Links from roster records to one system's records (at most one per roster row), and
-    the model fitted on them."""
+@dataclass(frozen=True)
+class SystemLinks:
+    """One system's links, its fitted model and its blocking figures (`blocking_figures`)."""
+
+    links: pl.DataFrame
+    model: Model
+    blocking: Mapping[str, float]
+
+
+def link_system(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, ms: MatchSettings,
+                progress: Progress | None = None) -> SystemLinks:
+    """Links from roster records to one system's records (at most one per roster row), the
+    model fitted on them, and how many candidate pairs each roster row had."""
     r = _prep(roster, ROSTER_COLS)
     s = _prep(system, SYSTEM_COLS)
-    pairs = candidate_pairs(r, s, ms)
+    pairs, capped = _candidates(r, s, ms)
+    figures = blocking_figures(pairs, r.height, capped)
+    if progress:
+        progress(f"blocking {system_name}: {figures['pairs']} candidate pairs, {figures['mean']} a roster row on "
+                 f"average, {figures['max']} at most; {capped} roster rows cut to the best {ms.max_candidates}")
     scored, model = score_pairs(pairs, r, s, ms, progress, system_name)
     del pairs
     links = assign(scored, ms)
     del scored
     keep = ["r", "s", "weight", "score", "status", "via", "why"] + [f"lv_{f}" for f in COMPARISONS]
     out = links.select(keep).rename({"r": "roster_rec", "s": "system_rec"}).with_columns(pl.lit(system_name).alias("system"))
-    return out, model
+    return SystemLinks(out, model, MappingProxyType(figures))
+
+
+def match_system(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, ms: MatchSettings,
+                 progress: Progress | None = None) -> tuple[pl.DataFrame, Model]:
+    """`link_system`'s links and model."""
+    got = link_system(roster, system, system_name, ms, progress)
+    return got.links, got.model

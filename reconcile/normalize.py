@@ -166,13 +166,29 @@ def _source_specific(df: pl.DataFrame, source: str, settings: Settings) -> pl.Da
     return df
 
 
+def _county_household_no(df: pl.DataFrame) -> pl.Expr:
+    """A filing household number is unique within its county only (each county numbers its
+    own): in an export holding several counties (a prefecture's, merged) the numbers of the
+    counties other than the commonest one are prefixed with their county's name, so that two
+    counties' households never become one. A one-county export keeps its numbers as they are."""
+    number = pl.col("household_no").str.strip_chars()
+    if "county_name" not in df.columns:
+        return number
+    county = pl.col("county_name").str.strip_chars()
+    counts = df.select(county.alias("c")).drop_nulls().group_by("c").len()
+    if counts.height < 2:
+        return number
+    main = counts.sort(["len", "c"], descending=[True, False])["c"][0]
+    return pl.when(county.is_null() | (county == main)).then(number).otherwise(pl.concat_str([county, number], separator="/"))
+
+
 def _households(df: pl.DataFrame, source: str) -> pl.DataFrame:
     # By place key: a head without an ID is one household however the export spells his village.
     place = pl.concat_str([pl.col("town_key").fill_null(""), pl.col("village_key").fill_null("")], separator="/")
     by_head = pl.concat_str([place, pl.col("head_name_norm").fill_null("")], separator="/")
     if source == "filing":
         df = df.with_columns(
-            pl.coalesce(pl.col("household_no").str.strip_chars(), by_head).alias("household")
+            pl.coalesce(_county_household_no(df), by_head).alias("household")
         )
         # The filing export has no head-ID column: take it from the member who is the head.
         heads = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import polars as pl
@@ -19,7 +20,7 @@ from .config import Settings
 from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
-from .match import match_system
+from .match import link_system
 from .model import PARAMETER_COLUMNS, parameters_frame
 from .memory import compact
 from .normalize import normalize_source
@@ -30,7 +31,8 @@ from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
 from .crosscounty import Borrowed
 
-__all__ = ["Results", "normalize_all", "normalize_corrected", "match_all", "link_all", "reconcile", "judge", "summarise", "records_table",
+__all__ = ["Results", "Linked", "normalize_all", "normalize_corrected", "match_all", "link_all", "link_systems",
+           "blocking_counts", "reconcile", "judge", "summarise", "records_table",
            "stored_tables"]
 
 Progress = Callable[[str], None]
@@ -122,17 +124,27 @@ def normalize_corrected(ingested: IngestResult, settings: Settings, decisions: p
     return records, problems, counts
 
 
-def link_all(records: dict[str, pl.DataFrame], settings: Settings,
-             progress: Progress | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Links for every system, with both sides' lineage (the stored `matches` table), and
-    the model fitted per system (the stored `model_parameters` table)."""
+@dataclass(frozen=True)
+class Linked:
+    """`link_systems`' result: the stored `matches` and `model_parameters` tables, and per
+    system the blocking figures (`match.blocking_figures`)."""
+
+    matches: pl.DataFrame
+    model_parameters: pl.DataFrame
+    blocking: dict[str, Mapping[str, float]]
+
+
+def link_systems(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None) -> Linked:
+    """Links for every system, with both sides' lineage (the stored `matches` table), the
+    model fitted per system (the stored `model_parameters` table) and its blocking figures."""
     roster = records["roster"]
-    parts, params = [], []
+    parts, params, blocking = [], [], {}
     for system in SYSTEMS:
         if progress:
             progress(f"matching roster against {system}")
-        links, model = match_system(roster, records[system], system, settings.match, progress)
-        params.append(parameters_frame(model, system))
+        got = link_system(roster, records[system], system, settings.match, progress)
+        params.append(parameters_frame(got.model, system))
+        blocking[system] = got.blocking
         lineage_r = roster.select(
             pl.col("rec").alias("roster_rec"),
             pl.col("file").alias("roster_file"),
@@ -145,10 +157,29 @@ def link_all(records: dict[str, pl.DataFrame], settings: Settings,
             pl.col("sheet").alias("system_sheet"),
             pl.col("row").alias("system_row"),
         )
-        parts.append(links.join(lineage_r, on="roster_rec", how="left").join(lineage_s, on="system_rec", how="left"))
+        parts.append(got.links.join(lineage_r, on="roster_rec", how="left").join(lineage_s, on="system_rec", how="left"))
     out = pl.concat(parts, how="diagonal_relaxed")
     model = pl.concat(params) if params else pl.DataFrame(schema=PARAMETER_COLUMNS)
-    return out.sort(["roster_rec", "system"]), model
+    return Linked(out.sort(["roster_rec", "system"]), model, blocking)
+
+
+def link_all(records: dict[str, pl.DataFrame], settings: Settings,
+             progress: Progress | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`link_systems`' `matches` and `model_parameters`."""
+    got = link_systems(records, settings, progress)
+    return got.matches, got.model_parameters
+
+
+def blocking_counts(blocking: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The blocking figures as run counts: `candidate_pairs_<system>`, `candidates_mean_<system>`
+    (a roster row, on average), `candidates_max_<system>`, `candidates_capped_<system>`."""
+    out: dict[str, float] = {}
+    for system, f in blocking.items():
+        out[f"candidate_pairs_{system}"] = int(f["pairs"])
+        out[f"candidates_mean_{system}"] = float(f["mean"])
+        out[f"candidates_max_{system}"] = int(f["max"])
+        out[f"candidates_capped_{system}"] = int(f["capped"])
+    return out
 
 
 def match_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None) -> pl.DataFrame:
@@ -195,7 +226,9 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
         progress("normalising records")
     records, problems, review_counts = normalize_corrected(ingested, settings, decisions, release=release_input)
     has_decisions = decisions is not None and decisions.height > 0
-    matches, model_parameters = link_all(records, settings, progress)
+    linked = link_systems(records, settings, progress)
+    matches, model_parameters = linked.matches, linked.model_parameters
+    review_counts.update(blocking_counts(linked.blocking))
     if has_decisions:
         matches, link_counts = review.apply_links(matches, records, decisions)
         review_counts.update(link_counts)

@@ -40,7 +40,7 @@ def test_user_folder_overrides_and_extends(tmp_path: Path) -> None:
         ("settings.toml", "[match.levels.id]\nbogus = [0.9, 0.1]\n", "bogus"),
         ("settings.toml", "[match.levels.id]\nexact = 0.9\n", "match.levels.id.exact must be"),
         ("settings.toml", "[match.levels.nickname]\nexact = [0.9, 0.1]\n", "nickname"),
-        ("settings.toml", "[match]\nmax_block = 0\n", "max_block"),
+        ("settings.toml", "[match]\nmax_candidates = 0\n", "max_candidates"),
         ("notice.toml", "[notice]\nworking_days = 3\n", "notice.working_days"),
         ("notice.toml", "[calendar]\nholidays = [\"10月1日\"]\n", "calendar.holidays"),
         ("notice.toml", "[workbook]\nreturn_within_days = 0\n", "workbook.return_within_days"),

@@ -256,16 +256,35 @@ def test_generated_county_precision_and_recall_floors(settings: Settings, tmp_pa
     assert set(params["m_from"]) | set(params["u_from"]) <= {"data", "configuration", "bound"}
 
 
-@pytest.mark.parametrize(("max_block", "found"), [(2, False), (3, True)])
-def test_max_block_bounds_candidates_per_roster_row_and_block(settings: Settings, max_block: int, found: bool) -> None:
-    """Three system children share the student's name and birth date (and so its birth date
-    and first character): with max_block 2 those blocks give this roster row nothing."""
+@pytest.mark.parametrize(("cap", "kept"), [(1, 1), (2, 2), (3, 3), (200, 3)])
+def test_max_candidates_bounds_candidates_per_roster_row_without_losing_the_true_one(
+        settings: Settings, cap: int, kept: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three system children share the student's name and birth date: with a cap below three
+    the roster row keeps `cap` candidates — the one in her own village and with her own
+    guardian ranks first and is still linked — and the row is counted as cut."""
     import dataclasses
 
-    roster = [{"name": "王丽", "birth_date": "2012-03-05", "gender": "女", "school": "卫民镇中学"}]
+    from reconcile import match
+    from reconcile.pipeline import link_systems
+
+    roster = [{"name": "王丽", "birth_date": "2012-03-05", "gender": "女", "school": "卫民镇中学",
+               "head_name": "王二", "town": "卫民镇", "village": "二村"}]
     filing = [{"name": "王丽", "id_number": make_id("433124", "20120305", q), "head_name": f"王{h}",
                "household_no": f"H{h}", "relation": "之女", "town": "卫民镇", "village": f"{h}村", "poverty_status": "未脱贫"}
               for q, h in (("244", "一"), ("246", "二"), ("248", "三"))]
-    ms = dataclasses.replace(settings.match, max_block=max_block)
-    links = _link(dataclasses.replace(settings, match=ms), roster, filing).filter(pl.col("system") == "filing")
-    assert (links.height == 1) is found
+    capped = dataclasses.replace(settings, match=dataclasses.replace(settings.match, max_candidates=cap))
+    tables = [sheet("roster", roster), sheet("filing", filing, file="filing/f.csv", sheet_name="")]
+    records, _ = normalize_all(ingested(*tables), capped)
+    r = match._prep(records["roster"], match.ROSTER_COLS)
+    s = match._prep(records["filing"], match.SYSTEM_COLS)
+    pairs = match.candidate_pairs(r, s, capped.match)
+    assert pairs.group_by("r").len()["len"].to_list() == [kept]
+    monkeypatch.setattr(match, "CHUNK_PAIRS", 1)  # the ranking works a slice at a time
+    assert match.candidate_pairs(r, s, capped.match).equals(pairs)
+    monkeypatch.undo()
+    linked = link_systems(records, capped)
+    fig = linked.blocking["filing"]
+    assert (fig["max"], fig["capped"], fig["mean"]) == (kept, int(cap < 3), float(kept))
+    got = linked.matches.filter(pl.col("system") == "filing")
+    households = records["filing"].select(pl.col("rec").alias("system_rec"), "household")
+    assert got.join(households, on="system_rec")["household"].to_list() == ["H二"]

@@ -103,3 +103,19 @@ def test_a_head_without_id_is_one_household_however_the_village_is_spelt(setting
     recs, _ = normalize_source([sheet(source, rows)], source, settings)
     hh = recs["household"].to_list()
     assert hh[0] == hh[1] == hh[2] != hh[3]
+
+
+@pytest.mark.parametrize(("counties", "expected"), [
+    # one county: the numbers as they are
+    (["花垣县", "花垣县", "花垣县"], ["H1", "H1", "H2"]),
+    # a prefecture's merged export: two counties' H1 stay two households; the commonest keeps its numbers
+    (["花垣县", "凤凰县", "花垣县"], ["H1", "凤凰县/H1", "H2"]),
+    # a tie: the first name in code-point order is the commonest; no county name: the number as it is
+    ([None, "凤凰县", "花垣县"], ["H1", "H1", "花垣县/H2"]),
+])
+def test_filing_household_numbers_are_unique_within_their_county(settings: Settings, counties: list[str | None],
+                                                                 expected: list[str]) -> None:
+    rows = [{"county_name": c, "household_no": h, "name": n, "head_name": n, "relation": "户主", "town": "茶峒镇"}
+            for c, h, n in zip(counties, ["H1", "H1", "H2"], ["王一", "李二", "张三"])]
+    recs, _ = normalize_source([sheet("filing", rows)], "filing", settings)
+    assert recs["household"].to_list() == expected
