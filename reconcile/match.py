@@ -257,7 +257,7 @@ class _Features:
         )
 
     def closeness(self, pairs: pl.DataFrame) -> pl.Series:
-        """Per pair (in `pairs`' order) a score 0-63: higher agrees on more and stronger fields."""
+        """Per pair (in `pairs`' order) a score 0-47: higher agrees on more and stronger fields."""
         def agree(a: str, b: str) -> pl.Expr:
             return (pl.col(a) == pl.col(b)).fill_null(False).cast(pl.UInt8)
 
