@@ -78,10 +78,13 @@ def match_county(county: str, inbox: str, folder: str, config: str | None) -> fl
         # clerks' corrected IDs go into the sheets first (lineage still the county's own, as in the sheets)
         records, problems, counts = pipeline.normalize_corrected(ingested, settings, decisions, release=True)
         records = {s: crosscounty.in_province(f, county) for s, f in records.items()}
-        matches, model = pipeline.link_all(records, settings)
-        matches, linked = review.apply_links(matches, records, decisions)
-        staging.write_shard(Path(folder), records, crosscounty.in_province(problems, county), matches, model)
-        staging.write_counts(Path(folder), {**counts, **linked} if decisions is not None and decisions.height else {})
+        found = pipeline.link_systems(records, settings)
+        matches, linked = review.apply_links(found.matches, records, decisions)
+        staging.write_shard(Path(folder), records, crosscounty.in_province(problems, county), matches,
+                            found.model_parameters)
+        clerks = {**counts, **linked} if decisions is not None and decisions.height else {}
+        # the candidates per roster row, as a county run reports them
+        staging.write_counts(Path(folder), {**clerks, **pipeline.blocking_counts(found.blocking)})
     get_run_logger().info("%s: %d roster rows matched against its own exports", county, records["roster"].height)
     return time.perf_counter() - t0
 

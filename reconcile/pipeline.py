@@ -31,7 +31,7 @@ from .completeness import Previous, export_problems, household_changes
 from .rules import RuleContext, find_discrepancies
 from .crosscounty import Borrowed
 
-__all__ = ["Results", "Linked", "normalize_all", "normalize_corrected", "match_all", "link_all", "link_systems",
+__all__ = ["Results", "Linked", "normalize_all", "normalize_corrected", "match_all", "link_systems",
            "blocking_counts", "reconcile", "judge", "summarise", "records_table",
            "stored_tables"]
 
@@ -163,13 +163,6 @@ def link_systems(records: dict[str, pl.DataFrame], settings: Settings, progress:
     return Linked(out.sort(["roster_rec", "system"]), model, blocking)
 
 
-def link_all(records: dict[str, pl.DataFrame], settings: Settings,
-             progress: Progress | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`link_systems`' `matches` and `model_parameters`."""
-    got = link_systems(records, settings, progress)
-    return got.matches, got.model_parameters
-
-
 def blocking_counts(blocking: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """The blocking figures as run counts: `candidate_pairs_<system>`, `candidates_mean_<system>`
     (a roster row, on average), `candidates_max_<system>`, `candidates_capped_<system>`."""
@@ -183,8 +176,8 @@ def blocking_counts(blocking: Mapping[str, Mapping[str, float]]) -> dict[str, fl
 
 
 def match_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None) -> pl.DataFrame:
-    """The links of `link_all` alone."""
-    return link_all(records, settings, progress)[0]
+    """The links of `link_systems` alone."""
+    return link_systems(records, settings, progress).matches
 
 
 def summarise(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches: pl.DataFrame, discrepancies: pl.DataFrame) -> dict[str, int]:
@@ -244,7 +237,7 @@ def judge(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches: pl.
     ``borrowed`` (a province run): the other counties' records this county's roster was
     linked to and what of its own they claimed (see ``reconcile.crosscounty``); the exports'
     completeness and night-over-night changes stay the county's own. ``model_parameters``:
-    the matching model fitted per system (``link_all``), stored as it is."""
+    the matching model fitted per system (``link_systems``), stored as it is."""
     if progress:
         progress("applying discrepancy rules")
     review_counts = dict(counts or {})

@@ -6,7 +6,7 @@ Under the run's staging folder, one folder per county::
     <county>/roster.parquet, dibao.parquet, filing.parquet   records after normalising
     <county>/problems.parquet, matches.parquet              row problems, own links
     <county>/model_parameters.parquet                       the model fitted on its own exports
-    <county>/review_counts.json                             clerks' corrections and links applied
+    <county>/review_counts.json                             clerks' corrections and links applied, candidate figures
     <county>/borrowed_*.parquet                             what the cross-county look-up lent it
     <county>/out_*.parquet, out_counts.json                 its results, ready to publish
 
@@ -91,13 +91,14 @@ def read_model_parameters(folder: Path) -> pl.DataFrame | None:
     return read_frame(folder / "model_parameters.parquet")
 
 
-def write_counts(folder: Path, counts: dict[str, int]) -> None:
-    """What the clerks' decisions changed while the county was matched (``judge``'s counts)."""
+def write_counts(folder: Path, counts: dict[str, float]) -> None:
+    """What the clerks' decisions changed while the county was matched, and its candidate
+    figures (``judge``'s counts)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "review_counts.json").write_text(json.dumps(counts, sort_keys=True), encoding="utf-8")
 
 
-def read_counts(folder: Path) -> dict[str, int]:
+def read_counts(folder: Path) -> dict[str, float]:
     path = folder / "review_counts.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 

@@ -226,12 +226,13 @@ def _true_pairs(truth: pl.DataFrame) -> set[tuple]:
 def test_generated_county_precision_and_recall_floors(settings: Settings, tmp_path) -> None:
     """A fixed-seed county (~300 households): the links and the model's own parameters."""
     from reconcile import ingest
-    from reconcile.pipeline import link_all
+    from reconcile.pipeline import link_systems
     from countygen import SynthConfig, generate_county
 
     generate_county(tmp_path / "county", SynthConfig(households=300, seed=11))
     records, _ = normalize_all(ingest.read_inbox(tmp_path / "county" / "inbox", settings.header_aliases), settings)
-    links, params = link_all(records, settings)
+    linked = link_systems(records, settings)
+    links, params = linked.matches, linked.model_parameters
     truth = pl.read_csv(tmp_path / "county" / "truth" / "records.csv", infer_schema_length=0).with_columns(
         pl.col("row").cast(pl.Int64))
     want = _true_pairs(truth)

@@ -98,6 +98,9 @@ def two_workers(province: Path, scheduler: str, tmp_path_factory: pytest.TempPat
 def test_students_schooled_away_are_found_in_their_home_exports(province: Path, two_workers) -> None:
     counts, out = two_workers
     assert counts["counties"] == 3 and counts["failed"] == {}
+    # each county reports its candidates per roster row, as a county run does
+    for county in counts["per_county"].values():
+        assert all(0 < county[f"candidates_mean_{s}"] <= county[f"candidates_max_{s}"] <= 200 for s in ("dibao", "filing"))
     away = _away(province)
     assert away.height >= 5
     con = duckdb.connect(str(out / "recon.duckdb"), read_only=True)
