@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import importlib
 import os
 import sys
 import time
@@ -22,6 +24,7 @@ __all__ = ["main"]
 
 SAMPLE_HOUSEHOLDS = 3000
 SAMPLE_SEED = 20260901
+STOP_GRACE_S = 30.0  # recon serve: how long a SIGTERM may take
 
 
 def _quiet_prefect() -> None:
@@ -61,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run every night on a schedule (needs a Prefect server)")
     _run_options(serve)
     serve.add_argument("--cron", default="0 2 * * *", help='cron schedule in Asia/Shanghai time (default "0 2 * * *")')
+    serve.add_argument("--stop-grace", type=float, default=STOP_GRACE_S, metavar="SECONDS",
+                       help="on SIGTERM, how long Prefect may take to cancel runs and pause the schedule before recon "
+                            f"stops anyway (default {STOP_GRACE_S:.0f})")
     serve.add_argument("--province", action="store_true",
                        help="schedule the province run instead: --inbox holds one inbox per county (as for recon province)")
     serve_on = serve.add_mutually_exclusive_group()
@@ -174,11 +180,11 @@ def _run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     # Our own ephemeral server, killed by the kernel with this process (Prefect's own one
-    # outlives a kill -9); a configured PREFECT_API_URL is used as it is.
-    with contextlib.nullcontext() if os.environ.get("PREFECT_API_URL") else ephemeral_server():
-        from flows.nightly import nightly_reconciliation
-
-        counts = nightly_reconciliation(**params)
+    # outlives a kill -9); a configured PREFECT_API_URL is used as it is. The flow (and
+    # Prefect) is imported while the server starts.
+    load_flow = functools.partial(importlib.import_module, "flows.nightly")
+    with contextlib.nullcontext() if os.environ.get("PREFECT_API_URL") else ephemeral_server(meanwhile=load_flow):
+        counts = load_flow().nightly_reconciliation(**params)
     _print_summary(counts, time.perf_counter() - t0)
     print(f"  database       {params['db']}")
     return 0
@@ -210,19 +216,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     from flows.nightly import TIMEZONE, nightly_reconciliation
     from flows.province import province_night
+    from flows.serving import serve
 
+    schedule = Cron(args.cron, timezone=TIMEZONE)
     if args.province:
         province = {k: v for k, v in params.items() if k != "county"}
         province.update(workers=args.workers, scheduler=args.scheduler)
-        province_night.serve(
-            name="province", schedule=Cron(args.cron, timezone=TIMEZONE), parameters=province,
-            description="Nightly reconciliation of every county of a province inbox, on Dask",
-        )
-        return 0
-    nightly_reconciliation.serve(
-        name="nightly", schedule=Cron(args.cron, timezone=TIMEZONE), parameters=params,
-        description="Nightly reconciliation of the student-aid rosters",
-    )
+        serve(province_night, name="province", schedule=schedule, parameters=province, grace_s=args.stop_grace,
+              description="Nightly reconciliation of every county of a province inbox, on Dask")
+    else:
+        serve(nightly_reconciliation, name="nightly", schedule=schedule, parameters=params, grace_s=args.stop_grace,
+              description="Nightly reconciliation of the student-aid rosters")
     return 0
 
 
