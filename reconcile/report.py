@@ -786,6 +786,7 @@ def write_school_workbooks(
     run_id: str = "",
     night: dt.date | None = None,
     notice: NoticeSettings | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> list[Path]:
     """Write one ``{school}.xlsx`` per school (null school: ``未注明学校``) into ``out_dir``.
 
@@ -794,7 +795,7 @@ def write_school_workbooks(
     Existing files of the same name are replaced atomically; others are left alone.
     """
     return write_clerk_workbooks(discrepancies, out_dir, by="school", run_id=run_id, stamp=stamp, night=night,
-                                 notice=notice)
+                                 notice=notice, part=part)
 
 
 NOTICE_WIDTHS = (6, 12, 21, 9, 9, 25, 12)  # portrait A4 at 100 %
