@@ -143,22 +143,21 @@ def write_reports(results: pipeline.Results, folder: Path, run_id: str, settings
     eligible = results.eligible if results.eligible is not None else pl.DataFrame()
     ns = settings.notice if settings is not None else None
     when: dict[str, Any] = {"night": night, "notice": ns}
+    jobs: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = [
+        (report.write_school_workbooks, (items, folder), {"run_id": run_id, **when}),
+        (report.write_clerk_workbooks, (items, folder / TOWN_DIR), {"by": "town", "run_id": run_id, **when}),
+        (report.write_public_notices, (eligible, folder / NOTICE_DIR), {"start": night, "notice": ns}),
+    ]
     with no_data_in_errors("writing workbooks"):
         if items.height < PARALLEL_REPORTS_FROM:
-            paths = report.write_school_workbooks(items, folder, run_id=run_id, **when)
-            towns = report.write_clerk_workbooks(items, folder / TOWN_DIR, by="town", run_id=run_id, **when)
-            notices = report.write_public_notices(eligible, folder / NOTICE_DIR, start=night, notice=ns)
-        else:
-            # The writer is pure Python: a large county's workbooks are written side by side in
-            # other processes (spawned: forking beside Prefect's threads is unsafe).
-            with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-                towns_job = pool.submit(report.write_clerk_workbooks, items, folder / TOWN_DIR, by="town", run_id=run_id,
-                                        **when)
-                notices_job = pool.submit(report.write_public_notices, eligible, folder / NOTICE_DIR, start=night,
-                                          notice=ns)
-                paths = report.write_school_workbooks(items, folder, run_id=run_id, **when)
-                towns, notices = towns_job.result(), notices_job.result()
-    return len(paths), len(towns), len(notices)
+            return tuple(len(fn(*args, **kw)) for fn, args, kw in jobs)  # type: ignore[return-value]
+        # The writer is pure Python: a large county's sets are each split in two shares of
+        # about equal rows, one written here and one in another process (spawned: forking
+        # beside Prefect's threads is unsafe).
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            there = [pool.submit(fn, *args, **kw, part=(1, 2)) for fn, args, kw in jobs]
+            here = [fn(*args, **kw, part=(0, 2)) for fn, args, kw in jobs]
+            return tuple(len(a) + len(b.result()) for a, b in zip(here, there))  # type: ignore[return-value]
 
 
 @task(retries=1, retry_delay_seconds=2, **QUIET)

@@ -51,6 +51,7 @@ __all__ = [
     "write_school_workbooks",
     "write_clerk_workbooks",
     "write_public_notices",
+    "share",
     "with_row_hashes",
     "row_hash",
     "read_meta",
@@ -241,34 +242,143 @@ def _file_name(path: str | None) -> str | None:
     return PurePosixPath(path).stem
 
 
-def _cells(d: dict[str, Any]) -> dict[str, Any]:
-    """Header -> final cell value of one (prepared) discrepancy row (序号 and 学校 aside)."""
-    keep = [int(p) for p in (d["diff_positions"] or []) if p is not None]
-    is_id = d["field"] in set(ID_FIELDS)
-    raw = {
-        "严重程度": _label(SEVERITY_LABELS, d["severity"]),
-        "问题类型": KINDS[d["kind"]].label if d["kind"] else "",
-        "行号": _where(d["sheet"], d["row"]),
-        "学生姓名": d["name"],
-        "系统中姓名": d["system_name"],
-        "身份证号": mask_id(d["id_number"], keep),
-        "系统中身份证号": mask_id(d["system_id"], keep),
-        "核对系统": _label(SYSTEM_LABELS, d["system"]),
-        "核对项": _label(FIELD_LABELS, d["field"]),
-        # A value the pair columns already show (the ID, the name) is not repeated.
-        "名单值": None if d["value"] in (d["id_number"], d["name"]) and d["value"] is not None
-        else _id_cell(d["value"], keep, d["id_number"]) if is_id else d["value"],
-        "系统值": None if d["system_value"] in (d["system_id"], d["system_name"]) and d["system_value"] is not None
-        else _id_cell(d["system_value"], keep, d["system_id"]) if is_id else d["system_value"],
-        "说明": d["message"],
-        "名单文件": _file_name(d["file"]),
-        "工作表": d["sheet"],
-        "系统文件": _file_name(d["system_file"]),
-        "系统工作表": d["system_sheet"],
-        "系统行号": d["system_row"],
-        COL_REF: d["item_ref"],
+# --------------------------------------------------------------------------- cells, once per item
+# Every item's cells are computed once, column by column in polars (a night has tens of
+# thousands of items, each in a school and a town workbook and hashed for the store); the
+# exact Python runs only on the few values that need it (control characters, ID-shaped
+# runs, diff positions to show, pairs that differ).
+
+# A superset of what _clean changes: control characters, CR, a run ID_SHAPED may match.
+_DIRTY = r"[\x00-\x08\x0B-\x0D\x0E-\x1F]|[0-9０-９](?:[ \u3000]?[0-9０-９]){13,}"
+# Pairs whose differing characters are marked, and the ID columns marked at diff positions.
+_SPANNED: tuple[str, ...] = tuple(h for pair in PAIRS for h in pair)
+
+
+def _patched(fast: pl.Series, need: pl.Series, fn: Any, *cols: pl.Series) -> pl.Series:
+    """``fast`` with the rows where ``need`` replaced by ``fn`` of those rows' ``cols``."""
+    idx = need.arg_true()
+    if idx.len() == 0:
+        return fast
+    values = [fn(*args) for args in zip(*(c.gather(idx).to_list() for c in cols))]
+    return fast.scatter(idx, pl.Series(values, dtype=fast.dtype))
+
+
+def _finals(s: pl.Series) -> pl.Series:
+    """``_final`` of a text column."""
+    fast = pl.select(pl.when(s.str.len_bytes() > 0).then(s).alias(s.name)).to_series()
+    need = (s.str.contains(_DIRTY) | (s.str.len_chars() > _EXCEL_MAX_CHARS)).fill_null(False)
+    return _patched(fast, need, _final, s)
+
+
+def _masked(text: pl.Series, keep: pl.Series | None = None, use_keep: pl.Series | None = None) -> pl.Series:
+    """``mask_id`` of a text column, with each row's ``keep`` positions where ``use_keep``."""
+    if keep is None or use_keep is None:
+        keep = pl.Series([None] * text.len(), dtype=pl.List(pl.Int8))
+        use_keep = pl.repeat(False, text.len(), eager=True)
+    frame = pl.DataFrame({"t": text, "k": keep.list.drop_nulls().list.len().fill_null(0) > 0, "u": use_keep})
+    n, tail = pl.col("t").str.len_chars(), pl.when(pl.col("t").str.len_chars() >= 16).then(4).otherwise(3)
+    fast = frame.select(
+        pl.when(n.fill_null(0) < 14).then(pl.lit(""))
+        .otherwise(pl.col("t").str.slice(0, 6).str.pad_end(n - tail, "*") + pl.col("t").str.slice(n - tail))
+    ).to_series()
+    need = frame.select(((n > 0) & (n < 14)) | (pl.col("k") & pl.col("u"))).to_series().fill_null(False)
+    return _patched(fast, need, lambda t, k, u: mask_id(t, k if u else ()), text, keep, use_keep)
+
+
+def _by_value(s: pl.Series, fn: Any, dtype: pl.DataType = pl.String()) -> pl.Series:
+    """``fn`` of each distinct value (file names, a text's lines: few values on many rows)."""
+    values = s.drop_nulls().unique().to_list()
+    return s.replace_strict(values, pl.Series([fn(v) for v in values], dtype=dtype), default=None, return_dtype=dtype)
+
+
+def _pair_value(value: pl.Series, ids: pl.Series, name: pl.Series, keep: pl.Series, is_id: pl.Series) -> pl.Series:
+    """名单值 / 系统值: None when the pair columns show it already; an ID masked as its pair is."""
+    f = pl.DataFrame({"v": value, "i": ids, "n": name, "id": is_id})
+    shown = f.select(pl.col("v").is_not_null() & ((pl.col("v") == pl.col("i")).fill_null(False)
+                                                  | (pl.col("v") == pl.col("n")).fill_null(False))).to_series()
+    aligned = f.select((pl.col("v").str.len_chars() == pl.col("i").str.len_chars()).fill_null(False)).to_series()
+    masked = _masked(value, keep, aligned)
+    return pl.DataFrame({"s": shown, "id": is_id, "m": masked, "v": value}).select(
+        pl.when("s").then(None).when("id").then("m").otherwise("v")).to_series()
+
+
+def _where_expr() -> pl.Expr:
+    """``_where`` as an expression (re.match's ``$`` allows one final newline)."""
+    sheet, row = pl.col("sheet"), pl.col("row").cast(pl.String)
+    named = (sheet.str.len_bytes() > 0) & ~sheet.str.contains(r"(?i)^(?:Sheet|工作表)1\n?$")
+    return (pl.when(pl.col("row").is_null()).then(None)
+            .when(named.fill_null(False)).then(pl.concat_str(sheet, pl.lit("第"), row, pl.lit("行")))
+            .otherwise(pl.concat_str(pl.lit("第"), row, pl.lit("行"))))
+
+
+def _cell_frame(p: pl.DataFrame) -> pl.DataFrame:
+    """Header -> final cell value of every prepared item (序号 and 学校 aside), the review
+    columns' carried values, 学校/村, and per pair column the marked character spans."""
+    keep = p.get_column("diff_positions")
+    ids, system_ids = p.get_column("id_number"), p.get_column("system_id")
+    is_id = p.select(pl.col("field").is_in(list(ID_FIELDS)).fill_null(False)).to_series()
+    everywhere = pl.repeat(True, p.height, eager=True)
+    kinds = {code: k.label for code, k in KINDS.items()} | {"": None}
+    labels = p.select(
+        pl.col("severity").replace(dict(SEVERITY_LABELS)).alias("严重程度"),
+        pl.col("kind").replace_strict(kinds, return_dtype=pl.String).alias("问题类型"),
+        _where_expr().alias("行号"),
+        pl.col("system").replace(dict(SYSTEM_LABELS)).alias("核对系统"),
+        pl.col("field").replace(dict(FIELD_LABELS)).alias("核对项"),
+        pl.concat_str(pl.when(pl.col("school") != "").then("school"), pl.when(pl.col("village") != "").then("village"),
+                      separator="\n", ignore_nulls=True).alias(COL_SCHOOL),
+    )
+    raw: dict[str, pl.Series] = {
+        **{s.name: s for s in labels},
+        "学生姓名": p.get_column("name"), "系统中姓名": p.get_column("system_name"),
+        "身份证号": _masked(ids, keep, everywhere), "系统中身份证号": _masked(system_ids, keep, everywhere),
+        "名单值": _pair_value(p.get_column("value"), ids, p.get_column("name"), keep, is_id),
+        "系统值": _pair_value(p.get_column("system_value"), system_ids, p.get_column("system_name"), keep, is_id),
+        "说明": p.get_column("message"),
+        "名单文件": _by_value(p.get_column("file"), _file_name), "工作表": p.get_column("sheet"),
+        "系统文件": _by_value(p.get_column("system_file"), _file_name), "系统工作表": p.get_column("system_sheet"),
+        **{h: p.get_column(carried) for h, carried in _CARRIED_INTO},
     }
-    return {h: _final(v) for h, v in raw.items()}
+    return pl.DataFrame([_finals(s).alias(h) for h, s in raw.items()]).with_columns(
+        p.get_column("system_row").alias("系统行号"), p.get_column("item_ref").alias(COL_REF))
+
+
+def _span_map(cells: pl.DataFrame, keep: pl.Series, ids: pl.Series) -> dict[int, dict[str, list[tuple[int, int]]]]:
+    """Row number -> pair column -> the marked characters, for the rows that have any: where
+    a pair's texts differ beyond formatting, or, with no system ID to compare with
+    (id_invalid), where the roster's ID is damaged."""
+    differ = pl.any_horizontal(
+        *[pl.col(a).is_not_null() & pl.col(b).is_not_null() & (pl.col(a) != pl.col(b)) for a, b in PAIRS],
+        pl.col("系统中身份证号").is_null() & pl.col("身份证号").is_not_null()
+        & (keep.list.drop_nulls().list.len().fill_null(0) > 0))
+    idx = cells.select(differ.fill_null(False)).to_series().arg_true()
+    rows = cells.select(_SPANNED).with_columns(keep.alias("_keep"), ids.alias("_id"))[idx]
+    found = ((i, _row_spans(row, row["_keep"], row["_id"])) for i, row in zip(idx.to_list(), rows.iter_rows(named=True)))
+    return {i: marked for i, spans in found if (marked := {h: v for h, v in spans.items() if v})}
+
+
+def _row_spans(cells: Mapping[str, Any], diff_positions: Sequence[int | None] | None,
+               id_number: str | None) -> dict[str, list[tuple[int, int]]]:
+    """The marked character ranges of one item's pair columns."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for left, right in PAIRS:
+        a, b = cells.get(left), cells.get(right)
+        if isinstance(a, str) and isinstance(b, str) and a != b and _comparable(a) != _comparable(b):
+            spans[left], spans[right] = _diff_spans(a, b)
+    keep = [int(p) for p in (diff_positions or []) if p is not None]
+    if keep and not cells.get("系统中身份证号") and isinstance(cells.get("身份证号"), str):
+        # No system ID to compare with (id_invalid): mark where the roster's ID is damaged.
+        for h in ("身份证号", "名单值"):
+            if isinstance(cells.get(h), str) and len(cells[h]) == len(id_number or ""):
+                spans[h] = _spans_by_position(cells[h], keep)
+    return spans
+
+
+def _hashes(cells: pl.DataFrame) -> pl.Series:
+    """``row_hash`` of every item's locked cells."""
+    texts = cells.select(pl.concat_str([pl.lit(f"{h}=") + pl.col(h).cast(pl.String).fill_null("") for h in HASHED],
+                                       separator="\x1f")).to_series()
+    return pl.Series(COL_HASH, [hashlib.sha1(t.encode("utf-8")).hexdigest()[:16] for t in texts], dtype=pl.String)
 
 
 def _hash_text(v: Any) -> str:
@@ -290,8 +400,7 @@ def with_row_hashes(discrepancies: pl.DataFrame) -> pl.DataFrame:
     if discrepancies.height == 0:
         return discrepancies.with_columns(pl.lit(None, dtype=pl.String).alias("row_hash"))
     prepared = _prepare(discrepancies.with_row_index("_orig"))
-    hashes = [row_hash(_cells(d)) for d in prepared.iter_rows(named=True)]
-    order = prepared.select("_orig").with_columns(pl.Series("row_hash", hashes, dtype=pl.String))
+    order = pl.DataFrame([prepared.get_column("_orig"), _hashes(_cell_frame(prepared)).alias("row_hash")])
     return discrepancies.with_row_index("_orig").join(order, on="_orig", how="left", maintain_order="left").drop("_orig")
 
 
@@ -393,8 +502,17 @@ def instructions(scope: str, name: str, return_to: str, deadline: dt.date | None
     return first, second
 
 
-def _problem_sheet(book: Book, rows: pl.DataFrame, *, title: str, lines: tuple[str, str],
-                   with_school: bool = False) -> None:
+def _heights(cells: pl.DataFrame, wrapped: Sequence[tuple[str, float]]) -> pl.Series:
+    """Each row's height: the lines its longest wrapped cell (column, width) needs."""
+    lines = [_by_value(cells.get_column(h), functools.partial(text_lines, width=w), pl.Int64()).fill_null(1)
+             for h, w in wrapped if h in cells.columns]
+    return pl.select((pl.max_horizontal(pl.lit(1), *lines) * LINE_PT + _PAD_PT).alias("_height")).to_series()
+
+
+def _problem_sheet(book: Book, rows: pl.DataFrame, spans: Mapping[int, Mapping[str, list[tuple[int, int]]]], *,
+                   title: str, lines: tuple[str, str], with_school: bool = False) -> None:
+    """The items' sheet; ``rows`` are their cells (``_cell_frame``), hash, row number in
+    ``spans`` (``_i``) and height (``_height``) in this layout."""
     ws = book.sheet(SHEET_PROBLEMS)
     layout = _layout(with_school)
     headers = [c[0] for c in layout]
@@ -402,7 +520,6 @@ def _problem_sheet(book: Book, rows: pl.DataFrame, *, title: str, lines: tuple[s
     ncols = len(headers)
     last_printed = max(i for i, c in enumerate(layout, start=1) if c[3])
     printed_width = sum(w for _h, w, _wr, p in layout if p)
-    wrapped = [(h, w) for h, w, wrap, _p in layout if wrap]
     plain = {h: "wrap" if wrap else "body" for h, _w, wrap, _p in layout}
     book.widths(ws, [w for _h, w, _wr, _p in layout], hidden=[col[h] for h in HIDDEN])
     for r, text in enumerate(lines, start=1):
@@ -412,34 +529,19 @@ def _problem_sheet(book: Book, rows: pl.DataFrame, *, title: str, lines: tuple[s
     _style_header(book, ws, headers, row=HEADER_ROW, edit=REVIEW_HEADERS)
     first = HEADER_ROW + 1
     r = first - 1
-    for r, d in enumerate(rows.iter_rows(named=True), start=first):
-        cells = _cells(d)
-        cells["序号"] = r - HEADER_ROW
-        cells[COL_HASH] = row_hash(cells)
-        if with_school:
-            cells[COL_SCHOOL] = _final("\n".join(v for v in (d["school"], d.get("village")) if v))
-        for h, carried in _CARRIED_INTO:
-            cells[h] = _final(d[carried])
-        spans: dict[str, list[tuple[int, int]]] = {}
-        for left, right in PAIRS:
-            a, b = cells.get(left), cells.get(right)
-            if isinstance(a, str) and isinstance(b, str) and a != b and _comparable(a) != _comparable(b):
-                spans[left], spans[right] = _diff_spans(a, b)
-        keep = [int(p) for p in (d["diff_positions"] or []) if p is not None]
-        if keep and not cells.get("系统中身份证号") and isinstance(cells.get("身份证号"), str):
-            # No system ID to compare with (id_invalid): mark where the roster's ID is damaged.
-            for h in ("身份证号", "名单值"):
-                if isinstance(cells.get(h), str) and len(cells[h]) == len(d["id_number"] or ""):
-                    spans[h] = _spans_by_position(cells[h], keep)
-        ws.set_row(r - 1, row_height([(cells.get(h), w) for h, w in wrapped]))
-        for h in headers:
-            value = cells.get(h)
-            if h in REVIEW_HEADERS:
-                book.value(ws, r, col[h], value, "review")
-            elif spans.get(h):
-                book.rich(ws, r, col[h], value, spans[h], "mark", "diff")
-            elif value is not None:
-                book.value(ws, r, col[h], value, plain[h])
+    written = [h for h in headers if h != "序号"]
+    # Per column: where, its style, whether a blank is written (the review columns: green, unlocked).
+    plan = [(col[h], "review" if h in REVIEW_HEADERS else plain[h], h in REVIEW_HEADERS, h) for h in written]
+    data = rows.select("_i", "_height", *[h if h in rows.columns else pl.lit(None).alias(h) for h in written])
+    for r, (i, height, *values) in enumerate(data.iter_rows(), start=first):
+        ws.set_row(r - 1, height)
+        book.value(ws, r, col["序号"], r - HEADER_ROW, plain["序号"])
+        marked = spans.get(i, {})
+        for (c, style, blank, h), value in zip(plan, values):
+            if h in marked:
+                book.rich(ws, r, c, value, marked[h], "mark", "diff")
+            elif blank or value is not None:
+                book.value(ws, r, c, value, style)
     last = max(r, HEADER_ROW)
     ws.freeze_panes(first - 1, 0)
     ws.autofilter(HEADER_ROW - 1, 0, last - 1, ncols - 1)
@@ -581,6 +683,26 @@ def _stamp(stamp: datetime | None) -> datetime:
     return stamp
 
 
+def share(sizes: Sequence[int], part: tuple[int, int]) -> list[int]:
+    """Which of the groups (their sizes, in order) are the k-th of n shares, ``part`` = (k, n):
+    largest first, each to the share with the fewest rows so far (ties: the lower share)."""
+    k, n = part
+    load = [0] * n
+    owner = [0] * len(sizes)
+    for g in sorted(range(len(sizes)), key=lambda g: -sizes[g]):
+        owner[g] = min(range(n), key=lambda s: load[s])
+        load[owner[g]] += sizes[g]
+    return [g for g in range(len(sizes)) if owner[g] == k]
+
+
+def _share(groups: Sequence[str], column: pl.Series, part: tuple[int, int]) -> list[str]:
+    """The groups of the ``part`` share (all of them for (0, 1))."""
+    if part == (0, 1):
+        return list(groups)
+    counts = dict(column.value_counts().iter_rows())
+    return [groups[g] for g in share([counts[g] for g in groups], part)]
+
+
 def _unique_names(groups: Sequence[str]) -> list[str]:
     used: set[str] = set()
     out = []
@@ -603,6 +725,7 @@ def write_clerk_workbooks(
     stamp: datetime | None = None,
     night: dt.date | None = None,
     notice: NoticeSettings | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> list[Path]:
     """One clerk workbook per school (``by='school'``) or per town (``by='town'``).
 
@@ -615,7 +738,8 @@ def write_clerk_workbooks(
     ``_recon`` (run id, scope, header row) the import checks. Items whose kind is for the
     towns only (missed_eligible) are left out of the school workbooks; analysts' kinds out of
     both. ``stamp`` (naive UTC; default 1970-01-01) becomes the created/modified time: equal
-    input, equal bytes.
+    input, equal bytes. ``part`` (k, n): only the k-th of n shares of the workbooks, balanced
+    by items (``share``), for writing a set in several processes; file names as in one.
     """
     if by not in ("school", "town"):
         raise ValueError("by must be 'school' or 'town'")
@@ -630,15 +754,23 @@ def write_clerk_workbooks(
     frame = _prepare(discrepancies.filter(pl.col("kind").is_in(list(kinds))))
     group_col = "_school" if by == "school" else "_town"
     groups = sorted(set(frame.get_column(group_col).to_list()))
-    parts = frame.partition_by(group_col, as_dict=True, maintain_order=True)
+    mine = _share(groups, frame.get_column(group_col), part)
+    frame = frame.filter(pl.col(group_col).is_in(mine))
+    cells = _cell_frame(frame)
+    spans = _span_map(cells, frame.get_column("diff_positions"), frame.get_column("id_number"))
+    cells = cells.with_columns(_hashes(cells), _heights(cells, [(h, w) for h, w, wrap, _p in _layout(by == "town") if wrap]), frame.get_column(group_col),
+                               pl.int_range(cells.height).alias("_i"))
+    parts = cells.partition_by(group_col, as_dict=True, maintain_order=True)
     paths: list[Path] = []
     for group, name in zip(groups, _unique_names(groups)):
+        if group not in mine:
+            continue
         rows = parts[(group,)]
         title = f"{group} 待核实问题" + (f"（{night.year}年{night.month}月{night.day}日）" if night else "")
         lines = instructions(by, group, ns.return_to, deadline)
         path = out_dir / f"{name}.xlsx"
         with Book(path, STYLES, stamp=stamp, rows=rows.height) as book:
-            _problem_sheet(book, rows, title=title, lines=lines, with_school=(by == "town"))
+            _problem_sheet(book, rows, spans, title=title, lines=lines, with_school=(by == "town"))
             _help_sheet(book, by, kinds)
             _meta_sheet(book, {"format": META_FORMAT, "run_id": run_id, "scope": by, "name": group,
                                "items": str(rows.height), "header_row": str(HEADER_ROW)})
@@ -654,6 +786,7 @@ def write_school_workbooks(
     run_id: str = "",
     night: dt.date | None = None,
     notice: NoticeSettings | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> list[Path]:
     """Write one ``{school}.xlsx`` per school (null school: ``未注明学校``) into ``out_dir``.
 
@@ -662,7 +795,7 @@ def write_school_workbooks(
     Existing files of the same name are replaced atomically; others are left alone.
     """
     return write_clerk_workbooks(discrepancies, out_dir, by="school", run_id=run_id, stamp=stamp, night=night,
-                                 notice=notice)
+                                 notice=notice, part=part)
 
 
 NOTICE_WIDTHS = (6, 12, 21, 9, 9, 25, 12)  # portrait A4 at 100 %
@@ -680,12 +813,23 @@ def notice_text(start: dt.date | None, ns: NoticeSettings) -> tuple[str, ...]:
     return (period, f"如有异议，请在公示期内向{ns.office}{phone}反映。", "为保护学生隐私，身份证号只显示前6位和后4位。")
 
 
+def _notice_cells(frame: pl.DataFrame) -> pl.DataFrame:
+    """The cells of the notice rows: 序号 within the school, the texts as written, the ID masked."""
+    texts = [frame.get_column("name"), _masked(frame.get_column("id_number").cast(pl.String)).alias("id_number"),
+             *(frame.get_column(c) for c in ("stage", "grade", "aid_item", "amount"))]
+    seq = frame.select(pl.int_range(1, pl.len() + 1).over("_school").alias("序号")).to_series()
+    cells = pl.DataFrame([seq, *(_finals(t) if t.dtype == pl.String else t for t in texts)])
+    return cells.with_columns(_heights(cells, list(zip(cells.columns, NOTICE_WIDTHS))), frame.get_column("_school"))
+
+
 def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: datetime | None = None,
-                         start: dt.date | None = None, notice: NoticeSettings | None = None) -> list[Path]:
+                         start: dt.date | None = None, notice: NoticeSettings | None = None,
+                         part: tuple[int, int] = (0, 1)) -> list[Path]:
     """One 公示名单 per school: the students nothing is in doubt about (see ``notice.notice_rows``).
 
     ``eligible`` has columns school, name, id_number, stage, grade, aid_item, amount, in the
     order to list them. The notice starts on ``start`` and runs for the configured working days.
+    ``part`` as for ``write_clerk_workbooks``.
     """
     out_dir = Path(out_dir)
     stamp = _stamp(stamp)
@@ -695,10 +839,14 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = eligible.with_columns(pl.col("school").cast(pl.String).fill_null(NO_SCHOOL).alias("_school"))
     groups = sorted(set(frame.get_column("_school").to_list()))
-    parts = frame.partition_by("_school", as_dict=True, maintain_order=True)
+    mine = _share(groups, frame.get_column("_school"), part)
+    cells = _notice_cells(frame.filter(pl.col("_school").is_in(mine)))
+    parts = cells.partition_by("_school", as_dict=True, maintain_order=True)
     ncols = len(NOTICE_HEADERS)
     paths = []
     for group, name in zip(groups, _unique_names(groups)):
+        if group not in mine:
+            continue
         rows = parts[(group,)]
         path = out_dir / f"{name}.xlsx"
         with Book(path, STYLES, stamp=stamp, rows=rows.height) as book:
@@ -709,10 +857,8 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
             ws.set_row(1, row_height(zip(NOTICE_HEADERS, NOTICE_WIDTHS)))
             _style_header(book, ws, NOTICE_HEADERS, row=2)
             r = 3
-            for i, d in enumerate(rows.iter_rows(named=True), start=1):
-                values = [_final(v) for v in (i, d["name"], mask_id(d["id_number"]), d["stage"], d["grade"],
-                                              d["aid_item"], d["amount"])]
-                ws.set_row(r - 1, row_height(zip(values, NOTICE_WIDTHS)))
+            for height, *values in rows.select("_height", pl.exclude("_height", "_school")).iter_rows():
+                ws.set_row(r - 1, height)
                 for c, v in enumerate(values, start=1):
                     book.value(ws, r, c, v, "wrap")
                 r += 1

@@ -33,6 +33,7 @@ _OPTIONS = {"constant_memory": True, "strings_to_formulas": False, "strings_to_n
             "strings_to_urls": False, "nan_inf_to_errors": False}
 STREAM_FROM_ROWS = 20_000  # a workbook this long is streamed (constant memory); shorter ones are built in memory
 _PX_PER_CHAR = 7  # Calibri 11's digit width in pixels
+_UNSET = object()  # a format not made yet (None is the default format)
 
 
 def needs_quote(text: str) -> bool:
@@ -100,15 +101,18 @@ class Book:
 
     def text(self, ws: Worksheet, row: int, col: int, text: str, *styles: str) -> None:
         """A string cell: text, never a formula."""
-        ws.write_string(row - 1, col - 1, text, self.style(styles, quote=needs_quote(text)))
+        quote = needs_quote(text)
+        fmt = self._formats.get((styles, quote), _UNSET)
+        ws.write_string(row - 1, col - 1, text, self.style(styles, quote=quote) if fmt is _UNSET else fmt)
 
     def value(self, ws: Worksheet, row: int, col: int, value: Any, *styles: str) -> None:
         """Text as text, numbers as numbers; None leaves the cell empty (styled, if styles)."""
-        if value is None:
+        # The most frequent first: a night writes about a million cells through here.
+        if isinstance(value, str):
+            self.text(ws, row, col, value, *styles)
+        elif value is None:
             if styles:
                 ws.write_blank(row - 1, col - 1, None, self.style(styles))
-        elif isinstance(value, str):
-            self.text(ws, row, col, value, *styles)
         elif isinstance(value, bool):
             ws.write_boolean(row - 1, col - 1, value, self.style(styles))
         elif isinstance(value, (int, float)) and math.isfinite(value):
