@@ -7,7 +7,8 @@ level enums of `match`, the expression that finds a pair's level, the clerks' la
 so adding a level is one entry here (and its starting m/u in `settings.toml`).
 
 Conditions are expression builders over the comparison frame of `match.compare_pairs`:
-the roster's columns as `r_<col>`, the system's as `s_<col>`, the helper columns `_dist`
+the roster's columns as `r_<col>`, the system's as `s_<col>` (and `<side>_name_fz`, the
+name's reading with the accent pairs folded, `names.fuzzy_pinyin`), the helper columns `_dist`
 (name edit distance), `_id_dist` (ID edit distance), `_id_ham` (positions that differ),
 `_id_swap` (two adjacent characters swapped), `_wild`, `_look`, `_r_id_family` (the
 roster's ID is carried by another member of the system row's household, of another name),
@@ -25,7 +26,7 @@ from types import MappingProxyType
 
 import polars as pl
 
-from .names import DOT, fuzzy_pinyin
+from .names import DOT
 
 __all__ = ["Context", "Level", "Comparison", "COMPARISONS", "USABLE", "DAMAGED", "level_labels"]
 
@@ -153,7 +154,7 @@ _NAME = Comparison("name", "姓名", (
         _rn.str.replace_all(DOT, "", literal=True) == _sn.str.replace_all(DOT, "", literal=True)), tf=True),
     Level("pinyin", "读音相同，可能是同音字录入错误", lambda c: _c("r_name_py") == _c("s_name_py")),
     Level("fuzzy", "读音相近（平翘舌、前后鼻音、鼻音边音等口音不分的音），可能是录入错误",
-          lambda c: fuzzy_pinyin(_c("r_name_py")) == fuzzy_pinyin(_c("s_name_py"))),
+          lambda c: _c("r_name_fz") == _c("s_name_fz")),
     Level("transposed", "名字中两个字顺序颠倒", lambda c: (_rn.str.len_chars() == 3) & (_sn.str.len_chars() == 3)
           & (_rn.str.slice(0, 1) == _sn.str.slice(0, 1)) & (_rn.str.slice(1).str.reverse() == _sn.str.slice(1))
           & (_rn.str.slice(1, 1) != _rn.str.slice(2, 1))),

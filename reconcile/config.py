@@ -68,7 +68,7 @@ class MatchSettings:
     em_min_pairs: int = 500
     em_session_min_pairs: int = 100
     u_min_seen: int = 50
-    u_max_pairs: int = 2_000_000
+    u_max_pairs: int = 1_000_000
     u_batch_pairs: int = 500_000
     seed: int = 20240901
     # term-frequency adjustment of the `tf` levels is capped at +/- this many bits

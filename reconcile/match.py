@@ -23,7 +23,7 @@ from .comparisons import COMPARISONS, DAMAGED, USABLE, Context
 from .config import MatchSettings
 from .idcard import is_adjacent_swap
 from .model import Model, Session, encode, fit_model, level_counts
-from .names import in_charset, lookalike_chars
+from .names import fuzzy_pinyin, in_charset, lookalike_chars
 
 __all__ = ["candidate_pairs", "blocking_figures", "compare_pairs", "score_pairs", "assign", "match_system", "link_system",
            "SystemLinks", "BLOCKS", "SESSIONS", "USABLE"]
@@ -378,7 +378,7 @@ def _as_head_pair(df: pl.DataFrame) -> pl.DataFrame:
     """A heads-only row stands for the household: compare the roster's guardian with it."""
     head = pl.col("s_is_head_row") & (pl.col("via") == "household") & (pl.col("r_name_norm") != pl.col("s_name_norm"))
     swap = {
-        "r_name_norm": "r_head_name_norm", "r_name_py": "r_head_py", "r_id_norm": "r_head_id_norm",
+        "r_name_norm": "r_head_name_norm", "r_name_py": "r_head_py", "r_name_fz": "r_head_fz", "r_id_norm": "r_head_id_norm",
         "r_id_status": "r_head_id_status", "r_id_known": "r_head_id_known",
     }
     out = df.with_columns(
@@ -399,30 +399,36 @@ def _household_flags(df: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
     whose name is another (a family member's ID typed into the roster row); `_r_name_other`:
     the roster's name (its reading) is another row's of that household, not this row's (the
     roster row is about that member, whatever ID it carries); `_head_member`: the roster's
-    guardian (ID or name) is a member of that household."""
+    guardian (ID or name) is a member of that household. Each flag is True or null; the pairs
+    that have one are few (they share a household), so they are found by joins on the pairs'
+    keys and marked by their (r, s) key rather than by joining the wide frame."""
     members = s.select(pl.col("household").alias("s_household"), pl.col("rec").alias("_t"), pl.col("id_norm").alias("_tid"),
                        pl.col("name_norm").alias("_tname"), pl.col("name_py").alias("_tpy")).drop_nulls(["s_household", "_tid"])
-    keys = df.select("r", "s", "s_household", "r_id_norm", "r_head_id_norm", "r_name_norm", "r_name_py")
+    keys = df.select("r", "s", "s_household", "r_id_norm", "r_head_id_norm", "r_name_norm", "r_name_py", "s_name_py",
+                     "r_head_py").filter(pl.col("s_household").is_not_null())
     fam = keys.join(members, left_on=["s_household", "r_id_norm"], right_on=["s_household", "_tid"]).filter(
         (pl.col("_t") != pl.col("s")) & (pl.col("_tname") != pl.col("r_name_norm"))
-        & (pl.col("_tpy") != pl.col("r_name_py")).fill_null(True)).select("r", "s").unique()
+        & (pl.col("_tpy") != pl.col("r_name_py")).fill_null(True))
     named = s.select(pl.col("household").alias("s_household"), pl.col("rec").alias("_t"), pl.col("name_py").alias("_tpy")).drop_nulls()
-    other = keys.join(df.select("r", "s", "s_name_py"), on=["r", "s"]).join(
-        named, left_on=["s_household", "r_name_py"], right_on=["s_household", "_tpy"]).filter(
-        (pl.col("_t") != pl.col("s")) & (pl.col("s_name_py") != pl.col("r_name_py")).fill_null(True)).select("r", "s").unique()
+    other = keys.join(named, left_on=["s_household", "r_name_py"], right_on=["s_household", "_tpy"]).filter(
+        (pl.col("_t") != pl.col("s")) & (pl.col("s_name_py") != pl.col("r_name_py")).fill_null(True))
     head = pl.concat([
         keys.join(members, left_on=["s_household", "r_head_id_norm"], right_on=["s_household", "_tid"]).select("r", "s"),
-        keys.join(df.select("r", "s", "r_head_py"), on=["r", "s"]).join(
-            named, left_on=["s_household", "r_head_py"], right_on=["s_household", "_tpy"]).select("r", "s"),
-    ]).unique()
-    out = df
+        keys.join(named, left_on=["s_household", "r_head_py"], right_on=["s_household", "_tpy"]).select("r", "s"),
+    ])
+    key = pl.col("r").cast(pl.UInt64) * 2**32 + pl.col("s").cast(pl.UInt64)
+    flags = []
     for flag, rows in (("_r_id_family", fam), ("_r_name_other", other), ("_head_member", head)):
-        out = out.join(rows.with_columns(pl.lit(True).alias(flag)), on=["r", "s"], how="left", maintain_order="left")
-    return out
+        found = rows.select(key.alias("k"))["k"].unique()
+        flags.append(pl.when(key.is_in(found.implode())).then(pl.lit(True)).otherwise(pl.lit(None, pl.Boolean)).alias(flag))
+    return df.with_columns(flags)
 
 
 def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
     """Each pair's comparison level per field (`lv_<field>`)."""
+    # What a level reads of one record alone is worked out per record, not per pair.
+    r = r.with_columns(fuzzy_pinyin(pl.col(c)).alias(f"{c.removesuffix('_py')}_fz") for c in ("name_py", "head_py"))
+    s = s.with_columns(fuzzy_pinyin(pl.col("name_py")).alias("name_fz"))
     df = (
         pairs.join(r.rename({c: f"r_{c}" for c in r.columns}), left_on="r", right_on="r_rec", how="left")
         .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")
@@ -682,11 +688,25 @@ def _on_rows(df: pl.DataFrame, rows: pl.Expr, a: str, b: str, scorer: Callable, 
 
 
 def _id_hamming(df: pl.DataFrame) -> pl.Series:
-    """Positions at which two 18-character IDs differ (null for other lengths)."""
+    """Positions at which two 18-character IDs differ (null for other lengths). IDs of 18
+    bytes (ASCII, nearly all) are compared as byte arrays; the others with rapidfuzz."""
     rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
-    both = (rid.str.len_chars() == 18) & (sid.str.len_chars() == 18)
-    ham = pl.sum_horizontal([(rid.str.slice(i, 1) != sid.str.slice(i, 1)).cast(pl.Int32) for i in range(18)])
-    return df.select(pl.when(both).then(ham).alias("_id_ham")).to_series()
+    both = df.select(((rid.str.len_chars() == 18) & (sid.str.len_chars() == 18)).fill_null(False).alias("both"),
+                     ((rid.str.len_bytes() == 18) & (sid.str.len_bytes() == 18)).fill_null(False).alias("ascii"))
+    out = pl.Series("_id_ham", [None] * df.height, dtype=pl.Int32)
+    ascii_rows = both["ascii"]
+    if ascii_rows.any():
+        idx = ascii_rows.arg_true()
+        sub = df.select("r_id_norm", "s_id_norm")[idx]
+        a, b = (np.frombuffer(sub[c].str.join("").item().encode(), dtype=np.uint8).reshape(-1, 18) for c in sub.columns)
+        out = out.scatter(idx, pl.Series((a != b).sum(axis=1), dtype=pl.Int32))
+    rest = both["both"] & ~ascii_rows
+    if rest.any():
+        idx = rest.arg_true()
+        sub = df.select("r_id_norm", "s_id_norm")[idx]
+        got = process.cpdist(sub["r_id_norm"].to_list(), sub["s_id_norm"].to_list(), scorer=Hamming.distance, workers=-1)
+        out = out.scatter(idx, pl.Series(got, dtype=pl.Int32))
+    return out
 
 
 def _look_expr(df: pl.DataFrame) -> pl.Series:

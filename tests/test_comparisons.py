@@ -10,6 +10,7 @@ import pytest
 
 from conftest import make_id
 from reconcile.comparisons import COMPARISONS, Context, level_labels
+from reconcile.names import fuzzy_pinyin
 
 A = make_id("433124", "20120305", "123")
 B = make_id("433124", "20140611", "244")
@@ -100,7 +101,8 @@ CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
 @pytest.mark.parametrize(("case", "field", "change", "want"), CASES, ids=[c[0] for c in CASES])
 def test_first_level_that_holds(case: str, field: str, change: dict[str, Any], want: str | None) -> None:
     row = {**BASE, "lv_id": "exact", **change}
-    frame = pl.DataFrame([row], schema=SCHEMA)
+    frame = pl.DataFrame([row], schema=SCHEMA).with_columns(
+        fuzzy_pinyin(pl.col(f"{side}_name_py")).alias(f"{side}_name_fz") for side in "rs")
     got = frame.select(COMPARISONS[field].expr(Context(min_known_prefix=10))).item()
     assert got == want
 
