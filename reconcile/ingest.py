@@ -37,6 +37,7 @@ How things arrive (for the normalize/match steps):
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import tomllib
@@ -55,7 +56,7 @@ from reconcile.csv_reader import GridTooLarge, check_size, decode_text, parse_de
 from reconcile.errors import ConfigError, scrub
 from reconcile.fields import FIELDS, ID_FIELDS, REQUIRED, SOURCES
 from reconcile.idcard import normalize_ids
-from reconcile.memory import compact
+from reconcile.memory import fresh
 from reconcile.inbox import (MAX_FILE_BYTES, FileTooLarge, NotRegularFile,
                              list_inbox, read_regular_file)
 from reconcile.problems import PROBLEM_SCHEMA, problem, problem_frame
@@ -168,6 +169,7 @@ _PARENS = re.compile(r"\([^()]*\)")
 _GROUP_SUFFIX = re.compile(r"(基本信息|信息|情况|资料)$")
 
 
+@functools.lru_cache(maxsize=1 << 14)   # the same headers (and title cells) in every sheet
 def _norm_header(text: str) -> str:
     """Header text as compared: NFKC, no whitespace/markers, one bracket style, lower case."""
     s = unicodedata.normalize("NFKC", text).translate(_BRACKETS)
@@ -613,7 +615,7 @@ def _detect_header(head: list[tuple], source: str, index: _AliasIndex) -> _Heade
 
 _NUMERIC = r"^-?\d+(?:\.\d+)?$"
 _SCI = r"^[+-]?\d+(?:\.\d+)?[eE][+-]?\d+$"
-_DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00$"    # a date cell as calamine gives it
 _LONG_NUMBER = r"^-?\d{16,}$"
 
 
@@ -656,129 +658,169 @@ def _choose_id_columns(header: _Header, body: pl.DataFrame, source: str, rel: st
 
 FIRST_ROWS_LOOK = 16           # rows looked at first for the first filled one
 
+# Expressions a sheet's rows are read with are the same for every sheet: built once (building
+# them in Python cost more than running them on a sheet of a few hundred rows).
+_cached = functools.lru_cache(maxsize=4096)
+
+
+@_cached
+def _filled() -> pl.Expr:
+    """True on a row holding anything (a cell that ``_clean`` leaves non-null)."""
+    return pl.any_horizontal(pl.all().str.strip_chars().str.len_bytes() > 0).fill_null(False)
+
 
 def _first_filled_row(frame: pl.DataFrame, step: int = 1000) -> int | None:
     """Index of the first row holding anything: looked for in the top rows, then a slice at a
     time (stripping every cell of a large sheet at once would copy all its text)."""
     at, size = 0, min(FIRST_ROWS_LOOK, step)   # most sheets hold something in their top rows
     while at < frame.height:
-        found = frame.slice(at, size).select(
-            (~pl.all_horizontal(_clean(pl.all()).is_null())).arg_true().first()).item()
+        found = frame.slice(at, size).select(_filled().arg_true().first()).item()
         if found is not None:
             return at + int(found)
         at, size = at + size, step
     return None
 
 
-def _total_rows(body: pl.DataFrame, width: int, col_of: dict[str, int]) -> pl.Expr:
-    """Total rows (see the module docstring), as an expression on ``__row``. Every marker has
-    计 in it: only the few rows holding one are normalised and matched (a full copy of every
-    cell's text would cost more than the sheet)."""
+_MARKERS = "|".join(TOTAL_MARKERS)
+_SQUEEZED = pl.col("v").str.normalize("NFKC").str.replace_all(r"\s+", "")
+_TOTAL_CELL = (
+    (pl.col("first") & _SQUEEZED.str.contains(f"^(?:{_MARKERS})"))
+    | _SQUEEZED.str.contains(TOTAL_LABEL.format(markers=_MARKERS))
+).fill_null(False)
+
+
+def _total_rows(body: pl.DataFrame, width: int, col_of: dict[str, int]) -> tuple[pl.Expr, int]:
+    """Total rows (see the module docstring), as an expression on ``__row``, and how many
+    rows of ``body`` it holds (row numbers are unique). Every marker has 计 in it: only the
+    few rows holding one are normalised and matched (a full copy of every cell's text would
+    cost more than the sheet), their cells as one column (one pass, however wide)."""
     first_cols = [f"c{i}" for i in range(min(TOTAL_SCAN_COLUMNS, width))]
     label_cols = sorted(set(first_cols) | {f"c{c}" for c in col_of.values()})
-    candidates = body.filter(pl.any_horizontal(
-        [pl.col(c).str.contains("计", literal=True).fill_null(False) for c in label_cols]))
+    candidates = body.filter(
+        pl.concat_str(label_cols, ignore_nulls=True).str.contains("计", literal=True)
+        .fill_null(False))
     if candidates.height == 0:
-        return pl.lit(False)
-    markers = "|".join(TOTAL_MARKERS)
-    squeezed = {c: pl.col(c).str.normalize("NFKC").str.replace_all(r"\s+", "") for c in label_cols}
-    totals = candidates.filter(pl.any_horizontal(
-        [squeezed[c].str.contains(f"^(?:{markers})").fill_null(False) for c in first_cols]
-        + [squeezed[c].str.contains(TOTAL_LABEL.format(markers=markers)).fill_null(False)
-           for c in label_cols]
-    )).get_column("__row")
-    return pl.col("__row").is_in(totals.implode())
+        return pl.lit(False), 0
+    totals = (
+        candidates.lazy()
+        .select("__row", *label_cols)
+        .unpivot(index="__row", variable_name="col", value_name="v")
+        .filter(pl.col("v").str.contains("计", literal=True))
+        .with_columns(pl.col("col").is_in(first_cols).alias("first"))
+        .filter(_TOTAL_CELL)
+        .select(pl.col("__row").unique())
+        .collect()
+        .get_column("__row")
+    )
+    if totals.len() == 0:
+        return pl.lit(False), 0
+    return pl.col("__row").is_in(totals.implode()), totals.len()
+
+
+@_cached
+def _cell(c: int, field: str, dates: bool) -> pl.Expr:
+    """Grid column ``c`` as field ``field``: stripped, null when empty; ``dates``: date cells
+    (not numbers) come as 'YYYY-MM-DD 00:00:00': keep the date."""
+    v = _clean(pl.col(f"c{c}"))
+    if dates:   # (a number cell never reads as a date and time: no need to ask which it is)
+        v = v.str.replace(_MIDNIGHT, "${1}")
+    return v.alias(field)
+
+
+@_cached
+def _suspect(fields: tuple[str, ...]) -> pl.Expr:
+    """True on a row that may hold a cell ``_cell_problems`` reports (an error value, text
+    over ``MAX_CELL_CHARS``, a control character): one pass over the row's cells joined by
+    line ends, so that most sheets skip the cell-by-cell look. Never false where one is."""
+    joined = pl.concat_str([pl.col(f) for f in fields], separator="\n", ignore_nulls=True)
+    errors = "|".join(re.escape(e) for e in EXCEL_ERRORS)
+    return (
+        (pl.lit("\n") + joined + pl.lit("\n")).str.contains(f"{_CONTROL}|\\n(?:{errors})\\n")
+        | (joined.str.len_chars() > MAX_CELL_CHARS)
+    ).fill_null(False)
+
+
+@_cached
+def _long_number(field: str, c: int) -> pl.Expr:
+    return (pl.col(f"__num{c}") & pl.col(field).str.contains(_LONG_NUMBER)).fill_null(False)
+
+
+@_cached
+def _kind(field: str, c: int | None) -> pl.Expr:
+    """An ID cell's kind: "number" (a number cell: only 15 digits trustworthy), "sci" (text
+    in scientific notation), "text"; null when empty. ``c``: its grid column when the sheet
+    tells number cells apart."""
+    v = pl.col(field)
+    num = pl.col(f"__num{c}") if c is not None else pl.lit(False)
+    return (
+        pl.when(v.is_null()).then(None)
+        .when(num & v.str.contains(_NUMERIC)).then(pl.lit("number"))
+        .when(v.str.contains(_SCI)).then(pl.lit("sci"))
+        .otherwise(pl.lit("text"))
+        .cast(pl.String)
+        .alias(f"{field}_kind")
+    )
 
 
 def _rows_of(body: pl.DataFrame, grid: _Grid, width: int, header: _Header, ordered: list[str],
              col_of: dict[str, int], masks: dict, source: str, rel: str, sheet: str):
     """One slice of a sheet's body -> (its table rows, compacted; cell problems; totals;
-    rows dropped). A slice at a time, so the copies each step makes stay small."""
-    exprs: list[pl.Expr] = []
-    for f in ordered:
-        c = col_of[f]
-        v = _clean(pl.col(f"c{c}"))
-        if c in masks and grid.excel_dates:
-            num = pl.col(f"__num{c}")
-            # date cells (not numbers) come as 'YYYY-MM-DD 00:00:00': keep the date
-            v = pl.when(~num & v.str.contains(_DATETIME)).then(
-                v.str.replace(r" 00:00:00$", "")
-            ).otherwise(v)
-        exprs.append(v.alias(f))
+    rows dropped). A slice at a time, so the copies each step makes stay small. A few
+    polars queries per slice, whatever the number of columns: on a sheet of a few hundred
+    rows each query's set-up costs more than its work."""
     # A total row is a total wherever it stands (a sheet sorted in reverse puts it first):
     # one of the first columns starts with 合计/总计/…, or any mapped cell is only such a
     # label (合计, 合计：66人, 总计 66000元).
-    is_total = _total_rows(body, width, col_of)
+    is_total, n_total = _total_rows(body, width, col_of)
     content = [f for f in ordered if f != "seq"]
-    out = body.select(
-        pl.col("__row").alias("row"),
-        *exprs,
-        *[pl.col(f"__num{c}") for c in sorted(masks)],
-        is_total.alias("__total"),
-    )
     is_blank = pl.all_horizontal([pl.col(f).is_null() for f in content]) if content else pl.lit(
         True
     )
     req = REQUIRED[source][0]
     req_header = _clean(pl.lit(header.fields[req][1]))
     is_rep_header = (pl.col(req) == req_header).fill_null(False)
-    out = out.with_columns(
-        (is_blank & ~pl.col("__total")).alias("__blank"),
-        (is_rep_header & ~pl.col("__total")).alias("__rephead"),
+    num_cols = [f"__num{c}" for c in sorted(masks)]
+    out = (
+        body.lazy()
+        .select(
+            pl.col("__row").alias("row"),
+            *[_cell(col_of[f], f, col_of[f] in masks and grid.excel_dates) for f in ordered],
+            *num_cols,
+            is_total.alias("__total"),
+        )
+        .filter(~pl.col("__total") & ~is_blank & ~is_rep_header)
+        .with_columns((_suspect(tuple(ordered)) if ordered else pl.lit(False)).alias("__suspect"))
+        .collect()
     )
-    n_total = int(out.get_column("__total").sum())
-    out = out.filter(~pl.col("__total") & ~pl.col("__blank") & ~pl.col("__rephead"))
     dropped = body.height - out.height
     out, cell_probs = _cell_problems(out, grid, ordered, col_of,
                                      {f: header.fields[f][1] for f in ordered}, source, rel, sheet)
 
     # numbers of 16+ digits as Excel shows them (15 significant digits), kinds of ID cells
     fix: list[pl.Expr] = []
-    kinds: list[pl.Expr] = []
     long_cols: set[str] = set()
-    if masks and out.height:
-        flags = out.select(
-            (pl.col(f"__num{col_of[f]}") & pl.col(f).str.contains(_LONG_NUMBER))
-            .fill_null(False).any().alias(f)
-            for f in ordered if col_of[f] in masks
-        ).row(0, named=True)
-        long_cols = {f for f, flag in flags.items() if flag}
+    masked = [f for f in ordered if col_of[f] in masks]
+    if masked and out.height:
+        flags = out.select(_long_number(f, col_of[f]).any() for f in masked).row(0)
+        long_cols = {f for f, flag in zip(masked, flags, strict=True) if flag}
     for f in ordered:
-        c = col_of[f]
-        num = pl.col(f"__num{c}") if c in masks else pl.lit(False)
         if f in long_cols:
-            long_num = out.filter(
-                pl.col(f"__num{c}") & pl.col(f).str.contains(_LONG_NUMBER).fill_null(False)
-            ).get_column(f)
-            if long_num.len():
-                mapping = {v: (_number_text(v) or v) for v in long_num.unique().to_list()}
-                fix.append(
-                    pl.when(num).then(pl.col(f).replace(mapping)).otherwise(pl.col(f)).alias(f)
-                )
-        if f in ID_FIELDS:
-            v = pl.col(f)
-            kinds.append(
-                pl.when(v.is_null()).then(None)
-                .when(num & v.str.contains(_NUMERIC)).then(pl.lit("number"))
-                .when(v.str.contains(_SCI)).then(pl.lit("sci"))
-                .otherwise(pl.lit("text"))
-                .cast(pl.String)
-                .alias(f"{f}_kind")
-            )
+            num = pl.col(f"__num{col_of[f]}")
+            long_num = out.filter(_long_number(f, col_of[f])).get_column(f)
+            mapping = {v: (_number_text(v) or v) for v in long_num.unique().to_list()}
+            fix.append(pl.when(num).then(pl.col(f).replace(mapping)).otherwise(pl.col(f)).alias(f))
     if fix:
         out = out.with_columns(fix)
-    if kinds:
-        out = out.with_columns(kinds)
     frame = out.select(
         pl.lit(source, pl.String).alias("source"),
         pl.lit(rel, pl.String).alias("file"),
         pl.lit(sheet, pl.String).alias("sheet"),
         pl.col("row").cast(pl.Int64),
-        *[pl.col(f).cast(pl.String) for f in ordered],
-        *[pl.col(f"{f}_kind") for f in ID_FIELDS if f in col_of],
+        # written anew: the table holds none of the raw grid's buffers
+        *[fresh(pl.col(f).cast(pl.String)).alias(f) for f in ordered],
+        *[_kind(f, col_of[f] if col_of[f] in masks else None) for f in ID_FIELDS if f in col_of],
     )
-    del out, body                       # so that compacting never holds two copies
-    return compact(frame), cell_probs, n_total, dropped
+    return frame, cell_probs, n_total, dropped
 
 
 def _table_from_grid(
@@ -875,6 +917,8 @@ _CELL_MESSAGES = {
 def _cell_problems(out: pl.DataFrame, grid: _Grid, ordered: list[str], col_of: dict[str, int],
                    headers: dict[str, str], source: str, rel: str, sheet: str):
     if out.height == 0 or not ordered:
+        return out, []
+    if not grid.flagged and not out.get_column("__suspect").any():
         return out, []
     found: list[tuple[int, int, dict]] = []
     order = {f: i for i, f in enumerate(ordered)}

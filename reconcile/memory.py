@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["compact"]
+__all__ = ["compact", "fresh"]
+
+
+def fresh(expr: pl.Expr) -> pl.Expr:
+    """A string expression whose values are written into buffers of their own (values and
+    nulls unchanged): appending an empty string makes polars write every value anew. For
+    a frame's last select, so that it is born compact (no second pass over its columns)."""
+    return expr + pl.lit("")
 
 
 def compact(df: pl.DataFrame) -> pl.DataFrame:
     """The same frame, its string columns rebuilt into fresh buffers (values, nulls, order
-    and types unchanged): appending an empty string makes polars write every value anew.
-    One column at a time, so the copy never holds a second frame's worth at once."""
+    and types unchanged). One column at a time, so the copy never holds a second frame's
+    worth at once."""
     for c, t in df.schema.items():
         if t == pl.String and df.height:
-            df = df.with_columns(pl.col(c) + pl.lit(""))
+            df = df.with_columns(fresh(pl.col(c)))
     return df
