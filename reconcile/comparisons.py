@@ -7,8 +7,8 @@ level enums of `match`, the expression that finds a pair's level, the clerks' la
 so adding a level is one entry here (and its starting m/u in `settings.toml`).
 
 Conditions are expression builders over the comparison frame of `match.compare_pairs`:
-the roster's columns as `r_<col>`, the system's as `s_<col>` (and `<side>_name_fz`, the
-name's reading with the accent pairs folded, `names.fuzzy_pinyin`), the helper columns `_dist`
+the roster's columns as `r_<col>`, the system's as `s_<col>` (`<side>_name_fz` is the
+name's reading with the accent pairs folded, made by `normalize`), the helper columns `_dist`
 (name edit distance), `_id_dist` (ID edit distance), `_id_ham` (positions that differ),
 `_id_swap` (two adjacent characters swapped), `_wild`, `_look`, `_r_id_family` (the
 roster's ID is carried by another member of the system row's household, of another name),

@@ -23,7 +23,7 @@ from .comparisons import COMPARISONS, DAMAGED, USABLE, Context
 from .config import MatchSettings
 from .idcard import is_adjacent_swap
 from .model import Model, Session, encode, fit_model, level_counts
-from .names import fuzzy_pinyin, in_charset, lookalike_chars
+from .names import in_charset, lookalike_chars
 
 __all__ = ["candidate_pairs", "blocking_figures", "compare_pairs", "score_pairs", "assign", "match_system", "link_system",
            "SystemLinks", "BLOCKS", "SESSIONS", "USABLE"]
@@ -50,12 +50,12 @@ SESSIONS = (
 
 ROSTER_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "birth", "gender_norm",
-    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "head_id_status", "head_id_known", "town_key",
-    "village_key", "stage",
+    "name_norm", "name_py", "name_fz", "head_name_norm", "head_py", "head_fz", "head_id_norm", "head_id_status",
+    "head_id_known", "town_key", "village_key", "stage",
 ]
 SYSTEM_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "gender_norm",
-    "name_norm", "name_py", "head_name_norm", "head_py", "head_id_norm", "household", "town_key",
+    "name_norm", "name_py", "name_fz", "head_name_norm", "head_py", "head_id_norm", "household", "town_key",
     "village_key", "is_head_row", "school_status",
 ]
 
@@ -426,9 +426,6 @@ def _household_flags(df: pl.DataFrame, s: pl.DataFrame) -> pl.DataFrame:
 
 def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings) -> pl.DataFrame:
     """Each pair's comparison level per field (`lv_<field>`)."""
-    # What a level reads of one record alone is worked out per record, not per pair.
-    r = r.with_columns(fuzzy_pinyin(pl.col(c)).alias(f"{c.removesuffix('_py')}_fz") for c in ("name_py", "head_py"))
-    s = s.with_columns(fuzzy_pinyin(pl.col("name_py")).alias("name_fz"))
     df = (
         pairs.join(r.rename({c: f"r_{c}" for c in r.columns}), left_on="r", right_on="r_rec", how="left")
         .join(s.rename({c: f"s_{c}" for c in s.columns}), left_on="s", right_on="s_rec", how="left")

@@ -17,7 +17,7 @@ from .config import Settings
 from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
-from .names import normalize_names, pinyin_keys
+from .names import fuzzy_pinyin, normalize_names, pinyin_keys
 from .places import observed_places, resolve_places, with_place_names, with_resolved_keys
 from .schools import with_schools
 
@@ -100,7 +100,8 @@ def _names(df: pl.DataFrame) -> pl.DataFrame:
         head_norm.alias("head_name_norm"),
         name_norm.replace_strict(keys, default=None, return_dtype=pl.String).alias("name_py"),
         head_norm.replace_strict(keys, default=None, return_dtype=pl.String).alias("head_py"),
-    )
+    ).with_columns(  # the readings with the accent pairs folded (match's `fuzzy` level), once a record
+        fuzzy_pinyin(pl.col("name_py")).alias("name_fz"), fuzzy_pinyin(pl.col("head_py")).alias("head_fz"))
 
 
 def _ids(df: pl.DataFrame) -> pl.DataFrame:

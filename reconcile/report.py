@@ -51,7 +51,6 @@ __all__ = [
     "write_school_workbooks",
     "write_clerk_workbooks",
     "write_public_notices",
-    "share",
     "with_row_hashes",
     "row_hash",
     "read_meta",
@@ -376,9 +375,17 @@ def _row_spans(cells: Mapping[str, Any], diff_positions: Sequence[int | None] | 
 
 def _hashes(cells: pl.DataFrame) -> pl.Series:
     """``row_hash`` of every item's locked cells."""
+    # row_hash's text, column-wise: a cell's text is _hash_text's for the String and integer columns here
     texts = cells.select(pl.concat_str([pl.lit(f"{h}=") + pl.col(h).cast(pl.String).fill_null("") for h in HASHED],
-                                       separator="\x1f")).to_series()
-    return pl.Series(COL_HASH, [hashlib.sha1(t.encode("utf-8")).hexdigest()[:16] for t in texts], dtype=pl.String)
+                                       separator=_HASH_SEP)).to_series()
+    return pl.Series(COL_HASH, [_digest(t) for t in texts], dtype=pl.String)
+
+
+_HASH_SEP = "\x1f"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _hash_text(v: Any) -> str:
@@ -391,8 +398,7 @@ def _hash_text(v: Any) -> str:
 
 def row_hash(values: dict[str, Any]) -> str:
     """Hash of a row's locked cells (by header), as written or as read back with openpyxl."""
-    text = "\x1f".join(f"{h}={_hash_text(values.get(h))}" for h in HASHED)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    return _digest(_HASH_SEP.join(f"{h}={_hash_text(values.get(h))}" for h in HASHED))
 
 
 def with_row_hashes(discrepancies: pl.DataFrame) -> pl.DataFrame:
@@ -683,24 +689,20 @@ def _stamp(stamp: datetime | None) -> datetime:
     return stamp
 
 
-def share(sizes: Sequence[int], part: tuple[int, int]) -> list[int]:
-    """Which of the groups (their sizes, in order) are the k-th of n shares, ``part`` = (k, n):
-    largest first, each to the share with the fewest rows so far (ties: the lower share)."""
+def _share(groups: Sequence[str], column: pl.Series, part: tuple[int, int]) -> set[str]:
+    """The groups of the k-th of n shares, ``part`` = (k, n), balanced by their rows in
+    ``column``: largest first, each to the share with the fewest rows so far (ties: the
+    lower share). (0, 1) is every group."""
     k, n = part
-    load = [0] * n
-    owner = [0] * len(sizes)
-    for g in sorted(range(len(sizes)), key=lambda g: -sizes[g]):
-        owner[g] = min(range(n), key=lambda s: load[s])
-        load[owner[g]] += sizes[g]
-    return [g for g in range(len(sizes)) if owner[g] == k]
-
-
-def _share(groups: Sequence[str], column: pl.Series, part: tuple[int, int]) -> list[str]:
-    """The groups of the ``part`` share (all of them for (0, 1))."""
-    if part == (0, 1):
-        return list(groups)
     counts = dict(column.value_counts().iter_rows())
-    return [groups[g] for g in share([counts[g] for g in groups], part)]
+    load = [0] * n
+    mine = set()
+    for g in sorted(groups, key=lambda g: -counts[g]):
+        owner = min(range(n), key=lambda s: load[s])
+        load[owner] += counts[g]
+        if owner == k:
+            mine.add(g)
+    return mine
 
 
 def _unique_names(groups: Sequence[str]) -> list[str]:
@@ -739,7 +741,7 @@ def write_clerk_workbooks(
     towns only (missed_eligible) are left out of the school workbooks; analysts' kinds out of
     both. ``stamp`` (naive UTC; default 1970-01-01) becomes the created/modified time: equal
     input, equal bytes. ``part`` (k, n): only the k-th of n shares of the workbooks, balanced
-    by items (``share``), for writing a set in several processes; file names as in one.
+    by items, for writing a set in several processes; file names as in one.
     """
     if by not in ("school", "town"):
         raise ValueError("by must be 'school' or 'town'")
@@ -755,10 +757,11 @@ def write_clerk_workbooks(
     group_col = "_school" if by == "school" else "_town"
     groups = sorted(set(frame.get_column(group_col).to_list()))
     mine = _share(groups, frame.get_column(group_col), part)
-    frame = frame.filter(pl.col(group_col).is_in(mine))
+    frame = frame.filter(pl.col(group_col).is_in(sorted(mine)))
     cells = _cell_frame(frame)
     spans = _span_map(cells, frame.get_column("diff_positions"), frame.get_column("id_number"))
-    cells = cells.with_columns(_hashes(cells), _heights(cells, [(h, w) for h, w, wrap, _p in _layout(by == "town") if wrap]), frame.get_column(group_col),
+    wrapped = [(h, w) for h, w, wrap, _p in _layout(by == "town") if wrap]
+    cells = cells.with_columns(_hashes(cells), _heights(cells, wrapped), frame.get_column(group_col),
                                pl.int_range(cells.height).alias("_i"))
     parts = cells.partition_by(group_col, as_dict=True, maintain_order=True)
     paths: list[Path] = []
@@ -840,7 +843,7 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
     frame = eligible.with_columns(pl.col("school").cast(pl.String).fill_null(NO_SCHOOL).alias("_school"))
     groups = sorted(set(frame.get_column("_school").to_list()))
     mine = _share(groups, frame.get_column("_school"), part)
-    cells = _notice_cells(frame.filter(pl.col("_school").is_in(mine)))
+    cells = _notice_cells(frame.filter(pl.col("_school").is_in(sorted(mine))))
     parts = cells.partition_by("_school", as_dict=True, maintain_order=True)
     ncols = len(NOTICE_HEADERS)
     paths = []

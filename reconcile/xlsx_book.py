@@ -88,22 +88,22 @@ class Book:
         return self._wb.add_worksheet(name)
 
     def style(self, names: Sequence[str], *, quote: bool = False) -> Format | None:
-        """The format of the named styles merged in order (None: the default), cached."""
+        """The format of the named styles merged in order (None: the default), cached: a
+        night asks for one about a million times."""
         key = (tuple(names), quote)
-        if key not in self._formats:
+        fmt = self._formats.get(key, _UNSET)
+        if fmt is _UNSET:
             props: dict[str, Any] = {}
             for name in names:
                 props.update(self._styles[name])
             if quote:
                 props["quote_prefix"] = True
-            self._formats[key] = self._wb.add_format(props) if props else None
-        return self._formats[key]
+            fmt = self._formats[key] = self._wb.add_format(props) if props else None
+        return fmt
 
     def text(self, ws: Worksheet, row: int, col: int, text: str, *styles: str) -> None:
         """A string cell: text, never a formula."""
-        quote = needs_quote(text)
-        fmt = self._formats.get((styles, quote), _UNSET)
-        ws.write_string(row - 1, col - 1, text, self.style(styles, quote=quote) if fmt is _UNSET else fmt)
+        ws.write_string(row - 1, col - 1, text, self.style(styles, quote=needs_quote(text)))
 
     def value(self, ws: Worksheet, row: int, col: int, value: Any, *styles: str) -> None:
         """Text as text, numbers as numbers; None leaves the cell empty (styled, if styles)."""
