@@ -96,9 +96,14 @@ def look_across(folders: dict[str, str], config: str | None, as_of: date) -> flo
     settings = load_settings(Path(config) if config else None)
     with no_data_in_errors("cross-county look-up"):
         shards = {c: staging.read_shard(Path(f), c) for c, f in folders.items()}
-        lent = crosscounty.look_across(shards, settings, as_of)
+        decisions = staging.read_frame(Path(next(iter(folders.values()))).parent / "reviews.parquet")
+        lent = crosscounty.look_across(shards, settings, as_of, decisions)
         for county, borrowed in lent.items():
             staging.write_borrowed(Path(folders[county]), borrowed)
+            if borrowed.clerks:  # the clerks' pairs applied across county lines count as at home
+                counts = staging.read_counts(Path(folders[county]))
+                staging.write_counts(Path(folders[county]),
+                                     {**counts, **{k: counts.get(k, 0) + v for k, v in borrowed.clerks.items()}})
     get_run_logger().info("cross-county links: %s", {c: b.links.height for c, b in lent.items()})
     return time.perf_counter() - t0
 

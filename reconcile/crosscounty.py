@@ -14,7 +14,10 @@ What a county's rules then get from the others is a :class:`Borrowed`: the forei
 records its roster was linked to, the links, the records of its own exports that other
 counties' rosters claimed (not ``missed_eligible`` here), and its roster rows whose student
 another county's roster claims too (``duplicate_claim``), and the models the look-up fitted
-(stored in ``model_parameters`` beside each county's own). Pure: frames in, frames out.
+(stored in ``model_parameters`` beside each county's own). Clerks' decisions on pairs the
+look-up links (a returned workbook's 确认是同一人 / 不是同一人 on an item about another
+county's record) hold there as at home: ``review.apply_links`` on the look-up's links.
+Pure: frames in, frames out.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .config import Settings
 from .fields import SYSTEMS
 from .match import match_system
 from .model import PARAMETER_COLUMNS, parameters_frame
+from . import review
 from .rules import USABLE, claim_identities, qualifies_expr
 from .vocabulary import SYSTEM_LABELS
 
@@ -66,6 +70,7 @@ class Borrowed:
     claimed: pl.DataFrame
     elsewhere: pl.DataFrame | None = None
     models: pl.DataFrame | None = None
+    clerks: Mapping[str, int] = dataclasses.field(default_factory=dict)  # clerk_links, clerk_rejections
 
     def model_parameters(self, own: pl.DataFrame | None) -> pl.DataFrame | None:
         """The county's own model (``system_county`` itself) and the look-up's, as stored."""
@@ -205,15 +210,35 @@ def _best(links: list[pl.DataFrame]) -> pl.DataFrame:
             .unique(_LINK_KEYS, keep="first", maintain_order=True))
 
 
+def _decided(links: pl.DataFrame, lost: pl.DataFrame, shards: Mapping[str, Shard], others: list[str],
+             decisions: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The look-up's links after the clerks' confirmed and rejected pairs: numbered into the
+    other counties' pooled records for ``review.apply_links``, then back to each record's own
+    county and number (a confirmed pair the look-up did not find tonight is added)."""
+    pools = {s: p for s in SYSTEMS if not (p := _pool(shards, others, s)).is_empty()}
+    if not pools:
+        return links, {}
+    numbers = pl.concat([pools[s].select(pl.lit(s).alias("system"), pl.col("rec").alias("_pooled"),
+                                         pl.col("county").alias("system_county"), pl.col("origin_rec"))
+                         for s in pools])
+    pooled = (links.rename({"system_rec": "origin_rec"})
+              .join(numbers, on=["system", "system_county", "origin_rec"], how="left")
+              .rename({"_pooled": "system_rec"}).drop("system_county", "origin_rec"))
+    decided, counts = review.apply_links(pooled, {"roster": lost, **pools}, decisions)
+    back = decided.join(numbers.rename({"_pooled": "system_rec"}), on=["system", "system_rec"], how="left")
+    back = back.with_columns(pl.col("origin_rec").alias("system_rec")).drop("origin_rec")
+    return back.select(links.columns).cast(links.schema), counts
+
+
 def _cross_links(county: str, shards: Mapping[str, Shard], by_region: Mapping[str, str], settings: Settings,
-                 as_of) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """This county's unresolved roster rows linked into the other counties' exports, and the
-    models fitted on the way."""
+                 as_of, decisions: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """This county's unresolved roster rows linked into the other counties' exports, the
+    models fitted on the way, and what the clerks' decisions changed there."""
     lost = unresolved(shards[county], settings, as_of)
     others = [c for c in shards if c != county]
     models: list[pl.DataFrame] = []
     if lost.is_empty() or not others:
-        return pl.DataFrame(), pl.DataFrame(schema=_MODEL_SCHEMA)
+        return pl.DataFrame(), pl.DataFrame(schema=_MODEL_SCHEMA), {}
     target = pl.when(pl.col("id_status").is_in(USABLE)).then(
         pl.col("id_region").replace_strict(dict(by_region), default=None, return_dtype=pl.String))
     lost = lost.with_columns(target.alias("_to"))
@@ -229,12 +254,16 @@ def _cross_links(county: str, shards: Mapping[str, Shard], by_region: Mapping[st
     models.extend(fitted)
     models_frame = pl.concat(models, how="vertical_relaxed") if models else pl.DataFrame(schema=_MODEL_SCHEMA)
     links = _best([routed, pooled])
-    if links.is_empty():
-        return links, models_frame
+    if links.is_empty():  # a confirmed pair needs tonight's look-up to reach its roster row
+        return links, models_frame, {}
     roster = shards[county].records["roster"].select(
         pl.col("rec").alias("roster_rec"), pl.col("file").alias("roster_file"),
         pl.col("sheet").alias("roster_sheet"), pl.col("row").alias("roster_row"))
-    return links.join(roster, on="roster_rec", how="left").sort(_LINK_KEYS), models_frame
+    links = links.join(roster, on="roster_rec", how="left")
+    clerks: dict[str, int] = {}
+    if decisions is not None and decisions.height:
+        links, clerks = _decided(links, lost.drop("_to"), shards, others, decisions)
+    return links.sort(_LINK_KEYS), models_frame, clerks
 
 
 def _elsewhere(extended: Mapping[str, tuple[Mapping[str, pl.DataFrame], pl.DataFrame]],
@@ -256,17 +285,19 @@ def _elsewhere(extended: Mapping[str, tuple[Mapping[str, pl.DataFrame], pl.DataF
     return {c: dup.filter(pl.col("county") == c).select("roster_rec", "places") for c in shards}
 
 
-def look_across(shards: Mapping[str, Shard], settings: Settings, as_of=None) -> dict[str, Borrowed]:
+def look_across(shards: Mapping[str, Shard], settings: Settings, as_of=None,
+                decisions: pl.DataFrame | None = None) -> dict[str, Borrowed]:
     """Every county's :class:`Borrowed` (counties in name order, so the result does not
-    depend on the order the shards arrived in)."""
+    depend on the order the shards arrived in). ``decisions``: the province's stored clerk
+    decisions (the ``reviews`` table)."""
     shards = {c: shards[c] for c in sorted(shards)}
     by_region: dict[str, str] = {}
     for county, shard in shards.items():
         region = home_region(shard)
         if region and region not in by_region:
             by_region[region] = county
-    found = {c: _cross_links(c, shards, by_region, settings, as_of) for c in shards}
-    cross = {c: links for c, (links, _) in found.items()}
+    found = {c: _cross_links(c, shards, by_region, settings, as_of, decisions) for c in shards}
+    cross = {c: links for c, (links, _, _) in found.items()}
     borrowed: dict[str, Borrowed] = {}
     for county, links in cross.items():
         systems: dict[str, pl.DataFrame] = {}
@@ -284,7 +315,8 @@ def look_across(shards: Mapping[str, Shard], settings: Settings, as_of=None) -> 
             systems[system] = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         borrowed[county] = Borrowed(county, systems, links if links.height else pl.DataFrame(schema={
             "roster_rec": pl.UInt32, "system": pl.String, "system_rec": pl.UInt32, "system_county": pl.String}),
-            claimed=pl.DataFrame(schema={"system": pl.String, "rec": pl.UInt32}), models=found[county][1])
+            claimed=pl.DataFrame(schema={"system": pl.String, "rec": pl.UInt32}), models=found[county][1],
+            clerks=found[county][2])
     # what each county's records were claimed by the others
     for county in shards:
         claims = [b.links.filter(pl.col("system_county") == county).select("system", pl.col("system_rec").alias("rec"))

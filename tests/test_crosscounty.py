@@ -4,6 +4,7 @@ school's roster, a 凤凰县 household."""
 from __future__ import annotations
 
 import datetime as dt
+from datetime import datetime, timezone
 from typing import Any
 
 import polars as pl
@@ -14,6 +15,8 @@ from reconcile.config import Settings
 from reconcile.ingest import PROBLEM_SCHEMA
 from reconcile.crosscounty import Shard, in_province, look_across
 from reconcile.pipeline import Results, judge, match_all, normalize_all
+from reconcile.review import REVIEW_COLUMNS
+from reconcile.vocabulary import DECISION_LABEL_OF
 
 AS_OF = dt.date(2025, 9, 1)
 HOME, SCHOOL = "凤凰县", "花垣县"
@@ -47,16 +50,17 @@ def _shard(county: str, roster: list[dict[str, Any]], filing: list[dict[str, Any
     return Shard(county, records, match_all(records, settings))
 
 
-def _night(settings: Settings, school_roster: list[dict[str, Any]], home_roster: list[dict[str, Any]]) -> dict[str, Results]:
+def _night(settings: Settings, school_roster: list[dict[str, Any]], home_roster: list[dict[str, Any]],
+           decisions: pl.DataFrame | None = None) -> dict[str, Results]:
     shards = {
         SCHOOL: _shard(SCHOOL, [LOCAL_ROW, *school_roster], _filing(LOCAL, LOCAL_HEAD, "张强", "张国华", "卫民镇", "H1"), settings),
         HOME: _shard(HOME, home_roster or [_row("李明", make_id("433123", "20100101", "017"), "李华", make_id("433123", "19750101", "019"),
                                                  "山江镇", "山江镇中学")],
                      _filing(KID, HEAD, "王丽", "王建国", "山江镇", "H7"), settings),
     }
-    lent = look_across(shards, settings, AS_OF)
+    lent = look_across(shards, settings, AS_OF, decisions)
     return {c: judge(dict(s.records), pl.DataFrame(schema=PROBLEM_SCHEMA), s.matches, settings, as_of=AS_OF,
-                     borrowed=lent[c]) for c, s in shards.items()}
+                     decisions=decisions, borrowed=lent[c], counts=dict(lent[c].clerks)) for c, s in shards.items()}
 
 
 @pytest.mark.parametrize("case, row", [
@@ -97,3 +101,36 @@ def test_a_student_found_at_home_is_not_looked_for_elsewhere(settings: Settings)
     night = _night(settings, [], [])
     assert night[SCHOOL].matches["system_county"].to_list() == [SCHOOL]
     assert night[SCHOOL].discrepancies.filter(pl.col("kind") == "not_found").is_empty()
+
+
+def _decided(item: dict[str, Any], code: str) -> pl.DataFrame:
+    """The reviews row `recon review import` stores for a clerk's decision on this item."""
+    keep = ("item_key", "item_ref", "fingerprint", "kind", "system", "roster_identity", "system_identity")
+    row = {**{k: item[k] for k in keep}, "reviewer": "王老师", "decision": DECISION_LABEL_OF[code],
+           "decision_code": code, "imported_at": datetime(2025, 9, 2, tzinfo=timezone.utc)}
+    return pl.DataFrame([{c: row.get(c) for c in REVIEW_COLUMNS}], schema=REVIEW_COLUMNS)
+
+
+@pytest.mark.parametrize("code, linked, counted", [
+    ("reject", False, {"clerk_rejections": 1}),
+    ("confirm", True, {"clerk_links": 1}),
+])
+def test_a_clerks_decision_on_a_pair_found_in_another_county_holds_the_next_night(
+        settings: Settings, code: str, linked: bool, counted: dict[str, int]) -> None:
+    row = {**AWAY, "name": "王莉"}
+    first = _night(settings, [row], [])
+    [item] = first[SCHOOL].discrepancies.filter(
+        (pl.col("system_county") == HOME) & pl.col("kind").is_in(["name_mismatch", "needs_review"])).to_dicts()
+    night = _night(settings, [row], [], _decided(item, code))
+    away = night[SCHOOL].matches.filter(pl.col("system_county") == HOME)
+    assert (away.height == 1) is linked
+    if linked:
+        assert away["via"].to_list() == ["clerk"] and away["status"].to_list() == ["matched"]
+    items = night[SCHOOL].discrepancies
+    assert item["item_key"] not in items["item_key"].to_list()  # decided: not asked again
+    assert ("not_found" in items["kind"].to_list()) is not linked
+    for key, n in counted.items():
+        assert night[SCHOOL].counts.get(key) == n, key
+    # rejected, his household's county asks after the child again
+    home = night[HOME].discrepancies.filter((pl.col("kind") == "missed_eligible") & (pl.col("system_name") == "王丽"))
+    assert home.height == (0 if linked else 1)

@@ -175,7 +175,7 @@ def test_one_worker_gives_the_same_tables_and_a_county_that_cannot_be_read_fails
     assert f'"{UNMOUNTED}": {{"error"' in counties
 
     _each_county_alone_is_its_part_of_the_province(province, one)
-    _a_corrected_id_applies_the_next_night(broken, province / "truth", tmp_path, one)
+    _clerks_decisions_apply_the_next_night(broken, province / "truth", tmp_path, one)
 
 
 def _each_county_alone_is_its_part_of_the_province(province: Path, tables: dict[str, pl.DataFrame]) -> None:
@@ -208,11 +208,12 @@ def _each_county_alone_is_its_part_of_the_province(province: Path, tables: dict[
     assert found_across > 0
 
 
-def _a_corrected_id_applies_the_next_night(province: Path, truth_dir: Path, out: Path,
+def _clerks_decisions_apply_the_next_night(province: Path, truth_dir: Path, out: Path,
                                            tables: dict[str, pl.DataFrame]) -> None:
-    """A clerk writes the right ID on an invalid-ID item of one county's workbook; `recon
-    review import` against the province database takes it; the next province night reads
-    the roster row with that ID."""
+    """A clerk writes the right ID on an invalid-ID item of one county's workbook, and another
+    says 不是同一人 on an item about a record found in another county's export; `recon review
+    import` against the province database takes both; the next province night reads the
+    roster row with that ID, and the rejected pair is not linked again."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
     db = out / "recon.duckdb"
@@ -226,29 +227,42 @@ def _a_corrected_id_applies_the_next_night(province: Path, truth_dir: Path, out:
         truth.select("file", "sheet", "row", "person_id"), on=["file", "sheet", "row"]).join(systems, on="person_id")
     item = items.sort("county", "item_ref").row(0, named=True)
     night = sorted(p for p in (out / "reports").iterdir() if p.is_dir())[-1]
-    book = next(b for b in sorted((night / item["county"]).rglob("*.xlsx")) if _fill(b, item["item_ref"], item["id_norm"]))
-    assert import_workbooks([book], db, settings=load_settings(province / "config")).imported == 1
+    book = next(b for b in sorted((night / item["county"]).rglob("*.xlsx"))
+                if _fill(b, item["item_ref"], "已更正", item["id_norm"]))
+    away = tables["discrepancies"].filter(pl.col("system_county").is_not_null() & (pl.col("system_county") != pl.col("county"))
+                                          & pl.col("kind").is_in(["name_mismatch", "id_mismatch", "needs_review"]))
+    pair = away.sort("county", "item_ref").row(0, named=True)
+    other = next(b for b in sorted((night / pair["county"]).glob("*.xlsx")) if _fill(b, pair["item_ref"], "不是同一人", None))
+    assert import_workbooks([book, other], db, settings=load_settings(province / "config")).imported == 2
 
     counts = _run(province, out, ThreadPoolTaskRunner(max_workers=1))
     assert counts["per_county"][item["county"]]["clerk_corrections"] == 1
+    assert counts["per_county"][pair["county"]]["clerk_rejections"] == 1
     con = duckdb.connect(str(db), read_only=True)
     try:
         [(id_norm, status)] = con.execute(
             "select id_norm, id_status from records where run_id = ? and source = 'roster' and file = ? and sheet = ? "
             "and row = ?", [counts["run_id"], item["file"], item["sheet"], item["row"]]).fetchall()
+        still = con.execute(
+            "select count(*) from matches where run_id = ? and roster_file = ? and roster_sheet = ? and roster_row = ? "
+            "and system = ? and system_file = ? and system_row = ?",
+            [counts["run_id"], pair["file"], pair["sheet"], pair["row"], pair["system"], pair["system_file"],
+             pair["system_row"]]).fetchone()[0]
     finally:
         con.close()
     assert (id_norm, status) == (item["id_norm"], "valid")
+    assert still == 0
 
 
-def _fill(book: Path, ref: int, value: str) -> bool:
-    """Like a clerk: 已更正 and the ID on the row of item ``ref``, saved; False if not in this book."""
+def _fill(book: Path, ref: int, decision: str, value: str | None) -> bool:
+    """Like a clerk: the decision (and a corrected value) on the row of item ``ref``, saved;
+    False if not in this book."""
     wb = openpyxl.load_workbook(book)
     ws = wb[report.SHEET_PROBLEMS]
     col = {c.value: c.column for c in ws[report.HEADER_ROW]}
     for row in ws.iter_rows(min_row=report.HEADER_ROW + 1):
         if row[col[report.COL_REF] - 1].value == ref:
-            for header, v in zip(report.REVIEW_HEADERS, ("已更正", value, None, "王老师")):
+            for header, v in zip(report.REVIEW_HEADERS, (decision, value, None, "王老师")):
                 ws.cell(row=row[0].row, column=col[header], value=v)
             wb.save(book)
             return True
