@@ -115,11 +115,11 @@ def sizes(out: Any) -> str:
         elif depth < 2 and isinstance(v, dict):
             for key, x in v.items():
                 walk(f"{label}.{key}" if label else str(key), x, depth + 1)
+        elif isinstance(v, ingest.IngestResult):
+            frames.extend((f"sheet {t.source}", t.frame) for t in v.tables)
         elif depth < 2 and dataclasses.is_dataclass(v) and not isinstance(v, type):
             for f in dataclasses.fields(v):
                 walk(f"{label}.{f.name}" if label else f.name, getattr(v, f.name), depth + 1)
-        elif depth < 2 and isinstance(v, ingest.IngestResult):
-            walk("sheets", v.tables, depth + 1)
 
     walk("", out)
     if not frames:

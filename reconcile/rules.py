@@ -54,8 +54,14 @@ def _town_name(df: pl.DataFrame) -> pl.Expr:
     return (pl.col("town_name") if "town_name" in df.columns else pl.col("town")).alias("town")
 
 
+# Matches columns no rule reads: the long `why` text above all (a filter copies a string
+# column's bytes, and `_links` filters per system), the weight and the roster's lineage.
+_UNREAD = ("why", "weight", "roster_file", "roster_sheet", "roster_row")
+
+
 def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """Links with the system record's lineage and the fields the rules read."""
+    matches = matches.drop(_UNREAD, strict=False)
     parts = []
     for name, s in systems.items():
         cols = s.select(
@@ -80,6 +86,8 @@ def _links(matches: pl.DataFrame, systems: Mapping[str, pl.DataFrame]) -> pl.Dat
             pl.col("household").alias("system_household"),
             pl.when(pl.col("id_status").is_in(USABLE)).then(pl.col("id_birth")).alias("system_birth"),
         )
+        # the lineage the links already carry is theirs (as a join would keep it)
+        cols = cols.drop([c for c in cols.columns if c in matches.columns and c != "system_rec"])
         parts.append(matches.filter(pl.col("system") == name).join(cols, on="system_rec", how="left"))
     if not parts:
         return matches
@@ -117,7 +125,7 @@ def not_found(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContex
 
 
 def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
-    sure = links.filter(pl.col("status") == "matched").select("roster_rec").unique()
+    sure = links.select("roster_rec", "status").filter(pl.col("status") == "matched").select("roster_rec").unique()
     maybe = links.lazy().filter(pl.col("status") == "review").join(sure.lazy(), on="roster_rec", how="anti",
                                                                    maintain_order="left")
     out = _roster_base(r).lazy().join(maybe, on="roster_rec", how="inner", maintain_order="left")
@@ -134,8 +142,9 @@ def needs_review(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleCon
 
 
 def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
-    base = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_known"), on="roster_rec")
-    out = base.lazy().join(links.lazy(), on="roster_rec", how="inner", maintain_order="left").filter(
+    base = _roster_base(r).lazy().join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_known").lazy(),
+                                       on="roster_rec", maintain_order="left")
+    out = base.join(links.lazy(), on="roster_rec", how="inner", maintain_order="left").filter(
         # (no ID level: a family member's number on one side, both numbers valid, still differs)
         (pl.col("lv_id") != "exact").fill_null(
             pl.col("id_status").is_in(USABLE) & pl.col("s_id_status").is_in(USABLE) & (pl.col("id_number") != pl.col("system_id")))
@@ -171,7 +180,8 @@ def id_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleCont
 
 
 def name_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
-    out = _roster_base(r).join(r.select(pl.col("rec").alias("roster_rec"), "name_norm"), on="roster_rec").lazy().join(
+    out = _roster_base(r).lazy().join(r.select(pl.col("rec").alias("roster_rec"), "name_norm").lazy(), on="roster_rec",
+                                      maintain_order="left").join(
         links.lazy(), on="roster_rec", how="inner", maintain_order="left"
     ).filter(
         pl.col("lv_id").is_in(["exact", "one_digit", "swap", "prefix"]) & (pl.col("lv_name") != "exact")
@@ -222,10 +232,12 @@ def id_invalid(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleConte
     # An empty ID cell filled from the student number (G + ID) is still a gap in the roster.
     from_student_no = pl.col("id_number_kind") == "student_no"
     out = (
-        _roster_base(r)
-        .join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_number_kind", "id_known"), on="roster_rec")
+        _roster_base(r).lazy()
+        .join(r.select(pl.col("rec").alias("roster_rec"), "id_status", "id_number_kind", "id_known").lazy(), on="roster_rec",
+              maintain_order="left")
         .filter(~pl.col("id_status").is_in(USABLE) | from_student_no)
         .with_columns(pl.when(from_student_no).then(pl.lit("student_no")).otherwise(pl.col("id_status")).alias("id_status"))
+        .collect()
     )
     keep = ["roster_rec", "system", "system_file", "system_sheet", "system_row", "system_name", "system_id"]
     # Only the student's own record: a link through the head of household carries the head's ID.
@@ -393,22 +405,23 @@ def duplicate_claim(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: Rule
 
 
 def id_fact_conflict(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: RuleContext) -> pl.DataFrame:
-    base = _roster_base(r).join(
-        r.select(pl.col("rec").alias("roster_rec"), "id_status", "birth", "id_birth", "gender_norm", "id_gender", "birth_date", "gender"),
-        on="roster_rec",
+    # lazily: of the roster only the rows in conflict are ever built
+    base = _roster_base(r).lazy().join(
+        r.select(pl.col("rec").alias("roster_rec"), "id_status", "birth", "id_birth", "gender_norm", "id_gender", "birth_date", "gender").lazy(),
+        on="roster_rec", maintain_order="left",
     ).filter(pl.col("id_status").is_in(USABLE))
     births = base.filter(pl.col("birth").is_not_null() & pl.col("id_birth").is_not_null() & (pl.col("birth") != pl.col("id_birth"))).with_columns(
         pl.lit("birth_date").alias("field"),
         pl.col("birth").cast(pl.String).alias("value"),  # as a date, so only digits can differ from the ID's
         pl.col("id_birth").cast(pl.String).alias("system_value"),
         pl.format("名单填写的出生日期 {} 与身份证号中的出生日期 {} 不一致，请核实。", pl.col("birth").cast(pl.String), pl.col("id_birth").cast(pl.String)).alias("message"),
-    )
+    ).collect()
     genders = base.filter(pl.col("gender_norm").is_not_null() & pl.col("id_gender").is_not_null() & (pl.col("gender_norm") != pl.col("id_gender"))).with_columns(
         pl.lit("gender").alias("field"),
         pl.col("gender").alias("value"),
         pl.col("id_gender").alias("system_value"),
         pl.format("名单填写的性别「{}」与身份证号（第17位）表示的性别「{}」不一致，请核实。", pl.col("gender_norm"), pl.col("id_gender")).alias("message"),
-    )
+    ).collect()
     return _finish(pl.concat([births, genders], how="diagonal_relaxed") if births.height or genders.height else births, "id_fact_conflict")
 
 
@@ -572,7 +585,8 @@ def age_stage_mismatch(r: pl.DataFrame, links: pl.DataFrame, s: Settings, ctx: R
         return _finish(_roster_base(r).head(0), "age_stage_mismatch")
     ref = _reference_day(ctx.as_of)
     sys_birth = (
-        links.filter((pl.col("status") == "matched") & (pl.col("via") != "household_head") & pl.col("system_birth").is_not_null())
+        links.select("roster_rec", "system", "status", "via", "system_birth")
+        .filter((pl.col("status") == "matched") & (pl.col("via") != "household_head") & pl.col("system_birth").is_not_null())
         .sort(["roster_rec", "system"]).group_by("roster_rec", maintain_order=True).agg(pl.col("system_birth").first())
     )
     births = r.select(
@@ -647,12 +661,12 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         return _finish(_roster_base(r).head(0), "missed_eligible")
     ref = _reference_day(ctx.as_of)
     c = s.checks
-    parts: list[pl.DataFrame] = []
+    parts: dict[str, pl.LazyFrame] = {}
     for name, sysrec in systems.items():
         if sysrec.is_empty():
             continue
         cols = sysrec.columns
-        parts.append(sysrec.filter(pl.col("id_status").is_in(USABLE) & pl.col("id_birth").is_not_null()).select(
+        parts[name] = sysrec.lazy().filter(pl.col("id_status").is_in(USABLE) & pl.col("id_birth").is_not_null()).select(
             pl.lit(name).alias("system"), "rec", "file", "sheet", "row", "name", "name_norm", "id_norm", "id_birth",
             _town_name(sysrec), (pl.col("village_name") if "village_name" in cols else pl.col("village")).alias("village"),
             (pl.col("poverty_status_norm") if "poverty_status_norm" in cols else pl.lit(None, pl.String)).alias("poverty_status"),
@@ -660,14 +674,18 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
             (pl.col("status_norm") if "status_norm" in cols else pl.lit(None, pl.String)).alias("dibao_status"),
             (pl.col("approved_date") if "approved_date" in cols else pl.lit(None, pl.String)).alias("approved_date"),
             (pl.col("school_status") if "school_status" in cols else pl.lit(None, pl.String)).alias("school_status"),
-        ))
+        )
     if not parts:
         return _finish(_roster_base(r).head(0), "missed_eligible")
-    recs = pl.concat(parts, how="vertical_relaxed").with_columns(
+    derived = [
         qualifies_expr(s, ctx.as_of).alias("qualifies"),
         _age(pl.col("id_birth"), ref).alias("_age"),
         pl.col("school_status").str.replace_all(r"\s+", "").alias("_ss"),
-    )
+    ]
+    # Who is expected and not covered is decided on a few columns of every record; the
+    # record's other fields are fetched for the few left (lazily: only what is read is built).
+    recs = pl.concat(list(parts.values()), how="vertical_relaxed").with_columns(derived).select(
+        "system", "rec", "id_norm", "qualifies", "_age", "_ss").collect()
     at_school = pl.col("_ss").is_not_null() & (pl.col("_ss") != "非在校生") & ~pl.col("_ss").str.contains("非|未|辍|失学")
     # Covered: linked to a roster row, or the same ID / name and birth date on any roster.
     linked = links.select("system", pl.col("system_rec").alias("rec"))
@@ -675,7 +693,7 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         linked = pl.concat([linked, ctx.claimed.select("system", pl.col("rec").cast(linked.schema["rec"]))])
     linked = linked.unique()
     covered_ids = pl.concat([
-        r.filter(pl.col("id_status").is_in(USABLE)).select("id_norm"),
+        r.select("id_norm", "id_status").filter(pl.col("id_status").is_in(USABLE)).select("id_norm"),
         recs.join(linked, on=["system", "rec"], how="semi").select("id_norm"),
     ]).unique()
     roster_nb = r.select("name_norm", pl.coalesce(pl.when(pl.col("id_status").is_in(USABLE)).then(pl.col("id_birth")), "birth").alias("id_birth")).drop_nulls().unique()
@@ -687,9 +705,11 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
     expected = person.filter(
         pl.col("_q") & (pl.col("_page").is_between(lo_c, hi_c) | (pl.col("_at_school") & pl.col("_page").is_between(lo_s, hi_s)))
     ).select("id_norm")
+    picked = recs.join(expected.join(covered_ids, on="id_norm", how="anti"), on="id_norm", how="semi").select("system", "rec")
     cand = (
-        recs.join(expected, on="id_norm", how="semi")
-        .join(covered_ids, on="id_norm", how="anti")
+        pl.concat([lf.join(picked.lazy().filter(pl.col("system") == name).select("rec"), on="rec", how="semi",
+                           maintain_order="left") for name, lf in parts.items()], how="vertical_relaxed")
+        .with_columns(derived).collect()
         .join(roster_nb, on=["name_norm", "id_birth"], how="anti")
         .sort([pl.col("qualifies").not_(), pl.col("system") != "filing", "file", "sheet", "row"])
         .unique("id_norm", keep="first", maintain_order=True)
@@ -704,7 +724,7 @@ def missed_eligible(r: pl.DataFrame, systems: Mapping[str, pl.DataFrame], links:
         by_age = pl.when(pl.col("_age") >= age).then(pl.lit(stage)).otherwise(by_age)
     named = pl.col("_ss").is_in(list(c.entry_age))
     cand = cand.with_columns(pl.when(named).then(pl.col("_ss")).otherwise(by_age).alias("_stage"))
-    covered = set(c.missed_stages) | {st for sts in _facts_frame(r, s, ctx.policy)["f_stages"].drop_nulls().to_list() for st in sts}
+    covered = set(c.missed_stages) | set(_facts_frame(r, s, ctx.policy)["f_stages"].explode().drop_nulls().unique().to_list())
     on_rosters = pl.col("_stage").is_in(sorted(covered))
     other = cand.filter(~on_rosters).select(
         pl.col("system").alias("source"), "file", "sheet", "row", "system",
