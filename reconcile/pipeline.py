@@ -76,7 +76,7 @@ def choose_county_policy(records: dict[str, pl.DataFrame], settings: Settings, c
         df = records.get(source)
         if df is None or df.is_empty():
             continue
-        region = _mode(df.filter(pl.col("id_status").is_in(["valid", "legacy15"]))["id_region"])
+        region = _mode(df.select("id_status", "id_region").filter(pl.col("id_status").is_in(["valid", "legacy15"]))["id_region"])
         found = pol.choose_policy(settings.policies, region=region, school_year=year) if region else None
         if found:
             return found
@@ -271,7 +271,10 @@ def judge(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches: pl.
     counts_out["eligible"] = eligible.height
     counts_out["export_problems"] = problems_export.height
     counts_out["household_changes"] = changes.height
-    return Results(records, compact(problems), compact(links), compact(discrepancies), counts_out, compact(eligible),
+    # Tonight's own links are the matches as link_systems built them, alive in the caller as
+    # well: a compacted copy would be a second one (a gigabyte for a prefecture).
+    stored_links = links if links is matches else compact(links)
+    return Results(records, compact(problems), stored_links, compact(discrepancies), counts_out, compact(eligible),
                    problems_export, changes, policy, model_parameters)
 
 
