@@ -152,15 +152,17 @@ def _tails(frame: pl.DataFrame, plan: Sequence[Plan], style: Style, ws: Workshee
            rich_styles: Sequence[str]) -> dict[str, dict[int, str]]:
     """Row position -> ready cell, per frame column: the texts xlsxwriter escapes, then the rich ones."""
     tails: dict[str, dict[int, str]] = {}
-    for _col, src, styles, _blank in plan:
-        if frame.schema[src] == pl.String:
-            idx = frame.select(needs_escape(pl.col(src)).fill_null(False).arg_true()).to_series()
+    texts = [(src, styles) for _col, src, styles, _blank in plan if frame.schema[src] == pl.String]
+    if texts:
+        odd = frame.select(needs_escape(pl.col(src)).fill_null(False).alias(src) for src, _s in texts)
+        for src, styles in texts:
+            idx = odd.get_column(src).arg_true()
             for i, text in zip(idx.to_list(), frame.get_column(src).gather(idx).to_list()):
                 tails.setdefault(src, {})[i] = _plain(text, styles, style, ws)
     if rich and key is not None:
-        idx = frame.select(pl.col(key).is_in(list(rich)).arg_true()).to_series()
+        idx = frame.get_column(key).is_in(list(rich)).arg_true()
         fonts: dict[str, str] = {}
-        rows = frame.select(key, *{src for _c, src, _s, _b in plan})[idx]
+        rows = frame.select(key, *dict.fromkeys(src for _c, src, _s, _b in plan))[idx]
         for i, row in zip(idx.to_list(), rows.iter_rows(named=True)):
             for src, spans in rich[row[key]].items():
                 tails.setdefault(src, {})[i] = _rich(row[src], spans, rich_styles, mark, style, ws, fonts)
@@ -185,18 +187,16 @@ def write_rows(ws: RowsSheet, first_row: int, frame: pl.DataFrame, plan: Sequenc
         attrs = row_height_attrs(frame.get_column(height).drop_nulls().to_list())
         data = data.with_columns(pl.col(height).replace_strict(list(attrs), list(attrs.values()), default=None,
                                                                return_dtype=pl.String).alias("_ht"))
+    texts = [src for _c, src, _s, _b in plan if frame.schema[src] == pl.String]
+    quotes = frame.select(quoted(pl.col(src)).fill_null(False).alias(src) for src in texts) if texts else None
     columns = []
     for col, src, styles, blank in plan:
-        tail = pl.col(extra[src].name).is_null() if src in extra else pl.lit(True)
-        v = pl.col(src)
-        text = frame.schema[src] == pl.String
-        plain_needed, quote_needed = data.select(
-            ((tail & ((v.is_not_null() & ~quoted(v).fill_null(False)) if text else v.is_not_null())).any()
-             | ((tail & v.is_null()).any() & blank)).alias("plain"),
-            ((tail & quoted(v).fill_null(False)).any() if text else pl.lit(False)).alias("quote"),
-        ).row(0)
+        v = frame.get_column(src)
+        free = extra[src].is_null() if src in extra else pl.repeat(True, frame.height, eager=True)
+        q = quotes.get_column(src) if quotes is not None and src in texts else pl.repeat(False, frame.height, eager=True)
+        plain_needed = (free & v.is_not_null() & ~q).any() or (blank and (free & v.is_null()).any())
         fmt = style(styles, False) if plain_needed else None
-        qfmt = style(styles, True) if quote_needed else None
+        qfmt = style(styles, True) if (free & q).any() else None
         columns.append(Column(col, src, fmt._get_xf_index() if fmt is not None else None,
                               qfmt._get_xf_index() if qfmt is not None else None, blank,
                               extra[src].name if src in extra else None))

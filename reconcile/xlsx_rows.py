@@ -15,6 +15,7 @@ text and numbers outside what ``%.16G`` prints as the integer itself.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -118,29 +119,32 @@ def _number_cell(v: pl.Expr, c: Column) -> pl.Expr:
     return pl.concat_str(pl.lit(_style(c.xf) + "><v>"), v.cast(pl.String), pl.lit("</v></c>"))
 
 
-def _cell(frame: pl.DataFrame, c: Column, row: pl.Expr) -> pl.Expr:
-    """One column's cells: '' where none is written."""
-    dtype = frame.schema[c.source]
+@functools.lru_cache(maxsize=1024)  # a set of workbooks asks for the same few columns again and again
+def _cell(c: Column, text: bool) -> pl.Expr:
+    """One column's cells: '' where none is written (``_rq``: the row number and a quote)."""
     v = pl.col(c.source)
-    if dtype == pl.String or dtype == pl.Null:
-        value = _text_cell(v.cast(pl.String), c)
-    elif dtype.is_integer():
-        big = frame.select((v.abs() >= _MAX_EXACT).any()).item()
-        if big:
-            raise ValueError(f"column {c.source!r} holds integers %.16G would round; pass them as tails")
-        value = _number_cell(v, c)
-    else:
-        raise TypeError(f"column {c.source!r} is {dtype}: only text and integer columns are rendered")
-    empty = pl.lit(_style(c.xf) + "/>") if c.blank else None
+    value = _text_cell(v.cast(pl.String), c) if text else _number_cell(v, c)
     cell = pl.when(v.is_not_null()).then(value)
-    cell = cell.otherwise(empty) if empty is not None else cell
-    if c.tail is not None:
-        tail = pl.col(c.tail)
-        cell = pl.when(tail.is_not_null()).then(tail).otherwise(cell)
-        written = pl.when(tail == "").then(pl.lit("")).otherwise(pl.concat_str(
-            pl.lit(f'<c r="{column_letters(c.col)}'), row, cell))
-        return pl.when(cell.is_null()).then(pl.lit("")).otherwise(written)
-    return pl.concat_str(pl.lit(f'<c r="{column_letters(c.col)}'), row, cell).fill_null("")
+    if c.blank:
+        cell = cell.otherwise(pl.lit(_style(c.xf) + "/>"))
+    ref = pl.lit(f'<c r="{column_letters(c.col)}')
+    if c.tail is None:
+        return pl.concat_str(ref, pl.col("_rq"), cell).fill_null("")
+    tail = pl.col(c.tail)
+    return (pl.when(tail == "").then(pl.lit(""))
+            .otherwise(pl.concat_str(ref, pl.col("_rq"), pl.coalesce(tail, cell))).fill_null(""))
+
+
+def _kind(frame: pl.DataFrame, c: Column) -> bool:
+    """Whether ``c`` is rendered as text (else as integers); refuses what it cannot render."""
+    s = frame.get_column(c.source)
+    if s.dtype == pl.String or s.dtype == pl.Null:
+        return True
+    if not s.dtype.is_integer():
+        raise TypeError(f"column {c.source!r} is {s.dtype}: only text and integer columns are rendered")
+    if s.len() > s.null_count() and s.abs().max() >= _MAX_EXACT:
+        raise ValueError(f"column {c.source!r} holds integers %.16G would round")
+    return False
 
 
 def rows_xml(frame: pl.DataFrame, columns: Sequence[Column], *, first_row: int,
@@ -151,22 +155,22 @@ def rows_xml(frame: pl.DataFrame, columns: Sequence[Column], *, first_row: int,
     if frame.height == 0:
         return Rendered("", None, None, None, None)
     cols = sorted(columns, key=lambda c: c.col)
-    row = pl.int_range(first_row, first_row + pl.len()).cast(pl.String)
-    quote_row = pl.concat_str(row, pl.lit('"'))
-    cells = [_cell(frame, c, quote_row).alias(f"_c{i}") for i, c in enumerate(cols)]
-    attrs = pl.col(height) if height is not None else pl.lit(None, dtype=pl.String)
-    body = frame.select(*cells, attrs.alias("_h"), row.alias("_r"))
     names = [f"_c{i}" for i in range(len(cols))]
-    used = [c.col - 1 for c, hit in zip(cols, body.select((pl.col(n) != "").any() for n in names).row(0)) if hit]
+    row = pl.int_range(first_row, first_row + pl.len()).cast(pl.String)
+    attrs = pl.col(height) if height is not None else pl.lit(None, dtype=pl.String)
+    body = frame.with_columns(pl.concat_str(row, pl.lit('"')).alias("_rq")).select(
+        *[_cell(c, _kind(frame, c)).alias(n) for c, n in zip(cols, names)], attrs.alias("_h"), row.alias("_r"))
     has_cells = pl.concat_str(names) != ""
     written = has_cells | pl.col("_h").is_not_null()
     tag = pl.concat_str(pl.lit('<row r="'), pl.col("_r"), pl.lit('"'), pl.col("_h").fill_null(""))
-    xml, lo, hi = body.select(
+    xml, lo, hi, *hits = body.select(
         pl.when(has_cells).then(pl.concat_str(tag, pl.lit(">"), *names, pl.lit("</row>")))
         .when(written).then(pl.concat_str(tag, pl.lit("/>"))).otherwise(pl.lit("")).str.join("").alias("xml"),
         written.arg_true().min().alias("lo"), written.arg_true().max().alias("hi"),
+        *[(pl.col(n) != "").any().alias(f"any{n}") for n in names],
     ).row(0)
     if lo is None:
         return Rendered("", None, None, None, None)
+    used = [c.col - 1 for c, hit in zip(cols, hits) if hit]
     return Rendered(xml, first_row - 1 + lo, first_row - 1 + hi, min(used) if used else None,
                     max(used) if used else None)
