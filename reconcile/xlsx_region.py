@@ -190,10 +190,11 @@ def write_rows(ws: RowsSheet, first_row: int, frame: pl.DataFrame, plan: Sequenc
     texts = [src for _c, src, _s, _b in plan if frame.schema[src] == pl.String]
     quotes = frame.select(quoted(pl.col(src)).fill_null(False).alias(src) for src in texts) if texts else None
     columns = []
+    yes = pl.Series([True] * frame.height, dtype=pl.Boolean)
     for col, src, styles, blank in plan:
         v = frame.get_column(src)
-        free = extra[src].is_null() if src in extra else pl.repeat(True, frame.height, eager=True)
-        q = quotes.get_column(src) if quotes is not None and src in texts else pl.repeat(False, frame.height, eager=True)
+        free = extra[src].is_null() if src in extra else yes
+        q = quotes.get_column(src) if quotes is not None and src in texts else ~yes
         plain_needed = (free & v.is_not_null() & ~q).any() or (blank and (free & v.is_null()).any())
         fmt = style(styles, False) if plain_needed else None
         qfmt = style(styles, True) if (free & q).any() else None
