@@ -29,8 +29,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 # Python's str.isspace() class, which xlsxwriter's and needs_quote's regexes use: Rust's \s
 # (Unicode White_Space) lacks only the information separators U+001C-U+001F.
 _SPACE = r"[\s\x1c-\x1f]"
-# needs_quote as a pattern: FORMULA_START after leading blanks.
-_QUOTE = _SPACE + r"*[=+\-@\t\r\n]"
+# needs_quote as a pattern: FORMULA_START first, or = + - @ after leading blanks.
+_QUOTE = r"^[=+\-@\t\r\n]|^" + _SPACE + r"*[=+\-@]"
 # Texts whose XML xlsxwriter escapes (_x005F_ before a literal _xHHHH_, control characters,
 # the non-characters U+FFFE/U+FFFF), or that openpyxl alters when read as a shared string.
 NEEDS_ESCAPE = r"_x[0-9a-fA-F]{4}_|x005F_|[\x00-\x08\x0B-\x1F\x{FFFE}\x{FFFF}]"
@@ -84,7 +84,7 @@ def needs_quote(text: str) -> bool:
 
 def quoted(text: pl.Expr) -> pl.Expr:
     """``needs_quote`` of each text."""
-    return text.str.contains("^" + _QUOTE)
+    return text.str.contains(_QUOTE)
 
 
 def needs_escape(text: pl.Expr) -> pl.Expr:
