@@ -32,6 +32,7 @@ __all__ = ["RowsSheet", "Plan", "write_rows"]
 Plan = tuple[int, str, tuple[str, ...], bool]
 Style = Callable[[Sequence[str], bool], Format | None]  # (style names, quote prefix) -> format
 _STRMAX = 32767
+_ESCAPES = XMLwriter()  # its escaping methods, stateless
 
 
 class RowsSheet(Worksheet):
@@ -99,11 +100,11 @@ def _font_xml(ws: Worksheet, fmt: Format) -> str:
 def _string_cell(text: str, fmt: Format | None, ws: Worksheet, *, rich: bool = False) -> str:
     """The rest of a ``<c>`` element holding ``text`` (plain, or rich-text XML), as xlsxwriter writes it."""
     if ws.constant_memory:
-        text = XMLwriter._escape_control_characters(text)
+        text = _ESCAPES._escape_control_characters(text)
         if rich:
             return f'{_style_attr(fmt)} t="inlineStr"><is>{text}</is></c>'
         preserve = ' xml:space="preserve"' if _preserve_whitespace(text) else ""
-        return f'{_style_attr(fmt)} t="inlineStr"><is><t{preserve}>{XMLwriter()._escape_data(text)}</t></is></c>'
+        return f'{_style_attr(fmt)} t="inlineStr"><is><t{preserve}>{_ESCAPES._escape_data(text)}</t></is></c>'
     return f'{_style_attr(fmt)} t="s"><v>{ws.str_table._get_shared_string_index(text)}</v></c>'
 
 
@@ -135,16 +136,12 @@ def _rich(text: str, spans: Sequence[tuple[int, int]], styles: Sequence[str], ma
         return ""  # xlsxwriter refuses such a rich string and writes no cell
     if "mark" not in fonts:
         fonts["mark"], fonts["default"] = _font_xml(ws, style((mark,), False)), _font_xml(ws, Format())
-    out = XMLwriter()
-    out._set_filehandle(StringIO())
-    for n, (marked, t) in enumerate(parts):
-        out.fh.write("<r>")
-        if marked or n > 0:
-            out.fh.write(fonts["mark" if marked else "default"])
-        out._xml_data_element("t", t, [("xml:space", "preserve")] if _preserve_whitespace(t) else [])
-        out.fh.write("</r>")
-    fmt = style(styles, needs_quote(text))
-    return _string_cell(out.fh.getvalue(), fmt, ws, rich=True)
+    runs = []
+    for n, (marked, t) in enumerate(parts):  # as XMLwriter._xml_data_element writes each run's text
+        font = fonts["mark" if marked else "default"] if marked or n > 0 else ""
+        space = ' xml:space="preserve"' if _preserve_whitespace(t) else ""
+        runs.append(f"<r>{font}<t{space}>{_ESCAPES._escape_control_characters(_ESCAPES._escape_data(t))}</t></r>")
+    return _string_cell("".join(runs), style(styles, needs_quote(text)), ws, rich=True)
 
 
 def _tails(frame: pl.DataFrame, plan: Sequence[Plan], style: Style, ws: Worksheet,
@@ -153,20 +150,34 @@ def _tails(frame: pl.DataFrame, plan: Sequence[Plan], style: Style, ws: Workshee
     """Row position -> ready cell, per frame column: the texts xlsxwriter escapes, then the rich ones."""
     tails: dict[str, dict[int, str]] = {}
     texts = [(src, styles) for _col, src, styles, _blank in plan if frame.schema[src] == pl.String]
-    if texts:
-        odd = frame.select(needs_escape(pl.col(src)).fill_null(False).alias(src) for src, _s in texts)
-        for src, styles in texts:
-            idx = odd.get_column(src).arg_true()
-            for i, text in zip(idx.to_list(), frame.get_column(src).gather(idx).to_list()):
+    if texts:  # few or none: one query says which columns hold any, a second where
+        hit = frame.select(needs_escape(pl.col(src)).any().alias(src) for src, _s in texts).row(0)
+        for src, styles in (t for t, h in zip(texts, hit) if h):
+            odd = frame.with_row_index("_pos").filter(needs_escape(pl.col(src)).fill_null(False))
+            for i, text in odd.select("_pos", src).iter_rows():
                 tails.setdefault(src, {})[i] = _plain(text, styles, style, ws)
     if rich and key is not None:
-        idx = frame.get_column(key).is_in(list(rich)).arg_true()
+        keys = frame.get_column(key).to_list()  # the rows here, not the whole map, are what is few
+        idx = [i for i, k in enumerate(keys) if k in rich]
         fonts: dict[str, str] = {}
-        rows = frame.select(key, *dict.fromkeys(src for _c, src, _s, _b in plan))[idx]
-        for i, row in zip(idx.to_list(), rows.iter_rows(named=True)):
-            for src, spans in rich[row[key]].items():
-                tails.setdefault(src, {})[i] = _rich(row[src], spans, rich_styles, mark, style, ws, fonts)
+        marked = list(dict.fromkeys(src for i in idx for src in rich[keys[i]]))
+        cells = frame.select(marked)[idx].to_dict(as_series=False)
+        for n, i in enumerate(idx):
+            for src, spans in rich[keys[i]].items():
+                tails.setdefault(src, {})[i] = _rich(cells[src][n], spans, rich_styles, mark, style, ws, fonts)
     return tails
+
+
+def _needed(data: pl.DataFrame, plan: Sequence[Plan], extra: Mapping[str, pl.Series]) -> list[pl.Expr]:
+    """Per column: whether a cell it renders uses its format, and the format with the quote prefix."""
+    out = []
+    for n, (_col, src, _styles, blank) in enumerate(plan):
+        v = pl.col(src)
+        free = pl.col(extra[src].name).is_null() if src in extra else pl.lit(True)
+        q = quoted(v).fill_null(False) if data.schema[src] == pl.String else pl.lit(False)
+        out += [((free & v.is_not_null() & ~q).any() | (pl.lit(blank) & (free & v.is_null()).any())).alias(f"p{n}"),
+                (free & q).any().alias(f"q{n}")]
+    return out
 
 
 def write_rows(ws: RowsSheet, first_row: int, frame: pl.DataFrame, plan: Sequence[Plan], *, style: Style,
@@ -187,17 +198,11 @@ def write_rows(ws: RowsSheet, first_row: int, frame: pl.DataFrame, plan: Sequenc
         attrs = row_height_attrs(frame.get_column(height).drop_nulls().to_list())
         data = data.with_columns(pl.col(height).replace_strict(list(attrs), list(attrs.values()), default=None,
                                                                return_dtype=pl.String).alias("_ht"))
-    texts = [src for _c, src, _s, _b in plan if frame.schema[src] == pl.String]
-    quotes = frame.select(quoted(pl.col(src)).fill_null(False).alias(src) for src in texts) if texts else None
+    flags = data.select(*_needed(data, plan, extra)).row(0)
     columns = []
-    yes = pl.Series([True] * frame.height, dtype=pl.Boolean)
-    for col, src, styles, blank in plan:
-        v = frame.get_column(src)
-        free = extra[src].is_null() if src in extra else yes
-        q = quotes.get_column(src) if quotes is not None and src in texts else ~yes
-        plain_needed = (free & v.is_not_null() & ~q).any() or (blank and (free & v.is_null()).any())
-        fmt = style(styles, False) if plain_needed else None
-        qfmt = style(styles, True) if (free & q).any() else None
+    for n, (col, src, styles, blank) in enumerate(plan):
+        fmt = style(styles, False) if flags[2 * n] else None
+        qfmt = style(styles, True) if flags[2 * n + 1] else None
         columns.append(Column(col, src, fmt._get_xf_index() if fmt is not None else None,
                               qfmt._get_xf_index() if qfmt is not None else None, blank,
                               extra[src].name if src in extra else None))

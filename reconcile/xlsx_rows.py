@@ -107,8 +107,7 @@ def _style(xf: int | None) -> str:
 
 
 def _text_cell(v: pl.Expr, c: Column) -> pl.Expr:
-    esc = v.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True) \
-        .str.replace_all(">", "&gt;", literal=True)
+    esc = v.str.replace_many(["&", "<", ">"], ["&amp;", "&lt;", "&gt;"])  # xlsxwriter's _escape_data
     style = pl.lit(_style(c.xf)) if c.xf_quote is None else \
         pl.when(quoted(v)).then(pl.lit(_style(c.xf_quote))).otherwise(pl.lit(_style(c.xf)))
     preserve = pl.when(v.str.contains(f"^{_SPACE}|{_SPACE}$")).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
