@@ -16,8 +16,8 @@ formula — input strings are written as text (never a formula cell), and those 
 with ``= + - @`` or a tab/CR also get Excel's quote prefix. Output is reproducible: the same
 frame gives byte-identical files (fixed document and zip timestamps).
 
-Written with xlsxwriter, streaming (``reconcile.xlsx_book``): rows go out in order, each
-row's height first. The layout is data here: COLUMNS (widths, wrapping, printing) and
+Written with xlsxwriter (``reconcile.xlsx_book``), the data rows rendered column-wise at once
+(``reconcile.xlsx_rows``). The layout is data here: COLUMNS (widths, wrapping, printing) and
 STYLES (the cell formats by name).
 """
 
@@ -538,16 +538,12 @@ def _problem_sheet(book: Book, rows: pl.DataFrame, spans: Mapping[int, Mapping[s
     written = [h for h in headers if h != "序号"]
     # Per column: where, its style, whether a blank is written (the review columns: green, unlocked).
     plan = [(col[h], "review" if h in REVIEW_HEADERS else plain[h], h in REVIEW_HEADERS, h) for h in written]
-    data = rows.select("_i", "_height", *[h if h in rows.columns else pl.lit(None).alias(h) for h in written])
-    for r, (i, height, *values) in enumerate(data.iter_rows(), start=first):
-        ws.set_row(r - 1, height)
-        book.value(ws, r, col["序号"], r - HEADER_ROW, plain["序号"])
-        marked = spans.get(i, {})
-        for (c, style, blank, h), value in zip(plan, values):
-            if h in marked:
-                book.rich(ws, r, c, value, marked[h], "mark", "diff")
-            elif blank or value is not None:
-                book.value(ws, r, c, value, style)
+    data = rows.select("_i", "_height", pl.int_range(1, pl.len() + 1).alias("序号"),
+                       *[h if h in rows.columns else pl.lit(None).alias(h) for h in written])
+    book.rows(ws, first, data, [(col["序号"], "序号", (plain["序号"],), False)]
+              + [(c, h, (style,), blank) for c, style, blank, h in plan],
+              height="_height", rich=spans, key="_i", mark="mark", rich_styles=("diff",))
+    r = first - 1 + data.height
     last = max(r, HEADER_ROW)
     ws.freeze_panes(first - 1, 0)
     ws.autofilter(HEADER_ROW - 1, 0, last - 1, ncols - 1)
@@ -859,13 +855,10 @@ def write_public_notices(eligible: pl.DataFrame, out_dir: Path, *, stamp: dateti
             book.merged_text(ws, 1, 1, ncols, _final(f"{group} 学生资助公示名单") or "", "title")
             ws.set_row(1, row_height(zip(NOTICE_HEADERS, NOTICE_WIDTHS)))
             _style_header(book, ws, NOTICE_HEADERS, row=2)
-            r = 3
-            for height, *values in rows.select("_height", pl.exclude("_height", "_school")).iter_rows():
-                ws.set_row(r - 1, height)
-                for c, v in enumerate(values, start=1):
-                    book.value(ws, r, c, v, "wrap")
-                r += 1
-            r += 1
+            values = rows.select("_height", pl.exclude("_height", "_school"))
+            book.rows(ws, 3, values, [(c, h, ("wrap",), True) for c, h in enumerate(values.columns[1:], start=1)],
+                      height="_height")
+            r = 3 + values.height + 1
             for note in notice_text(start, ns):
                 ws.set_row(r - 1, row_height([(note, sum(NOTICE_WIDTHS))]))
                 book.merged_text(ws, r, 1, ncols, _final(note, from_input=False), "wrap")

@@ -21,24 +21,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import polars as pl
 import xlsxwriter
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
+from reconcile.xlsx_region import Plan, RowsSheet, write_rows
+from reconcile.xlsx_rows import FORMULA_START, needs_quote
+
 __all__ = ["Book", "FORMULA_START", "STREAM_FROM_ROWS", "needs_quote", "column_pixels"]
 
-# What makes Excel (or LibreOffice) treat a typed-in cell as a formula; CR is written as LF.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _OPTIONS = {"constant_memory": True, "strings_to_formulas": False, "strings_to_numbers": False,
             "strings_to_urls": False, "nan_inf_to_errors": False}
 STREAM_FROM_ROWS = 20_000  # a workbook this long is streamed (constant memory); shorter ones are built in memory
 _PX_PER_CHAR = 7  # Calibri 11's digit width in pixels
 _UNSET = object()  # a format not made yet (None is the default format)
-
-
-def needs_quote(text: str) -> bool:
-    """Whether a text cell gets Excel's quote prefix (it would run as a formula if retyped)."""
-    return text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START)
 
 
 def column_pixels(width: float) -> int:
@@ -85,7 +82,7 @@ class Book:
                 self._tmp.unlink()
 
     def sheet(self, name: str) -> Worksheet:
-        return self._wb.add_worksheet(name)
+        return self._wb.add_worksheet(name, worksheet_class=RowsSheet)
 
     def style(self, names: Sequence[str], *, quote: bool = False) -> Format | None:
         """The format of the named styles merged in order (None: the default), cached: a
@@ -152,3 +149,11 @@ class Book:
         """Column widths in characters (file units), columns 1.. in order; ``hidden`` by number."""
         for c, w in enumerate(widths, start=1):
             ws.set_column_pixels(c - 1, c - 1, column_pixels(w), None, {"hidden": True} if c in hidden else None)
+
+    def rows(self, ws: Worksheet, first: int, frame: pl.DataFrame, plan: Sequence[Plan], *, height: str | None = None,
+             rich: Mapping[Any, Mapping[str, Sequence[tuple[int, int]]]] | None = None, key: str | None = None,
+             mark: str = "", rich_styles: Sequence[str] = ()) -> None:
+        """``frame``'s rows from sheet row ``first`` at once, each cell as ``value`` writes it
+        (``rich`` ones as ``rich`` does): rendered column-wise (``reconcile.xlsx_region``)."""
+        write_rows(ws, first, frame, plan, style=lambda names, quote: self.style(names, quote=quote),
+                   height=height, rich=rich, key=key, mark=mark, rich_styles=rich_styles)
