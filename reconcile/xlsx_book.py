@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -40,9 +41,9 @@ _UNSET = object()  # a format not made yet (None is the default format)
 
 
 # What xlsxwriter's Worksheet._write_font reads of a format: the <rPr> of a rich-string run.
-_FONT_ATTRS = ("bold", "italic", "font_strikeout", "font_outline", "font_shadow", "underline", "font_script",
-               "font_size", "theme", "color_indexed", "font_color", "font_name", "font_family", "hyperlink",
-               "font_scheme")
+_FONT_KEY = operator.attrgetter("bold", "italic", "font_strikeout", "font_outline", "font_shadow", "underline",
+                                "font_script", "font_size", "theme", "color_indexed", "font_color", "font_name",
+                                "font_family", "hyperlink", "font_scheme")
 
 
 class _Sheet(Worksheet):
@@ -58,7 +59,7 @@ class _Sheet(Worksheet):
         self._fonts: dict[tuple[Any, ...], str] = {}
 
     def _write_font(self, xf_format: Format) -> None:
-        key = tuple(getattr(xf_format, a) for a in _FONT_ATTRS)
+        key = _FONT_KEY(xf_format)
         xml = self._fonts.get(key)
         if xml is None:
             target, scratch = self.rstring, XMLwriter()
