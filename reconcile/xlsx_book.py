@@ -51,7 +51,9 @@ class _Sheet(Worksheet):
     its time: each distinct rich-string font run is built once (xlsxwriter builds the run's
     ``<rPr>`` anew for every run, about 0.1 ms, most of a rich cell's cost), and the cells
     we write (a shared string, a number or a blank, with a format) go out in one f-string
-    each (xlsxwriter's general path escapes each attribute, an int by a caught TypeError)."""
+    each (xlsxwriter's general path escapes each attribute, an int by a caught TypeError).
+    Both override xlsxwriter internals (the version is pinned in requirements.lock);
+    tests/test_xlsx_book.py holds the XML to plain xlsxwriter's for the same cells."""
 
     def __init__(self) -> None:
         super().__init__()
