@@ -12,8 +12,6 @@ import errno
 import shutil
 import uuid
 from typing import Any
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,6 +25,7 @@ from reconcile import ingest, night_reports, notify, pipeline, report, store
 from reconcile.completeness import Previous
 from reconcile.config import Settings, StoreSettings, load_settings
 from reconcile.errors import ReconError, redact, scrub
+from reconcile.second_process import SecondProcess
 
 __all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
            "now", "new_run", "record_failure", "StepError"]
@@ -152,12 +151,11 @@ def write_reports(results: pipeline.Results, folder: Path, run_id: str, settings
         if items.height < PARALLEL_REPORTS_FROM:
             return tuple(len(fn(*args, **kw)) for fn, args, kw in jobs)  # type: ignore[return-value]
         # The writer is pure Python: a large county's sets are each split in two shares of
-        # about equal rows, one written here and one in another process (spawned: forking
-        # beside Prefect's threads is unsafe).
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            there = [pool.submit(fn, *args, **kw, part=(1, 2)) for fn, args, kw in jobs]
+        # about equal rows, one written here and one in a second process (a new interpreter,
+        # not a fork beside Prefect's threads, that imports only the writer).
+        with SecondProcess([(fn, args, {**kw, "part": (1, 2)}) for fn, args, kw in jobs]) as there:
             here = [fn(*args, **kw, part=(0, 2)) for fn, args, kw in jobs]
-            return tuple(len(a) + len(b.result()) for a, b in zip(here, there))  # type: ignore[return-value]
+            return tuple(len(a) + len(b) for a, b in zip(here, there.results()))  # type: ignore[return-value]
 
 
 @task(retries=1, retry_delay_seconds=2, **QUIET)

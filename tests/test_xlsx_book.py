@@ -87,3 +87,63 @@ def test_equal_input_equal_bytes_and_a_failed_book_leaves_nothing(tmp_path):
             raise RuntimeError("stop")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.xlsx", "b.xlsx"]
     assert load_workbook(tmp_path / "a.xlsx")["表"]["B3"].value == "名3"  # the old file is untouched
+
+
+# The cells a Book writes, each as plain xlsxwriter writes it: (row, col, value, styles, rich spans).
+_SAME_AS_XLSXWRITER = [
+    (1, 1, "张三", ("wrap",), None), (1, 2, 42, ("wrap",), None), (1, 3, 2.5, ("open",), None),
+    (1, 4, None, ("open",), None), (1, 5, "=1+1", ("wrap",), None), (1, 6, True, ("wrap",), None),
+    (2, 1, "433124200501231234", ("wrap",), [(6, 7), (17, 18)]), (2, 2, "王丽华", ("wrap",), [(0, 3)]),
+    (2, 3, "a&b<c>", (), None), (2, 4, 7, (), None), (3, 1, "王莉", ("open",), [(1, 2)]),
+]
+
+
+@pytest.mark.parametrize("rows", [0, STREAM_FROM_ROWS])
+def test_sheet_xml_as_xlsxwriter_writes_it(tmp_path, rows):
+    import xlsxwriter
+
+    with Book(tmp_path / "book.xlsx", STYLES, stamp=STAMP, rows=rows) as book:
+        ws = book.sheet("表")
+        for r, c, value, styles, spans in _SAME_AS_XLSXWRITER:
+            if spans:
+                book.rich(ws, r, c, value, spans, "mark", *styles)
+            else:
+                book.value(ws, r, c, value, *styles)
+    plain = xlsxwriter.Workbook(str(tmp_path / "plain.xlsx"), {
+        "constant_memory": rows >= STREAM_FROM_ROWS, "in_memory": rows < STREAM_FROM_ROWS,
+        "strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False,
+        "nan_inf_to_errors": False})
+    plain.set_properties({"author": "recon", "created": STAMP})
+    formats: dict = {}
+
+    def fmt(*names, quote=False):
+        props = {k: v for n in names for k, v in STYLES[n].items()} | ({"quote_prefix": True} if quote else {})
+        key = (names, quote)
+        if key not in formats:
+            formats[key] = plain.add_format(props) if props else None
+        return formats[key]
+
+    pws = plain.add_worksheet("表")
+    for r, c, value, styles, spans in _SAME_AS_XLSXWRITER:
+        if spans:
+            parts, pos = [], 0
+            for i, j in spans:
+                parts += ([value[pos:i]] if i > pos else []) + [fmt("mark"), value[i:j]]
+                pos = j
+            parts += [value[pos:]] if pos < len(value) else []
+            if len(parts) == 2:
+                parts = [fmt("mark"), value[:1], fmt("mark"), value[1:]]
+            pws.write_rich_string(r - 1, c - 1, *parts, *([f] if (f := fmt(*styles)) is not None else []))
+        elif isinstance(value, str):
+            pws.write_string(r - 1, c - 1, value, fmt(*styles, quote=needs_quote(value)))
+        elif value is None:
+            pws.write_blank(r - 1, c - 1, None, fmt(*styles))
+        elif isinstance(value, bool):
+            pws.write_boolean(r - 1, c - 1, value, fmt(*styles))
+        else:
+            pws.write_number(r - 1, c - 1, value, fmt(*styles))
+    plain.close()
+    with zipfile.ZipFile(tmp_path / "book.xlsx") as a, zipfile.ZipFile(tmp_path / "plain.xlsx") as b:
+        for part in ("xl/worksheets/sheet1.xml", "xl/sharedStrings.xml", "xl/styles.xml"):
+            if part in b.namelist():
+                assert a.read(part) == b.read(part), part

@@ -1,0 +1,43 @@
+"""reconcile.second_process: calls run in a new interpreter, answered in order, errors raised here."""
+
+from __future__ import annotations
+
+import operator
+import os
+import sys
+
+import polars as pl
+import pytest
+
+from reconcile.second_process import SecondProcess
+
+
+@pytest.mark.parametrize(("calls", "expected"), [
+    ([(operator.add, (2, 3), {})], [5]),
+    ([(divmod, (17, 5), {}), (pow, (2, 10), {})], [(3, 2), 1024]),
+    ([(len, (pl.DataFrame({"a": [1, 2, 3]}),), {})], [3]),
+    ([(os.getpid, (), {})], None),  # another process: checked below
+    ([], []),
+])
+def test_results_in_order(calls, expected):
+    with SecondProcess(calls) as there:
+        got = there.results()
+    if expected is None:
+        assert got[0] != os.getpid()
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize(("call", "error"), [
+    ((int, ("not a number",), {}), ValueError),
+    ((operator.truediv, (1, 0), {}), ZeroDivisionError),
+    ((sys.exit, (3,), {}), SystemExit),
+])
+def test_a_failing_call_raises_here(call, error):
+    with SecondProcess([call]) as there, pytest.raises(error):
+        there.results()
+
+
+def test_a_child_that_dies_without_answering():
+    with SecondProcess([(os._exit, (7,), {})]) as there, pytest.raises(ChildProcessError, match="exit status 7"):
+        there.results()
