@@ -71,7 +71,11 @@ def ephemeral_server(timeout_s: float = 120.0, meanwhile: Callable[[], object] |
     start-up on two cores); ``PREFECT_API_URL`` is already set then, so Prefect, imported
     by it, reads the server's address from its settings."""
     port = _free_port()
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+           # No block types registered at start-up (a night uses none): registering first
+           # imports every installed Prefect collection, prefect-dask and with it Dask's
+           # distributed, about 1 s of a start-up a clerk waits for.
+           "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "0", "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "0"}
     parent = os.getpid()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(_prefect_dir().parent), "--factory", SERVER_APP,
