@@ -79,7 +79,8 @@ def column_letters(col: int) -> str:
 
 def needs_quote(text: str) -> bool:
     """Whether a text cell gets Excel's quote prefix (it would run as a formula if retyped)."""
-    return text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START)
+    # (lstrip copies the text: only for one that starts with white space; the merge had lost this)
+    return text.startswith(FORMULA_START) or (text[:1].isspace() and text.lstrip().startswith(FORMULA_START))
 
 
 def quoted(text: pl.Expr) -> pl.Expr:
