@@ -25,6 +25,7 @@ from reconcile import ingest, night_reports, notify, pipeline, report, store
 from reconcile.completeness import Previous
 from reconcile.config import Settings, StoreSettings, load_settings
 from reconcile.errors import ReconError, redact, scrub
+from reconcile import second_process
 from reconcile.second_process import SecondProcess
 
 __all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
@@ -128,7 +129,8 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
     log = get_run_logger()
     with no_data_in_errors("reconciling"):
         results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
-                                     county=county, previous=previous, release_input=True)
+                                     county=county, previous=previous, release_input=True,
+                                     aside=second_process.start)
         # The hash of each item's locked workbook cells, stored so the import can tell edits.
         results = dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
     log.info("policy: %s", results.policy.title if results.policy else "none found for this county (no subsidy check)")

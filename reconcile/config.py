@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -74,6 +74,14 @@ class MatchSettings:
     # term-frequency adjustment of the `tf` levels is capped at +/- this many bits
     tf_cap_bits: float = 6.0
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled by value (a second process, a Dask worker): each level as its field, name,
+        m and u, declared again from ``comparisons.COMPARISONS`` on the other side (its
+        condition is code, which pickle cannot carry)."""
+        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "levels"}
+        levels = {c: {n: (lv.m, lv.u) for n, lv in by_name.items()} for c, by_name in self.levels.items()}
+        return _match_settings_again, (plain, levels)
+
     def bits(self, comparison: str, level: str) -> float:
         lv = self.levels[comparison][level]
         return math.log2(lv.m / lv.u)
@@ -85,6 +93,12 @@ class MatchSettings:
     @property
     def review_bits(self) -> float:
         return math.log2(self.review / (1 - self.review))
+
+
+def _match_settings_again(plain: dict[str, Any], levels: dict[str, dict[str, tuple[float, float]]]) -> MatchSettings:
+    declared = {c: MappingProxyType({n: COMPARISONS[c].level(n).with_mu(m, u) for n, (m, u) in by_name.items()})
+                for c, by_name in levels.items()}
+    return MatchSettings(levels=declared, **plain)
 
 
 @dataclass(frozen=True)

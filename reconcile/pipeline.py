@@ -9,7 +9,8 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from collections.abc import Mapping
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Protocol
 
 import polars as pl
 
@@ -20,7 +21,8 @@ from .config import Settings
 from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
-from .match import link_system
+from .match import SystemLinks, link_system
+from .match_aside import link_recorded, matching_columns
 from .model import PARAMETER_COLUMNS, parameters_frame
 from .memory import compact
 from .normalize import normalize_source
@@ -32,7 +34,7 @@ from .rules import RuleContext, find_discrepancies
 from .crosscounty import Borrowed
 
 __all__ = ["Results", "Linked", "normalize_all", "normalize_corrected", "match_all", "link_systems",
-           "blocking_counts", "reconcile", "judge", "summarise", "records_table",
+           "blocking_counts", "reconcile", "Aside", "MATCH_ASIDE_UP_TO", "judge", "summarise", "records_table",
            "stored_tables"]
 
 Progress = Callable[[str], None]
@@ -81,6 +83,21 @@ def choose_county_policy(records: dict[str, pl.DataFrame], settings: Settings, c
         if found:
             return found
     return None
+
+
+# A second process matches one system while this one matches the other (two cores), up to
+# this many roster and system rows together: above it (a prefecture in one inbox) its copy
+# of the records would raise the night's peak memory more than the time it saves is worth.
+# (Normalising an export there saves nothing on a county: the second process's start-up
+# and imports cost about what the export's normalising does.)
+MATCH_ASIDE_UP_TO = 1_500_000
+
+
+class Aside(Protocol):
+    """Starts ``fn(*args)`` elsewhere at once (``second_process.start``): the pure chain
+    itself never starts a process, the flow hands it one."""
+
+    def __call__(self, fn: Callable[..., Any], /, *args: Any) -> Any: ...
 
 
 def normalize_all(ingested: IngestResult, settings: Settings, *,
@@ -134,23 +151,53 @@ class Linked:
     blocking: dict[str, Mapping[str, float]]
 
 
-def link_systems(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None) -> Linked:
+def _link_here(records: dict[str, pl.DataFrame], system: str, settings: Settings,
+               progress: Progress | None) -> SystemLinks:
+    if progress:
+        progress(f"matching roster against {system}")
+    return link_system(records["roster"], records[system], system, settings.match, progress)
+
+
+def _link_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None,
+              aside: Aside | None) -> dict[str, SystemLinks]:
+    rows = sum(records[s].height for s in ("roster", *SYSTEMS))
+    if aside is None or rows > MATCH_ASIDE_UP_TO or len(SYSTEMS) < 2:
+        return {system: _link_here(records, system, settings, progress) for system in SYSTEMS}
+    away = SYSTEMS[-1]
+    pending = aside(link_recorded, *matching_columns(records["roster"], records[away]), away, settings.match)
+    try:
+        got = {system: _link_here(records, system, settings, progress) for system in SYSTEMS if system != away}
+        links, model, figures, said = pending.result()
+    except BaseException:
+        pending.cancel()
+        raise
+    if progress:
+        progress(f"matching roster against {away} (in a second process, meanwhile)")
+        for line in said:
+            progress(line)
+    got[away] = SystemLinks(links, model, MappingProxyType(figures))
+    return got
+
+
+def link_systems(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None = None,
+                 aside: Aside | None = None) -> Linked:
     """Links for every system, with both sides' lineage (the stored `matches` table), the
-    model fitted per system (the stored `model_parameters` table) and its blocking figures."""
+    model fitted per system (the stored `model_parameters` table) and its blocking figures.
+    ``aside``: a way to run one system's matching in a second process meanwhile (a county
+    night; the result is the same)."""
     roster = records["roster"]
+    found = _link_all(records, settings, progress, aside)
     parts, params, blocking = [], [], {}
+    lineage_r = roster.select(
+        pl.col("rec").alias("roster_rec"),
+        pl.col("file").alias("roster_file"),
+        pl.col("sheet").alias("roster_sheet"),
+        pl.col("row").alias("roster_row"),
+    )
     for system in SYSTEMS:
-        if progress:
-            progress(f"matching roster against {system}")
-        got = link_system(roster, records[system], system, settings.match, progress)
+        got = found[system]
         params.append(parameters_frame(got.model, system))
         blocking[system] = got.blocking
-        lineage_r = roster.select(
-            pl.col("rec").alias("roster_rec"),
-            pl.col("file").alias("roster_file"),
-            pl.col("sheet").alias("roster_sheet"),
-            pl.col("row").alias("roster_row"),
-        )
         lineage_s = records[system].select(
             pl.col("rec").alias("system_rec"),
             pl.col("file").alias("system_file"),
@@ -206,7 +253,7 @@ def summarise(records: dict[str, pl.DataFrame], problems: pl.DataFrame, matches:
 
 def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | None = None, *,
               decisions: pl.DataFrame | None = None, as_of: dt.date | None = None, county: str | None = None,
-              previous: Previous | None = None, release_input: bool = False) -> Results:
+              previous: Previous | None = None, release_input: bool = False, aside: Aside | None = None) -> Results:
     """The whole chain. ``decisions``: the clerks' stored decisions (the ``reviews`` table),
     applied around matching: corrected IDs before normalising, confirmed/rejected pairs after
     matching, decided items taken out after the rules (see ``reconcile.review``). ``as_of``
@@ -214,12 +261,13 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     vs grade, missed eligible children); ``previous`` (read by the flow from DuckDB) the
     night-over-night comparisons. ``release_input``: empty ``ingested.tables`` once the
     records are built, so the raw sheet frames (a gigabyte for a million-row county) are
-    freed while matching runs; the caller's ``IngestResult`` then has no tables."""
+    freed while matching runs; the caller's ``IngestResult`` then has no tables. ``aside``:
+    as for ``link_systems``."""
     if progress:
         progress("normalising records")
     records, problems, review_counts = normalize_corrected(ingested, settings, decisions, release=release_input)
     has_decisions = decisions is not None and decisions.height > 0
-    linked = link_systems(records, settings, progress)
+    linked = link_systems(records, settings, progress, aside)
     matches, model_parameters = linked.matches, linked.model_parameters
     review_counts.update(blocking_counts(linked.blocking))
     if has_decisions:

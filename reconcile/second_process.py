@@ -17,16 +17,38 @@ back to the parent, whose callers decide what may be logged).
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["SecondProcess", "Call"]
+__all__ = ["SecondProcess", "Call", "Pending", "start", "read_only"]
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def read_only(d: dict[Any, Any]) -> MappingProxyType:
+    """A pickled ``MappingProxyType`` made again (the type itself cannot be named in a pickle)."""
+    return MappingProxyType(d)
+
+
+def _proxy(m: MappingProxyType) -> tuple[Callable[..., Any], tuple[dict[Any, Any]]]:
+    return read_only, (dict(m),)
+
+
+def _dumps(value: Any) -> bytes:
+    """pickle.dumps, with read-only mappings (the settings' ``MappingProxyType``s) sent as
+    what they are: a copy of the dict, made read-only again on the other side."""
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _proxy}
+    pickler.dump(value)
+    return buf.getvalue()
 
 
 class SecondProcess:
@@ -35,7 +57,7 @@ class SecondProcess:
     early (the parent's own share failed) stops the child."""
 
     def __init__(self, calls: Sequence[Call]) -> None:
-        payload = pickle.dumps(list(calls), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = _dumps(list(calls))
         self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         # Fed from a thread: the parent goes on with its own share while the child reads.
@@ -79,6 +101,26 @@ class SecondProcess:
             self._proc.stdout.close()
 
 
+class Pending:
+    """One call running in a second process (``start``): ``result()`` waits for its value or
+    raises its exception; ``cancel()`` stops it (the caller's own work failed meanwhile)."""
+
+    def __init__(self, call: Call) -> None:
+        self._proc = SecondProcess([call])
+
+    def result(self) -> Any:
+        with self._proc:
+            return self._proc.results()[0]
+
+    def cancel(self) -> None:
+        self._proc.__exit__(None, None, None)
+
+
+def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Pending:
+    """``fn(*args, **kwargs)`` started at once in a second process (see ``SecondProcess``)."""
+    return Pending((fn, args, kwargs))
+
+
 def _serve() -> int:
     """The child: read the calls, run them in order, answer once."""
     data = sys.stdin.buffer.read()  # all of it first: the parent's writer is never held up
@@ -89,7 +131,7 @@ def _serve() -> int:
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         answer = ("error", exc)
     try:
-        out = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        out = _dumps(answer)
     except Exception:  # noqa: BLE001 - a value that does not pickle: say what, without its text
         what = type(answer[1]).__name__ if answer[0] == "error" else "a result"
         out = pickle.dumps(("error", RuntimeError(f"the second process could not send back {what}")))
@@ -99,4 +141,8 @@ def _serve() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_serve())
+    # Served by this module under its own name, not as __main__: what the child pickles back
+    # (``read_only``) must name a module the parent can import.
+    import reconcile.second_process as _named
+
+    sys.exit(_named._serve())

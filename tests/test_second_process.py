@@ -41,3 +41,25 @@ def test_a_failing_call_raises_here(call, error):
 def test_a_child_that_dies_without_answering():
     with SecondProcess([(os._exit, (7,), {})]) as there, pytest.raises(ChildProcessError, match="exit status 7"):
         there.results()
+
+
+def test_read_only_mappings_cross_and_stay_read_only():
+    from types import MappingProxyType
+
+    from reconcile.second_process import start
+
+    got = start(dict, MappingProxyType({"a": 1})).result()
+    assert got == {"a": 1}
+    proxy = start(operator.itemgetter(0), [MappingProxyType({"b": 2})]).result()
+    assert isinstance(proxy, MappingProxyType) and proxy == {"b": 2}
+
+
+def test_pending_cancel_stops_the_child():
+    import time
+
+    from reconcile.second_process import start
+
+    pending = start(time.sleep, 60)
+    t0 = time.monotonic()
+    pending.cancel()
+    assert time.monotonic() - t0 < 10
