@@ -75,7 +75,11 @@ def ephemeral_server(timeout_s: float = 120.0, meanwhile: Callable[[], object] |
            # No block types registered at start-up (a night uses none): registering first
            # imports every installed Prefect collection, prefect-dask and with it Dask's
            # distributed, about 1 s of a start-up a clerk waits for.
-           "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "0", "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "0"}
+           "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "0", "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "0",
+           # No telemetry heartbeat: it writes a session row into Prefect's database at start-up
+           # (a "database is locked" traceback on the terminal when another night's server
+           # starts at the same time) and would report to Prefect from a bureau's machine.
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "0"}
     parent = os.getpid()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(_prefect_dir().parent), "--factory", SERVER_APP,
