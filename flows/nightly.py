@@ -140,7 +140,7 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
 def write_reports(results: pipeline.Results, folder: Path, run_id: str, settings: Settings | None = None,
                   night: date | None = None) -> tuple[int, int, int]:
     """Every workbook of one county's night into ``folder``: school, town and notice sets."""
-    items = results.discrepancies
+    items = report.workbook_columns(results.discrepancies)
     eligible = results.eligible if results.eligible is not None else pl.DataFrame()
     ns = settings.notice if settings is not None else None
     when: dict[str, Any] = {"night": night, "notice": ns}

@@ -48,6 +48,7 @@ from reconcile.vocabulary import (
 from reconcile.xlsx_book import Book
 
 __all__ = [
+    "workbook_columns",
     "write_school_workbooks",
     "write_clerk_workbooks",
     "write_public_notices",
@@ -124,6 +125,14 @@ _INPUT_COLUMNS: dict[str, pl.DataType] = {
     # what the clerk said last time, carried into the editable cells (review.CARRIED_COLUMNS)
     "carried_decision": pl.String, "carried_note": pl.String, "carried_reviewer": pl.String,
 }
+
+
+def workbook_columns(discrepancies: pl.DataFrame) -> pl.DataFrame:
+    """Only the columns the clerk workbooks are written from (no copy): what a second
+    process writing a share of them is sent."""
+    return discrepancies.select(c for c in _INPUT_COLUMNS if c in discrepancies.columns)
+
+
 _CARRIED_INTO: tuple[tuple[str, str], ...] = (
     (COL_DECISION, "carried_decision"), (COL_NOTE, "carried_note"), (COL_REVIEWER, "carried_reviewer"))
 

@@ -659,8 +659,10 @@ def eligible_students(
     twice, doubtful match). Columns: school, name, id_number, stage, grade, aid_item, amount,
     file, sheet, row."""
     parts = []
+    # Narrow before filtering: the links carry every field's contribution (`why`), the
+    # exports every column; filtering them whole would copy all of it (a prefecture's GB).
+    sure = matches.select("system", "status", "roster_rec", "system_rec")
     for name, s in systems.items():
-        # Two columns before filtering: filtering the whole export would copy all of it.
         if name == "filing" and "poverty_status_norm" in s.columns:
             ok = s.select("rec", "poverty_status_norm").filter(pl.col("poverty_status_norm").is_in(list(qualifying_poverty)))
         elif name == "dibao" and "status_norm" in s.columns:
@@ -668,7 +670,7 @@ def eligible_students(
         else:
             continue
         parts.append(
-            matches.filter((pl.col("system") == name) & (pl.col("status") == "matched"))
+            sure.filter((pl.col("system") == name) & (pl.col("status") == "matched"))
             .join(ok.select(pl.col("rec").cast(pl.UInt32).alias("system_rec")), on="system_rec")
             .select(pl.col("roster_rec").cast(pl.UInt32))
         )
@@ -676,7 +678,7 @@ def eligible_students(
     if not parts:
         return pl.DataFrame(schema={c: (pl.Int64 if c == "row" else pl.String) for c in cols})
     good = pl.concat(parts).unique()
-    blocking = discrepancies.filter(
+    blocking = discrepancies.select("kind", "file", "sheet", "row").filter(
         pl.col("kind").is_in(list(NOTICE_BLOCKING))
     ).select("file", "sheet", "row").unique()
     r = roster.select(
