@@ -372,7 +372,8 @@ def _row_spans(cells: Mapping[str, Any], diff_positions: Sequence[int | None] | 
     for left, right in PAIRS:
         a, b = cells.get(left), cells.get(right)
         if isinstance(a, str) and isinstance(b, str) and a != b and _comparable(a) != _comparable(b):
-            spans[left], spans[right] = _diff_spans(a, b)
+            marked_a, marked_b = _diff_spans(a, b)  # cached: the row gets lists of its own
+            spans[left], spans[right] = list(marked_a), list(marked_b)
     keep = [int(p) for p in (diff_positions or []) if p is not None]
     if keep and not cells.get("系统中身份证号") and isinstance(cells.get("身份证号"), str):
         # No system ID to compare with (id_invalid): mark where the roster's ID is damaged.
@@ -419,6 +420,7 @@ def with_row_hashes(discrepancies: pl.DataFrame) -> pl.DataFrame:
     return discrepancies.with_row_index("_orig").join(order, on="_orig", how="left", maintain_order="left").drop("_orig")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # statuses, stages and schools pair up the same way on many rows
 def _diff_spans(a: str, b: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Character ranges that differ between a and b (masked '*' never counts)."""
     if len(a) == len(b) and ("*" in a or "*" in b or (a.isascii() and b.isascii())):
@@ -493,6 +495,7 @@ STYLES: dict[str, dict[str, Any]] = {
 _FORMAT_ONLY = str.maketrans({"/": "-", ".": "-", "年": "-", "月": "-", "日": None, " ": None, "\u3000": None})
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _comparable(text: str) -> str:
     """A value with its formatting taken out: 2019/09/18, 2019.9.18 and 2019-09-18 are one date."""
     t = unicodedata.normalize("NFKC", text).translate(_FORMAT_ONLY).strip("-")
