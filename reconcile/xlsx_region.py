@@ -14,6 +14,7 @@ rest to ``xlsx_rows``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from io import StringIO
 from typing import Any
@@ -33,6 +34,9 @@ Plan = tuple[int, str, tuple[str, ...], bool]
 Style = Callable[[Sequence[str], bool], Format | None]  # (style names, quote prefix) -> format
 _STRMAX = 32767
 _ESCAPES = XMLwriter()  # its escaping methods, stateless
+# What either of xlsxwriter's escapes would change in a run's text (XML's characters, its
+# _xHHHH_ control escapes, non-characters): a cell without any is written as it is.
+_ESCAPED = re.compile('_x[0-9a-fA-F]{4}_|["&<>\n\x00-\x08\x0b-\x1f\ufffe\uffff]')
 
 
 class RowsSheet(Worksheet):
@@ -97,10 +101,12 @@ def _font_xml(ws: Worksheet, fmt: Format) -> str:
     return ws.rstring.fh.getvalue()
 
 
-def _string_cell(text: str, fmt: Format | None, ws: Worksheet, *, rich: bool = False) -> str:
-    """The rest of a ``<c>`` element holding ``text`` (plain, or rich-text XML), as xlsxwriter writes it."""
+def _string_cell(text: str, fmt: Format | None, ws: Worksheet, *, rich: bool = False, clean: bool = False) -> str:
+    """The rest of a ``<c>`` element holding ``text`` (plain, or rich-text XML), as xlsxwriter writes it.
+    ``clean``: ``text`` holds nothing the control-character escape would change."""
     if ws.constant_memory:
-        text = _ESCAPES._escape_control_characters(text)
+        if not clean:
+            text = _ESCAPES._escape_control_characters(text)
         if rich:
             return f'{_style_attr(fmt)} t="inlineStr"><is>{text}</is></c>'
         preserve = ' xml:space="preserve"' if _preserve_whitespace(text) else ""
@@ -137,11 +143,14 @@ def _rich(text: str, spans: Sequence[tuple[int, int]], styles: Sequence[str], ma
     if "mark" not in fonts:
         fonts["mark"], fonts["default"] = _font_xml(ws, style((mark,), False)), _font_xml(ws, Format())
     runs = []
+    as_is = _ESCAPED.search(text) is None  # then no run's text needs an escape either
     for n, (marked, t) in enumerate(parts):  # as XMLwriter._xml_data_element writes each run's text
         font = fonts["mark" if marked else "default"] if marked or n > 0 else ""
         space = ' xml:space="preserve"' if _preserve_whitespace(t) else ""
-        runs.append(f"<r>{font}<t{space}>{_ESCAPES._escape_control_characters(_ESCAPES._escape_data(t))}</t></r>")
-    return _string_cell("".join(runs), style(styles, needs_quote(text)), ws, rich=True)
+        body = t if as_is else _ESCAPES._escape_control_characters(_ESCAPES._escape_data(t))
+        runs.append(f"<r>{font}<t{space}>{body}</t></r>")
+    # (the fonts' XML has no control characters or _xHHHH_: a clean text makes clean runs)
+    return _string_cell("".join(runs), style(styles, needs_quote(text)), ws, rich=True, clean=as_is)
 
 
 def _tails(frame: pl.DataFrame, plan: Sequence[Plan], style: Style, ws: Worksheet,
