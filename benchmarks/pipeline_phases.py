@@ -40,7 +40,7 @@ import reconcile  # noqa: E402,F401  (before polars: it sets the allocator's opt
 import polars as pl  # noqa: E402
 import psutil  # noqa: E402
 
-from reconcile import ingest, match, pipeline, report, review, rules  # noqa: E402
+from reconcile import ingest, match, pipeline, report, review, rules, second_process  # noqa: E402
 from reconcile.config import load_settings  # noqa: E402
 
 GB = 1024**3
@@ -168,6 +168,8 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, default=None, help="check tonight's tables against these")
     ap.add_argument("--reports", action="store_true", help="also write every workbook")
     ap.add_argument("--limit-gb", type=float, default=12.0)
+    ap.add_argument("--no-aside", action="store_true",
+                    help="every step in this process (the flow hands the chain second_process.start)")
     args = ap.parse_args()
     inbox = args.inbox or args.dir / "inbox_all"
     as_of = dt.date.fromisoformat(args.as_of or json.loads(
@@ -184,7 +186,8 @@ def main() -> None:
         print(f"      · {msg[:110]}", flush=True)
 
     results = ph.run("pipeline.reconcile", pipeline.reconcile, ingested, settings, progress=progress,
-                     decisions=review.empty_decisions(), as_of=as_of, previous=None, release_input=True)
+                     decisions=review.empty_decisions(), as_of=as_of, previous=None, release_input=True,
+                     aside=None if args.no_aside else second_process.start)
     results = ph.run("report.with_row_hashes", lambda r: dataclasses.replace(
         r, discrepancies=report.with_row_hashes(r.discrepancies)), results)
     print(f"to the workbooks: {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s cpu, "
