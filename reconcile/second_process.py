@@ -18,14 +18,15 @@ back to the parent, whose callers decide what may be logged).
 from __future__ import annotations
 
 import copyreg
-import io
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import IO, Any
 
 __all__ = ["SecondProcess", "Call", "Pending", "start", "read_only"]
 
@@ -41,14 +42,13 @@ def _proxy(m: MappingProxyType) -> tuple[Callable[..., Any], tuple[dict[Any, Any
     return read_only, (dict(m),)
 
 
-def _dumps(value: Any) -> bytes:
-    """pickle.dumps, with read-only mappings (the settings' ``MappingProxyType``s) sent as
-    what they are: a copy of the dict, made read-only again on the other side."""
-    buf = io.BytesIO()
-    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+def _dump(value: Any, out: IO[bytes]) -> None:
+    """pickle.dump, with read-only mappings (the settings' ``MappingProxyType``s) sent as
+    what they are: a copy of the dict, made read-only again on the other side. Written as
+    it is pickled: a prefecture's export is never held a second time as one bytes object."""
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _proxy}
     pickler.dump(value)
-    return buf.getvalue()
 
 
 class SecondProcess:
@@ -57,20 +57,22 @@ class SecondProcess:
     early (the parent's own share failed) stops the child."""
 
     def __init__(self, calls: Sequence[Call]) -> None:
-        payload = _dumps(list(calls))
         self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        # Fed from a thread: the parent goes on with its own share while the child reads.
-        self._feeder = threading.Thread(target=self._feed, args=(payload,), daemon=True)
+        self._unsent: Exception | None = None
+        # Pickled into the pipe from a thread: the parent goes on with its own share meanwhile.
+        self._feeder = threading.Thread(target=self._feed, args=(list(calls),), daemon=True)
         self._feeder.start()
 
-    def _feed(self, payload: bytes) -> None:
+    def _feed(self, calls: list[Call]) -> None:
         stdin = self._proc.stdin
         assert stdin is not None
         try:
-            stdin.write(payload)
+            _dump(calls, stdin)
         except (BrokenPipeError, OSError):
             pass  # the child died: results() says so
+        except Exception as exc:  # noqa: BLE001 - a call that does not pickle: raised by results()
+            self._unsent = exc
         finally:
             try:
                 stdin.close()
@@ -79,13 +81,16 @@ class SecondProcess:
 
     def results(self) -> list[Any]:
         assert self._proc.stdout is not None
-        answer = self._proc.stdout.read()
+        try:
+            status, value = pickle.load(self._proc.stdout)
+        except Exception:  # noqa: BLE001 - no (or a cut) answer: the child died
+            status, value = None, None
         self._feeder.join()
         code = self._proc.wait()
-        try:
-            status, value = pickle.loads(answer)
-        except Exception:  # noqa: BLE001 - no (or a cut) answer: the child died
-            raise ChildProcessError(f"the second process ended (exit status {code}) without an answer") from None
+        if self._unsent is not None:
+            raise self._unsent
+        if status is None:
+            raise ChildProcessError(f"the second process ended (exit status {code}) without an answer")
         if status == "error":
             raise value
         return value
@@ -123,19 +128,25 @@ def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Pending:
 
 def _serve() -> int:
     """The child: read the calls, run them in order, answer once."""
-    data = sys.stdin.buffer.read()  # all of it first: the parent's writer is never held up
     try:
-        calls = pickle.loads(data)
-        del data
+        calls = pickle.load(sys.stdin.buffer)
         answer: tuple[str, Any] = ("ok", [fn(*args, **kwargs) for fn, args, kwargs in calls])
+        del calls
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         answer = ("error", exc)
-    try:
-        out = _dumps(answer)
-    except Exception:  # noqa: BLE001 - a value that does not pickle: say what, without its text
-        what = type(answer[1]).__name__ if answer[0] == "error" else "a result"
-        out = pickle.dumps(("error", RuntimeError(f"the second process could not send back {what}")))
-    sys.stdout.buffer.write(out)
+    # Pickled into a temporary file first (not into memory: a prefecture's records are a
+    # gigabyte), so that a value that does not pickle can still be answered with an error.
+    with tempfile.TemporaryFile() as spool:
+        try:
+            _dump(answer, spool)
+        except Exception:  # noqa: BLE001 - a value that does not pickle: say what, without its text
+            what = type(answer[1]).__name__ if answer[0] == "error" else "a result"
+            spool.seek(0)
+            spool.truncate()
+            pickle.dump(("error", RuntimeError(f"the second process could not send back {what}")), spool)
+        del answer
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
     sys.stdout.buffer.flush()
     return 0
 

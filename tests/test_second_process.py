@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import operator
+import pickle
+import threading
 import os
 import sys
 
@@ -63,3 +65,19 @@ def test_pending_cancel_stops_the_child():
     t0 = time.monotonic()
     pending.cancel()
     assert time.monotonic() - t0 < 10
+
+
+def test_a_call_or_a_result_that_does_not_pickle_is_an_error_here():
+    from reconcile.second_process import start
+
+    with pytest.raises((AttributeError, TypeError, pickle.PicklingError)):
+        start(lambda: 1).result()  # a lambda cannot be named in a pickle
+    with pytest.raises(RuntimeError, match="could not send back a result"):
+        start(threading.Lock).result()
+
+
+def test_a_big_frame_goes_and_comes_back_whole():
+    from reconcile.second_process import start
+
+    frame = pl.DataFrame({"n": range(2_000_000), "t": [f"第{i}行" for i in range(2_000_000)]})
+    assert start(pl.DataFrame.reverse, frame).result().equals(frame.reverse())
