@@ -465,10 +465,27 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
         swap = swap.scatter(idx, sub.select(is_adjacent_swap("r_id_norm", "s_id_norm")).to_series().fill_null(False))
     df = df.with_columns(swap)
     df = df.with_columns(_look_expr(df))
-    ctx = Context(min_known_prefix=ms.min_known_prefix)
-    for f, c in COMPARISONS.items():  # in order: a level may read the fields compared before
-        df = df.with_columns(c.expr(ctx).alias(f"lv_{f}"))
-    return df
+    return _with_levels(df, Context(min_known_prefix=ms.min_known_prefix))
+
+
+def _level_waves(ctx: Context) -> list[list[pl.Expr]]:
+    """The fields' level expressions in waves: a field joins the first wave after every
+    field whose level it reads (a level may read the fields compared before). The fields of
+    one wave are computed in one context, so polars works on them in parallel."""
+    exprs = {f: c.expr(ctx).alias(f"lv_{f}") for f, c in COMPARISONS.items()}
+    wave_of: dict[str, int] = {}
+    for f, e in exprs.items():  # COMPARISONS' order: a field reads only the fields before it
+        reads = {n[3:] for n in e.meta.root_names() if n.startswith("lv_")}
+        wave_of[f] = max((wave_of[g] + 1 for g in reads), default=0)
+    return [[exprs[f] for f in exprs if wave_of[f] == w] for w in range(max(wave_of.values(), default=-1) + 1)]
+
+
+def _with_levels(df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """`df` with each field's level `lv_<field>`, the columns in COMPARISONS' order."""
+    for wave in _level_waves(ctx):
+        df = df.with_columns(wave)
+    levels = [f"lv_{f}" for f in COMPARISONS]
+    return df.select(*[c for c in df.columns if c not in levels], *levels)
 
 
 def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings,
