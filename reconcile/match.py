@@ -438,21 +438,25 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
     maybe = ((rn.str.len_chars().cast(pl.Int32) - sn.str.len_chars().cast(pl.Int32)).abs() <= 1) & (
         (rn.str.slice(0, 1) == sn.str.slice(0, 1)) | (rn.str.slice(-1, 1) == sn.str.slice(-1, 1))
         | (rn.str.len_chars() <= 1) | (sn.str.len_chars() <= 1))
-    dist = _on_rows(df, maybe.fill_null(False), "r_name_norm", "s_name_norm", Levenshtein.distance, 2, "_dist")
-    has_q = df.select(
-        (rn.str.contains(r"[?口]") | sn.str.contains(r"[?口]")).fill_null(False)
-    ).to_series()
+    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
+    rl, sl = rid.str.len_chars(), sid.str.len_chars()
+    # A digit dropped or added: one edit between the two ID strings (only lengths one apart).
+    off_one = ((rl.cast(pl.Int32) - sl.cast(pl.Int32)).abs() == 1).fill_null(False)
+    # the rows each step works on, found in one context (in parallel)
+    masks = df.select(
+        maybe.fill_null(False).alias("maybe"),
+        (rn.str.contains(r"[?口]") | sn.str.contains(r"[?口]")).fill_null(False).alias("has_q"),
+        off_one.alias("off_one"),
+    )
+    dist = _on_rows(df, masks["maybe"], "r_name_norm", "s_name_norm", Levenshtein.distance, 2, "_dist")
+    has_q = masks["has_q"]
     wild = pl.Series("_wild", [False] * df.height, dtype=pl.Boolean)
     if has_q.any():
         idx = has_q.arg_true()
         sub = df[idx]
         vals = _wildcard_equal(sub["r_name_norm"].to_list(), sub["s_name_norm"].to_list())
         wild = wild.scatter(idx, vals)
-    rid, sid = pl.col("r_id_norm"), pl.col("s_id_norm")
-    rl, sl = rid.str.len_chars(), sid.str.len_chars()
-    # A digit dropped or added: one edit between the two ID strings (only lengths one apart).
-    off_one = ((rl.cast(pl.Int32) - sl.cast(pl.Int32)).abs() == 1).fill_null(False)
-    id_dist = _on_rows(df, off_one, "r_id_norm", "s_id_norm", Levenshtein.distance, 99, "_id_dist")
+    id_dist = _on_rows(df, masks["off_one"], "r_id_norm", "s_id_norm", Levenshtein.distance, 99, "_id_dist")
     # 18-character IDs: how many positions differ, and (only where two do) whether they are
     # two adjacent characters swapped.
     id_ham = _id_hamming(df)
@@ -465,10 +469,27 @@ def compare_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Mat
         swap = swap.scatter(idx, sub.select(is_adjacent_swap("r_id_norm", "s_id_norm")).to_series().fill_null(False))
     df = df.with_columns(swap)
     df = df.with_columns(_look_expr(df))
-    ctx = Context(min_known_prefix=ms.min_known_prefix)
-    for f, c in COMPARISONS.items():  # in order: a level may read the fields compared before
-        df = df.with_columns(c.expr(ctx).alias(f"lv_{f}"))
-    return df
+    return _with_levels(df, Context(min_known_prefix=ms.min_known_prefix))
+
+
+def _level_waves(ctx: Context) -> list[list[pl.Expr]]:
+    """The fields' level expressions in waves: a field joins the first wave after every
+    field whose level it reads (a level may read the fields compared before). The fields of
+    one wave are computed in one context, so polars works on them in parallel."""
+    exprs = {f: c.expr(ctx).alias(f"lv_{f}") for f, c in COMPARISONS.items()}
+    wave_of: dict[str, int] = {}
+    for f, e in exprs.items():  # COMPARISONS' order: a field reads only the fields before it
+        reads = {n[3:] for n in e.meta.root_names() if n.startswith("lv_")}
+        wave_of[f] = max((wave_of[g] + 1 for g in reads), default=0)
+    return [[exprs[f] for f in exprs if wave_of[f] == w] for w in range(max(wave_of.values(), default=-1) + 1)]
+
+
+def _with_levels(df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """`df` with each field's level `lv_<field>`, the columns in COMPARISONS' order."""
+    for wave in _level_waves(ctx):
+        df = df.with_columns(wave)
+    levels = [f"lv_{f}" for f in COMPARISONS]
+    return df.select(*[c for c in df.columns if c not in levels], *levels)
 
 
 def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: MatchSettings,
@@ -671,10 +692,9 @@ def _with_roster_identity(df: pl.DataFrame, r: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _on_rows(df: pl.DataFrame, rows: pl.Expr, a: str, b: str, scorer: Callable, default: int, name: str) -> pl.Series:
-    """A rapidfuzz distance between columns a and b on the rows where `rows` holds (`default`
+def _on_rows(df: pl.DataFrame, mask: pl.Series, a: str, b: str, scorer: Callable, default: int, name: str) -> pl.Series:
+    """A rapidfuzz distance between columns a and b on the rows where `mask` holds (`default`
     elsewhere): Python strings are made only for those rows."""
-    mask = df.select(rows).to_series()
     out = pl.Series(name, [default] * df.height, dtype=pl.Int32)
     if not mask.any():
         return out
