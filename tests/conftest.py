@@ -130,7 +130,7 @@ def harness():
         yield
 
 
-# ---- spreading the suite over the two xdist workers (pyproject: --dist loadgroup) ----------
+# ---- spreading the suite over the two xdist workers (pyproject: --dist loadfile) -----------
 # A file is sent whole to one worker (its module fixtures made once), except these, whose tests
 # share nothing dearer than session fixtures (the Prefect harness, generated counties) and so
 # may run on either worker: their long tests then run side by side.
@@ -168,10 +168,21 @@ def _slow_rank(item: pytest.Item) -> int:
     return len(SLOW_FIRST)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The dearest tests first; every file not in SPREAD one xdist group."""
+    """The dearest tests first (with --no-loadscope-reorder xdist sends them in this order)."""
     items.sort(key=_slow_rank)  # stable: the rest keep their order
-    for item in items:
-        if item.path.name not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadfile, but each test of a SPREAD file its own unit of work. (xdist's
+    loadgroup marks groups by renaming node ids, which pytest 9 no longer lets it do.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndSpreadTests(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if Path(file).name in SPREAD else file
+
+    return FilesAndSpreadTests(config, log)
