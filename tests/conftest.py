@@ -128,3 +128,61 @@ def harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# ---- spreading the suite over the two xdist workers (pyproject: --dist loadfile) -----------
+# A file is sent whole to one worker (its module fixtures made once), except these, whose tests
+# share nothing dearer than session fixtures (the Prefect harness, generated counties) and so
+# may run on either worker: their long tests then run side by side.
+SPREAD = frozenset({"test_flow.py", "test_night.py", "test_review.py", "test_review_import.py", "test_serving.py"})
+# The dearest first, "file" or "file::test" (measured: seconds each on the 2-core machine), so
+# that the short tests fill the end of the run on both workers rather than one worker ending a
+# long file alone while the other idles. Unlisted tests keep their collection order after these.
+SLOW_FIRST = (
+    "test_province.py",                                                  # 85: set-up and two runs
+    "test_review.py::test_round_trip_two_nights_with_clerk_decisions",  # 38
+    "test_night.py::test_kill_9_of_recon_run_between_publish_and_swap",  # 31
+    "test_serving.py::test_serve_stops_on_sigterm",                      # 2 x 25-30
+    "test_review_import.py::test_superseded_workbooks_carried_notes_and_one_reviewer_twice",  # 28
+    "test_night.py::test_same_inputs_give_same_tables_and_cells",        # 25
+    "test_flow.py::test_nightly_flow_end_to_end",                        # 24
+    "test_night_inputs.py",                                              # 20: set-up, a `recon run`
+    "test_model.py",                                                     # 20: the EM property
+    "test_flow.py::test_no_id_or_name_reaches_logs_errors_or_prefect",   # 20
+    "test_review_import.py::test_corrections_are_applied_or_refused_with_the_reason",  # 19
+    "test_flow.py::test_exports_respelt_overnight_change_nothing",       # 17
+    "test_review.py::test_monday_notebook_runs_against_a_generated_county",  # 16
+    "test_clerk_night.py",                                               # 15: set-up, a flow run
+    "test_places.py",                                                    # 12
+    "test_review_import.py::test_what_clerks_send_back",                 # 11
+    "test_flow.py::test_failed_run_is_marked_and_keeps_previous_results",  # 11
+)
+
+
+def _slow_rank(item: pytest.Item) -> int:
+    name = getattr(item, "originalname", item.name)
+    for rank, key in enumerate(SLOW_FIRST):
+        file, _, test = key.partition("::")
+        if item.path.name == file and test in ("", name):
+            return rank
+    return len(SLOW_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The dearest tests first (with --no-loadscope-reorder xdist sends them in this order)."""
+    items.sort(key=_slow_rank)  # stable: the rest keep their order
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadfile, but each test of a SPREAD file its own unit of work. (xdist's
+    loadgroup marks groups by renaming node ids, which pytest 9 no longer lets it do.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndSpreadTests(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return nodeid if Path(file).name in SPREAD else file
+
+    return FilesAndSpreadTests(config, log)

@@ -3,12 +3,14 @@ graceful shutdown then retries its API calls without end)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,16 +49,27 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[int, float]:
             proc.kill()
 
 
+@contextlib.contextmanager
+def _session_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of the session's Prefect test server (tests/conftest.py `harness`)."""
+    from prefect.settings import PREFECT_API_URL
+
+    request.getfixturevalue("harness")
+    yield str(PREFECT_API_URL.value())
+
+
 @pytest.mark.parametrize(("server_first", "exit_code"), [(False, 0), (True, EXIT_ON_SIGTERM)],
                          ids=["server-up", "server-gone"])
 def test_serve_stops_on_sigterm(server_first: bool, exit_code: int, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     (tmp_path / "inbox").mkdir()
     argv = [str(RECON), "serve", "--inbox", str(tmp_path / "inbox"), "--db", str(tmp_path / "recon.duckdb"),
             "--reports", str(tmp_path / "reports"), "--cron", "30 1 * * *", "--stop-grace", str(GRACE_S)]
-    with ephemeral_server() as url:
+    # A server that stays up is the session's test server (its start-up already paid); one
+    # that goes away first is a server of this test's own.
+    with ephemeral_server() if server_first else _session_server(request) as url:
         proc = subprocess.Popen(argv, env={**os.environ, "PREFECT_API_URL": url}, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         try:
