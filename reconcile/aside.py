@@ -1,25 +1,19 @@
-"""The night's steps as a second process runs them (``pipeline``'s ``aside``): on a county,
-one system's matching while this process matches the other (two cores); on a prefecture,
-each export's normalising and each system's matching in a process of its own, one at a
-time, so that what those steps leave in the allocator dies with that process instead of
-staying in the night's. What a step reports on the way is kept and sent back with its
-result, since the parent's logger is not there.
+"""One system's matching as a second process runs it while this one matches the other
+(``pipeline.link_systems``' ``aside``, a county's night on two cores). What it reports on the
+way is kept and sent back with the links, since the parent's logger is not there.
+
+Imports only the matcher, so that the second process is ready in about a second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import polars as pl
 
-from .config import MatchSettings, Settings
-from .ingest import SheetTable
+from .config import MatchSettings
 from .match import ROSTER_COLS, SYSTEM_COLS, SystemLinks, link_system
-from .memory import compact
 from .model import Model
-from .normalize import normalize_source
 
-__all__ = ["Recorded", "link_recorded", "matching_columns", "normalized"]
+__all__ = ["Recorded", "link_recorded", "matching_columns"]
 
 Recorded = tuple[pl.DataFrame, Model, dict[str, float], list[str]]
 
@@ -36,9 +30,3 @@ def link_recorded(roster: pl.DataFrame, system: pl.DataFrame, system_name: str, 
     got: SystemLinks = link_system(roster, system, system_name, ms, said.append)
     return got.links, got.model, dict(got.blocking), said
 
-
-def normalized(tables: Sequence[SheetTable], source: str, settings: Settings,
-               places: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``normalize.normalize_source``, its records in buffers of their own (``memory.compact``)."""
-    recs, problems = normalize_source(tables, source, settings, places)
-    return compact(recs), problems

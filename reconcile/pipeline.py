@@ -22,7 +22,7 @@ from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
 from .match import SystemLinks, link_system
-from .aside import link_recorded, matching_columns, normalized
+from .aside import link_recorded, matching_columns
 from .model import PARAMETER_COLUMNS, parameters_frame
 from .memory import compact
 from .normalize import normalize_source
@@ -86,12 +86,12 @@ def choose_county_policy(records: dict[str, pl.DataFrame], settings: Settings, c
 
 
 # Up to this many roster and system rows together, a second process matches one system
-# while this one matches the other (two cores). Above it (a prefecture in one inbox) a copy
-# of the records there would raise the night's peak memory more than the time is worth;
-# instead each export is normalised and each system matched in a fresh process of its own,
-# one at a time: what the allocators keep after those steps (gigabytes that no frame
-# holds, at a million roster rows) goes with that process. (On a county normalising
-# elsewhere saves nothing: a new process's start-up and imports cost about as much.)
+# while this one matches the other (two cores). Above it (a prefecture in one inbox) its
+# copy of the records would raise the night's peak memory more than the time is worth.
+# (Tried and measured: normalising an export there saves nothing on a county, the new
+# process's start-up and imports cost as much; and on a prefecture, normalising and
+# matching each in a process of its own left this process as large as before, while the
+# two together peaked higher.)
 MATCH_ASIDE_UP_TO = 1_500_000
 
 
@@ -103,26 +103,14 @@ class Aside(Protocol):
 
 
 def normalize_all(ingested: IngestResult, settings: Settings, *,
-                  release: bool = False, aside: Aside | None = None) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+                  release: bool = False) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """Records and row problems of every source. ``release``: take each source's raw sheets
-    out of ``ingested.tables`` as soon as its records are built (see ``reconcile``).
-    ``aside``: where to normalise each export of a night above ``MATCH_ASIDE_UP_TO`` rows."""
+    out of ``ingested.tables`` as soon as its records are built (see ``reconcile``)."""
     records: dict[str, pl.DataFrame] = {}
     problems = [ingested.problems.cast(PROBLEM_SCHEMA)]
     # Place keys from every source's spellings together: 结卜镇 in one file, 结补镇 in the rest.
     places = resolve_places(observed_places([t.frame for t in ingested.tables]), settings.places)
-    elsewhere = aside is not None and sum(t.frame.height for t in ingested.tables) > MATCH_ASIDE_UP_TO
     for source in SOURCES:
-        if elsewhere:
-            assert aside is not None
-            mine = [t for t in ingested.tables if t.source == source]
-            if release:
-                ingested.tables[:] = [t for t in ingested.tables if t.source != source]
-            pending = aside(normalized, mine, source, settings, places)
-            del mine
-            records[source], probs = pending.result()
-            problems.append(probs)
-            continue
         recs, probs = normalize_source(ingested.tables, source, settings, places)
         records[source] = recs
         problems.append(probs)
@@ -137,19 +125,18 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
 
 
 def normalize_corrected(ingested: IngestResult, settings: Settings, decisions: pl.DataFrame | None, *,
-                        release: bool = False, aside: Aside | None = None,
-                        ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict[str, int]]:
+                        release: bool = False) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, dict[str, int]]:
     """``normalize_all`` with the clerks' corrected values (``recon review import``) written
     into the roster sheets first, and how many rows they changed (``clerk_corrections``).
     ``release``: as for ``normalize_all``; the raw sheets are kept until the corrections
     are in (they need them again), and ``ingested.tables`` is empty afterwards."""
     has_decisions = decisions is not None and decisions.height > 0
-    records, problems = normalize_all(ingested, settings, release=release and not has_decisions, aside=aside)
+    records, problems = normalize_all(ingested, settings, release=release and not has_decisions)
     counts: dict[str, int] = {}
     if has_decisions:
         tables, fixed = review.corrected_tables(ingested.tables, records["roster"], decisions)
         if fixed:
-            records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings, aside=aside)
+            records, problems = normalize_all(dataclasses.replace(ingested, tables=tables), settings)
         counts["clerk_corrections"] = fixed
     if release:
         ingested.tables.clear()
@@ -188,11 +175,9 @@ def _collected(pending: Any, system: str, progress: Progress | None, how: str) -
 
 def _link_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None,
               aside: Aside | None) -> dict[str, SystemLinks]:
-    if aside is None or len(SYSTEMS) < 2:
+    rows = sum(records[s].height for s in ("roster", *SYSTEMS))
+    if aside is None or rows > MATCH_ASIDE_UP_TO or len(SYSTEMS) < 2:
         return {system: _link_here(records, system, settings, progress) for system in SYSTEMS}
-    if sum(records[s].height for s in ("roster", *SYSTEMS)) > MATCH_ASIDE_UP_TO:
-        return {system: _collected(_link_elsewhere(records, system, settings, aside), system, progress,
-                                   "in a process of its own") for system in SYSTEMS}
     away = SYSTEMS[-1]
     pending = _link_elsewhere(records, away, settings, aside)
     try:
@@ -209,8 +194,7 @@ def link_systems(records: dict[str, pl.DataFrame], settings: Settings, progress:
     """Links for every system, with both sides' lineage (the stored `matches` table), the
     model fitted per system (the stored `model_parameters` table) and its blocking figures.
     ``aside``: a way to run one system's matching in a second process meanwhile (a county
-    night), or each system's in a process of its own (above ``MATCH_ASIDE_UP_TO`` rows); the
-    result is the same."""
+    night, up to ``MATCH_ASIDE_UP_TO`` rows; the result is the same)."""
     roster = records["roster"]
     found = _link_all(records, settings, progress, aside)
     parts, params, blocking = [], [], {}
@@ -291,8 +275,7 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     as for ``link_systems``."""
     if progress:
         progress("normalising records")
-    records, problems, review_counts = normalize_corrected(ingested, settings, decisions, release=release_input,
-                                                           aside=aside)
+    records, problems, review_counts = normalize_corrected(ingested, settings, decisions, release=release_input)
     has_decisions = decisions is not None and decisions.height > 0
     linked = link_systems(records, settings, progress, aside)
     matches, model_parameters = linked.matches, linked.model_parameters

@@ -12,7 +12,7 @@ import pytest
 import operator
 import pickle
 
-from reconcile import ingest, pipeline, second_process
+from reconcile import ingest, second_process
 from reconcile.config import Settings
 from reconcile.pipeline import link_systems, normalize_all, reconcile, stored_tables
 from countygen import SynthConfig, generate_county
@@ -53,24 +53,6 @@ def test_a_system_matched_in_a_second_process_gives_the_same_links(inbox: Path, 
     # the second process's progress comes back, in its order, after its own heading
     away = [i for i, line in enumerate(said) if "second process" in line]
     assert len(away) == 1 and any(line.startswith("blocking filing") for line in said[away[0]:])
-
-
-def test_a_big_night_normalised_and_matched_in_processes_of_their_own_is_the_same(
-        inbox: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    as_of = dt.date(2025, 9, 1)
-    here = reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, as_of=as_of)
-    monkeypatch.setattr(pipeline, "MATCH_ASIDE_UP_TO", 10)  # this small county counts as a prefecture
-    said: list[str] = []
-    there = reconcile(ingest.read_inbox(inbox, settings.header_aliases), settings, said.append, as_of=as_of,
-                      release_input=True, aside=second_process.start)
-    assert sum("in a process of its own" in line for line in said) == 2
-    assert here.counts == there.counts
-    for name, frame in stored_tables(here).items():
-        other = stored_tables(there)[name]
-        if isinstance(frame, list):
-            assert all(x.equals(y) for x, y in zip(frame, other, strict=True)), name
-        else:
-            assert frame is not None and other is not None and frame.equals(other), name
 
 
 def test_a_failure_in_the_second_process_is_raised_here(inbox: Path, settings: Settings) -> None:
