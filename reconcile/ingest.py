@@ -38,6 +38,7 @@ How things arrive (for the normalize/match steps):
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import re
 import time
 import tomllib
@@ -1192,11 +1193,13 @@ def read_inbox(
     `on_file(rel, done, total)` is called after each file, in the files' order (progress;
     `rel` as in lineage). ``parallel``: a large inbox's later files are read by a second
     process meanwhile (see ``PARALLEL_MIN_BYTES``); pass False where the cores are already
-    busy (one county of many on each worker). The result is the same either way.
+    busy. A daemonic process (a Dask worker reading one county of many, a pool's worker)
+    never starts one: its siblings keep the cores busy. The result is the same either way.
     """
     files, problems = list_inbox(Path(inbox))
     indexes = {s: _AliasIndex(aliases, s) for s in SOURCES}
-    cut = _split_at(files) if parallel else len(files)
+    may_split = parallel and not multiprocessing.current_process().daemon
+    cut = _split_at(files) if may_split else len(files)
     aside = SecondProcess([(_read_files, (files[cut:], indexes), {})]) if cut < len(files) else None
     tables: list[SheetTable] = []
     files_read = 0
