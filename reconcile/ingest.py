@@ -30,6 +30,10 @@ How things arrive (for the normalize/match steps):
 * Which entries of the inbox are read: ``reconcile.inbox``; an xlsx is checked (bombs, DTDs,
   grid bounds) by ``reconcile.xlsx_scan`` before calamine sees it. Problem rows are made by
   ``reconcile.problems.problem`` (codes and Chinese reasons defined there).
+* A large inbox (``PARALLEL_MIN_BYTES``) is read by two processes: this one reads the
+  earlier files while a second (``reconcile.second_process``) reads the later ones; the
+  tables, problems and ``on_file`` calls are the same, in the same order, as when read
+  alone. A second process that dies (a reader that aborts) has its files read here.
 * `.xls` files that are really HTML tables, Excel 2003 XML or tab/comma separated text (as
   government systems often export) are read as such. HTML/XML have no Excel row numbers of
   their own: `row` counts table rows (`<tr>`, `<Row>`) from 1, as Excel shows them on opening.
@@ -1145,6 +1149,9 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
 # the later files read by a second process (``reconcile.second_process``) while this one reads
 # the earlier ones; a smaller one is read here alone (a second interpreter costs ~0.7 s).
 PARALLEL_MIN_BYTES = 16 * 1024**2
+# The second process's share at most (bytes of its files): its tables exist twice (there and
+# here, as they come back) until it ends, so what it reads is kept to a bounded slice.
+MAX_CHILD_BYTES = 256 * 1024**2
 # Rough CPU seconds to read a file, for the split: per file, and per MiB by kind (measured on
 # a generated county: an xlsx is compressed XML, so a MiB of it holds ten times the cells).
 _COST_PER_FILE = 0.02
@@ -1171,12 +1178,14 @@ def _split_at(files: Sequence[InboxFile]) -> int:
     if len(files) < 2 or sum(b for b, _ in costs) < PARALLEL_MIN_BYTES:
         return len(files)
     total = sum(c for _, c in costs)
+    tail_bytes = sum(b for b, _ in costs)
     best, best_at, head = total, len(files), 0.0
-    for at, (_, c) in enumerate(costs):
+    for at, (b, c) in enumerate(costs):
         longer = max(head, total - head + _CHILD_START_COST)
-        if longer < best:
+        if longer < best and tail_bytes <= MAX_CHILD_BYTES:
             best, best_at = longer, at
         head += c
+        tail_bytes -= b
     return best_at
 
 
