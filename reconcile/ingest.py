@@ -30,6 +30,10 @@ How things arrive (for the normalize/match steps):
 * Which entries of the inbox are read: ``reconcile.inbox``; an xlsx is checked (bombs, DTDs,
   grid bounds) by ``reconcile.xlsx_scan`` before calamine sees it. Problem rows are made by
   ``reconcile.problems.problem`` (codes and Chinese reasons defined there).
+* A large inbox (``PARALLEL_MIN_BYTES``) is read by two processes: this one reads the
+  earlier files while a second (``reconcile.second_process``) reads the later ones; the
+  tables, problems and ``on_file`` calls are the same, in the same order, as when read
+  alone. A second process that dies (a reader that aborts) has its files read here.
 * `.xls` files that are really HTML tables, Excel 2003 XML or tab/comma separated text (as
   government systems often export) are read as such. HTML/XML have no Excel row numbers of
   their own: `row` counts table rows (`<tr>`, `<Row>`) from 1, as Excel shows them on opening.
@@ -38,6 +42,7 @@ How things arrive (for the normalize/match steps):
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import re
 import time
 import tomllib
@@ -57,9 +62,10 @@ from reconcile.errors import ConfigError, scrub
 from reconcile.fields import FIELDS, ID_FIELDS, REQUIRED, SOURCES
 from reconcile.idcard import normalize_ids
 from reconcile.memory import fresh
-from reconcile.inbox import (MAX_FILE_BYTES, FileTooLarge, NotRegularFile,
+from reconcile.inbox import (MAX_FILE_BYTES, FileTooLarge, InboxFile, NotRegularFile,
                              list_inbox, read_regular_file)
 from reconcile.problems import PROBLEM_SCHEMA, problem, problem_frame
+from reconcile.second_process import SecondProcess
 from reconcile.xlsx_scan import XlsxRefused, scan_xlsx
 
 __all__ = [
@@ -1139,28 +1145,97 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
     return tables, problems
 
 
+# Files read beside this process: an inbox this large (bytes of its files) is split in two,
+# the later files read by a second process (``reconcile.second_process``) while this one reads
+# the earlier ones; a smaller one is read here alone (a second interpreter costs ~0.7 s).
+PARALLEL_MIN_BYTES = 16 * 1024**2
+# The second process's share at most (bytes of its files): its tables exist twice (there and
+# here, as they come back) until it ends, so what it reads is kept to a bounded slice.
+MAX_CHILD_BYTES = 256 * 1024**2
+# Rough CPU seconds to read a file, for the split: per file, and per MiB by kind (measured on
+# a generated county: an xlsx is compressed XML, so a MiB of it holds ten times the cells).
+_COST_PER_FILE = 0.02
+_COST_PER_MIB = {".xlsx": 0.65, ".xls": 0.055, ".csv": 0.08}
+_CHILD_START_COST = 0.8        # what the second process spends before its first file
+
+
+def _read_files(files: Sequence[InboxFile], indexes: Mapping[str, _AliasIndex]
+                ) -> list[tuple[list[SheetTable], list[dict]]]:
+    """Each file's tables and problems, in order (what the second process runs)."""
+    return [_read_file(f.path, f.source, f.rel, indexes[f.source]) for f in files]
+
+
+def _split_at(files: Sequence[InboxFile]) -> int:
+    """Index of the first file the second process reads (``len(files)``: none): the cut that
+    best balances the estimated cost of the two shares, or none for a small inbox."""
+    costs = []
+    for f in files:
+        try:
+            size = f.path.stat().st_size
+        except OSError:
+            size = 0
+        costs.append((size, _COST_PER_FILE + size / 2**20 * _COST_PER_MIB.get(f.path.suffix.lower(), 0.1)))
+    if len(files) < 2 or sum(b for b, _ in costs) < PARALLEL_MIN_BYTES:
+        return len(files)
+    total = sum(c for _, c in costs)
+    tail_bytes = sum(b for b, _ in costs)
+    best, best_at, head = total, len(files), 0.0
+    for at, (b, c) in enumerate(costs):
+        longer = max(head, total - head + _CHILD_START_COST)
+        if longer < best and tail_bytes <= MAX_CHILD_BYTES:
+            best, best_at = longer, at
+        head += c
+        tail_bytes -= b
+    return best_at
+
+
 def read_inbox(
     inbox: Path,
     aliases: Aliases,
     *,
     on_file: Callable[[str, int, int], None] | None = None,
+    parallel: bool = True,
 ) -> IngestResult:
     """Read every regular file under inbox/{roster,dibao,filing}/ (recursively, sorted);
     every entry left out gets a problem row (see ``reconcile.inbox``).
 
-    `on_file(rel, done, total)` is called after each file (progress; `rel` as in lineage).
+    `on_file(rel, done, total)` is called after each file, in the files' order (progress;
+    `rel` as in lineage). ``parallel``: a large inbox's later files are read by a second
+    process meanwhile (see ``PARALLEL_MIN_BYTES``); pass False where the cores are already
+    busy. A daemonic process (a Dask worker reading one county of many, a pool's worker)
+    never starts one: its siblings keep the cores busy. The result is the same either way.
     """
     files, problems = list_inbox(Path(inbox))
     indexes = {s: _AliasIndex(aliases, s) for s in SOURCES}
+    may_split = parallel and not multiprocessing.current_process().daemon
+    cut = _split_at(files) if may_split else len(files)
+    aside = SecondProcess([(_read_files, (files[cut:], indexes), {})]) if cut < len(files) else None
     tables: list[SheetTable] = []
     files_read = 0
     refused = ("unreadable_file", "encoding_undetected", "too_large", "not_a_regular_file")
-    for i, f in enumerate(files, start=1):
-        t, p = _read_file(f.path, f.source, f.rel, indexes[f.source])
+
+    def take(i: int, f: InboxFile, t: list[SheetTable], p: list[dict]) -> None:
+        nonlocal files_read
         tables.extend(t)
         problems.extend(p)
         if not any(x["problem"] in refused and x["row"] is None for x in p):
             files_read += 1
         if on_file is not None:
             on_file(f.rel, i, len(files))
+
+    try:
+        for i, f in enumerate(files[:cut], start=1):
+            take(i, f, *_read_file(f.path, f.source, f.rel, indexes[f.source]))
+        if aside is not None:
+            try:
+                done = aside.results()[0]
+            except ChildProcessError:
+                # the second process died (a reader that aborts): read its share here, as a
+                # night without it would
+                done = _read_files(files[cut:], indexes)
+            for i, (f, (t, p)) in enumerate(zip(files[cut:], done, strict=True), start=cut + 1):
+                take(i, f, t, p)
+    finally:
+        if aside is not None:
+            aside.__exit__(None, None, None)
     return IngestResult(tables=tables, problems=problem_frame(problems), files_read=files_read)

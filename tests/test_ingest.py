@@ -17,8 +17,10 @@ import polars as pl
 import pytest
 import xlwt
 
+from reconcile import ingest
 from reconcile.errors import ConfigError
 from reconcile.fields import FIELDS, SOURCES
+from reconcile.inbox import list_inbox
 from reconcile.ingest import (
     HEADER_ALIASES_FILE,
     PROBLEM_SCHEMA,
@@ -486,6 +488,71 @@ def test_inbox_layout(tmp_path: Path) -> None:
         ("roster", "roster/说明.pdf", "", "unsupported_file"),
     ]
     assert res.problems["value"].str.starts_with("「").all()
+
+
+class _DyingProcess:
+    """A second process that dies before answering (a reader that aborts it)."""
+
+    def __init__(self, calls) -> None:
+        pass
+
+    def results(self):
+        raise ChildProcessError("the second process ended (exit status -6) without an answer")
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _as_values(res: IngestResult) -> tuple:
+    tables = [(t.source, t.file, t.sheet, t.columns, t.header_row, t.dropped_rows,
+               t.dropped_totals, t.title, t.frame.schema, t.frame.rows()) for t in res.tables]
+    return tables, res.problems.schema, res.problems.rows(), res.files_read
+
+
+@pytest.mark.parametrize("label,second", [("second process", None), ("second process dies", _DyingProcess)])
+def test_a_large_inbox_read_in_two_processes_gives_the_same_result(tmp_path, monkeypatch, label,
+                                                                   second) -> None:
+    for source in SOURCES:
+        (tmp_path / source).mkdir()
+    for i, (_, name, make, _) in enumerate(BROKEN_CASES):
+        make(tmp_path / "roster" / f"{i}{name}")
+        write_xlsx(tmp_path / "roster" / f"{i}good.xlsx", {"S": ROSTER, "T": ROSTER})
+    write_xls(tmp_path / "dibao" / "d.xls", {"S": [["户主姓名", "成员身份证号"], ["甲", 110101200001011234]]})
+    write_text(tmp_path / "filing" / "f.csv", [["姓名", "证件号码"], ["甲", "1"], ["乙", "2"]],
+               encoding="gb18030")
+    calls: dict[bool, list] = {True: [], False: []}
+    alone = read_inbox(tmp_path, ALIASES, on_file=lambda *a: calls[False].append(a), parallel=False)
+    monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 0)       # this small inbox split too
+    monkeypatch.setattr(ingest, "_CHILD_START_COST", 0.0)
+    if second is not None:
+        monkeypatch.setattr(ingest, "SecondProcess", second)
+    files, _ = list_inbox(tmp_path)
+    assert 0 < ingest._split_at(files) < len(files)
+    split = read_inbox(tmp_path, ALIASES, on_file=lambda *a: calls[True].append(a))
+    assert _as_values(split) == _as_values(alone)
+    assert calls[True] == calls[False] and len(calls[True]) == len(files)
+    assert {p for p in alone.problems["problem"]} >= {"unreadable_file", "empty_file"}
+
+
+SPLITS = [  # (inbox bytes needed to split, child's bytes at most, files the second process reads)
+    ("small inbox read alone", 10**9, 10**9, 0),
+    ("split in the middle", 0, 10**9, 2),
+    ("child's share capped", 0, 2500, 1),
+    ("cap below any file", 0, 100, 0),
+]
+
+
+@pytest.mark.parametrize("label,min_bytes,max_child,aside", SPLITS, ids=[s[0] for s in SPLITS])
+def test_which_files_the_second_process_reads(tmp_path, monkeypatch, label, min_bytes, max_child,
+                                              aside) -> None:
+    (tmp_path / "filing").mkdir()
+    for name in "abcd":
+        (tmp_path / "filing" / f"{name}.csv").write_bytes(b"x" * 2000)
+    monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", min_bytes)
+    monkeypatch.setattr(ingest, "MAX_CHILD_BYTES", max_child)
+    monkeypatch.setattr(ingest, "_CHILD_START_COST", 0.0)
+    files, _ = list_inbox(tmp_path)
+    assert len(files) - ingest._split_at(files) == aside
 
 
 # ---- header spellings -----------------------------------------------------------------------
