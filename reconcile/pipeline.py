@@ -160,32 +160,24 @@ def _link_here(records: dict[str, pl.DataFrame], system: str, settings: Settings
     return link_system(records["roster"], records[system], system, settings.match, progress)
 
 
-def _link_elsewhere(records: dict[str, pl.DataFrame], system: str, settings: Settings, aside: Aside) -> Any:
-    return aside(link_recorded, *matching_columns(records["roster"], records[system]), system, settings.match)
-
-
-def _collected(pending: Any, system: str, progress: Progress | None, how: str) -> SystemLinks:
-    links, model, figures, said = pending.result()
-    if progress:
-        progress(f"matching roster against {system} ({how})")
-        for line in said:
-            progress(line)
-    return SystemLinks(links, model, MappingProxyType(figures))
-
-
 def _link_all(records: dict[str, pl.DataFrame], settings: Settings, progress: Progress | None,
               aside: Aside | None) -> dict[str, SystemLinks]:
     rows = sum(records[s].height for s in ("roster", *SYSTEMS))
     if aside is None or rows > MATCH_ASIDE_UP_TO or len(SYSTEMS) < 2:
         return {system: _link_here(records, system, settings, progress) for system in SYSTEMS}
     away = SYSTEMS[-1]
-    pending = _link_elsewhere(records, away, settings, aside)
+    pending = aside(link_recorded, *matching_columns(records["roster"], records[away]), away, settings.match)
     try:
         got = {system: _link_here(records, system, settings, progress) for system in SYSTEMS if system != away}
-        got[away] = _collected(pending, away, progress, "in a second process, meanwhile")
+        links, model, figures, said = pending.result()
     except BaseException:
         pending.cancel()
         raise
+    if progress:
+        progress(f"matching roster against {away} (in a second process, meanwhile)")
+        for line in said:
+            progress(line)
+    got[away] = SystemLinks(links, model, MappingProxyType(figures))
     return got
 
 
