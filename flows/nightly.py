@@ -26,6 +26,7 @@ from reconcile.completeness import Previous
 from reconcile.config import Settings, StoreSettings, load_settings
 from reconcile.errors import ReconError, redact, scrub
 from reconcile import second_process
+from flows import read_ahead
 from reconcile.second_process import SecondProcess
 
 __all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
@@ -80,7 +81,9 @@ TRANSIENT_RETRIES = dict(retries=2, retry_delay_seconds=5, retry_condition_fn=_t
 
 
 @task(**TRANSIENT_RETRIES, **QUIET)
-def read_inbox(inbox: Path, settings: Settings) -> ingest.IngestResult:
+def read_inbox(inbox: Path, settings: Settings, ahead: read_ahead.ReadAhead | None = None) -> ingest.IngestResult:
+    """``ahead``: the inbox as ``recon run`` read it while Prefect's server started (taken
+    on the first try only; a retry reads afresh)."""
     log = get_run_logger()
     if not inbox.is_dir():
         raise FileNotFoundError(f"inbox folder {redact(str(inbox))} does not exist")
@@ -89,7 +92,11 @@ def read_inbox(inbox: Path, settings: Settings) -> ingest.IngestResult:
         log.info("reading %d/%d: %s", i, n, redact(rel))   # a file named after a student holds the ID
 
     with no_data_in_errors("reading the inbox"):
-        result = ingest.read_inbox(inbox, settings.header_aliases, on_file=on_file)
+        result = ahead.take() if ahead is not None else None
+        if result is not None:
+            log.info("the inbox was read while Prefect's server started")
+        else:
+            result = ingest.read_inbox(inbox, settings.header_aliases, on_file=on_file)
     log.info("read %d files, %d sheets, %d file/row problems", result.files_read, len(result.tables), result.problems.height)
     # Whole-file problems name the file and the reason (their value is 「reason」 and a technical
     # detail, never a cell value); row problems are counted here and listed in row_problems.
@@ -238,8 +245,9 @@ def nightly_reconciliation(
         notify.tell_missed(db=db_path, reports=reports, config=config, until=night - timedelta(days=1), when=started)
         staging: Path | None = None
         try:
-            settings = load_settings(Path(config) if config else None)
-            ingested = read_inbox(Path(inbox), settings)
+            ahead = read_ahead.take(inbox, config)
+            settings = ahead.settings if ahead is not None else load_settings(Path(config) if config else None)
+            ingested = read_inbox(Path(inbox), settings, ahead)
             decisions = load_decisions(db_path)
             previous = read_previous_run(db_path)  # the last succeeded run, before computing
             results = reconcile_records(ingested, settings, decisions, as_of_date, county, previous)

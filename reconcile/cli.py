@@ -16,7 +16,7 @@ from countygen import SynthConfig, SynthError, generate_county
 from countygen.province import COUNTIES, ProvinceConfig, generate_province
 
 from .config import DEFAULT_DB, DEFAULT_REPORTS, SAMPLE_DIR, DATA_DIR, load_settings
-from .errors import ReconError
+from .errors import ReconError, redact
 from .fields import SYSTEMS
 from .review_import import import_workbooks
 
@@ -173,6 +173,12 @@ def _print_summary(counts: dict[str, object], seconds: float) -> None:
     print(f"  reports        {counts.get('reports')}")
 
 
+def _print_reading(rel: str, i: int, n: int) -> None:
+    """A file read ahead of the flow, shown as the flow's own log lines are (no Prefect logger yet)."""
+    stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+    print(f"{stamp} | INFO    | recon - reading {i}/{n}: {redact(rel)}", file=sys.stderr, flush=True)
+
+
 def _run(args: argparse.Namespace) -> int:
     params = _flow_params(args)
     _quiet_prefect()
@@ -183,7 +189,14 @@ def _run(args: argparse.Namespace) -> int:
     # outlives a kill -9); a configured PREFECT_API_URL is used as it is. The flow (and
     # Prefect) is imported while the server starts.
     load_flow = functools.partial(importlib.import_module, "flows.nightly")
-    with contextlib.nullcontext() if os.environ.get("PREFECT_API_URL") else ephemeral_server(meanwhile=load_flow):
+
+    def meanwhile() -> None:
+        """Import the flow, then read the inbox for it (``flows.read_ahead``) until the server answers."""
+        load_flow()
+        importlib.import_module("flows.read_ahead").read_ahead(params["inbox"], params["config"],
+                                                               on_file=_print_reading)
+
+    with contextlib.nullcontext() if os.environ.get("PREFECT_API_URL") else ephemeral_server(meanwhile=meanwhile):
         counts = load_flow().nightly_reconciliation(**params)
     _print_summary(counts, time.perf_counter() - t0)
     print(f"  database       {params['db']}")

@@ -313,8 +313,10 @@ def test_kill_9_of_recon_run_between_publish_and_swap(tmp_path: Path) -> None:
     servers = _servers(_descendants(victim.pid))
     assert len(servers) == 1, "recon run starts one Prefect server of its own"
     os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=30)
+    out, err = victim.communicate(timeout=30)
     assert _gone(servers), "the Prefect server outlived the killed run"
+    # The inbox was read while the server started (flows.read_ahead), its progress shown then.
+    assert "recon - reading 1/" in err and "the inbox was read while Prefect's server started" in out + err
 
     [(run_id, status, night)] = _q(db, "select run_id, status, night from runs")
     assert status == "succeeded"
