@@ -41,9 +41,11 @@ class ReadAhead:
             if self._taken:
                 return None
             self._taken = True
-        if self.error is not None:
-            raise self.error
-        return self.result
+        # Handed over, not kept: the night frees the raw sheets once their records are built.
+        result, error, self.result, self.error = self.result, self.error, None, None
+        if error is not None:
+            raise error
+        return result
 
 
 _waiting: dict[tuple[str, str | None], ReadAhead] = {}
