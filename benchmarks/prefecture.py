@@ -60,6 +60,19 @@ SOURCES = ("roster", "dibao", "filing")
 GB = 1024**3
 
 
+def _role(proc: psutil.Process) -> str:
+    """What a process of `recon run`'s tree is, for the memory breakdown."""
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "?"
+    if "uvicorn" in cmd:
+        return "Prefect server"
+    if "second_process" in cmd:
+        return "second process"
+    return "recon" if "recon" in cmd else cmd[:40]
+
+
 class TreeMeter:
     """Peak resident memory of a process and all its descendants together (and when it was);
     past `limit` bytes the whole tree is killed, so that the benchmark cannot take a shared
@@ -71,6 +84,7 @@ class TreeMeter:
         self.peak = 0
         self.peak_procs = 0
         self.peak_at = 0.0
+        self.peak_parts: list[tuple[str, int]] = []  # (role, resident bytes) of each process at the peak
         self.killed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
@@ -82,14 +96,16 @@ class TreeMeter:
                 procs = [self.proc, *self.proc.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
-            total = 0
+            parts = []
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    parts.append((p, p.memory_info().rss))
                 except psutil.Error:
                     pass
+            total = sum(r for _, r in parts)
             if total > self.peak:
                 self.peak, self.peak_procs, self.peak_at = total, len(procs), time.time()
+                self.peak_parts = [(_role(p), r) for p, r in parts]
             if total > self.limit:
                 self.killed = True
                 for p in reversed(procs):
@@ -284,6 +300,7 @@ def main() -> None:
               f"(target <= 5x); roster {counts['roster_rows']} rows vs "
               f"{counts['dibao_rows'] + counts['filing_rows']} system rows; load average "
               f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+        print("  at the peak: " + ", ".join(f"{role} {rss / GB:.2f} GB" for role, rss in meter.peak_parts))
         if args.keep:
             print(f"kept: {work}")
     finally:
