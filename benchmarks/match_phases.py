@@ -25,10 +25,10 @@ ROOT = Path(os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or Path(__file
 sys.path.insert(0, str(ROOT))
 
 import reconcile  # noqa: E402,F401  (before polars: it sets the allocator's options)
-import polars as pl  # noqa: E402
 
 from reconcile import pipeline  # noqa: E402
 from reconcile.config import load_settings  # noqa: E402
+from _saved import compare_frames, save_frames  # noqa: E402
 from reconcile.ingest import read_inbox  # noqa: E402
 
 
@@ -57,18 +57,12 @@ def main() -> int:
         args.profile.write_text(profiler.output_html())
         print(profiler.output_text(unicode=False, color=False, show_all=False)[:20000])
     print(f"link_systems: {cpu:.1f} s CPU, {wall:.1f} s wall; {linked.matches.height} links", flush=True)
+    frames = {"matches": linked.matches, "model": linked.model_parameters}
     if args.save:
-        args.save.mkdir(parents=True, exist_ok=True)
-        linked.matches.write_parquet(args.save / "matches.parquet")
-        linked.model_parameters.write_parquet(args.save / "model.parquet")
+        save_frames(args.save, frames)
         (args.save / "blocking.json").write_text(json.dumps(linked.blocking, sort_keys=True, default=dict))
     if args.compare:
-        same = True
-        for name, frame in (("matches", linked.matches), ("model", linked.model_parameters)):
-            old = pl.read_parquet(args.compare / f"{name}.parquet")
-            eq = old.equals(frame)
-            same &= eq
-            print(f"{name}: {'IDENTICAL' if eq else 'DIFFERENT'} ({old.height} vs {frame.height} rows)")
+        same = not compare_frames(args.compare, frames)
         blk = not (args.compare / "blocking.json").exists() or json.loads((args.compare / "blocking.json").read_text()) == json.loads(json.dumps(linked.blocking, sort_keys=True, default=dict))
         same &= blk
         print(f"blocking: {'IDENTICAL' if blk else 'DIFFERENT'}")

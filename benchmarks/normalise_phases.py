@@ -34,6 +34,7 @@ import psutil  # noqa: E402
 
 from reconcile import ingest, names, normalize, pipeline, places  # noqa: E402
 from reconcile.config import load_settings  # noqa: E402
+from _saved import compare_frames, save_frames  # noqa: E402
 
 MB = 1024**2
 PROC = psutil.Process()
@@ -142,14 +143,9 @@ def main() -> None:
         records, problems = pipeline.normalize_all(again, settings, release=True)
         got = {**records, "problems": problems}
         if args.save:
-            args.save.mkdir(parents=True, exist_ok=True)
-            for k, f in got.items():
-                f.write_parquet(args.save / f"{k}.parquet")
-            print(f"saved {sorted(got)} to {args.save}")
+            save_frames(args.save, got)
         if args.compare:
-            bad = [k for k, f in got.items() if not f.equals(pl.read_parquet(args.compare / f"{k}.parquet"))]
-            print("records identical to the saved ones" if not bad else f"RECORDS DIFFER: {bad}")
-            sys.exit(1 if bad else 0)
+            sys.exit(1 if compare_frames(args.compare, got) else 0)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import psutil  # noqa: E402
 
 from reconcile import ingest, match, pipeline, report, review, rules, second_process  # noqa: E402
 from reconcile.config import load_settings  # noqa: E402
+from _saved import compare_frames, save_frames  # noqa: E402
 
 GB = 1024**3
 TABLES = ("discrepancies", "matches", "eligible", "problems", "export_problems", "household_changes")
@@ -205,21 +206,9 @@ def main() -> None:
     print(f"overall peak {ph.peak / GB:.2f} GB", flush=True)
     got = tables(results)
     if args.save:
-        args.save.mkdir(parents=True, exist_ok=True)
-        for name, frame in got.items():
-            frame.write_parquet(args.save / f"{name}.parquet")
-        print(f"saved {sorted(got)} to {args.save}")
-    if args.compare:
-        bad = []
-        for name, frame in got.items():
-            want = pl.read_parquet(args.compare / f"{name}.parquet")
-            same = frame.equals(want)
-            print(f"  {name}: {frame.height:,} rows, {'identical' if same else 'DIFFERENT'}")
-            if not same:
-                bad.append(name)
-        print("tables identical to the saved ones" if not bad else f"TABLES DIFFER: {bad}")
-        if bad:
-            sys.exit(1)
+        save_frames(args.save, got)
+    if args.compare and compare_frames(args.compare, got):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
