@@ -1147,22 +1147,15 @@ def _read_file(path: Path, source: str, rel: str, index: _AliasIndex):
 
 # Files read beside this process: an inbox this large (bytes of its files) is split in two,
 # the later files read by a second process (``reconcile.second_process``) while this one reads
-# the earlier ones; a smaller one is read here alone (a second interpreter costs ~0.7 s).
+# the earlier ones; a smaller one is read here alone (a second interpreter costs ~0.7 s). The
+# second process sends each file's tables back as soon as it has read them (one call a file),
+# so it never holds more than one file's: its share needs no bound of its own.
 PARALLEL_MIN_BYTES = 16 * 1024**2
-# The second process's share at most (bytes of its files): its tables exist twice (there and
-# here, as they come back) until it ends, so what it reads is kept to a bounded slice.
-MAX_CHILD_BYTES = 256 * 1024**2
 # Rough CPU seconds to read a file, for the split: per file, and per MiB by kind (measured on
 # a generated county: an xlsx is compressed XML, so a MiB of it holds ten times the cells).
 _COST_PER_FILE = 0.02
 _COST_PER_MIB = {".xlsx": 0.65, ".xls": 0.055, ".csv": 0.08}
 _CHILD_START_COST = 0.8        # what the second process spends before its first file
-
-
-def _read_files(files: Sequence[InboxFile], indexes: Mapping[str, _AliasIndex]
-                ) -> list[tuple[list[SheetTable], list[dict]]]:
-    """Each file's tables and problems, in order (what the second process runs)."""
-    return [_read_file(f.path, f.source, f.rel, indexes[f.source]) for f in files]
 
 
 def _split_at(files: Sequence[InboxFile]) -> int:
@@ -1178,14 +1171,12 @@ def _split_at(files: Sequence[InboxFile]) -> int:
     if len(files) < 2 or sum(b for b, _ in costs) < PARALLEL_MIN_BYTES:
         return len(files)
     total = sum(c for _, c in costs)
-    tail_bytes = sum(b for b, _ in costs)
     best, best_at, head = total, len(files), 0.0
-    for at, (b, c) in enumerate(costs):
+    for at, (_, c) in enumerate(costs):
         longer = max(head, total - head + _CHILD_START_COST)
-        if longer < best and tail_bytes <= MAX_CHILD_BYTES:
+        if longer < best:
             best, best_at = longer, at
         head += c
-        tail_bytes -= b
     return best_at
 
 
@@ -1209,7 +1200,8 @@ def read_inbox(
     indexes = {s: _AliasIndex(aliases, s) for s in SOURCES}
     may_split = parallel and not multiprocessing.current_process().daemon
     cut = _split_at(files) if may_split else len(files)
-    aside = SecondProcess([(_read_files, (files[cut:], indexes), {})]) if cut < len(files) else None
+    aside = SecondProcess([(_read_file, (f.path, f.source, f.rel, indexes[f.source]), {}) for f in files[cut:]]
+                          ) if cut < len(files) else None
     tables: list[SheetTable] = []
     files_read = 0
     refused = ("unreadable_file", "encoding_undetected", "too_large", "not_a_regular_file")
@@ -1228,11 +1220,11 @@ def read_inbox(
             take(i, f, *_read_file(f.path, f.source, f.rel, indexes[f.source]))
         if aside is not None:
             try:
-                done = aside.results()[0]
+                done = aside.results()
             except ChildProcessError:
                 # the second process died (a reader that aborts): read its share here, as a
                 # night without it would
-                done = _read_files(files[cut:], indexes)
+                done = [_read_file(f.path, f.source, f.rel, indexes[f.source]) for f in files[cut:]]
             for i, (f, (t, p)) in enumerate(zip(files[cut:], done, strict=True), start=cut + 1):
                 take(i, f, t, p)
     finally:

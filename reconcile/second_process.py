@@ -9,8 +9,11 @@ this module, and unpickling the calls imports their modules. The child is starte
 (never forked beside Prefect's threads).
 
 Protocol: the parent writes one pickle (a list of ``(function, args, kwargs)``) to the
-child's stdin and closes it; the child answers one pickle on stdout: ``("ok", [result,
-...])`` or ``("error", exception)``. A child that dies without answering raises
+child's stdin and closes it; the child answers each call as soon as it is done, one pickle
+on stdout each: ``("ok", result)``, or ``("error", exception)`` and nothing more. A thread
+of the parent takes the answers as they come, so the child never waits for the parent and
+holds one call's result at a time (a prefecture's files read there come back file by file,
+never all at once). A child that dies before answering every call raises
 ``ChildProcessError`` in the parent. The child writes nothing else anywhere (its errors go
 back to the parent, whose callers decide what may be logged).
 """
@@ -60,9 +63,14 @@ class SecondProcess:
         self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self._unsent: Exception | None = None
-        # Pickled into the pipe from a thread: the parent goes on with its own share meanwhile.
+        self._answers: list[tuple[str, Any]] = []
+        self._expected = len(calls)
+        # Pickled into the pipe from a thread, answers taken by another: the parent goes on
+        # with its own share meanwhile.
         self._feeder = threading.Thread(target=self._feed, args=(list(calls),), daemon=True)
         self._feeder.start()
+        self._taker = threading.Thread(target=self._take, daemon=True)
+        self._taker.start()
 
     def _feed(self, calls: list[Call]) -> None:
         stdin = self._proc.stdin
@@ -79,21 +87,30 @@ class SecondProcess:
             except OSError:
                 pass
 
+    def _take(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        while len(self._answers) < self._expected:
+            try:
+                answer = pickle.load(stdout)
+            except Exception:  # noqa: BLE001 - no (or a cut) answer: the child died (or was stopped)
+                return
+            self._answers.append(answer)
+            if answer[0] == "error":
+                return
+
     def results(self) -> list[Any]:
-        assert self._proc.stdout is not None
-        try:
-            status, value = pickle.load(self._proc.stdout)
-        except Exception:  # noqa: BLE001 - no (or a cut) answer: the child died
-            status, value = None, None
+        self._taker.join()
         self._feeder.join()
         code = self._proc.wait()
         if self._unsent is not None:
             raise self._unsent
-        if status is None:
+        answers, self._answers = self._answers, []
+        if answers and answers[-1][0] == "error":
+            raise answers[-1][1]
+        if len(answers) < self._expected:
             raise ChildProcessError(f"the second process ended (exit status {code}) without an answer")
-        if status == "error":
-            raise value
-        return value
+        return [value for _, value in answers]
 
     def __enter__(self) -> SecondProcess:
         return self
@@ -102,6 +119,7 @@ class SecondProcess:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._taker.join()  # the pipe is closed at the child's end: the taker has returned
         if self._proc.stdout is not None:
             self._proc.stdout.close()
 
@@ -126,16 +144,10 @@ def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Pending:
     return Pending((fn, args, kwargs))
 
 
-def _serve() -> int:
-    """The child: read the calls, run them in order, answer once."""
-    try:
-        calls = pickle.load(sys.stdin.buffer)
-        answer: tuple[str, Any] = ("ok", [fn(*args, **kwargs) for fn, args, kwargs in calls])
-        del calls
-    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-        answer = ("error", exc)
-    # Pickled into a temporary file first (not into memory: a prefecture's records are a
-    # gigabyte), so that a value that does not pickle can still be answered with an error.
+def _answer(answer: tuple[str, Any], out: IO[bytes]) -> None:
+    """One answer on ``out``, pickled into a temporary file first (not into memory: a
+    prefecture's records are a gigabyte), so that a value that does not pickle can still be
+    answered with an error."""
     with tempfile.TemporaryFile() as spool:
         try:
             _dump(answer, spool)
@@ -146,8 +158,30 @@ def _serve() -> int:
             pickle.dump(("error", RuntimeError(f"the second process could not send back {what}")), spool)
         del answer
         spool.seek(0)
-        shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
-    sys.stdout.buffer.flush()
+        shutil.copyfileobj(spool, out, 1 << 20)
+    out.flush()
+
+
+def _serve() -> int:
+    """The child: read the calls, run them in order, answer each as it is done."""
+    out = sys.stdout.buffer
+    try:
+        calls = pickle.load(sys.stdin.buffer)
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+        _answer(("error", exc), out)
+        return 0
+    while calls:
+        fn, args, kwargs = calls.pop(0)  # let each call's arguments go once it has run
+        try:
+            answer: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+            answer = ("error", exc)
+        del fn, args, kwargs
+        failed = answer[0] == "error"
+        _answer(answer, out)
+        del answer
+        if failed:
+            break
     return 0
 
 

@@ -534,22 +534,21 @@ def test_a_large_inbox_read_in_two_processes_gives_the_same_result(tmp_path, mon
     assert {p for p in alone.problems["problem"]} >= {"unreadable_file", "empty_file"}
 
 
-SPLITS = [  # (inbox bytes needed to split, child's bytes at most, files the second process reads)
-    ("small inbox read alone", 10**9, 10**9, 0),
-    ("split in the middle", 0, 10**9, 2),
-    ("child's share capped", 0, 2500, 1),
-    ("cap below any file", 0, 100, 0),
+SPLITS = [  # (inbox bytes needed to split, file sizes, files the second process reads)
+    ("small inbox read alone", 10**9, [2000] * 4, 0),
+    ("split in the middle", 0, [2000] * 4, 2),
+    ("a big first file read here alone", 0, [600_000, 2000, 2000, 2000], 3),
+    ("a big last file read there alone", 0, [2000, 2000, 2000, 600_000], 1),
 ]
 
 
-@pytest.mark.parametrize("label,min_bytes,max_child,aside", SPLITS, ids=[s[0] for s in SPLITS])
-def test_which_files_the_second_process_reads(tmp_path, monkeypatch, label, min_bytes, max_child,
+@pytest.mark.parametrize("label,min_bytes,sizes,aside", SPLITS, ids=[s[0] for s in SPLITS])
+def test_which_files_the_second_process_reads(tmp_path, monkeypatch, label, min_bytes, sizes,
                                               aside) -> None:
     (tmp_path / "filing").mkdir()
-    for name in "abcd":
-        (tmp_path / "filing" / f"{name}.csv").write_bytes(b"x" * 2000)
+    for name, size in zip("abcd", sizes, strict=True):
+        (tmp_path / "filing" / f"{name}.csv").write_bytes(b"x" * size)
     monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", min_bytes)
-    monkeypatch.setattr(ingest, "MAX_CHILD_BYTES", max_child)
     monkeypatch.setattr(ingest, "_CHILD_START_COST", 0.0)
     files, _ = list_inbox(tmp_path)
     assert len(files) - ingest._split_at(files) == aside

@@ -81,3 +81,25 @@ def test_a_big_frame_goes_and_comes_back_whole():
 
     frame = pl.DataFrame({"n": range(2_000_000), "t": [f"第{i}行" for i in range(2_000_000)]})
     assert start(pl.DataFrame.reverse, frame).result().equals(frame.reverse())
+
+
+def test_answers_are_taken_as_they_come_while_the_parent_is_busy(tmp_path):
+    """The child answers each call when done and a thread here takes it: a first answer
+    larger than the pipe holds does not keep the child from its next call."""
+    import time
+    from pathlib import Path
+
+    marker = tmp_path / "second call ran"
+    with SecondProcess([(bytes, (10_000_000,), {}), (Path.touch, (marker,), {})]) as there:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the child waited for the parent to read its first answer"
+        first, _ = there.results()
+    assert len(first) == 10_000_000
+
+
+def test_an_error_after_answered_calls_is_raised_here():
+    with SecondProcess([(operator.add, (1, 2), {}), (int, ("x",), {}), (operator.add, (3, 4), {})]) as there:
+        with pytest.raises(ValueError):
+            there.results()
