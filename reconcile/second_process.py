@@ -9,20 +9,24 @@ this module, and unpickling the calls imports their modules. The child is starte
 (never forked beside Prefect's threads).
 
 Protocol: the parent writes one pickle (a list of ``(function, args, kwargs)``) to the
-child's stdin and closes it; the child answers each call as soon as it is done, one pickle
-on stdout each: ``("ok", result)``, or ``("error", exception)`` and nothing more. A thread
-of the parent takes the answers as they come, so the child never waits for the parent and
-holds one call's result at a time (a prefecture's files read there come back file by file,
-never all at once). A child that dies before answering every call raises
-``ChildProcessError`` in the parent. The child writes nothing else anywhere (its errors go
-back to the parent, whose callers decide what may be logged).
+child's stdin and closes it. The child answers each call as soon as it is done: it pickles
+``("ok", result)`` (or ``("error", exception)``, and stops) into an anonymous temporary
+file and hands that file over on a Unix socket (``socket.send_fds``). So the child never
+waits for the parent, holds one call's result at a time (a prefecture's files read there
+come back file by file), and nothing it wrote outlives the two processes; the parent
+unpickles the answers when it asks for them, not while its own share runs (through a pipe,
+every read of 64 KiB waits for this process's busy main thread to let go of the GIL). A
+child that dies before answering every call raises ``ChildProcessError`` in the parent. The
+child writes nothing else anywhere (its errors go back to the parent, whose callers decide
+what may be logged).
 """
 
 from __future__ import annotations
 
 import copyreg
+import os
 import pickle
-import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,10 +64,15 @@ class SecondProcess:
     early (the parent's own share failed) stops the child."""
 
     def __init__(self, calls: Sequence[Call]) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
         self._unsent: Exception | None = None
-        self._answers: list[tuple[str, Any]] = []
+        self._answers: list[IO[bytes]] = []
         self._expected = len(calls)
         # Pickled into the pipe from a thread, answers taken by another: the parent goes on
         # with its own share meanwhile.
@@ -88,16 +97,15 @@ class SecondProcess:
                 pass
 
     def _take(self) -> None:
-        stdout = self._proc.stdout
-        assert stdout is not None
+        """Each answer's file as the child hands it over, until all came or the child ended."""
         while len(self._answers) < self._expected:
             try:
-                answer = pickle.load(stdout)
-            except Exception:  # noqa: BLE001 - no (or a cut) answer: the child died (or was stopped)
+                msg, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
+            except OSError:
                 return
-            self._answers.append(answer)
-            if answer[0] == "error":
+            if not msg or not fds:  # the child ended (or was stopped)
                 return
+            self._answers.append(os.fdopen(fds[0], "rb"))
 
     def results(self) -> list[Any]:
         self._taker.join()
@@ -105,12 +113,17 @@ class SecondProcess:
         code = self._proc.wait()
         if self._unsent is not None:
             raise self._unsent
-        answers, self._answers = self._answers, []
-        if answers and answers[-1][0] == "error":
-            raise answers[-1][1]
-        if len(answers) < self._expected:
+        values = []
+        while self._answers:
+            with self._answers.pop(0) as f:
+                f.seek(0)
+                status, value = pickle.load(f)
+            if status == "error":
+                raise value
+            values.append(value)
+        if len(values) < self._expected:
             raise ChildProcessError(f"the second process ended (exit status {code}) without an answer")
-        return [value for _, value in answers]
+        return values
 
     def __enter__(self) -> SecondProcess:
         return self
@@ -119,9 +132,10 @@ class SecondProcess:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
-        self._taker.join()  # the pipe is closed at the child's end: the taker has returned
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        self._taker.join()  # the child's end of the socket is closed: the taker has returned
+        self._sock.close()
+        while self._answers:
+            self._answers.pop().close()
 
 
 class Pending:
@@ -144,10 +158,10 @@ def start(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Pending:
     return Pending((fn, args, kwargs))
 
 
-def _answer(answer: tuple[str, Any], out: IO[bytes]) -> None:
-    """One answer on ``out``, pickled into a temporary file first (not into memory: a
-    prefecture's records are a gigabyte), so that a value that does not pickle can still be
-    answered with an error."""
+def _answer(answer: tuple[str, Any], sock: socket.socket) -> None:
+    """One answer, pickled into an anonymous temporary file (not into memory: a prefecture's
+    records are a gigabyte; a value that does not pickle can still be answered with an
+    error) whose descriptor goes to the parent."""
     with tempfile.TemporaryFile() as spool:
         try:
             _dump(answer, spool)
@@ -157,18 +171,17 @@ def _answer(answer: tuple[str, Any], out: IO[bytes]) -> None:
             spool.truncate()
             pickle.dump(("error", RuntimeError(f"the second process could not send back {what}")), spool)
         del answer
-        spool.seek(0)
-        shutil.copyfileobj(spool, out, 1 << 20)
-    out.flush()
+        spool.flush()
+        socket.send_fds(sock, [b"a"], [spool.fileno()])
 
 
-def _serve() -> int:
+def _serve(fd: int) -> int:
     """The child: read the calls, run them in order, answer each as it is done."""
-    out = sys.stdout.buffer
+    sock = socket.socket(fileno=fd)
     try:
         calls = pickle.load(sys.stdin.buffer)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-        _answer(("error", exc), out)
+        _answer(("error", exc), sock)
         return 0
     while calls:
         fn, args, kwargs = calls.pop(0)  # let each call's arguments go once it has run
@@ -178,10 +191,11 @@ def _serve() -> int:
             answer = ("error", exc)
         del fn, args, kwargs
         failed = answer[0] == "error"
-        _answer(answer, out)
+        _answer(answer, sock)
         del answer
         if failed:
             break
+    sock.close()
     return 0
 
 
@@ -190,4 +204,4 @@ if __name__ == "__main__":
     # (``read_only``) must name a module the parent can import.
     import reconcile.second_process as _named
 
-    sys.exit(_named._serve())
+    sys.exit(_named._serve(int(sys.argv[1])))

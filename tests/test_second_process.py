@@ -84,8 +84,9 @@ def test_a_big_frame_goes_and_comes_back_whole():
 
 
 def test_answers_are_taken_as_they_come_while_the_parent_is_busy(tmp_path):
-    """The child answers each call when done and a thread here takes it: a first answer
-    larger than the pipe holds does not keep the child from its next call."""
+    """The child answers each call when done (a file handed over) and a thread here takes
+    it: a first answer larger than any pipe holds does not keep the child from its next call
+    while this process has not asked for the results."""
     import time
     from pathlib import Path
 
