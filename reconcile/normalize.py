@@ -17,7 +17,7 @@ from .config import Settings
 from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
-from .names import fuzzy_pinyin, normalize_names, pinyin_keys
+from .names import name_forms
 from .places import observed_places, resolve_places, with_place_names, with_resolved_keys
 from .schools import with_schools
 
@@ -91,17 +91,20 @@ def _concat(tables: Sequence[SheetTable], source: str) -> pl.DataFrame:
 
 
 def _names(df: pl.DataFrame) -> pl.DataFrame:
-    name_norm = normalize_names(df["name"])
-    head_norm = normalize_names(df["head_name"])
-    both = pl.concat([name_norm, head_norm]).unique()
-    keys = dict(zip(both.to_list(), pinyin_keys(both).to_list()))
+    # Once per distinct spelling of either column, joined back on the spelling.
+    forms = name_forms(pl.concat([df["name"].cast(pl.String), df["head_name"].cast(pl.String)]))
+    name, head = (
+        df.select(pl.col(c).cast(pl.String).alias("value")).join(forms, on="value", how="left", maintain_order="left")
+        for c in ("name", "head_name")
+    )
     return df.with_columns(
-        name_norm.alias("name_norm"),
-        head_norm.alias("head_name_norm"),
-        name_norm.replace_strict(keys, default=None, return_dtype=pl.String).alias("name_py"),
-        head_norm.replace_strict(keys, default=None, return_dtype=pl.String).alias("head_py"),
-    ).with_columns(  # the readings with the accent pairs folded (match's `fuzzy` level), once a record
-        fuzzy_pinyin(pl.col("name_py")).alias("name_fz"), fuzzy_pinyin(pl.col("head_py")).alias("head_fz"))
+        name["norm"].alias("name_norm"),
+        head["norm"].alias("head_name_norm"),
+        name["py"].alias("name_py"),
+        head["py"].alias("head_py"),
+        name["fz"].alias("name_fz"),  # accent pairs folded (match's `fuzzy` level), once a record
+        head["fz"].alias("head_fz"),
+    )
 
 
 def _ids(df: pl.DataFrame) -> pl.DataFrame:
