@@ -140,6 +140,23 @@ def test_kind_column_absent_means_text():
     assert out["id_status"][0] == "checksum"
 
 
+def test_repeated_cells_read_as_each_alone():
+    # Every case three times over (so normalize_ids reads the distinct cells and joins them back),
+    # among other columns and an old output column: each row as the case alone, the columns in order.
+    cases = [(raw, kind) for raw, kind, *_ in CASES] * 3
+    df = pl.DataFrame(
+        {"a": list(range(len(cases))), "v": [r for r, _ in cases], "id_status": ["old"] * len(cases),
+         "k": [k for _, k in cases], "z": ["z"] * len(cases)},
+        schema={"a": pl.Int64, "v": pl.String, "id_status": pl.String, "k": pl.String, "z": pl.String},
+    )
+    out = normalize_ids(df, "v", "k", "id")
+    assert out.columns == ["a", "v", "k", "z", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "id_region"]
+    assert out.select("a", "v", "k", "z").equals(df.select("a", "v", "k", "z"))
+    alone = [norm1(raw, kind) for raw, kind in cases]
+    for c in ("id_norm", "id_status", "id_known", "id_birth", "id_gender", "id_region"):
+        assert out[c].to_list() == [r[c] for r in alone]
+
+
 def test_empty_frame():
     out = normalize_ids(pl.DataFrame({"v": []}, schema={"v": pl.String}), "v", None, "id")
     assert out.height == 0 and "id_norm" in out.columns
