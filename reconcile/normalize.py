@@ -131,11 +131,18 @@ def _student_no_id(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _by_value(df: pl.DataFrame, col: str, expr: pl.Expr) -> pl.Series:
+    """`expr`, an expression of column `col` alone, for each row of `df`, worked out once per
+    distinct value of `col` (a county's 100,000 birth dates are a few thousand spellings)."""
+    lut = df.select(pl.col(col).unique()).with_columns(expr.alias("_value"))
+    return df.select(col).join(lut, on=col, how="left", nulls_equal=True, maintain_order="left")["_value"]
+
+
 def _source_specific(df: pl.DataFrame, source: str, settings: Settings) -> pl.DataFrame:
     codes = settings.codes
     if source == "roster":
         df = df.with_columns(
-            parse_dates("birth_date").alias("birth"),
+            _by_value(df, "birth_date", parse_dates("birth_date")).alias("birth"),
             _code("gender", dict(codes.get("gender", {})), "gender_norm"),
             pl.col("amount")
             .str.replace_all(r"[,，\s元]", "")
