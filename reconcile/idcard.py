@@ -79,6 +79,7 @@ _STRIP_RE = r"[\s\x{200B}-\x{200D}\x{2060}\x{FEFF}'‘’`\"“”\-‐‑‒–
 _SCI_RE = r"^([0-9])(?:\.([0-9]*))?[eE]\+?([0-9]{1,2})$"
 # The cell and kind columns normalize_ids reads its distinct pairs through.
 _RAW, _KIND = "__idc_raw", "__idc_kind"
+_PLAIN, _AT = "__idc_plain", "__idc_at"
 
 
 # --------------------------------------------------------------------------- scalars
@@ -191,7 +192,7 @@ def normalize_ids(
         (pl.col(kind_col).cast(pl.String) if has_kind else pl.lit(None, dtype=pl.String)).alias(_KIND),
     )
     # Read once per distinct (cell, kind): a household's head ID repeats on every member's row.
-    distinct = cells.unique()
+    distinct = cells.unique(maintain_order=True)  # in first-seen order: the reads stay local
     if distinct.height > 0.9 * cells.height:  # (nearly) all distinct: the join would cost more
         got = _id_facts(cells, prefix)
     else:
@@ -211,7 +212,52 @@ def _nfkc(s: pl.Series) -> pl.Series:
 
 
 def _id_facts(cells: pl.DataFrame, prefix: str) -> pl.DataFrame:
-    """`normalize_ids`' rules on the cells (`_RAW`) and their kinds (`_KIND`)."""
+    """`normalize_ids`' rules on the cells (`_RAW`) and their kinds (`_KIND`), in their order.
+    Nearly every cell is already 17 digits and a check character, typed as text: those take
+    `_plain_facts`' short way, the rest `_all_facts`."""
+    kind = pl.col(_KIND).str.to_lowercase().fill_null("text")
+    plain = (pl.col(_RAW).str.contains(r"^[0-9]{17}[0-9X]$") & (kind != "number")).fill_null(False)
+    flagged = cells.with_columns(plain.alias(_PLAIN))
+    if flagged[_PLAIN].all():
+        return _plain_facts(cells, prefix)
+    if not flagged[_PLAIN].any():
+        return _all_facts(cells, prefix)
+    flagged = flagged.with_row_index(_AT)
+    parts = [
+        _plain_facts(flagged.filter(pl.col(_PLAIN)).drop(_PLAIN), prefix, keep=(_AT,)),
+        _all_facts(flagged.filter(~pl.col(_PLAIN)).drop(_PLAIN), prefix, keep=(_AT,)),
+    ]
+    return pl.concat(parts).sort(_AT).drop(_AT)
+
+
+def _plain_facts(cells: pl.DataFrame, prefix: str, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """`_all_facts` for cells of 17 ASCII digits and a check character not typed as a number
+    (nothing to clean, no scientific or legacy form): valid, checksum or bad_date."""
+    s = pl.col(_RAW)
+    T = "__idc_"
+    lf = cells.lazy().with_columns(_as_number17(s.str.slice(0, 17)).alias(f"{T}x"), _ymd_number(s).alias(f"{T}ymd"))
+    lf = lf.with_columns(e.alias(f"{T}{p}") for p, e in zip("ymd", _ymd(pl.col(f"{T}ymd"))))
+    lf = lf.with_columns(
+        _check_of(pl.col(f"{T}x")).alias(f"{T}chk"),
+        _birth_of(pl.col(f"{T}y"), pl.col(f"{T}m"), pl.col(f"{T}d")).alias(f"{prefix}_birth"),
+    )
+    check_ok = (pl.col(f"{T}chk") == s.str.slice(17, 1)).fill_null(False)
+    b17 = pl.col(f"{prefix}_birth")  # null exactly when the status is bad_date
+    seq_digit = s.str.slice(16, 1).cast(pl.Int8, strict=False)
+    lf = lf.with_columns(
+        s.alias(f"{prefix}_norm"),
+        pl.when(b17.is_null()).then(pl.lit("bad_date")).when(check_ok).then(pl.lit("valid"))
+        .otherwise(pl.lit("checksum")).alias(f"{prefix}_status"),
+        pl.when(check_ok).then(18).otherwise(17).cast(pl.Int8).alias(f"{prefix}_known"),
+        pl.when(seq_digit % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")).alias(f"{prefix}_gender"),
+        s.str.slice(0, 6).alias(f"{prefix}_region"),
+    )
+    out_cols = [f"{prefix}_{c}" for c in ("norm", "status", "known", "birth", "gender", "region")]
+    return lf.select(*keep, _RAW, _KIND, *out_cols).collect()
+
+
+def _all_facts(cells: pl.DataFrame, prefix: str, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """`normalize_ids`' rules on any cells (`_RAW`) and their kinds (`_KIND`)."""
     kind = pl.col(_KIND).str.to_lowercase().fill_null("text")
     df = cells.with_columns(_nfkc(cells[_RAW]).alias(f"{_RAW}_nfkc"))
 
@@ -328,7 +374,7 @@ def _id_facts(cells: pl.DataFrame, prefix: str) -> pl.DataFrame:
         pl.when(kn >= 6).then(nm.str.slice(0, 6)).alias(f"{prefix}_region"),
     )
     out_cols = [c_norm, c_status, c_known, f"{prefix}_birth", f"{prefix}_gender", f"{prefix}_region"]
-    return lf.select(_RAW, _KIND, *out_cols).collect()
+    return lf.select(*keep, _RAW, _KIND, *out_cols).collect()
 
 
 # ----------------------------------------------------------------- matcher helpers

@@ -19,6 +19,7 @@ from reconcile.idcard import (
     normalize_ids,
     upgrade15,
 )
+from reconcile.idcard import _KIND, _RAW, _all_facts, _id_facts  # the two ways, checked against each other
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -366,3 +367,21 @@ def test_diff_and_swap_properties(rows):
     assert out["rev"].to_list() == [bool(e) for e in exp_swap]
     assert out["do"].to_list() == exp_one
     assert out["so"].to_list() == [False] * len(rows)
+
+
+# The short way for plain cells (17 digits and a check character, typed as text) against the full rules.
+plain_like = st.one_of(
+    ids,
+    st.text(alphabet="0123456789", min_size=17, max_size=17).map(lambda s: s + "X"),
+    st.text(alphabet="0123456789X", min_size=18, max_size=18),
+    st.text(alphabet="0123456789Xx .E+", min_size=0, max_size=20),
+    st.none(),
+)
+kinds = st.sampled_from([None, "text", "Text", "number", "NUMBER", "sci"])
+
+
+@SETTINGS
+@given(st.lists(st.tuples(plain_like, kinds), min_size=1, max_size=30))
+def test_plain_cells_short_way_equals_the_full_rules(rows):
+    cells = pl.DataFrame({_RAW: [r for r, _ in rows], _KIND: [k for _, k in rows]}, schema={_RAW: pl.String, _KIND: pl.String})
+    assert _id_facts(cells, "id").equals(_all_facts(cells, "id"))
