@@ -77,6 +77,9 @@ YEAR_MAX = 2030
 _STRIP_RE = r"[\s\x{200B}-\x{200D}\x{2060}\x{FEFF}'‘’`\"“”\-‐‑‒–—―−_=]"
 # Scientific form of a number: 4.30524E+17, 4.33124200501231e+17, 4E17
 _SCI_RE = r"^([0-9])(?:\.([0-9]*))?[eE]\+?([0-9]{1,2})$"
+# The cell and kind columns normalize_ids reads its distinct pairs through.
+_RAW, _KIND = "__idc_raw", "__idc_kind"
+_PLAIN, _AT = "__idc_plain", "__idc_at"
 
 
 # --------------------------------------------------------------------------- scalars
@@ -123,8 +126,16 @@ _POW10 = [10**i for i in range(17)]
 
 def check_char_expr(first17: pl.Expr) -> pl.Expr:
     """Check character of a String expression holding 17 ASCII digits (null otherwise)."""
-    ok = first17.str.contains(r"^[0-9]{17}$")
-    x = pl.when(ok).then(first17).cast(pl.Int64, strict=False)
+    # In a batch of its own: the number is parsed once, not once for each of 17 weights.
+    return first17.map_batches(_check_chars, return_dtype=pl.String, is_elementwise=True)
+
+
+def _as_number17(first17: pl.Expr) -> pl.Expr:
+    return pl.when(first17.str.contains(r"^[0-9]{17}$")).then(first17).cast(pl.Int64, strict=False)
+
+
+def _check_of(x: pl.Expr) -> pl.Expr:
+    """Check character of `_as_number17`'s number (a column: it is read 17 times)."""
     total = pl.sum_horizontal(
         [((x // _POW10[16 - i]) % 10) * w for i, w in enumerate(WEIGHTS)]
     )
@@ -133,14 +144,24 @@ def check_char_expr(first17: pl.Expr) -> pl.Expr:
     return pl.when(x.is_not_null()).then(char)
 
 
-def _birth_expr(s: pl.Expr) -> pl.Expr:
-    """Date from positions 6..13 of s (YYYYMMDD); null unless 8 digits forming a real
-    date with the year in YEAR_MIN..YEAR_MAX. Pure arithmetic (no parsing errors)."""
+def _check_chars(first17: pl.Series) -> pl.Series:
+    frame = first17.to_frame("v").select(_as_number17(pl.col("v")).alias("x"))
+    return frame.select(_check_of(pl.col("x"))).to_series().alias(first17.name)
+
+
+def _ymd(ymd: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Year, month and day numbers of a YYYYMMDD number."""
+    return ymd // 10000, (ymd // 100) % 100, ymd % 100
+
+
+def _ymd_number(s: pl.Expr) -> pl.Expr:
     part = s.str.slice(6, 8)
-    ymd = pl.when(part.str.contains(r"^[0-9]{8}$")).then(part).cast(pl.Int32, strict=False)
-    y = ymd // 10000
-    m = (ymd // 100) % 100
-    d = ymd % 100
+    return pl.when(part.str.contains(r"^[0-9]{8}$")).then(part).cast(pl.Int32, strict=False)
+
+
+def _birth_of(y: pl.Expr, m: pl.Expr, d: pl.Expr) -> pl.Expr:
+    """The date of year/month/day numbers (columns: each is read several times); null unless
+    a real date with the year in YEAR_MIN..YEAR_MAX. Pure arithmetic (no parsing errors)."""
     leap = ((y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))).cast(pl.Int32)
     dim = (
         pl.when(m == 2).then(28 + leap)
@@ -164,15 +185,85 @@ def normalize_ids(
     None or absent from `df`, every cell is read as text. Existing output columns of the
     same names are replaced; the other columns are kept in their order.
     """
-    raw = pl.col(col).cast(pl.String)
-    if kind_col is not None and kind_col in df.columns:
-        kind = pl.col(kind_col).cast(pl.String).str.to_lowercase().fill_null("text")
+    out_cols = [f"{prefix}_{c}" for c in ("norm", "status", "known", "birth", "gender", "region")]
+    has_kind = kind_col is not None and kind_col in df.columns
+    cells = df.select(
+        pl.col(col).cast(pl.String).alias(_RAW),
+        (pl.col(kind_col).cast(pl.String) if has_kind else pl.lit(None, dtype=pl.String)).alias(_KIND),
+    )
+    # Read once per distinct (cell, kind): a household's head ID repeats on every member's row.
+    distinct = cells.unique(maintain_order=True)  # in first-seen order: the reads stay local
+    if distinct.height > 0.9 * cells.height:  # (nearly) all distinct: the join would cost more
+        got = _id_facts(cells, prefix)
     else:
-        kind = pl.lit("text", dtype=pl.String)
+        got = cells.join(_id_facts(distinct, prefix), on=[_RAW, _KIND], how="left", nulls_equal=True,
+                         maintain_order="left")
+    keep = [c for c in df.columns if c not in out_cols]
+    return df.select(keep).hstack(got.select(out_cols).get_columns())
+
+
+def _nfkc(s: pl.Series) -> pl.Series:
+    """`str.normalize("NFKC")`, run on the non-ASCII values only (ASCII is its own NFKC form,
+    and nearly every ID cell is ASCII)."""
+    odd = s.filter(s.str.len_bytes() != s.str.len_chars()).unique()
+    if odd.is_empty():
+        return s
+    return s.replace(odd, odd.str.normalize("NFKC"))
+
+
+def _id_facts(cells: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    """`normalize_ids`' rules on the cells (`_RAW`) and their kinds (`_KIND`), in their order.
+    Nearly every cell is already 17 digits and a check character, typed as text: those take
+    `_plain_facts`' short way, the rest `_all_facts`."""
+    kind = pl.col(_KIND).str.to_lowercase().fill_null("text")
+    plain = (pl.col(_RAW).str.contains(r"^[0-9]{17}[0-9X]$") & (kind != "number")).fill_null(False)
+    flagged = cells.with_columns(plain.alias(_PLAIN))
+    if flagged[_PLAIN].all():
+        return _plain_facts(cells, prefix)
+    if not flagged[_PLAIN].any():
+        return _all_facts(cells, prefix)
+    flagged = flagged.with_row_index(_AT)
+    parts = [
+        _plain_facts(flagged.filter(pl.col(_PLAIN)).drop(_PLAIN), prefix, keep=(_AT,)),
+        _all_facts(flagged.filter(~pl.col(_PLAIN)).drop(_PLAIN), prefix, keep=(_AT,)),
+    ]
+    return pl.concat(parts).sort(_AT).drop(_AT)
+
+
+def _plain_facts(cells: pl.DataFrame, prefix: str, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """`_all_facts` for cells of 17 ASCII digits and a check character not typed as a number
+    (nothing to clean, no scientific or legacy form): valid, checksum or bad_date."""
+    s = pl.col(_RAW)
+    T = "__idc_"
+    lf = cells.lazy().with_columns(_as_number17(s.str.slice(0, 17)).alias(f"{T}x"), _ymd_number(s).alias(f"{T}ymd"))
+    lf = lf.with_columns(e.alias(f"{T}{p}") for p, e in zip("ymd", _ymd(pl.col(f"{T}ymd"))))
+    lf = lf.with_columns(
+        _check_of(pl.col(f"{T}x")).alias(f"{T}chk"),
+        _birth_of(pl.col(f"{T}y"), pl.col(f"{T}m"), pl.col(f"{T}d")).alias(f"{prefix}_birth"),
+    )
+    check_ok = (pl.col(f"{T}chk") == s.str.slice(17, 1)).fill_null(False)
+    b17 = pl.col(f"{prefix}_birth")  # null exactly when the status is bad_date
+    seq_digit = s.str.slice(16, 1).cast(pl.Int8, strict=False)
+    lf = lf.with_columns(
+        s.alias(f"{prefix}_norm"),
+        pl.when(b17.is_null()).then(pl.lit("bad_date")).when(check_ok).then(pl.lit("valid"))
+        .otherwise(pl.lit("checksum")).alias(f"{prefix}_status"),
+        pl.when(check_ok).then(18).otherwise(17).cast(pl.Int8).alias(f"{prefix}_known"),
+        pl.when(seq_digit % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")).alias(f"{prefix}_gender"),
+        s.str.slice(0, 6).alias(f"{prefix}_region"),
+    )
+    out_cols = [f"{prefix}_{c}" for c in ("norm", "status", "known", "birth", "gender", "region")]
+    return lf.select(*keep, _RAW, _KIND, *out_cols).collect()
+
+
+def _all_facts(cells: pl.DataFrame, prefix: str, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """`normalize_ids`' rules on any cells (`_RAW`) and their kinds (`_KIND`)."""
+    kind = pl.col(_KIND).str.to_lowercase().fill_null("text")
+    df = cells.with_columns(_nfkc(cells[_RAW]).alias(f"{_RAW}_nfkc"))
 
     T = "__idc_"
     # ---- 1: clean --------------------------------------------------------------
-    clean = raw.str.normalize("NFKC").str.replace_all(_STRIP_RE, "").str.to_uppercase()
+    clean = pl.col(f"{_RAW}_nfkc").str.replace_all(_STRIP_RE, "").str.to_uppercase()
     is_num_kind = kind == "number"
     clean = pl.when(is_num_kind).then(clean.str.replace(r"\.0+$", "")).otherwise(clean)
     lf = df.lazy().with_columns(
@@ -225,9 +316,12 @@ def normalize_ids(
     )
     lf = lf.with_columns(c17.alias(f"{T}c17"))
     c17 = pl.col(f"{T}c17")
+    # The number and the date parts as columns first: the check and the date read each many times.
+    lf = lf.with_columns(_as_number17(c17).alias(f"{T}x"), _ymd_number(c17).alias(f"{T}ymd"))
+    lf = lf.with_columns(e.alias(f"{T}{p}") for p, e in zip("ymd", _ymd(pl.col(f"{T}ymd"))))
     lf = lf.with_columns(
-        check_char_expr(c17).alias(f"{T}chk"),
-        _birth_expr(c17).alias(f"{T}birth"),
+        _check_of(pl.col(f"{T}x")).alias(f"{T}chk"),
+        _birth_of(pl.col(f"{T}y"), pl.col(f"{T}m"), pl.col(f"{T}d")).alias(f"{T}birth"),
     )
     chk, b17 = pl.col(f"{T}chk"), pl.col(f"{T}birth")
     check_ok = (chk == s.str.slice(17, 1)).fill_null(False)
@@ -280,8 +374,7 @@ def normalize_ids(
         pl.when(kn >= 6).then(nm.str.slice(0, 6)).alias(f"{prefix}_region"),
     )
     out_cols = [c_norm, c_status, c_known, f"{prefix}_birth", f"{prefix}_gender", f"{prefix}_region"]
-    keep = [c for c in df.columns if c not in out_cols]
-    return lf.select(keep + out_cols).collect()
+    return lf.select(*keep, _RAW, _KIND, *out_cols).collect()
 
 
 # ----------------------------------------------------------------- matcher helpers

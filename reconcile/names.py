@@ -38,6 +38,7 @@ __all__ = [
     "normalize_name",
     "pinyin_keys",
     "pinyin_key",
+    "name_forms",
     "is_lookalike",
     "lookalike_chars",
     "in_charset",
@@ -264,6 +265,17 @@ def pinyin_keys(s: pl.Series, *, normalized: bool = True) -> pl.Series:
 def pinyin_key(s: str | None, *, normalized: bool = False) -> str | None:
     """Scalar form of `pinyin_keys` (normalises first unless told it already is)."""
     return pinyin_keys(pl.Series("n", [s], dtype=pl.String), normalized=normalized)[0]
+
+
+def name_forms(values: pl.Series) -> pl.DataFrame:
+    """One row per distinct non-null spelling in `values`: ``value`` (as written), ``norm``
+    (`normalize_names`), ``py`` (`pinyin_keys`) and ``fz`` (`fuzzy_pinyin`). A county's
+    names repeat (a head on each member's row, common names): join this on the spelling
+    instead of normalising every row."""
+    value = values.cast(pl.String).drop_nulls().unique().alias("value")
+    norm = normalize_names(value).alias("norm")
+    py = pinyin_keys(norm).alias("py")
+    return pl.DataFrame([value, norm, py]).with_columns(fuzzy_pinyin(pl.col("py")).alias("fz"))
 
 
 # ------------------------------------------------------------------ look-alike characters

@@ -17,11 +17,11 @@ from .config import Settings
 from .fields import FIELDS, ID_FIELDS, LINEAGE
 from .idcard import normalize_ids
 from .ingest import PROBLEM_SCHEMA, SheetTable
-from .names import fuzzy_pinyin, normalize_names, pinyin_keys
+from .names import name_forms
 from .places import observed_places, resolve_places, with_place_names, with_resolved_keys
 from .schools import with_schools
 
-__all__ = ["normalize_source", "header_map", "parse_dates", "empty_records"]
+__all__ = ["normalize_source", "header_map", "parse_dates", "empty_records", "observed_names"]
 
 LINEAGE_SCHEMA = {"source": pl.String, "file": pl.String, "sheet": pl.String, "row": pl.Int64}
 
@@ -90,18 +90,35 @@ def _concat(tables: Sequence[SheetTable], source: str) -> pl.DataFrame:
     return out.with_columns(pl.col(f).cast(pl.String) for f in FIELDS[source] if f in out.columns)
 
 
-def _names(df: pl.DataFrame) -> pl.DataFrame:
-    name_norm = normalize_names(df["name"])
-    head_norm = normalize_names(df["head_name"])
-    both = pl.concat([name_norm, head_norm]).unique()
-    keys = dict(zip(both.to_list(), pinyin_keys(both).to_list()))
+def observed_names(tables: Sequence[SheetTable]) -> pl.Series:
+    """Every person-name cell of the sheets (``name`` and ``head_name``, as text): what
+    ``names.name_forms`` of one night reads, so that a name spelt in several sources is
+    normalised once."""
+    cells = [t.frame[c].cast(pl.String) for t in tables for c in ("name", "head_name") if c in t.frame.columns]
+    return pl.concat(cells) if cells else pl.Series("name", [], dtype=pl.String)
+
+
+def _names(df: pl.DataFrame, forms: pl.DataFrame | None = None) -> pl.DataFrame:
+    # Once per distinct spelling of either column (the night's, when given), joined back on the spelling.
+    values = pl.concat([df["name"].cast(pl.String), df["head_name"].cast(pl.String)])
+    if forms is None:
+        forms = name_forms(values)
+    else:  # a spelling the night's forms lack (none, when they came from these sheets) is added
+        missing = values.to_frame("value").join(forms, on="value", how="anti")["value"]
+        if missing.drop_nulls().len():
+            forms = pl.concat([forms, name_forms(missing)])
+    name, head = (
+        df.select(pl.col(c).cast(pl.String).alias("value")).join(forms, on="value", how="left", maintain_order="left")
+        for c in ("name", "head_name")
+    )
     return df.with_columns(
-        name_norm.alias("name_norm"),
-        head_norm.alias("head_name_norm"),
-        name_norm.replace_strict(keys, default=None, return_dtype=pl.String).alias("name_py"),
-        head_norm.replace_strict(keys, default=None, return_dtype=pl.String).alias("head_py"),
-    ).with_columns(  # the readings with the accent pairs folded (match's `fuzzy` level), once a record
-        fuzzy_pinyin(pl.col("name_py")).alias("name_fz"), fuzzy_pinyin(pl.col("head_py")).alias("head_fz"))
+        name["norm"].alias("name_norm"),
+        head["norm"].alias("head_name_norm"),
+        name["py"].alias("name_py"),
+        head["py"].alias("head_py"),
+        name["fz"].alias("name_fz"),  # accent pairs folded (match's `fuzzy` level), once a record
+        head["fz"].alias("head_fz"),
+    )
 
 
 def _ids(df: pl.DataFrame) -> pl.DataFrame:
@@ -128,11 +145,18 @@ def _student_no_id(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _by_value(df: pl.DataFrame, col: str, expr: pl.Expr) -> pl.Series:
+    """`expr`, an expression of column `col` alone, for each row of `df`, worked out once per
+    distinct value of `col` (a county's 100,000 birth dates are a few thousand spellings)."""
+    lut = df.select(pl.col(col).unique()).with_columns(expr.alias("_value"))
+    return df.select(col).join(lut, on=col, how="left", nulls_equal=True, maintain_order="left")["_value"]
+
+
 def _source_specific(df: pl.DataFrame, source: str, settings: Settings) -> pl.DataFrame:
     codes = settings.codes
     if source == "roster":
         df = df.with_columns(
-            parse_dates("birth_date").alias("birth"),
+            _by_value(df, "birth_date", parse_dates("birth_date")).alias("birth"),
             _code("gender", dict(codes.get("gender", {})), "gender_norm"),
             pl.col("amount")
             .str.replace_all(r"[,，\s元]", "")
@@ -262,11 +286,14 @@ def _problems(df: pl.DataFrame, source: str, headers: pl.DataFrame) -> pl.DataFr
 
 
 def normalize_source(
-    tables: Sequence[SheetTable], source: str, settings: Settings, places: pl.DataFrame | None = None
+    tables: Sequence[SheetTable], source: str, settings: Settings, places: pl.DataFrame | None = None,
+    names: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Concatenate one source's sheets, normalise names/IDs/codes, and check the row rules.
     ``places``: the night's place keys (``places.resolve_places`` over every source's
-    sheets); without it, this source's own spellings are resolved alone."""
+    sheets); without it, this source's own spellings are resolved alone. ``names``: the
+    night's ``names.name_forms`` (of ``observed_names`` over every source's sheets); without
+    it, this source's own spellings are read alone."""
     if source == "roster":
         tables = with_schools(tables)  # school from column, title row or file name
     df = _concat(tables, source)
@@ -281,7 +308,7 @@ def normalize_source(
         df = _student_no_id(df)
     df = _source_specific(df, source, settings)
     df = df.with_row_index("rec")
-    df = _ids(_names(df))
+    df = _ids(_names(df, names))
     if "gender_norm" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.String).alias("gender_norm"))
     if "birth" not in df.columns:

@@ -25,7 +25,8 @@ from .match import SystemLinks, link_system
 from .aside import link_recorded, matching_columns
 from .model import PARAMETER_COLUMNS, parameters_frame
 from .memory import compact
-from .normalize import normalize_source
+from .names import name_forms
+from .normalize import normalize_source, observed_names
 from .notice import notice_rows
 from .places import observed_places, resolve_places, with_place_names
 from . import policy as pol
@@ -110,8 +111,10 @@ def normalize_all(ingested: IngestResult, settings: Settings, *,
     problems = [ingested.problems.cast(PROBLEM_SCHEMA)]
     # Place keys from every source's spellings together: 结卜镇 in one file, 结补镇 in the rest.
     places = resolve_places(observed_places([t.frame for t in ingested.tables]), settings.places)
+    # Person names too: one spelling in several sources is normalised once.
+    names = name_forms(observed_names(ingested.tables))
     for source in SOURCES:
-        recs, probs = normalize_source(ingested.tables, source, settings, places)
+        recs, probs = normalize_source(ingested.tables, source, settings, places, names)
         records[source] = recs
         problems.append(probs)
         if release:

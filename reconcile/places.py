@@ -179,15 +179,22 @@ def place_names(frames: list[pl.DataFrame], level: str, aliases: PlaceAliases = 
     first in code-point order. One key has one name."""
     _check_level(level)
     kc = f"{level}_key"
-    parts = [f.select(pl.col(kc).alias("key"), _written(pl.col(level)).alias("name"),
+    # Counted first (key, spelling as it stands, file), then the few spellings tidied.
+    parts = [f.select(pl.col(kc).alias("key"), pl.col(level).cast(pl.String).alias("name"),
                       (pl.col("file").cast(pl.String) if "file" in f.columns else pl.lit(None, pl.String)).alias("file"))
              .drop_nulls(["key", "name"])
+             .group_by("key", "name", "file").len()
              for f in frames if kc in f.columns and level in f.columns]
     schema = {"key": pl.String, "name": pl.String}
     if not parts:
         return pl.DataFrame(schema=schema)
     # files first: one big register spelling a town its own way does not outvote every school
-    counted = pl.concat(parts).group_by("key", "name").agg(pl.col("file").n_unique().alias("files"), pl.len())
+    counted = (
+        pl.concat(parts)
+        .with_columns(_written(pl.col("name")).alias("name"))
+        .group_by("key", "name")
+        .agg(pl.col("file").n_unique().alias("files"), pl.col("len").sum())
+    )
     spelt = counted["name"].unique()
     simplified = dict(zip(spelt.to_list(), normalize_names(spelt).to_list()))
     full = {n for n, simple in simplified.items() if n == simple and n.endswith(SUFFIXES[level]) and _strip(n, level) != n}

@@ -19,6 +19,7 @@ from reconcile.idcard import (
     normalize_ids,
     upgrade15,
 )
+from reconcile.idcard import _KIND, _RAW, _all_facts, _id_facts  # the two ways, checked against each other
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -138,6 +139,23 @@ def test_output_schema_and_passthrough():
 def test_kind_column_absent_means_text():
     out = normalize_ids(pl.DataFrame({"v": ["433124200501231000"]}), "v", "no_such_col", "id")
     assert out["id_status"][0] == "checksum"
+
+
+def test_repeated_cells_read_as_each_alone():
+    # Every case three times over (so normalize_ids reads the distinct cells and joins them back),
+    # among other columns and an old output column: each row as the case alone, the columns in order.
+    cases = [(raw, kind) for raw, kind, *_ in CASES] * 3
+    df = pl.DataFrame(
+        {"a": list(range(len(cases))), "v": [r for r, _ in cases], "id_status": ["old"] * len(cases),
+         "k": [k for _, k in cases], "z": ["z"] * len(cases)},
+        schema={"a": pl.Int64, "v": pl.String, "id_status": pl.String, "k": pl.String, "z": pl.String},
+    )
+    out = normalize_ids(df, "v", "k", "id")
+    assert out.columns == ["a", "v", "k", "z", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "id_region"]
+    assert out.select("a", "v", "k", "z").equals(df.select("a", "v", "k", "z"))
+    alone = [norm1(raw, kind) for raw, kind in cases]
+    for c in ("id_norm", "id_status", "id_known", "id_birth", "id_gender", "id_region"):
+        assert out[c].to_list() == [r[c] for r in alone]
 
 
 def test_empty_frame():
@@ -349,3 +367,21 @@ def test_diff_and_swap_properties(rows):
     assert out["rev"].to_list() == [bool(e) for e in exp_swap]
     assert out["do"].to_list() == exp_one
     assert out["so"].to_list() == [False] * len(rows)
+
+
+# The short way for plain cells (17 digits and a check character, typed as text) against the full rules.
+plain_like = st.one_of(
+    ids,
+    st.text(alphabet="0123456789", min_size=17, max_size=17).map(lambda s: s + "X"),
+    st.text(alphabet="0123456789X", min_size=18, max_size=18),
+    st.text(alphabet="0123456789Xx .E+", min_size=0, max_size=20),
+    st.none(),
+)
+kinds = st.sampled_from([None, "text", "Text", "number", "NUMBER", "sci"])
+
+
+@SETTINGS
+@given(st.lists(st.tuples(plain_like, kinds), min_size=1, max_size=30))
+def test_plain_cells_short_way_equals_the_full_rules(rows):
+    cells = pl.DataFrame({_RAW: [r for r, _ in rows], _KIND: [k for _, k in rows]}, schema={_RAW: pl.String, _KIND: pl.String})
+    assert _id_facts(cells, "id").equals(_all_facts(cells, "id"))

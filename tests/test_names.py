@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.names import fuzzy_pinyin, normalize_name, normalize_names, pinyin_key, pinyin_keys
+from reconcile.names import fuzzy_pinyin, name_forms, normalize_name, normalize_names, pinyin_key, pinyin_keys
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -115,6 +115,24 @@ def test_empty_series():
     assert pinyin_keys(s).len() == 0
 
 
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # one row per distinct spelling, nulls left out; (value, norm, py, fz)
+        (["張麗", "张丽", "張麗", None], {("張麗", "张丽", "zhangli", "zalli"), ("张丽", "张丽", "zhangli", "zalli")}),
+        ([" ", "王・丽"], {(" ", None, None, None), ("王・丽", "王·丽", "wangli", "walli")}),
+        (["曾宁", "单林"], {("曾宁", "曾宁", "zengning", "zellil"), ("单林", "单林", "shanlin", "sallil")}),
+        ([None], set()),
+        ([], set()),
+    ],
+)
+def test_name_forms_table(values, expected):
+    got = name_forms(pl.Series("xm", values, dtype=pl.String))
+    assert got.columns == ["value", "norm", "py", "fz"]
+    assert all(dt == pl.String for dt in got.dtypes)
+    assert set(got.iter_rows()) == expected
+
+
 # ------------------------------------------------------------------ property tests
 HAN = "王李张刘陈杨黄赵吴周單麗張陳國華鄭曾解仇区朴欧阳尉迟万俟长孙丽莉明䶮𬱖口〇薴"
 DOTS = "·•・．.‧∙⋅･"
@@ -193,3 +211,14 @@ FUZZY = [
 def test_fuzzy_pinyin_folds_accent_pairs_only(a: str, b: str, same: bool) -> None:
     got = pl.DataFrame({"a": [a], "b": [b]}).select(fuzzy_pinyin(pl.col("a")) == fuzzy_pinyin(pl.col("b"))).item()
     assert got is same
+
+
+@SETTINGS
+@given(st.lists(name_text, max_size=30))
+def test_name_forms_joined_back_equal_the_row_by_row_forms(names):
+    s = pl.Series("n", names, dtype=pl.String)
+    joined = s.to_frame("value").join(name_forms(s), on="value", how="left", maintain_order="left")
+    norm = normalize_names(s)
+    assert joined["norm"].to_list() == norm.to_list()
+    assert joined["py"].to_list() == pinyin_keys(norm).to_list()
+    assert joined["fz"].to_list() == pinyin_keys(norm).to_frame().select(fuzzy_pinyin(pl.col("n"))).to_series().to_list()

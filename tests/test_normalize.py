@@ -7,7 +7,8 @@ import pytest
 
 from conftest import make_id, sheet
 from reconcile.config import Settings
-from reconcile.normalize import normalize_source, parse_dates
+from reconcile.names import name_forms
+from reconcile.normalize import normalize_source, observed_names, parse_dates
 
 KID = make_id("433124", "20120305", "123")
 HEAD = make_id("433124", "19800101", "011")
@@ -119,3 +120,41 @@ def test_filing_household_numbers_are_unique_within_their_county(settings: Setti
             for c, h, n in zip(counties, ["H1", "H1", "H2"], ["王一", "李二", "张三"])]
     recs, _ = normalize_source([sheet("filing", rows)], "filing", settings)
     assert recs["household"].to_list() == expected
+
+
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [
+        # every name and head-name cell of every sheet, in sheet order, as text
+        ([sheet("roster", [{"name": "王丽", "head_name": "王建国"}, {"name": "張麗", "head_name": None}]),
+          sheet("dibao", [{"head_name": "王建国"}])],
+         ["王丽", "張麗", "王建国", None, "王建国"]),
+        ([sheet("filing", [{"name": "李明", "household_no": "H1"}])], ["李明"]),
+        ([sheet("filing", [{"household_no": "H1"}])], []),
+        ([], []),
+    ],
+)
+def test_observed_names(tables, expected) -> None:
+    got = observed_names(tables)
+    assert got.dtype == pl.String and got.to_list() == expected
+
+
+@pytest.mark.parametrize("source", ["roster", "dibao", "filing"])
+@pytest.mark.parametrize(
+    "night",
+    [
+        ["王丽", "張麗", "欧阳明", "王建国"],  # the night's forms hold every spelling
+        ["李明"],  # they lack this source's: those are read here
+        [],
+    ],
+)
+def test_night_name_forms_give_the_same_records(settings: Settings, source: str, night: list[str]) -> None:
+    rows = [{"name": "張麗", "head_name": "王建国", "id_number": KID, "household_no": "H1"},
+            {"name": "欧阳明", "head_name": "王建国", "head_id": HEAD, "household_no": "H1"},
+            {"name": None, "head_name": "王 建国", "head_id": HEAD, "household_no": "H1"}]
+    t = sheet(source, rows)
+    alone, problems = normalize_source([t], source, settings)
+    forms = name_forms(pl.Series(night, dtype=pl.String))
+    shared, problems2 = normalize_source([t], source, settings, names=forms)
+    assert shared.equals(alone) and problems2.equals(problems)
+    assert alone["name_norm"].to_list()[:2] == ["张丽", "欧阳明"]
