@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import respell_county
-from countygen import SynthConfig, generate_county
 from reconcile import ingest
 from reconcile.config import Settings, load_settings
 from reconcile.pipeline import reconcile
@@ -263,10 +262,10 @@ ITEM = ["kind", "file", "sheet", "row", "system", "system_file", "system_row", "
 
 
 @pytest.fixture(scope="module")
-def two_counties(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """One generated county, and a copy whose exports spell places otherwise (conftest.respell_county)."""
-    a = tmp_path_factory.mktemp("as_generated")
-    generate_county(a, SynthConfig(households=250, seed=5))
+def two_counties(generated_county, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One generated county (the session's, read-only), and a copy whose exports spell places
+    otherwise (conftest.respell_county)."""
+    a = generated_county(households=250, seed=5)
     b = tmp_path_factory.mktemp("respelt")
     shutil.copytree(a / "inbox", b / "inbox")
     if (a / "config").is_dir():
