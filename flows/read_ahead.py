@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconcile import ingest
@@ -28,20 +28,13 @@ class ReadAhead:
     """One inbox read before its flow began: the settings it was read with (the flow's own,
     so the config folder is read once), its result or the exception that ended it."""
 
-    inbox: Path
-    config: str | None
     settings: Settings
     result: ingest.IngestResult | None = None
     error: BaseException | None = None
-    _taken: bool = field(default=False, repr=False)
 
     def take(self) -> ingest.IngestResult | None:
-        """What was read, once (None after the first call): raises what reading raised."""
-        with _lock:
-            if self._taken:
-                return None
-            self._taken = True
-        # Handed over, not kept: the night frees the raw sheets once their records are built.
+        """What was read, once (None after the first call): raises what reading raised.
+        Handed over, not kept: the night frees the raw sheets once their records are built."""
         result, error, self.result, self.error = self.result, self.error, None, None
         if error is not None:
             raise error
@@ -69,7 +62,7 @@ def read_ahead(inbox: str | Path, config: str | None,
     except Exception:  # noqa: BLE001 - the flow loads the config again and records the failure
         return None
 
-    ahead = ReadAhead(path, config, settings)
+    ahead = ReadAhead(settings)
     try:
         ahead.result = ingest.read_inbox(path, settings.header_aliases, on_file=on_file)
     except Exception as exc:  # noqa: BLE001 - raised again inside the flow's task

@@ -1200,8 +1200,8 @@ def read_inbox(
     indexes = {s: _AliasIndex(aliases, s) for s in SOURCES}
     may_split = parallel and not multiprocessing.current_process().daemon
     cut = _split_at(files) if may_split else len(files)
-    aside = SecondProcess([(_read_file, (f.path, f.source, f.rel, indexes[f.source]), {}) for f in files[cut:]]
-                          ) if cut < len(files) else None
+    jobs = [(f.path, f.source, f.rel, indexes[f.source]) for f in files]  # _read_file's arguments
+    aside = SecondProcess([(_read_file, job, {}) for job in jobs[cut:]]) if cut < len(files) else None
     tables: list[SheetTable] = []
     files_read = 0
     refused = ("unreadable_file", "encoding_undetected", "too_large", "not_a_regular_file")
@@ -1216,15 +1216,15 @@ def read_inbox(
             on_file(f.rel, i, len(files))
 
     try:
-        for i, f in enumerate(files[:cut], start=1):
-            take(i, f, *_read_file(f.path, f.source, f.rel, indexes[f.source]))
+        for i, (f, job) in enumerate(zip(files[:cut], jobs, strict=False), start=1):
+            take(i, f, *_read_file(*job))
         if aside is not None:
             try:
                 done = aside.results()
             except ChildProcessError:
                 # the second process died (a reader that aborts): read its share here, as a
                 # night without it would
-                done = [_read_file(f.path, f.source, f.rel, indexes[f.source]) for f in files[cut:]]
+                done = [_read_file(*job) for job in jobs[cut:]]
             for i, (f, (t, p)) in enumerate(zip(files[cut:], done, strict=True), start=cut + 1):
                 take(i, f, t, p)
     finally:

@@ -170,7 +170,6 @@ def _answer(answer: tuple[str, Any], sock: socket.socket) -> None:
             spool.seek(0)
             spool.truncate()
             pickle.dump(("error", RuntimeError(f"the second process could not send back {what}")), spool)
-        del answer
         spool.flush()
         socket.send_fds(sock, [b"a"], [spool.fileno()])
 
