@@ -1216,7 +1216,7 @@ def read_inbox(
             on_file(f.rel, i, len(files))
 
     try:
-        for i, (f, job) in enumerate(zip(files[:cut], jobs, strict=False), start=1):
+        for i, (f, job) in enumerate(zip(files[:cut], jobs[:cut], strict=True), start=1):
             take(i, f, *_read_file(*job))
         if aside is not None:
             try:

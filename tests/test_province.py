@@ -134,8 +134,6 @@ def test_students_schooled_away_are_found_in_their_home_exports(province: Path, 
 
 
 def _notes(province: Path) -> list[dict]:
-    import json
-
     return json.loads((province / "truth" / "notes.json").read_text(encoding="utf-8"))["counties"]
 
 
