@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import shutil
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from reconcile import ingest, night_reports, notify, pipeline, report, store
+from reconcile import ingest, night_reports, notify, partitions, pipeline, report, store
 from reconcile.completeness import Previous
 from reconcile.config import Settings, StoreSettings, load_settings
 from reconcile.errors import ReconError, redact, scrub
@@ -29,7 +30,7 @@ from reconcile import second_process
 from flows import read_ahead
 from reconcile.second_process import SecondProcess
 
-__all__ = ["nightly_reconciliation", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
+__all__ = ["nightly_reconciliation", "Reconciled", "TIMEZONE", "TOWN_DIR", "NOTICE_DIR", "write_reports", "no_data_in_errors",
            "now", "new_run", "record_failure", "StepError"]
 
 TIMEZONE = "Asia/Shanghai"
@@ -129,10 +130,24 @@ def read_previous_run(db: Path) -> Previous | None:
     return Previous(run_id, counts, records)
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What the night keeps of its ``pipeline.Results`` once their tables are staged: the
+    workbooks' frames, the counts, and the staged files ``publish`` lists."""
+
+    discrepancies: pl.DataFrame
+    eligible: pl.DataFrame | None
+    counts: dict[str, int]
+    staged: dict[str, partitions.Written]
+
+
 @task(**QUIET)
-def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisions: pl.DataFrame | None = None,
-                      as_of: date | None = None, county: str | None = None,
-                      previous: Previous | None = None) -> pipeline.Results:
+def reconcile_records(ingested: ingest.IngestResult, settings: Settings, db: Path, run_id: str,
+                      decisions: pl.DataFrame | None = None, as_of: date | None = None, county: str | None = None,
+                      previous: Previous | None = None) -> Reconciled:
+    """Also writes the run's tables to its Parquet files (unpublished): Prefect keeps a
+    task's result until the flow ends, so the records and links must not be part of it
+    while the workbooks are written (on a prefecture, gigabytes)."""
     log = get_run_logger()
     with no_data_in_errors("reconciling"):
         results = pipeline.reconcile(ingested, settings, progress=log.info, decisions=decisions, as_of=as_of,
@@ -141,10 +156,11 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, decisio
         # The hash of each item's locked workbook cells, stored so the import can tell edits.
         results = dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
     log.info("policy: %s", results.policy.title if results.policy else "none found for this county (no subsidy check)")
-    return results
+    staged = store.stage_tables(db, run_id=run_id, tables=pipeline.stored_tables(results, county))
+    return Reconciled(results.discrepancies, results.eligible, results.counts, staged)
 
 
-def write_reports(results: pipeline.Results, folder: Path, run_id: str, settings: Settings | None = None,
+def write_reports(results: pipeline.Results | Reconciled, folder: Path, run_id: str, settings: Settings | None = None,
                   night: date | None = None) -> tuple[int, int, int]:
     """Every workbook of one county's night into ``folder``: school, town and notice sets."""
     items = report.workbook_columns(results.discrepancies)
@@ -168,7 +184,7 @@ def write_reports(results: pipeline.Results, folder: Path, run_id: str, settings
 
 
 @task(retries=1, retry_delay_seconds=2, **QUIET)
-def stage_reports(results: pipeline.Results, reports: Path, run_id: str, settings: Settings | None = None,
+def stage_reports(results: Reconciled, reports: Path, run_id: str, settings: Settings | None = None,
                   night: date | None = None) -> Path:
     """Workbooks go to a staging folder first, so a failed run leaves last night's intact."""
     staging = night_reports.staging_dir(reports, run_id)
@@ -179,14 +195,12 @@ def stage_reports(results: pipeline.Results, reports: Path, run_id: str, setting
 
 
 @task(retries=2, retry_delay_seconds=5, **QUIET)
-def publish(db: Path, run_id: str, results: pipeline.Results, retention: StoreSettings,
-            county: str | None = None) -> None:
-    """A write either commits whole or leaves nothing, so a retry is safe; the store's
-    refusals (DiskFullError, FileHeldError, ForeignDatabaseError) are ReconErrors, not
-    transient I/O."""
-    tables = pipeline.stored_tables(results, county)
+def publish(db: Path, run_id: str, results: Reconciled, retention: StoreSettings) -> None:
+    """A write either commits whole or leaves nothing (the staged files stay for a retry),
+    so a retry is safe; the store's refusals (DiskFullError, FileHeldError,
+    ForeignDatabaseError) are ReconErrors, not transient I/O."""
     with no_data_in_errors("publishing"):
-        store.finish_run(db, run_id=run_id, finished_at=now(), counts=results.counts, tables=tables,
+        store.finish_run(db, run_id=run_id, finished_at=now(), counts=results.counts, tables=results.staged,
                          retention=retention)
 
 
@@ -250,9 +264,9 @@ def nightly_reconciliation(
             ingested = read_inbox(Path(inbox), settings, ahead)
             decisions = load_decisions(db_path)
             previous = read_previous_run(db_path)  # the last succeeded run, before computing
-            results = reconcile_records(ingested, settings, decisions, as_of_date, county, previous)
+            results = reconcile_records(ingested, settings, db_path, run_id, decisions, as_of_date, county, previous)
             staging = stage_reports(results, reports_dir, run_id, settings, night)
-            publish(db_path, run_id, results, settings.store, county)
+            publish(db_path, run_id, results, settings.store)
         except BaseException as exc:
             record_failure(db_path, run_id, exc)
             if staging is not None:

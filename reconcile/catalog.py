@@ -45,6 +45,7 @@ __all__ = [
     "Schema",
     "commit",
     "connect_readonly",
+    "stage_run_files",
     "META_TABLES",
 ]
 
@@ -269,25 +270,79 @@ def _write_schema_files(lay: Layout, schema: Schema, mode: int) -> None:
         partitions.write_schema_file(lay.schema_dir / f"{table}.parquet", columns, mode)
 
 
-def _write_run_files(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema, night: date, run_id: str,
-                     frames: Mapping[str, object], mode: int) -> list[Path]:
-    """Write the run's tables as Parquet and list them in ``partitions``; returns the files."""
+def _run_folder(lay: Layout, night: date, run_id: str, mode: int) -> Path:
     folder = lay.run_dir(night, run_id)
     folder.mkdir(parents=True, exist_ok=True, mode=af.dir_mode(mode))
     for d in (folder, folder.parent, lay.nights):
         os.chmod(d, af.dir_mode(mode))
+    return folder
+
+
+def _write_run_files(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema, night: date, run_id: str,
+                     frames: Mapping[str, object], mode: int) -> list[Path]:
+    """Write the run's tables as Parquet (those not staged already) and list them in
+    ``partitions``; returns the files written here."""
+    folder = _run_folder(lay, night, run_id, mode)
     written: list[Path] = []
     for table, data in frames.items():
         if data is None:
             continue
         path = folder / f"{table}.parquet"
-        rows = partitions.write_table(path, table, schema.run_tables[table], run_id, data, mode)  # type: ignore[arg-type]
-        if not path.exists():
-            continue
-        written.append(path)
+        if isinstance(data, partitions.Written):
+            if data.path.resolve() != path.resolve() or not path.exists():
+                raise ReconError(f"table {table}: the file staged for run {run_id!r} ({data.path.name}) is not in "
+                                 f"{lay.rel(folder)} any more; run the night again")
+            rows = data.rows
+        else:
+            rows = partitions.write_table(path, table, schema.run_tables[table], run_id, data, mode)  # type: ignore[arg-type]
+            if not path.exists():
+                continue
+            written.append(path)
         con.execute("INSERT INTO partitions VALUES (?, ?, ?, ?, ?, ?)",
                     [run_id, night, table, lay.rel(path), rows, partitions.columns_hash(schema.run_tables[table])])
     return written
+
+
+def _running_night(con: duckdb.DuckDBPyConnection, run_id: str) -> date:
+    found = con.execute("SELECT night, status FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    if not found:
+        raise ReconError(f"run {run_id!r} was never begun (call begin_run first)")
+    if found[0][1] != "running":  # its files, if any, are published: never touch them
+        raise ReconError(f"run {run_id!r} is {found[0][1]!r}, not 'running'; cannot finish it")
+    return found[0][0]
+
+
+def stage_run_files(db: Path, schema: Schema, run_id: str, frames: Mapping[str, object],
+                    need_bytes: int = 0) -> dict[str, partitions.Written]:
+    """Write a running run's tables as Parquet into its folder now, ahead of the ``commit``
+    that lists them (give it the result in ``run_files``), so that the caller can let the
+    frames go meanwhile. Until that commit nothing reads them; the files of a run that
+    fails first are removed by the next ``begin`` (its sweep). Call under the writer lock."""
+    lay = Layout(Path(db))
+    con = connect_readonly(lay.db)
+    try:
+        night = _running_night(con, run_id)
+    finally:
+        con.close()
+    mode = af.file_mode(lay.master)
+    af.check_free_space(lay.root, need_bytes, f"staging of {run_id}")
+    folder = _run_folder(lay, night, run_id, mode)
+    out: dict[str, partitions.Written] = {}
+    try:
+        for table, data in frames.items():
+            if data is None:
+                continue
+            path = folder / f"{table}.parquet"
+            rows = partitions.write_table(path, table, schema.run_tables[table], run_id, data, mode)  # type: ignore[arg-type]
+            if path.exists():
+                out[table] = partitions.Written(path, rows)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        if af.is_disk_full(exc):
+            raise af.DiskFullError(f"磁盘已满，本次写入已撤销 (disk full while staging the tables of {run_id} in "
+                                   f"{lay.root}; nothing was changed; free some space and run again)") from None
+        raise
+    return out
 
 
 def _referenced(con: duckdb.DuckDBPyConnection, lay: Layout) -> set[str]:
@@ -468,6 +523,7 @@ def commit(
     tmp = lay.tmp(tag)
     written: list[Path] = []
     new_dir: Path | None = None
+    staged: set[Path] = set()
     keep: set[str] = set()
     committed = False
     try:
@@ -489,13 +545,9 @@ def commit(
                 _migrate(con, lay, schema, mode)
             if run_files is not None:
                 night, run_id, frames = run_files
-                found = con.execute("SELECT night, status FROM runs WHERE run_id = ?", [run_id]).fetchall()
-                if not found:
-                    raise ReconError(f"run {run_id!r} was never begun (call begin_run first)")
-                if found[0][1] != "running":  # its files, if any, are published: never touch them
-                    raise ReconError(f"run {run_id!r} is {found[0][1]!r}, not 'running'; cannot finish it")
-                night = night or found[0][0]
+                night = night or _running_night(con, run_id)
                 new_dir = lay.run_dir(night, run_id)
+                staged = {d.path.resolve() for d in frames.values() if isinstance(d, partitions.Written)}
                 written = _write_run_files(con, lay, schema, night, run_id, frames, mode)
             change(con)
             if redeclared or migrate:
@@ -531,7 +583,12 @@ def commit(
                 p.unlink()
         shutil.rmtree(tmp.with_name(tmp.name + ".spill"), ignore_errors=True)
         if not committed and new_dir is not None:
-            shutil.rmtree(new_dir, ignore_errors=True)  # partly written files too
+            if staged:  # kept for a retry of the publish; the next run's sweep removes them otherwise
+                for p in new_dir.glob("*.parquet"):
+                    if p.resolve() not in staged:
+                        p.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(new_dir, ignore_errors=True)  # partly written files too
     try:  # past the commit point: a failure here must not make the caller think nothing happened
         _publish_copy(lay, mode)
     except OSError as exc:

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 
 from reconcile.errors import ReconError
 
-__all__ = ["POLARS_TYPES", "SLICE_ROWS", "columns_hash", "estimate_bytes", "view_sql", "write_schema_file", "write_table"]
+__all__ = ["POLARS_TYPES", "SLICE_ROWS", "Written", "columns_hash", "estimate_bytes", "view_sql", "write_schema_file", "write_table"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,15 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     "SMALLINT": pl.Int16(), "DOUBLE": pl.Float64(), "DATE": pl.Date(), "BOOLEAN": pl.Boolean(),
     "TIMESTAMPTZ": pl.Datetime("us", "UTC"),
 }
+
+
+@dataclass(frozen=True)
+class Written:
+    """One run table already in its Parquet file (``store.stage_tables``): the commit that
+    publishes the run lists it instead of writing it, so its frames could go before."""
+
+    path: Path
+    rows: int
 
 
 def _base_type(declared: str) -> str:
@@ -46,9 +56,10 @@ def columns_hash(columns: Mapping[str, str]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def estimate_bytes(frames: pl.DataFrame | Sequence[pl.DataFrame] | None) -> int:
-    """An upper bound of the Parquet bytes a table's frames need (compressed, it is less)."""
-    if frames is None:
+def estimate_bytes(frames: pl.DataFrame | Sequence[pl.DataFrame] | Written | None) -> int:
+    """An upper bound of the Parquet bytes a table's frames need (compressed, it is less);
+    a table already written needs none."""
+    if frames is None or isinstance(frames, Written):
         return 0
     items = [frames] if isinstance(frames, pl.DataFrame) else list(frames)
     return int(sum(f.estimated_size() for f in items))

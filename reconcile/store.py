@@ -96,6 +96,7 @@ __all__ = [
     "RunLock",
     "begin_run",
     "finish_run",
+    "stage_tables",
     "fail_run",
     "open_readonly",
     "TABLES",
@@ -387,13 +388,39 @@ def _item_refs(discrepancies: pl.DataFrame | Sequence[pl.DataFrame] | None) -> l
     return [f.select([c for c in ITEM_REF_COLUMNS if c in f.columns]) for f in frames]
 
 
+RunTables = Mapping[str, pl.DataFrame | Sequence[pl.DataFrame] | partitions.Written | None]
+
+
+def _run_frames(tables: RunTables) -> dict[str, Any]:
+    """``tables`` checked against the run tables, with ``item_refs`` from ``discrepancies``
+    unless given (or staged)."""
+    run_tables = [t for t in TABLES if t not in CATALOG_TABLES]  # read now: tables may be declared later
+    unknown = sorted(set(tables) - set(run_tables))
+    if unknown:
+        raise ValueError(f"unknown tables {unknown}; expected some of {run_tables}")
+    given = dict(tables)
+    if "item_refs" not in given and not isinstance(given.get("discrepancies"), partitions.Written):
+        given["item_refs"] = _item_refs(given.get("discrepancies"))
+    return {t: given[t] for t in run_tables if given.get(t) is not None}
+
+
+def stage_tables(db_path: Path, *, run_id: str, tables: RunTables) -> dict[str, partitions.Written]:
+    """``finish_run``'s tables written to the run's Parquet files now, before the night's
+    workbooks, so its largest frames (records, matches) need not stay in memory meanwhile;
+    pass the result to ``finish_run`` as its ``tables``. Nothing is published until then."""
+    frames = _run_frames(tables)
+    need = sum(partitions.estimate_bytes(f) for f in frames.values()) // 4
+    with writer(Path(db_path)):
+        return catalog.stage_run_files(Path(db_path), _schema(), run_id, frames, need_bytes=need)
+
+
 def finish_run(
     db_path: Path,
     *,
     run_id: str,
     finished_at: datetime,
     counts: dict,
-    tables: Mapping[str, pl.DataFrame | Sequence[pl.DataFrame] | None],
+    tables: RunTables,
     retention: StoreSettings | None = None,
     county: str | None = None,
     counties: dict | None = None,
@@ -403,7 +430,8 @@ def finish_run(
     and drop what is past ``retention`` (default: :class:`StoreSettings`'s defaults).
 
     ``tables`` maps table names (records, row_problems, matches, discrepancies, ...) to
-    frames, or to lists of frames (e.g. one per source: no need to concatenate them first);
+    frames, or to lists of frames (e.g. one per source: no need to concatenate them first),
+    or to what ``stage_tables`` wrote of them already;
     missing columns are stored as NULL, columns the table doesn't know are ignored, a
     ``run_id`` column in a frame is overwritten. A table not given gets no rows;
     ``item_refs`` is taken from ``discrepancies`` unless given.
@@ -412,14 +440,8 @@ def finish_run(
     (a province run): each county's status, error, counts and seconds; ``error``: why some
     counties failed while the others were published.
     """
-    run_tables = [t for t in TABLES if t not in CATALOG_TABLES]  # read now: tables may be declared later
-    unknown = sorted(set(tables) - set(run_tables))
-    if unknown:
-        raise ValueError(f"unknown tables {unknown}; expected some of {run_tables}")
+    frames = _run_frames(tables)
     keep = retention or StoreSettings()
-    given = dict(tables)
-    if "item_refs" not in given:
-        given["item_refs"] = _item_refs(given.get("discrepancies"))
 
     def change(con: duckdb.DuckDBPyConnection) -> None:
         status = _run_status(con, run_id)
@@ -445,7 +467,6 @@ def finish_run(
              _json(counties) if counties is not None else None, *(_count(counts.get(c)) for c in COUNT_COLUMNS), run_id])
         _apply_retention(con, keep)
 
-    frames = {t: given[t] for t in run_tables if given.get(t) is not None}
     need = sum(partitions.estimate_bytes(f) for f in frames.values()) // 4  # type: ignore[arg-type]
     _commit(Path(db_path), op="finish", tag=run_id, change=change, run_files=(None, run_id, frames), need_bytes=need)
 

@@ -36,6 +36,7 @@ from reconcile.store import (
     finish_run,
     open_readonly,
     read_item_map,
+    stage_tables,
 )
 
 NIGHT = date(2026, 11, 23)
@@ -220,6 +221,63 @@ def test_finish_rejects_bad_calls(db):
     with pytest.raises(ReconError, match="not 'running'"):
         finish_run(db, run_id="r1", finished_at=T0, counts={}, tables={})
     assert _leftovers(db) == []
+
+
+def _table_rows(db: Path) -> dict[str, list[tuple]]:
+    return {t: sorted(_q(db, f"SELECT * EXCLUDE (run_id) FROM {t}"), key=repr)
+            for t in TABLES if t not in CATALOG_TABLES}
+
+
+def test_staged_tables_publish_as_the_frames_would(db, tmp_path):
+    other = tmp_path / "other" / "recon.duckdb"
+    _run(other, "r1")
+    begin_run(db, run_id="r1", started_at=T0, night=NIGHT, as_of=NIGHT, parameters={"county": "433124"})
+    staged = stage_tables(db, run_id="r1", tables=_tables("r1"))
+    assert set(staged) == {t for t in TABLES if t not in CATALOG_TABLES}  # item_refs from discrepancies too
+    assert _q(db, "SELECT count(*) FROM partitions") == [(0,)]  # written, not published
+    finish_run(db, run_id="r1", finished_at=T0 + timedelta(minutes=5),
+               counts={"roster_rows": 2, "matched": 1, "not_found": 1, "extra": "x"}, tables=staged)
+    assert _table_rows(db) == _table_rows(other)
+    assert _q(db, "SELECT status FROM runs") == [("succeeded",)]
+    assert _leftovers(db) == []
+
+
+def test_staged_tables_of_a_failed_night_are_swept_by_the_next(db):
+    _run(db, "r1")
+    begin_run(db, run_id="r2", started_at=T0, night=NIGHT, as_of=NIGHT, parameters={})
+    stage_tables(db, run_id="r2", tables=_tables("r2"))
+    assert _parquet_runs(db) == {"r1", "r2"}
+    fail_run(db, run_id="r2", finished_at=T0, error="workbooks failed")
+    assert _q(db, "SELECT DISTINCT run_id FROM records") == [("r1",)]
+    with pytest.raises(ReconError, match="not 'running'"):
+        stage_tables(db, run_id="r2", tables=_tables("r2"))
+    begin_run(db, run_id="r3", started_at=T0, night=NIGHT, as_of=NIGHT, parameters={})
+    assert _parquet_runs(db) == {"r1"}
+
+
+def test_a_failed_publish_keeps_the_staged_files_for_its_retry(db, monkeypatch):
+    begin_run(db, run_id="r1", started_at=T0, night=NIGHT, as_of=NIGHT, parameters={})
+    staged = stage_tables(db, run_id="r1", tables=_tables("r1"))
+    calls = []
+
+    def fail_once(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(5, "input/output error")
+
+    monkeypatch.setattr(store.catalog, "_publish_copy", lambda *a, **k: None)
+    monkeypatch.setattr(store.catalog.af, "fsync_path", fail_once)
+    with pytest.raises(OSError):
+        finish_run(db, run_id="r1", finished_at=T0, counts={}, tables=staged)
+    assert all(w.path.exists() for w in staged.values())
+    monkeypatch.undo()
+    finish_run(db, run_id="r1", finished_at=T0, counts={}, tables=staged)
+    assert _q(db, "SELECT count(*) FROM records") == [(2,)]
+    begin_run(db, run_id="r2", started_at=T0, night=NIGHT, as_of=NIGHT, parameters={})
+    lost = stage_tables(db, run_id="r2", tables=_tables("r2"))
+    lost["matches"].path.unlink()
+    with pytest.raises(ReconError, match="matches: the file staged for run 'r2'"):
+        finish_run(db, run_id="r2", finished_at=T0, counts={}, tables=lost)
 
 
 def test_finish_error_leaves_published_file_untouched(db):
