@@ -156,7 +156,8 @@ def reconcile_records(ingested: ingest.IngestResult, settings: Settings, db: Pat
         # The hash of each item's locked workbook cells, stored so the import can tell edits.
         results = dataclasses.replace(results, discrepancies=report.with_row_hashes(results.discrepancies))
     log.info("policy: %s", results.policy.title if results.policy else "none found for this county (no subsidy check)")
-    staged = store.stage_tables(db, run_id=run_id, tables=pipeline.stored_tables(results, county))
+    with no_data_in_errors("staging the tables"):
+        staged = store.stage_tables(db, run_id=run_id, tables=pipeline.stored_tables(results, county))
     return Reconciled(results.discrepancies, results.eligible, results.counts, staged)
 
 

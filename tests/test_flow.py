@@ -86,6 +86,36 @@ def test_failed_run_is_marked_and_keeps_previous_results(harness, generated_coun
     assert len(list(reports.glob("*/*.xlsx"))) > 0
 
 
+def test_a_night_failing_at_its_workbooks_publishes_nothing_it_staged(harness, generated_county, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.nightly import nightly_reconciliation
+
+    county = generated_county(households=60, seed=11)
+    db, reports = tmp_path / "recon.duckdb", tmp_path / "reports"
+    run = dict(inbox=str(county / "inbox"), db=str(db), reports=str(reports))
+    nightly_reconciliation(**run)
+
+    def broken(*args, **kw):
+        raise ValueError("the workbook writer broke")
+
+    monkeypatch.setattr(report, "write_school_workbooks", broken)
+    with pytest.raises(Exception, match="workbook writer broke"):
+        nightly_reconciliation(**run)  # its tables were staged before the workbooks
+    [(failed,)] = _query(db, "select run_id from runs where status = 'failed'")
+    assert _query(db, "select count(distinct run_id) from records") == [(1,)]
+    nights = db.parent / f"{db.name}.d" / "nights"
+
+    def with_files() -> set[str]:
+        return {p.parent.name for p in nights.rglob("*.parquet")} - {"schema"}
+
+    assert failed in with_files()  # unpublished: no view reads them
+    monkeypatch.undo()
+    nightly_reconciliation(**run)  # its start sweeps the failed night's files
+    assert failed not in with_files()
+    assert dict(_query(db, "select status, count(*) from runs group by status")) == {
+        "succeeded": 1, "superseded": 1, "failed": 1}
+
+
 def _prefect_files() -> list[Path]:
     """The harness's Prefect database (with its WAL/journal) and local result storage."""
     from prefect.settings import get_current_settings
