@@ -26,7 +26,7 @@ from .model import Model, Session, encode, fit_model, level_counts
 from .names import in_charset, lookalike_chars
 
 __all__ = ["candidate_pairs", "blocking_figures", "compare_pairs", "score_pairs", "assign", "match_system", "link_system",
-           "SystemLinks", "BLOCKS", "SESSIONS", "USABLE"]
+           "SystemLinks", "BLOCKS", "SESSIONS", "USABLE", "MATCH_ONLY"]
 
 Progress = Callable[[str], None]
 # Blocking rules, strongest first; a pair found by several keeps the first.
@@ -53,6 +53,9 @@ ROSTER_COLS = [
     "name_norm", "name_py", "name_fz", "head_name_norm", "head_py", "head_fz", "head_id_norm", "head_id_status",
     "head_id_known", "town_key", "village_key", "stage",
 ]
+# Record columns normalize builds for matching alone: not stored, not read after matching
+# (a prefecture's records drop them before the rules, a few hundred megabytes).
+MATCH_ONLY = ("name_fz", "head_py", "head_fz")
 SYSTEM_COLS = [
     "rec", "id_norm", "id_status", "id_known", "id_birth", "id_gender", "gender_norm",
     "name_norm", "name_py", "name_fz", "head_name_norm", "head_py", "head_id_norm", "household", "town_key",

@@ -21,7 +21,7 @@ from .config import Settings
 from .fields import SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
-from .match import SystemLinks, link_system
+from .match import MATCH_ONLY, SystemLinks, link_system
 from .aside import link_recorded, matching_columns
 from .model import PARAMETER_COLUMNS, parameters_frame
 from .memory import compact
@@ -273,6 +273,7 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     records, problems, review_counts = normalize_corrected(ingested, settings, decisions, release=release_input)
     has_decisions = decisions is not None and decisions.height > 0
     linked = link_systems(records, settings, progress, aside)
+    records = {s: f.drop(MATCH_ONLY, strict=False) for s, f in records.items()}
     matches, model_parameters = linked.matches, linked.model_parameters
     review_counts.update(blocking_counts(linked.blocking))
     if has_decisions:

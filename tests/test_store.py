@@ -167,6 +167,12 @@ def test_records_columns_follow_fields():
     assert cols["id_birth"] == cols["birth"] == "DATE"
 
 
+def test_columns_built_for_matching_alone_are_not_stored():
+    from reconcile.match import MATCH_ONLY, ROSTER_COLS
+
+    assert set(MATCH_ONLY) <= set(ROSTER_COLS) and set(MATCH_ONLY).isdisjoint(TABLES["records"])
+
+
 def test_rerun_of_same_night_replaces_its_data(db):
     _run(db, "prev", night=NIGHT - timedelta(days=1))
     _run(db, "r1", n=3)
