@@ -278,6 +278,14 @@ def _run_folder(lay: Layout, night: date, run_id: str, mode: int) -> Path:
     return folder
 
 
+def _write_table_file(folder: Path, schema: Schema, table: str, run_id: str, data: object,
+                      mode: int) -> partitions.Written | None:
+    """One run table into ``<folder>/<table>.parquet``; None when it had no file to write."""
+    path = folder / f"{table}.parquet"
+    rows = partitions.write_table(path, table, schema.run_tables[table], run_id, data, mode)  # type: ignore[arg-type]
+    return partitions.Written(path, rows) if path.exists() else None
+
+
 def _write_run_files(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema, night: date, run_id: str,
                      frames: Mapping[str, object], mode: int) -> list[Path]:
     """Write the run's tables as Parquet (those not staged already) and list them in
@@ -287,20 +295,25 @@ def _write_run_files(con: duckdb.DuckDBPyConnection, lay: Layout, schema: Schema
     for table, data in frames.items():
         if data is None:
             continue
-        path = folder / f"{table}.parquet"
         if isinstance(data, partitions.Written):
-            if data.path.resolve() != path.resolve() or not path.exists():
+            if data.path.resolve() != (folder / f"{table}.parquet").resolve() or not data.path.exists():
                 raise ReconError(f"table {table}: the file staged for run {run_id!r} ({data.path.name}) is not in "
                                  f"{lay.rel(folder)} any more; run the night again")
-            rows = data.rows
+            done = data
         else:
-            rows = partitions.write_table(path, table, schema.run_tables[table], run_id, data, mode)  # type: ignore[arg-type]
-            if not path.exists():
+            done = _write_table_file(folder, schema, table, run_id, data, mode)
+            if done is None:
                 continue
-            written.append(path)
+            written.append(done.path)
         con.execute("INSERT INTO partitions VALUES (?, ?, ?, ?, ?, ?)",
-                    [run_id, night, table, lay.rel(path), rows, partitions.columns_hash(schema.run_tables[table])])
+                    [run_id, night, table, lay.rel(done.path), done.rows,
+                     partitions.columns_hash(schema.run_tables[table])])
     return written
+
+
+def _disk_full(what: str, lay: Layout) -> af.DiskFullError:
+    return af.DiskFullError(f"磁盘已满，本次写入已撤销 (disk full while {what} in {lay.root}; nothing was changed; "
+                            "free some space and run again)")
 
 
 def _running_night(con: duckdb.DuckDBPyConnection, run_id: str) -> date:
@@ -327,22 +340,14 @@ def stage_run_files(db: Path, schema: Schema, run_id: str, frames: Mapping[str, 
     mode = af.file_mode(lay.master)
     af.check_free_space(lay.root, need_bytes, f"staging of {run_id}")
     folder = _run_folder(lay, night, run_id, mode)
-    out: dict[str, partitions.Written] = {}
     try:
-        for table, data in frames.items():
-            if data is None:
-                continue
-            path = folder / f"{table}.parquet"
-            rows = partitions.write_table(path, table, schema.run_tables[table], run_id, data, mode)  # type: ignore[arg-type]
-            if path.exists():
-                out[table] = partitions.Written(path, rows)
+        return {table: done for table, data in frames.items() if data is not None
+                and (done := _write_table_file(folder, schema, table, run_id, data, mode)) is not None}
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         if af.is_disk_full(exc):
-            raise af.DiskFullError(f"磁盘已满，本次写入已撤销 (disk full while staging the tables of {run_id} in "
-                                   f"{lay.root}; nothing was changed; free some space and run again)") from None
+            raise _disk_full(f"staging the tables of {run_id}", lay) from None
         raise
-    return out
 
 
 def _referenced(con: duckdb.DuckDBPyConnection, lay: Layout) -> set[str]:
@@ -574,8 +579,7 @@ def commit(
         af.pause_point(op, "after_replace")
     except OSError as exc:
         if af.is_disk_full(exc):
-            raise af.DiskFullError(f"磁盘已满，本次写入已撤销 (disk full while writing {op} of {tag} in "
-                                   f"{lay.root}; nothing was changed; free some space and run again)") from None
+            raise _disk_full(f"writing {op} of {tag}", lay) from None
         raise
     finally:
         for p in (tmp, Path(f"{tmp}.wal")):
