@@ -216,12 +216,12 @@ def _system_frame(df: pl.DataFrame, settings: Settings, *, raw: bool, like: Sequ
     if raw:  # previous records: statuses as exported, map them like normalize does
         def code(col: str, table: str) -> pl.Expr:
             m = dict(settings.codes.get(table, {}))
-            return (pl.col(col).str.replace_all(r"\s+", "").replace_strict(m, default=None, return_dtype=pl.String)
+            return (pl.col(col).cast(pl.String).str.replace_all(r"\s+", "").replace_strict(m, default=None, return_dtype=pl.String)
                     if col in cols else pl.lit(None, pl.String))
         pov, dib = code("poverty_status", "poverty_status"), code("status", "dibao_status")
     else:
-        pov = pl.col("poverty_status_norm") if "poverty_status_norm" in cols else pl.lit(None, pl.String)
-        dib = pl.col("status_norm") if "status_norm" in cols else pl.lit(None, pl.String)
+        pov = pl.col("poverty_status_norm").cast(pl.String) if "poverty_status_norm" in cols else pl.lit(None, pl.String)
+        dib = pl.col("status_norm").cast(pl.String) if "status_norm" in cols else pl.lit(None, pl.String)
     opt = lambda c: pl.col(c) if c in cols else pl.lit(None, pl.String)  # noqa: E731
     return _keyed(df, settings, like).select(
         "household", *PLACE, "_town_name", "_village_name", "head_name", "id_norm",

@@ -5,7 +5,7 @@ Every column a spreadsheet may carry maps to one of these (see config/header_ali
 
 from __future__ import annotations
 
-__all__ = ["SOURCES", "SYSTEMS", "FIELDS", "REQUIRED", "ID_FIELDS", "LINEAGE", "PLACE_FIELDS"]
+__all__ = ["SOURCES", "SYSTEMS", "FIELDS", "REQUIRED", "ID_FIELDS", "LINEAGE", "PLACE_FIELDS", "FEW_VALUES"]
 
 SOURCES: tuple[str, ...] = ("roster", "dibao", "filing")
 SYSTEMS: tuple[str, ...] = ("dibao", "filing")
@@ -42,3 +42,14 @@ ID_FIELDS: tuple[str, ...] = ("id_number", "head_id")
 # Added to every source's records (reconcile/places.py): the place key anything compares or
 # groups on, and the name a report shows for it.
 PLACE_FIELDS: tuple[str, ...] = ("town_key", "village_key", "town_name", "village_name")
+
+# Record columns whose values come from a short list (a county's files and sheets, schools,
+# places, codes and statuses): after matching the records hold them as Categorical (one
+# 4-byte code a row instead of a 16-byte view and its text; on a prefecture, over a
+# gigabyte of the rules' peak). What leaves the chain as a table is text again.
+FEW_VALUES: tuple[str, ...] = (
+    "source", "stage", "grade", "class_name", "gender", "gender_norm", "ethnicity",
+    "boarding", "relation", "aid_item", "id_number_kind", "head_id_kind", "id_status",
+    "head_id_status", "id_gender", "id_region", "dibao_category", "status", "status_norm", "county_name",
+    "school_status", "household_type", "poverty_status", "poverty_status_norm", "exit_year",
+)

@@ -528,7 +528,7 @@ def score_pairs(pairs: pl.DataFrame, r: pl.DataFrame, s: pl.DataFrame, ms: Match
     kept = kept.with_columns(pl.col("via").cast(pl.String), *[pl.col(f"lv_{f}").cast(pl.String) for f in COMPARISONS])
     kept = kept.with_columns(bits[f].alias(f"bw_{f}") for f in COMPARISONS)
     weight = pl.col("weight")
-    kept = kept.with_columns((1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"), _why(model).alias("why"))
+    kept = kept.with_columns((1.0 / (1.0 + (2.0 ** (-weight)))).alias("score"), _why(model).cast(pl.Categorical).alias("why"))
     kept = kept.drop("_tf", *[f"bw_{f}" for f in COMPARISONS]).join(second, on="r", how="left", maintain_order="left")
     return _with_roster_identity(kept, r), model
 

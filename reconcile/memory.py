@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["compact", "fresh"]
+__all__ = ["compact", "fresh", "as_categories"]
 
 
 def fresh(expr: pl.Expr) -> pl.Expr:
@@ -31,3 +31,9 @@ def compact(df: pl.DataFrame) -> pl.DataFrame:
         if t == pl.String and df.height:
             df = df.with_columns(fresh(pl.col(c)))
     return df
+
+
+def as_categories(df: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """The same frame with those of ``columns`` it holds as text held as Categorical
+    (values, nulls and order unchanged)."""
+    return df.with_columns(pl.col(c).cast(pl.Categorical) for c in columns if df.schema.get(c) == pl.String)

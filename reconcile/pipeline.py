@@ -18,13 +18,13 @@ from schemas import DiscrepancySchema, MatchSchema, RowProblemSchema
 from schemas.policy import ExportProblemSchema, HouseholdChangeSchema
 
 from .config import Settings
-from .fields import SOURCES, SYSTEMS
+from .fields import FEW_VALUES, SOURCES, SYSTEMS
 from .ingest import PROBLEM_SCHEMA, IngestResult
 from . import review
 from .match import MATCH_ONLY, SystemLinks, link_system
 from .aside import link_recorded, matching_columns
 from .model import PARAMETER_COLUMNS, parameters_frame
-from .memory import compact
+from .memory import as_categories, compact
 from .names import name_forms
 from .normalize import normalize_source, observed_names
 from .notice import notice_rows
@@ -71,7 +71,7 @@ def choose_county_policy(records: dict[str, pl.DataFrame], settings: Settings, c
         return pol.choose_policy(settings.policies, county=county, region=county, school_year=year)
     filing = records.get("filing")
     if filing is not None and "county_name" in filing.columns:
-        name = _mode(filing["county_name"].str.strip_chars())
+        name = _mode(filing["county_name"].cast(pl.String).str.strip_chars())
         found = pol.choose_policy(settings.policies, county=name, school_year=year) if name else None
         if found:
             return found
@@ -273,7 +273,8 @@ def reconcile(ingested: IngestResult, settings: Settings, progress: Progress | N
     records, problems, review_counts = normalize_corrected(ingested, settings, decisions, release=release_input)
     has_decisions = decisions is not None and decisions.height > 0
     linked = link_systems(records, settings, progress, aside)
-    records = {s: f.drop(MATCH_ONLY, strict=False) for s, f in records.items()}
+    # Matching is done with the columns built for it alone; the rules read the rest, held small.
+    records = {s: as_categories(f.drop(MATCH_ONLY, strict=False), FEW_VALUES) for s, f in records.items()}
     matches, model_parameters = linked.matches, linked.model_parameters
     review_counts.update(blocking_counts(linked.blocking))
     if has_decisions:

@@ -517,10 +517,10 @@ def _in_places(places: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
 
 def _categories(links: pl.DataFrame, s: Settings) -> pl.DataFrame:
     """roster_rec → the policy categories of its qualifying households (建档立卡 / 低保 / 特困供养)."""
-    htype = pl.col("household_type").str.replace_all(r"\s+", "").replace_strict(
-        dict(s.codes.get("household_type", {})), default=pl.col("household_type"), return_dtype=pl.String)
-    dcat = pl.col("dibao_category").str.replace_all(r"\s+", "").replace_strict(
-        dict(s.codes.get("dibao_category", {})), default=pl.col("dibao_category"), return_dtype=pl.String)
+    htype = pl.col("household_type").cast(pl.String).str.replace_all(r"\s+", "").replace_strict(
+        dict(s.codes.get("household_type", {})), default=pl.col("household_type").cast(pl.String), return_dtype=pl.String)
+    dcat = pl.col("dibao_category").cast(pl.String).str.replace_all(r"\s+", "").replace_strict(
+        dict(s.codes.get("dibao_category", {})), default=pl.col("dibao_category").cast(pl.String), return_dtype=pl.String)
     if links.is_empty() or "qualifies" not in links.columns:
         return pl.DataFrame(schema={"roster_rec": pl.UInt32, "cats": pl.List(pl.String)})
     q = links.select("roster_rec", "system", "household_type", "dibao_category", "qualifies").filter("qualifies")
@@ -545,7 +545,7 @@ def _facts_frame(r: pl.DataFrame, s: Settings, policy: pol.Policy | None) -> pl.
     words = dict(s.codes.get("stage", {}))
     found = [pol.row_facts(stage, grade, school, boarding, policy, words) for stage, grade, school, boarding in uniq.iter_rows()]
     # built a column at a time: from row dicts, polars took longer than the facts themselves
-    facts = uniq.cast({c: pl.String for c in cols}).with_columns(
+    facts = uniq.with_columns(
         pl.Series("f_stages", [sorted(f.stages) for f in found], dtype=pl.List(pl.String)),
         pl.Series("f_year", [f.year for f in found], dtype=pl.Int32),
         pl.Series("f_boarding", [f.boarding for f in found], dtype=pl.Boolean),
@@ -716,7 +716,7 @@ def missed_eligible(n: _Night, systems: Mapping[str, pl.DataFrame]) -> pl.DataFr
     derived = [
         qualifies_expr(s, ctx.as_of).alias("qualifies"),
         _age(pl.col("id_birth"), ref).alias("_age"),
-        pl.col("school_status").str.replace_all(r"\s+", "").alias("_ss"),
+        pl.col("school_status").cast(pl.String).str.replace_all(r"\s+", "").alias("_ss"),
     ]
     # Who is expected and not covered is decided on a few columns of every record; the
     # record's other fields are fetched for the few left (lazily: only what is read is built).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandera.polars as pa
+import polars as pl
 
 from reconcile.fields import SOURCES
 from reconcile.vocabulary import KIND_CODES, SEVERITIES, SYSTEMS
@@ -38,7 +39,8 @@ class MatchSchema(pa.DataFrameModel):
     weight: float
     status: str = pa.Field(isin=["matched", "review"])
     via: str
-    why: str
+    # few distinct values over many pairs: held as categories in the chain, text in the store
+    why: pl.Categorical = pa.Field(coerce=True)
 
     class Config:
         strict = False
